@@ -1,0 +1,280 @@
+"""HwConfig: the single description of the accelerator.
+
+Everything else (RTL generator, simulator, golden model, CLI) reads hardware parameters from here and
+nowhere else. The object is frozen and validated at construction; errors name the dotted field, the
+value and what is allowed. This module imports neither Amaranth nor torch so anything can read it.
+
+Presets are YAML files in ``hwgen/configs`` written as differences from the base (the defaults below);
+a user file may start from a preset with ``base: NAME``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PRESET_DIR = "configs"
+
+
+class ConfigError(ValueError):
+    """One or more problems in a configuration; ``problems`` has one line per problem."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def _power_of_two(value: int, field: str, low: int, high: int) -> int:
+    if value < low or value > high or value & (value - 1):
+        raise ValueError(f"{value} is not allowed: must be a power of two in [{low}, {high}]")
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class EngineConfig(_Section):
+    """One DSA engine: R row units x L MAC lanes fed by a zero-detecting scanner."""
+
+    rows: int = Field(4, ge=1, le=16, description="row units R; rows go to whichever unit is free")
+    lanes: int = Field(16, description="MAC lanes L per row unit (columns of C per job)")
+    scan_bytes: int = Field(64, description="A elements zero-detected per cycle per row unit (one L1 line)")
+    operand_bits: Literal[8] = Field(8, description="A and B element width (int8; int4 is a later mode)")
+    acc_bits: int = Field(32, ge=16, le=64, description="accumulator width of C")
+    overflow: Literal["wrap", "saturate"] = Field("wrap", description="what the accumulator does past its range")
+    threshold: int = Field(0, ge=0, le=128, description="default |a| below which A counts as zero")
+
+    @field_validator("lanes")
+    @classmethod
+    def _lanes(cls, v: int) -> int:
+        return _power_of_two(v, "lanes", 2, 64)
+
+    @field_validator("scan_bytes")
+    @classmethod
+    def _scan(cls, v: int) -> int:
+        return _power_of_two(v, "scan_bytes", 8, 256)
+
+    @model_validator(mode="after")
+    def _scan_covers_lanes(self) -> "EngineConfig":
+        if self.scan_bytes < self.lanes:
+            raise ValueError(f"scan_bytes: {self.scan_bytes} is not allowed: must be >= lanes "
+                             f"({self.lanes}), since one L1 line holds a whole B segment")
+        return self
+
+
+class L1Config(_Section):
+    """Per-engine scratchpad for operands, plus the output buffer that holds C."""
+
+    bytes: int = Field(65536, description="operand scratchpad capacity")
+    banks: int = Field(4, description="scratchpad banks, interleaved by line")
+    out_bytes: int = Field(65536, description="output (accumulator) buffer capacity")
+
+    @field_validator("banks")
+    @classmethod
+    def _banks(cls, v: int) -> int:
+        return _power_of_two(v, "banks", 1, 16)
+
+    @field_validator("bytes", "out_bytes")
+    @classmethod
+    def _size(cls, v: int) -> int:
+        return _power_of_two(v, "bytes", 256, 1 << 26)
+
+
+class ClockConfig(_Section):
+    mhz: float = Field(1000.0, gt=0, le=5000, description="clock used to turn cycles into time")
+
+
+class HwConfig(_Section):
+    """The whole accelerator. Later sections (memory, scheduler) are added beside these."""
+
+    name: str = Field("base", pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    engine: EngineConfig = EngineConfig()
+    l1: L1Config = L1Config()
+    clock: ClockConfig = ClockConfig()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "HwConfig":
+        problems = []
+        min_l1 = self.l1.banks * self.line_bytes * 2
+        if self.l1.bytes < min_l1:
+            problems.append(f"l1.bytes: {self.l1.bytes} is too small: must be >= banks x line x 2 = {min_l1}")
+        if self.l1.out_bytes * 8 < self.out_line_bits * 2:
+            problems.append(f"l1.out_bytes: {self.l1.out_bytes} is too small: must hold >= 2 output lines "
+                            f"of {self.out_line_bits // 8} bytes")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    # ---- derived values: never store these, always ask the config ----
+    @property
+    def line_bytes(self) -> int:
+        """L1 line: one scan word of A, or scan_bytes/lanes B segments."""
+        return self.engine.scan_bytes
+
+    @property
+    def l1_lines(self) -> int:
+        return self.l1.bytes // self.line_bytes
+
+    @property
+    def lines_per_bank(self) -> int:
+        return self.l1_lines // self.l1.banks
+
+    @property
+    def out_line_bits(self) -> int:
+        """One output line = one job's result: L accumulators."""
+        return self.engine.lanes * self.engine.acc_bits
+
+    @property
+    def out_lines(self) -> int:
+        return self.l1.out_bytes * 8 // self.out_line_bits
+
+    @property
+    def macs_per_cycle(self) -> int:
+        return self.engine.rows * self.engine.lanes
+
+    @property
+    def acc_min(self) -> int:
+        return -(1 << (self.engine.acc_bits - 1))
+
+    @property
+    def acc_max(self) -> int:
+        return (1 << (self.engine.acc_bits - 1)) - 1
+
+    @property
+    def build_name(self) -> str:
+        return f"{self.name}-{self.digest()}"
+
+    def digest(self) -> str:
+        """Short content hash naming builds and results; the same config always gives the same digest."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:10]
+
+    def numeric(self) -> dict[str, Any]:
+        """The numbers the golden model needs, as plain values."""
+        return {"acc_bits": self.engine.acc_bits, "overflow": self.engine.overflow}
+
+    # ---- YAML in/out ----
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_yaml())
+
+
+# ---------------------------------------------------------------------------------------------------
+# construction with readable errors
+
+def _format_errors(err: ValidationError) -> list[str]:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-after"))
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            parent = loc.rpartition(".")[0]
+            allowed = _allowed_keys(parent)
+            lines.append(f"{loc}: unknown key (allowed: {', '.join(allowed)})")
+        elif e["type"] == "literal_error":
+            lines.append(f"{loc}: {e['input']!r} is not allowed: {msg}")
+        elif e["type"] == "value_error" and re.match(r"^[a-z_.]+: ", msg):
+            # model-level checks name their own field(s) relative to the section they live in
+            lines.extend(f"{loc}.{part}" if loc else part for part in msg.split("; "))
+        elif e["type"] == "value_error":
+            lines.append(f"{loc}: {e['input']!r} {msg}" if "is not allowed" not in msg else f"{loc}: {msg}")
+        else:
+            lines.append(f"{loc}: {e['input']!r} is not allowed: {msg}")
+    return lines
+
+
+def _allowed_keys(dotted: str) -> list[str]:
+    model: type[BaseModel] = HwConfig
+    for part in filter(None, dotted.split(".")):
+        model = model.model_fields[part].annotation  # type: ignore[assignment]
+    return list(model.model_fields)
+
+
+def from_dict(data: dict[str, Any]) -> HwConfig:
+    try:
+        return HwConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err)) from None
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys instead of keeping the last one."""
+
+
+def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError([f"{key}: duplicate key (line {key_node.start_mark.line + 1})"])
+        seen[key] = loader.construct_object(value_node, deep=deep)
+    return seen
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+def _load_yaml(text: str, origin: str) -> dict[str, Any]:
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)
+    except yaml.YAMLError as err:
+        raise ConfigError([f"{origin}: not valid YAML: {err}"]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{origin}: top level must be a mapping, got {type(data).__name__}"])
+    return data
+
+
+def _merge(base: dict[str, Any], diff: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in diff.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name.removesuffix(".yaml")
+                  for p in resources.files("hwgen").joinpath(PRESET_DIR).iterdir() if p.name.endswith(".yaml"))
+
+
+def _resolve(data: dict[str, Any], origin: str, depth: int = 0) -> dict[str, Any]:
+    """Apply ``base: PRESET`` chains; the innermost base is the defaults of HwConfig."""
+    base_name = data.pop("base", None)
+    if base_name is None:
+        return data
+    if depth > 8:
+        raise ConfigError([f"{origin}: base chain deeper than 8 presets (a loop?)"])
+    if base_name not in preset_names():
+        raise ConfigError([f"base: {base_name!r} is not a preset (allowed: {', '.join(preset_names())})"])
+    text = resources.files("hwgen").joinpath(PRESET_DIR, f"{base_name}.yaml").read_text()
+    return _merge(_resolve(_load_yaml(text, base_name), base_name, depth + 1), data)
+
+
+def load(name_or_path: str | Path) -> HwConfig:
+    """A preset name (``tiny``, ``default``) or a YAML file."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError([f"config: file {str(path)!r} does not exist"])
+        data = _load_yaml(path.read_text(), str(path))
+        origin = str(path)
+    elif str(name_or_path) in preset_names():
+        data = {"base": str(name_or_path)}
+        origin = str(name_or_path)
+    else:
+        raise ConfigError([f"config: {str(name_or_path)!r} is neither a preset "
+                           f"(allowed: {', '.join(preset_names())}) nor a YAML file"])
+    return from_dict(_resolve(data, origin))

@@ -1,0 +1,120 @@
+"""DSA engine: L1 scratchpad + R row units + output buffer, running one descriptor at a time.
+
+The dispatcher walks jobs (i, j) in row-major order, one per cycle, each to the lowest-numbered free row
+unit: a unit that drew a short row is free sooner and takes the next job, so long rows never serialise
+the engine. A round-robin writer gives unit u the output-buffer write port in cycles where
+``slot == u`` (slot counts 0..R-1 from the start); RowUnit.min_period makes that stall-free.
+
+Host side (until the memory hierarchy lands): ``fill`` writes L1 lines, ``start`` with ``desc`` runs one
+task, ``done`` rises (and stays) when every result is in the output buffer; ``cycles`` is the count from
+the start cycle (cycle 0) to the cycle that sees all work finished; ``out`` reads the output buffer.
+"""
+from amaranth import Module, Mux, Signal
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out, connect
+from amaranth.utils import ceil_log2
+
+from . import isa
+from .layout import Layout
+from .row_unit import DIM_BITS, RowUnit
+from .scratchpad import Scratchpad
+
+COUNTER_BITS = 32
+
+
+class DsaEngine(wiring.Component):
+    def __init__(self, cfg):
+        self._cfg = cfg
+        super().__init__({
+            "start": In(1),
+            "desc": In(isa.descriptor_layout()),
+            "busy": Out(1),
+            "done": Out(1),
+            "cycles": Out(COUNTER_BITS),
+            "elems": Out(COUNTER_BITS),   # marked elements processed (one L-lane MAC cycle each)
+            "fill": Out(memory.WritePort.Signature(addr_width=ceil_log2(cfg.l1_lines), shape=cfg.line_bytes * 8)),
+            "out": Out(memory.ReadPort.Signature(addr_width=ceil_log2(cfg.out_lines), shape=cfg.out_line_bits)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        R = cfg.engine.rows
+        lay = Layout.of(cfg)
+
+        m.submodules.l1 = l1 = Scratchpad(cfg, read_ports=3 * R)
+        connect(m, wiring.flipped(self.fill), l1.fill)
+        out_buf = memory.Memory(shape=cfg.out_line_bits, depth=cfg.out_lines, init=[])
+        m.submodules.out_buf = out_buf
+        out_wr = out_buf.write_port()
+        out_rd = out_buf.read_port(domain="sync")
+        m.d.comb += [out_rd.addr.eq(self.out.addr), out_rd.en.eq(self.out.en), self.out.data.eq(out_rd.data)]
+
+        task = Signal(isa.descriptor_layout())
+        nw, nbl, nbj = Signal(DIM_BITS), Signal(DIM_BITS), Signal(DIM_BITS)
+        m.d.comb += [nw.eq(lay.words(task.k)), nbl.eq(lay.b_row_lines(task.n)), nbj.eq(lay.blocks(task.n))]
+
+        running = self.busy
+        slot = Signal(range(max(R, 2)))
+        job_i, job_j = Signal(DIM_BITS), Signal(DIM_BITS)
+        all_dispatched = job_i == task.m
+
+        units = []
+        for u in range(R):
+            unit = RowUnit(cfg)
+            m.submodules[f"unit{u}"] = unit
+            units.append(unit)
+            m.d.comb += [unit.task.eq(task), unit.nw.eq(nw), unit.nbl.eq(nbl), unit.nbj.eq(nbj),
+                         unit.job_i.eq(job_i), unit.job_j.eq(job_j),
+                         unit.result_taken.eq(unit.result_pending & (slot == u))]
+            connect(m, unit.a_port, l1.read[3 * u])
+            connect(m, unit.v_port, l1.read[3 * u + 1])
+            connect(m, unit.b_port, l1.read[3 * u + 2])
+
+        # dispatch: the lowest-numbered free unit takes the next job
+        can_dispatch = running & ~all_dispatched
+        for u, unit in enumerate(units):
+            lower_free = [v.free for v in units[:u]]
+            chosen = unit.free
+            for f in lower_free:
+                chosen = chosen & ~f
+            m.d.comb += unit.job_valid.eq(can_dispatch & chosen)
+        dispatched = can_dispatch & _any(unit.free for unit in units)
+        with m.If(dispatched):
+            with m.If(job_j == nbj - 1):
+                m.d.sync += [job_j.eq(0), job_i.eq(job_i + 1)]
+            with m.Else():
+                m.d.sync += job_j.eq(job_j + 1)
+
+        # round-robin writer into the output buffer
+        with m.Switch(slot):
+            for u, unit in enumerate(units):
+                with m.Case(u):
+                    m.d.comb += [out_wr.en.eq(unit.result_pending), out_wr.addr.eq(unit.result_line),
+                                 out_wr.data.eq(unit.result)]
+
+        # start / done / counters
+        finished = running & all_dispatched & _all(unit.quiet for unit in units)
+        with m.If(running):
+            m.d.sync += [self.cycles.eq(self.cycles + 1), slot.eq(Mux(slot == R - 1, 0, slot + 1))]
+            m.d.sync += self.elems.eq(self.elems + sum(unit.elem for unit in units))
+            with m.If(finished):
+                m.d.sync += [running.eq(0), self.done.eq(1)]
+        with m.Elif(self.start):
+            m.d.sync += [task.eq(self.desc), running.eq(1), self.done.eq(0), self.cycles.eq(0),
+                         self.elems.eq(0), slot.eq(0), job_i.eq(0), job_j.eq(0)]
+        return m
+
+
+def _any(bits):
+    out = 0
+    for b in bits:
+        out = out | b
+    return out
+
+
+def _all(bits):
+    out = 1
+    for b in bits:
+        out = out & b
+    return out
