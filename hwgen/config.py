@@ -200,6 +200,8 @@ def _allowed_keys(dotted: str) -> list[str]:
 
 
 def from_dict(data: dict[str, Any]) -> HwConfig:
+    """A config from plain data; ``base: PRESET`` starts from that preset instead of the defaults."""
+    data = _resolve(dict(data), "config") if "base" in data else data
     try:
         return HwConfig.model_validate(data)
     except ValidationError as err:
@@ -277,4 +279,4 @@ def load(name_or_path: str | Path) -> HwConfig:
     else:
         raise ConfigError([f"config: {str(name_or_path)!r} is neither a preset "
                            f"(allowed: {', '.join(preset_names())}) nor a YAML file"])
-    return from_dict(_resolve(data, origin))
+    return from_dict(_resolve(data, origin))  # base already applied

@@ -23,6 +23,16 @@ COUNTER_BITS = 32
 
 
 class DsaEngine(wiring.Component):
+    #: the start cycle is cycle 0; descriptor registers are valid and dispatch begins in cycle 1
+    first_dispatch_cycle = 1
+    #: ``done`` is decided in the cycle after the last output-buffer write; ``cycles`` counts up to it
+    done_delay = 1
+
+    @staticmethod
+    def write_slot(cycle: int, rows: int) -> int:
+        """Which row unit owns the output-buffer write port in ``cycle`` (counted from the start)."""
+        return (cycle - 1) % rows
+
     def __init__(self, cfg):
         self._cfg = cfg
         super().__init__({

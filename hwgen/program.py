@@ -42,11 +42,18 @@ class Program:
     def fields(self) -> list[dict[str, int]]:
         return [isa.unpack(d) for d in self.descriptors]
 
+    def work(self) -> dict[str, int]:
+        """MACs the task needs: useful ones have a nonzero A element at or above the threshold."""
+        (f,) = self.fields
+        a = self.tensors["A"].astype(np.int16)
+        useful = int(((a != 0) & (np.abs(a) >= f["threshold"])).sum()) * f["n"]
+        return {"useful_macs": useful, "dense_macs": f["m"] * f["k"] * f["n"]}
+
 
 @dataclass
 class Result:
     outputs: dict[str, np.ndarray]
-    cycles: int
+    cycles: int | None  # None where the executor has no notion of time (golden)
     stats: dict[str, Any] = field(default_factory=dict)
 
 
@@ -147,19 +154,5 @@ def compile_matmul(cfg: HwConfig, a: np.ndarray, b: np.ndarray, kernel: str = "s
                    tensors={"A": a, "B": b})
 
 
-def random_operands(m: int, k: int, n: int, density: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A with the given fraction of nonzeros (exact per matrix), dense B; values cover the full int8 range."""
-    if not 0.0 <= density <= 1.0:
-        raise OperandError(f"density: {density} is not allowed (allowed: 0.0..1.0)")
-    rng = np.random.default_rng(seed)
-    a = rng.integers(-128, 128, size=(m, k), dtype=np.int16)
-    a[a == 0] = 1
-    keep = np.zeros(m * k, dtype=bool)
-    keep[rng.permutation(m * k)[:round(density * m * k)]] = True
-    a = np.where(keep.reshape(m, k), a, 0).astype(np.int8)
-    b = rng.integers(-128, 128, size=(k, n), dtype=np.int16).astype(np.int8)
-    return a, b
-
-
 __all__ = ["Program", "Result", "OutputSpec", "OperandError", "compile_matmul", "bitmask_encode",
-           "random_operands", "KERNELS", "A_FORMATS", "PTR_BYTES"]
+           "KERNELS", "A_FORMATS", "PTR_BYTES"]

@@ -11,7 +11,7 @@ Back end (pipelined behind the front end, so the next job starts while this one 
 Timing, read by the simulator from the properties below (Σ = sum over words of max(1, marked)):
   job accepted in cycle td  -> last encode cycle te = td + front_latency + Σ - 1;
   the unit takes a new job from max(te, td + min_period) on; result ready in cycle te + result_latency.
-``min_period`` = R keeps results from one unit at least R cycles apart, so the round-robin writer
+``min_period(cfg)`` = R keeps results from one unit at least R cycles apart, so the round-robin writer
 (one slot per unit every R cycles) never stalls a unit.
 """
 from amaranth import Cat, Module, Mux, Signal, signed, unsigned
@@ -51,19 +51,15 @@ class RowUnit(wiring.Component):
         })
 
     # ---- timing contract (the simulator reads these) ----
-    @property
-    def front_latency(self) -> int:
-        """Cycles from accepting a job to its first encode cycle: read word 0, detect it."""
-        return 1 + Scratchpad.READ_LATENCY
+    #: cycles from accepting a job to its first encode cycle: latch the job, read word 0, detect it
+    front_latency = 1 + Scratchpad.READ_LATENCY + 1
+    #: cycles from the last encode cycle to the result being ready: read B, then the MAC pipeline
+    result_latency = Scratchpad.READ_LATENCY + MacLanes.latency
 
-    @property
-    def result_latency(self) -> int:
-        """Cycles from the last encode cycle to the result being ready: read B, then the MAC pipeline."""
-        return Scratchpad.READ_LATENCY + MacLanes.latency
-
-    @property
-    def min_period(self) -> int:
-        return self._cfg.engine.rows
+    @staticmethod
+    def min_period(cfg) -> int:
+        """Shortest time between two jobs on one unit: R, one round of the output writer."""
+        return cfg.engine.rows
 
     def elaborate(self, platform):
         m = Module()
@@ -146,7 +142,7 @@ class RowUnit(wiring.Component):
         with m.If(final):
             m.d.sync += busy.eq(0)
         with m.If(self.job_valid):
-            m.d.sync += [busy.eq(1), first.eq(1), cool.eq(R - 1), fw.eq(0), row_i.eq(self.job_i),
+            m.d.sync += [busy.eq(1), first.eq(1), cool.eq(self.min_period(cfg) - 1), fw.eq(0), row_i.eq(self.job_i),
                          row_word.eq(self.job_i * self.nw), job_j.eq(self.job_j),
                          c_line.eq(lay.c_line(task.c_addr, self.job_i * self.nbj, self.job_j))]
 

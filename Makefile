@@ -1,0 +1,49 @@
+# dsa: thin wrapper; every target installs what it needs into .venv by itself.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# re-install whenever the pinned dependencies change
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+JOBS   ?= 2
+
+.PHONY: setup demo test test-full rtl bench lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	rm -f $(VENV)/.installed-*; touch $@
+
+setup: $(STAMP)
+
+## demo: Verilog for the default preset, then one workload through golden, simulator and RTL
+demo: setup
+	$(BIN)/dsa generate --config default --out rtl_out
+	$(BIN)/dsa compare --config default --m 64 --k 256 --n 64 --density 0.1 --seed 0
+
+## test: the CI suite (< 30 min on 2 cores)
+test: setup
+	$(BIN)/python -m pytest -n $(JOBS) -m "not full" -q
+
+## test-full: adds the long regressions (more seeds, bigger shapes)
+test-full: setup
+	$(BIN)/python -m pytest -n $(JOBS) -q
+
+## rtl: generate Verilog for every preset into rtl_out/
+rtl: setup
+	for c in $$($(BIN)/python -c "from hwgen.config import preset_names; print(' '.join(preset_names()))"); do \
+	  $(BIN)/dsa generate --config $$c --out rtl_out || exit 1; done
+
+## bench: speedup vs density (RTL and sim) and simulator vs RTL wall time
+bench: setup
+	$(BIN)/python -m sim.bench
+
+## lint: Python (ruff) and the generated Verilog (verilator --lint-only with the waiver file)
+lint: setup
+	$(BIN)/ruff check hwgen sim golden tests
+	$(BIN)/dsa lint --config tiny
+	$(BIN)/dsa lint --config default
+
+clean:
+	rm -rf build .pytest_cache results
+	find rtl_out -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

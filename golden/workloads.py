@@ -1,0 +1,47 @@
+"""Operand generators for tests, `dsa run`, `dsa verify` and the benchmark (numpy int8, seeded)."""
+from __future__ import annotations
+
+import numpy as np
+
+from hwgen.program import OperandError
+
+
+def _nonzero_int8(rng: np.random.Generator, shape) -> np.ndarray:
+    x = rng.integers(-128, 128, size=shape, dtype=np.int16)
+    x[x == 0] = 1
+    return x.astype(np.int8)
+
+
+def random_operands(m: int, k: int, n: int, density: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A with exactly round(density*M*K) nonzeros at random places; dense B; full int8 range."""
+    if not 0.0 <= density <= 1.0:
+        raise OperandError(f"density: {density} is not allowed (allowed: 0.0..1.0)")
+    for name, v in (("m", m), ("k", k), ("n", n)):
+        if not 1 <= v < 1 << 16:
+            raise OperandError(f"{name}: {v} is not allowed (allowed: 1..65535)")
+    rng = np.random.default_rng(seed)
+    keep = np.zeros(m * k, dtype=bool)
+    keep[rng.permutation(m * k)[:round(density * m * k)]] = True
+    a = np.where(keep.reshape(m, k), _nonzero_int8(rng, (m, k)), 0).astype(np.int8)
+    return a, rng.integers(-128, 128, size=(k, n), dtype=np.int16).astype(np.int8)
+
+
+def skewed_operands(m: int, k: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of very different length: a few dense rows, the rest nearly or wholly empty."""
+    rng = np.random.default_rng(seed)
+    a = np.zeros((m, k), dtype=np.int8)
+    for i in range(m):
+        density = (1.0, 0.5, 0.02, 0.0)[i % 4]
+        cols = rng.permutation(k)[:round(density * k)]
+        a[i, cols] = _nonzero_int8(rng, cols.size)
+    return a, rng.integers(-128, 128, size=(k, n), dtype=np.int16).astype(np.int8)
+
+
+def extreme_operands(m: int, k: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Max-magnitude operands (-128 and 127) whose sums leave narrow accumulators in both directions."""
+    rng = np.random.default_rng(seed)
+    a = np.full((m, k), -128, dtype=np.int8)
+    b = np.where(rng.random((k, n)) < 0.5, -128, 127).astype(np.int8)
+    b[:, 0] = -128   # column 0: (-128)(-128) k times, far past the positive limit
+    b[:, -1] = 127   # last column: far past the negative limit
+    return a, b

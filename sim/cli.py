@@ -1,0 +1,206 @@
+"""`dsa`: generate Verilog, run a kernel on one backend, cross-check all three.
+
+Exit codes: 0 success; 1 a verification mismatch; 2 bad input (config, tensors, options);
+3 a missing or failing toolchain.
+"""
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hwgen import config as hwconfig
+from hwgen.program import A_FORMATS, KERNELS, OperandError, compile_matmul
+
+from .backends import BACKENDS, DEFAULT_BUILD_ROOT, run_programs
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Generator, cycle simulator and verifier of the DSA dynamic-sparsity engine.")
+console = Console()
+err = Console(stderr=True)
+
+Kernel = Enum("Kernel", {k: k for k in KERNELS}, type=str)
+Format = Enum("Format", {f: f for f in A_FORMATS}, type=str)
+Backend = Enum("Backend", {b: b for b in BACKENDS}, type=str)
+
+CONFIG_HELP = f"preset name ({', '.join(hwconfig.preset_names())}) or a YAML file"
+
+
+def _fail(code: int, lines: list[str]) -> None:
+    for line in lines:
+        err.print(f"[red]error:[/red] {line}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _load_config(name: str) -> hwconfig.HwConfig:
+    try:
+        return hwconfig.load(name)
+    except hwconfig.ConfigError as e:
+        _fail(2, e.problems)
+
+
+def _toolchain_errors():
+    from .runner import ToolchainError
+    return ToolchainError
+
+
+@app.command()
+def generate(config: str = typer.Option("default", "--config", help=CONFIG_HELP),
+             out: Path = typer.Option(Path("rtl_out"), "--out", help="folder; the build goes to OUT/<name>-<digest>/")):
+    """Write the Verilog of CONFIG and its sidecars (config.json, component.json, README.md)."""
+    from hwgen.build import generate as gen
+    cfg = _load_config(config)
+    folder = gen(cfg, out)
+    console.print(f"wrote {folder}/")
+
+
+def _load_npy(path: Path, name: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        _fail(2, [f"--{name.lower()}: cannot read {str(path)!r} as a .npy array: {e}"])
+
+
+@app.command()
+def run(config: str = typer.Option("default", "--config", help=CONFIG_HELP),
+        kernel: Kernel = typer.Option(Kernel.spmm, "--kernel"),
+        backend: Backend = typer.Option(Backend.sim, "--backend"),
+        out: Path = typer.Option(..., "--out", help="folder for result.json and c.npy"),
+        a: Optional[Path] = typer.Option(None, "--a", help="A as an int8 .npy (M x K)"),
+        b: Optional[Path] = typer.Option(None, "--b", help="B as an int8 .npy (K x N)"),
+        m: int = typer.Option(64, "--m"), k: int = typer.Option(256, "--k"), n: int = typer.Option(64, "--n"),
+        density: float = typer.Option(0.1, "--density", help="fraction of nonzeros in generated A"),
+        seed: int = typer.Option(0, "--seed"),
+        a_format: Format = typer.Option(Format.dense, "--format", help="how A is stored in L1"),
+        threshold: Optional[int] = typer.Option(None, "--threshold", help="|a| below this counts as zero "
+                                                "(default: the config's engine.threshold)"),
+        device: str = typer.Option("cpu", "--device", help="golden backend: cpu, cuda or auto"),
+        build_root: Path = typer.Option(DEFAULT_BUILD_ROOT, "--build-root", help="RTL build cache")):
+    """Run one kernel on one backend; write OUT/result.json and OUT/c.npy."""
+    from golden.workloads import random_operands
+    cfg = _load_config(config)
+    try:
+        if (a is None) != (b is None):
+            _fail(2, ["--a and --b go together (or give neither and use --m/--k/--n/--density/--seed)"])
+        if a is not None:
+            A, B = _load_npy(a, "A"), _load_npy(b, "B")
+            origin = {"a": str(a), "b": str(b)}
+        else:
+            A, B = random_operands(m, k, n, density, seed)
+            origin = {"density": density, "seed": seed}
+        program = compile_matmul(cfg, A, B, kernel.value, a_format.value, threshold)
+        (result,) = run_programs(backend.value, cfg, [program], device=device, build_root=build_root)
+    except OperandError as e:
+        _fail(2, [str(e)])
+    except _toolchain_errors() as e:
+        _fail(3, [str(e)])
+    work = program.work()
+    cycles = result.cycles
+    record = {"kernel": kernel.value, "format": a_format.value, "backend": backend.value,
+              "config": cfg.name, "config_digest": cfg.digest(),
+              "m": int(A.shape[0]), "k": int(A.shape[1]), "n": int(B.shape[1]),
+              "threshold": program.fields[0]["threshold"], **origin,
+              "cycles": cycles, **work,
+              "utilization": work["useful_macs"] / (cycles * cfg.macs_per_cycle) if cycles else None,
+              "time_us": cycles / cfg.clock.mhz if cycles else None,
+              "wall_s": result.stats.get("wall_s"),
+              "stats": result.stats}
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / "c.npy", result.outputs["C"])
+    (out / "result.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    console.print(f"{backend.value}: {kernel.value} {a_format.value} {record['m']}x{record['k']}x{record['n']} "
+                  f"cycles={cycles} utilization={record['utilization'] if cycles else '-'} -> {out}/")
+
+
+@app.command()
+def verify(config: str = typer.Option("tiny", "--config", help=CONFIG_HELP),
+           seeds: int = typer.Option(1, "--seeds", min=1, help="random seeds per case"),
+           build_root: Path = typer.Option(DEFAULT_BUILD_ROOT, "--build-root", help="RTL build cache")):
+    """Run the standard case set through golden, sim and RTL; exit 0 only if all agree bit for bit
+    and sim cycles equal RTL cycles."""
+    from .verify import cross_check, standard_cases
+    cfg = _load_config(config)
+    try:
+        rows = cross_check(cfg, standard_cases(cfg, seeds), build_root=build_root)
+    except OperandError as e:
+        _fail(2, [str(e)])
+    except _toolchain_errors() as e:
+        _fail(3, [str(e)])
+    table = Table(title=f"dsa verify --config {cfg.name} ({cfg.build_name})")
+    for col in ("case", "outputs", "sim cycles", "rtl cycles", "cycles"):
+        table.add_column(col, justify="left" if col == "case" else "right")
+    for row in rows:
+        table.add_row(row.label, _mark(row.outputs_equal), str(row.results["sim"].cycles),
+                      str(row.results["rtl"].cycles), _mark(row.cycles_equal))
+    console.print(table)
+    bad = [r for r in rows if not r.ok]
+    console.print(f"{len(rows) - len(bad)} passed, {len(bad)} failed")
+    if bad:
+        raise typer.Exit(1)
+
+
+@app.command()
+def compare(config: str = typer.Option("default", "--config", help=CONFIG_HELP),
+            kernel: Kernel = typer.Option(Kernel.spmm, "--kernel"),
+            a_format: Format = typer.Option(Format.dense, "--format"),
+            m: int = typer.Option(64, "--m"), k: int = typer.Option(256, "--k"), n: int = typer.Option(64, "--n"),
+            density: float = typer.Option(0.1, "--density"), seed: int = typer.Option(0, "--seed"),
+            build_root: Path = typer.Option(DEFAULT_BUILD_ROOT, "--build-root", help="RTL build cache")):
+    """Run one generated workload through golden, sim and RTL and print them side by side."""
+    from golden.workloads import random_operands
+
+    from .verify import Case, cross_check
+    cfg = _load_config(config)
+    try:
+        A, B = random_operands(m, k, n, density, seed)
+        program = compile_matmul(cfg, A, B, kernel.value, a_format.value)
+        (row,) = cross_check(cfg, [Case("workload", program)], build_root=build_root)
+    except OperandError as e:
+        _fail(2, [str(e)])
+    except _toolchain_errors() as e:
+        _fail(3, [str(e)])
+    work = program.work()
+    table = Table(title=f"{kernel.value} {a_format.value} {m}x{k}x{n} density {density} on {cfg.build_name} "
+                        f"({cfg.engine.rows}x{cfg.engine.lanes} MACs)")
+    for col in ("backend", "C == golden", "cycles", "utilization", "wall s"):
+        table.add_column(col, justify="left" if col == "backend" else "right")
+    ref = row.results["golden"].outputs["C"]
+    for name, res in row.results.items():
+        util = f"{work['useful_macs'] / (res.cycles * cfg.macs_per_cycle):.3f}" if res.cycles else "-"
+        table.add_row(name, _mark(np.array_equal(res.outputs["C"], ref)), str(res.cycles or "-"), util,
+                      f"{res.stats['wall_s']:.4f}")
+    console.print(table)
+    console.print(f"useful MACs {work['useful_macs']} of {work['dense_macs']} dense; "
+                  f"sim cycles {'==' if row.cycles_equal else '!='} RTL cycles")
+    if not row.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def lint(config: str = typer.Option("tiny", "--config", help=CONFIG_HELP),
+         build_root: Path = typer.Option(DEFAULT_BUILD_ROOT, "--build-root", help="RTL build cache")):
+    """verilator --lint-only -Wall on the generated Verilog, with only the waivers in sim/tb/waivers.vlt."""
+    from .runner import lint as run_lint
+    cfg = _load_config(config)
+    try:
+        ok, output = run_lint(cfg, build_root)
+    except _toolchain_errors() as e:
+        _fail(3, [str(e)])
+    if not ok:
+        err.print(output)
+        raise typer.Exit(1)
+    console.print(f"lint clean: {cfg.build_name}")
+
+
+def _mark(ok: bool) -> str:
+    return "[green]equal[/green]" if ok else "[red]DIFFER[/red]"
+
+
+if __name__ == "__main__":
+    app()

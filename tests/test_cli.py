@@ -1,0 +1,115 @@
+"""The `dsa` command line: its contract for scripts (files written, exit codes, error lines)."""
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from sim.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_generate_is_deterministic(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    assert invoke("generate", "--config", "tiny", "--out", first).exit_code == 0
+    assert invoke("generate", "--config", "tiny", "--out", second).exit_code == 0
+    (folder,) = first.iterdir()
+    assert folder.name.startswith("tiny-")
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["README.md", "component.json", "config.json", "tiny.v"]
+    for name in names:
+        assert (folder / name).read_bytes() == (second / folder.name / name).read_bytes(), name
+    assert "module dsa_tiny(" in (folder / "tiny.v").read_text()
+    assert json.loads((folder / "config.json").read_text())["digest"] == folder.name.split("-")[1]
+
+
+def test_bad_config_exits_2_with_one_line_per_problem(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("base: tiny\nengine:\n  lanes: 12\n  color: red\nl1:\n  banks: 3\n")
+    result = invoke("generate", "--config", bad, "--out", tmp_path)
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert lines == [
+        "error: engine.lanes: 12 is not allowed: must be a power of two in [2, 64]",
+        "error: engine.color: unknown key (allowed: rows, lanes, scan_bytes, operand_bits, acc_bits, overflow, "
+        "threshold)",
+        "error: l1.banks: 3 is not allowed: must be a power of two in [1, 16]",
+    ]
+
+
+def test_unknown_preset_exits_2():
+    result = invoke("run", "--config", "huge", "--out", "x")
+    assert result.exit_code == 2
+    assert "error: config: 'huge' is neither a preset (allowed: default, tiny) nor a YAML file" in result.output
+
+
+def test_run_sim_writes_result_and_c(tmp_path):
+    result = invoke("run", "--config", "tiny", "--backend", "sim", "--m", 9, "--k", 40, "--n", 7,
+                    "--density", 0.25, "--seed", 3, "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "result.json").read_text())
+    for key in ("kernel", "backend", "config_digest", "cycles", "useful_macs", "dense_macs", "utilization",
+                "wall_s"):
+        assert key in record
+    assert record["dense_macs"] == 9 * 40 * 7
+    assert record["useful_macs"] == round(0.25 * 9 * 40) * 7
+    assert 0 < record["utilization"] <= 1
+    c = np.load(tmp_path / "c.npy")
+    assert c.shape == (9, 7) and c.dtype == np.int64
+
+
+def test_run_from_npy_matches_numpy(tmp_path):
+    rng = np.random.default_rng(0)
+    a = rng.integers(-128, 128, (5, 20)).astype(np.int8)
+    b = rng.integers(-128, 128, (20, 6)).astype(np.int8)
+    np.save(tmp_path / "a.npy", a)
+    np.save(tmp_path / "b.npy", b)
+    result = invoke("run", "--config", "tiny", "--backend", "golden", "--a", tmp_path / "a.npy",
+                    "--b", tmp_path / "b.npy", "--format", "bitmask", "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(np.load(tmp_path / "out" / "c.npy"), a.astype(np.int64) @ b)
+    assert json.loads((tmp_path / "out" / "result.json").read_text())["cycles"] is None
+
+
+@pytest.mark.parametrize("a_arr, b_arr, message", [
+    (np.zeros((4, 8), np.float32), np.zeros((8, 4), np.int8), "A: dtype float32 is not allowed (allowed: int8)"),
+    (np.zeros((4, 8), np.int8), np.zeros((7, 4), np.int8), "B: shape (7, 4) does not match A (4, 8)"),
+    (np.zeros((4, 8, 1), np.int8), np.zeros((8, 4), np.int8), "A: shape (4, 8, 1) is not allowed"),
+    (np.ones((200, 200), np.int8), np.ones((200, 200), np.int8), "l1.bytes = 4096"),
+])
+def test_bad_tensors_exit_2_without_traceback(tmp_path, a_arr, b_arr, message):
+    np.save(tmp_path / "a.npy", a_arr)
+    np.save(tmp_path / "b.npy", b_arr)
+    result = invoke("run", "--config", "tiny", "--backend", "sim", "--a", tmp_path / "a.npy", "--b",
+                    tmp_path / "b.npy", "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_unreadable_npy_exits_2(tmp_path):
+    (tmp_path / "a.npy").write_text("not numpy")
+    result = invoke("run", "--config", "tiny", "--a", tmp_path / "a.npy", "--b", tmp_path / "a.npy",
+                    "--out", tmp_path / "o")
+    assert result.exit_code == 2
+    assert "--a: cannot read" in result.output
+
+
+def test_help_texts():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("generate", "run", "verify", "compare", "lint"):
+        assert command in result.output
+
+
+@pytest.mark.rtl
+def test_verify_tiny_passes(build_root):
+    result = invoke("verify", "--config", "tiny", "--build-root", build_root)
+    assert result.exit_code == 0, result.output
+    assert " 0 failed" in result.output
