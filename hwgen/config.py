@@ -30,7 +30,7 @@ class ConfigError(ValueError):
         super().__init__("\n".join(problems))
 
 
-def _power_of_two(value: int, field: str, low: int, high: int) -> int:
+def _power_of_two(value: int, low: int, high: int) -> int:
     if value < low or value > high or value & (value - 1):
         raise ValueError(f"{value} is not allowed: must be a power of two in [{low}, {high}]")
     return value
@@ -54,12 +54,12 @@ class EngineConfig(_Section):
     @field_validator("lanes")
     @classmethod
     def _lanes(cls, v: int) -> int:
-        return _power_of_two(v, "lanes", 2, 64)
+        return _power_of_two(v, 2, 64)
 
     @field_validator("scan_bytes")
     @classmethod
     def _scan(cls, v: int) -> int:
-        return _power_of_two(v, "scan_bytes", 8, 256)
+        return _power_of_two(v, 8, 256)
 
     @model_validator(mode="after")
     def _scan_covers_lanes(self) -> "EngineConfig":
@@ -79,12 +79,12 @@ class L1Config(_Section):
     @field_validator("banks")
     @classmethod
     def _banks(cls, v: int) -> int:
-        return _power_of_two(v, "banks", 1, 16)
+        return _power_of_two(v, 1, 16)
 
     @field_validator("bytes", "out_bytes")
     @classmethod
     def _size(cls, v: int) -> int:
-        return _power_of_two(v, "bytes", 256, 1 << 26)
+        return _power_of_two(v, 256, 1 << 26)
 
 
 class ClockConfig(_Section):
@@ -181,8 +181,10 @@ def _format_errors(err: ValidationError) -> list[str]:
             allowed = _allowed_keys(parent)
             lines.append(f"{loc}: unknown key (allowed: {', '.join(allowed)})")
         elif e["type"] == "literal_error":
-            lines.append(f"{loc}: {e['input']!r} is not allowed: {msg}")
-        elif e["type"] == "value_error" and re.match(r"^[a-z_.]+: ", msg):
+            hint = " (YAML 1.1 reads unquoted yes/no/on/off as booleans: quote the value)" \
+                if isinstance(e["input"], bool) else ""
+            lines.append(f"{loc}: {e['input']!r} is not allowed: {msg}{hint}")
+        elif e["type"] == "value_error" and re.match(r"^[a-z0-9_.]+: ", msg):
             # model-level checks name their own field(s) relative to the section they live in
             lines.extend(f"{loc}.{part}" if loc else part for part in msg.split("; "))
         elif e["type"] == "value_error":
@@ -201,6 +203,8 @@ def _allowed_keys(dotted: str) -> list[str]:
 
 def from_dict(data: dict[str, Any]) -> HwConfig:
     """A config from plain data; ``base: PRESET`` starts from that preset instead of the defaults."""
+    if not isinstance(data, dict):
+        raise ConfigError([f"config: top level must be a mapping, got {type(data).__name__}"])
     data = _resolve(dict(data), "config") if "base" in data else data
     try:
         return HwConfig.model_validate(data)
@@ -213,23 +217,41 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    seen: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise ConfigError([f"{key}: duplicate key (line {key_node.start_mark.line + 1})"])
-        seen[key] = loader.construct_object(value_node, deep=deep)
-    return seen
+    keys = [loader.construct_object(k, deep=True) for k, _ in node.value]
+    for index, (key_node, _) in enumerate(node.value):
+        if keys[index] in keys[:index]:
+            where = f"{key_node.start_mark.name}, line {key_node.start_mark.line + 1}"
+            raise ConfigError([f"{_path_to(loader, node, keys[index])}: duplicate key ({where})"])
+    return {key: loader.construct_object(v, deep=deep) for key, (_, v) in zip(keys, node.value)}
+
+
+def _path_to(loader: _StrictLoader, target: yaml.MappingNode, key: Any) -> str:
+    """Dotted path of ``key`` inside ``target``, searched from the document root."""
+    def walk(node, prefix):
+        if node is target:
+            return prefix + [str(key)]
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                found = walk(v, prefix + [str(k.value)])
+                if found:
+                    return found
+        return None
+    return ".".join(walk(loader._root, []) or [str(key)])
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
 
 
 def _load_yaml(text: str, origin: str) -> dict[str, Any]:
+    loader = _StrictLoader(text)
+    loader.name = origin
     try:
-        data = yaml.load(text, Loader=_StrictLoader)
+        loader._root = loader.get_single_node()
+        data = loader.construct_document(loader._root) if loader._root is not None else None
     except yaml.YAMLError as err:
         raise ConfigError([f"{origin}: not valid YAML: {err}"]) from None
+    finally:
+        loader.dispose()
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -269,8 +291,10 @@ def load(name_or_path: str | Path) -> HwConfig:
     """A preset name (``tiny``, ``default``) or a YAML file."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
+        if not path.exists():
             raise ConfigError([f"config: file {str(path)!r} does not exist"])
+        if not path.is_file():
+            raise ConfigError([f"config: {str(path)!r} is not a file"])
         data = _load_yaml(path.read_text(), str(path))
         origin = str(path)
     elif str(name_or_path) in preset_names():

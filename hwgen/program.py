@@ -122,9 +122,15 @@ def compile_matmul(cfg: HwConfig, a: np.ndarray, b: np.ndarray, kernel: str = "s
     a, b = _check_operand("A", a), _check_operand("B", b)
     if a.shape[1] != b.shape[0]:
         raise OperandError(f"B: shape {b.shape} does not match A {a.shape}: B needs {a.shape[1]} rows")
-    threshold = cfg.engine.threshold if threshold is None else threshold
-    if not 0 <= threshold <= 128:
-        raise OperandError(f"threshold: {threshold} is not allowed (allowed: 0..128)")
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, np.integer))
+                                  or not 0 <= threshold <= 128):
+        raise OperandError(f"threshold: {threshold!r} is not allowed (allowed: an integer 0..128)")
+    if kernel == "gemm":
+        if threshold:
+            raise OperandError(f"threshold: {threshold} is not allowed for gemm (allowed: 0; gemm is dense)")
+        threshold = 0
+    elif threshold is None:
+        threshold = cfg.engine.threshold
     (m, k), n = a.shape, b.shape[1]
     lay, W = Layout.of(cfg), cfg.line_bytes
     nw = lay.words(k)

@@ -173,7 +173,7 @@ class RowUnit(wiring.Component):
         packed = self.v_port.data.word_select(t1_vslot, 8).as_signed()
         a = Mux(bitmask, packed, t1_a)
         # bitmask marks come from the format, so |a| < threshold is only known here: gate the lanes
-        passes = Mux(a < 0, -a, a) >= task.threshold
+        passes = gemm | (Mux(a < 0, -a, a) >= task.threshold)
         m.d.comb += [mac.a.eq(a), mac.valid.eq(t1_valid & passes), mac.last.eq(t1_last),
                      mac.b.eq(self.b_port.data.word_select(t1_bslot, 8 * L))]
 
