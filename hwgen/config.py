@@ -62,7 +62,7 @@ class EngineConfig(_Section):
         return _power_of_two(v, 8, 256)
 
     @model_validator(mode="after")
-    def _scan_covers_lanes(self) -> "EngineConfig":
+    def _scan_covers_lanes(self) -> EngineConfig:
         if self.scan_bytes < self.lanes:
             raise ValueError(f"scan_bytes: {self.scan_bytes} is not allowed: must be >= lanes "
                              f"({self.lanes}), since one L1 line holds a whole B segment")
@@ -100,7 +100,7 @@ class HwConfig(_Section):
     clock: ClockConfig = ClockConfig()
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> "HwConfig":
+    def _cross_checks(self) -> HwConfig:
         problems = []
         min_l1 = self.l1.banks * self.line_bytes * 2
         if self.l1.bytes < min_l1:

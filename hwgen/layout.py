@@ -31,7 +31,7 @@ class Layout:
     lanes: int       # L
 
     @classmethod
-    def of(cls, cfg) -> "Layout":
+    def of(cls, cfg) -> Layout:
         return cls(cfg.line_bytes, cfg.engine.lanes)
 
     # -- sizes ------------------------------------------------------------------------------------

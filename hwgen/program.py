@@ -160,5 +160,14 @@ def compile_matmul(cfg: HwConfig, a: np.ndarray, b: np.ndarray, kernel: str = "s
                    tensors={"A": a, "B": b})
 
 
-__all__ = ["Program", "Result", "OutputSpec", "OperandError", "compile_matmul", "bitmask_encode",
-           "KERNELS", "A_FORMATS", "PTR_BYTES"]
+__all__ = [
+    "A_FORMATS",
+    "KERNELS",
+    "PTR_BYTES",
+    "OperandError",
+    "OutputSpec",
+    "Program",
+    "Result",
+    "bitmask_encode",
+    "compile_matmul",
+]

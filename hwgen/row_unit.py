@@ -14,7 +14,7 @@ Timing, read by the simulator from the properties below (Σ = sum over words of 
 ``min_period(cfg)`` = R keeps results from one unit at least R cycles apart, so the round-robin writer
 (one slot per unit every R cycles) never stalls a unit.
 """
-from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2

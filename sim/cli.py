@@ -1,14 +1,13 @@
 """`dsa`: generate Verilog, run a kernel on one backend, cross-check all three.
 
-Exit codes: 0 success; 1 a verification mismatch; 2 bad input (config, tensors, options);
-3 a missing or failing toolchain.
+Exit codes: 0 success; 1 a verification mismatch or lint finding; 2 bad input (config, tensors,
+options); 3 a missing toolchain, or a build or simulation that failed (the message names its log).
 """
 from __future__ import annotations
 
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import typer
@@ -19,6 +18,7 @@ from hwgen import config as hwconfig
 from hwgen.program import A_FORMATS, KERNELS, OperandError, compile_matmul
 
 from .backends import BACKENDS, DEFAULT_BUILD_ROOT, run_programs
+from .runner import RtlError, ToolchainError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Generator, cycle simulator and verifier of the DSA dynamic-sparsity engine.")
@@ -45,11 +45,6 @@ def _load_config(name: str) -> hwconfig.HwConfig:
         _fail(2, e.problems)
 
 
-def _toolchain_errors():
-    from .runner import ToolchainError
-    return ToolchainError
-
-
 @app.command()
 def generate(config: str = typer.Option("default", "--config", help=CONFIG_HELP),
              out: Path = typer.Option(Path("rtl_out"), "--out", help="folder; the build goes to OUT/<name>-<digest>/")):
@@ -72,13 +67,13 @@ def run(config: str = typer.Option("default", "--config", help=CONFIG_HELP),
         kernel: Kernel = typer.Option(Kernel.spmm, "--kernel"),
         backend: Backend = typer.Option(Backend.sim, "--backend"),
         out: Path = typer.Option(..., "--out", help="folder for result.json and c.npy"),
-        a: Optional[Path] = typer.Option(None, "--a", help="A as an int8 .npy (M x K)"),
-        b: Optional[Path] = typer.Option(None, "--b", help="B as an int8 .npy (K x N)"),
+        a: Path | None = typer.Option(None, "--a", help="A as an int8 .npy (M x K)"),
+        b: Path | None = typer.Option(None, "--b", help="B as an int8 .npy (K x N)"),
         m: int = typer.Option(64, "--m"), k: int = typer.Option(256, "--k"), n: int = typer.Option(64, "--n"),
         density: float = typer.Option(0.1, "--density", help="fraction of nonzeros in generated A"),
         seed: int = typer.Option(0, "--seed"),
         a_format: Format = typer.Option(Format.dense, "--format", help="how A is stored in L1"),
-        threshold: Optional[int] = typer.Option(None, "--threshold", help="|a| below this counts as zero "
+        threshold: int | None = typer.Option(None, "--threshold", help="|a| below this counts as zero "
                                                 "(default: the config's engine.threshold)"),
         device: str = typer.Option("cpu", "--device", help="golden backend: cpu, cuda or auto"),
         build_root: Path = typer.Option(DEFAULT_BUILD_ROOT, "--build-root", help="RTL build cache")):
@@ -98,7 +93,7 @@ def run(config: str = typer.Option("default", "--config", help=CONFIG_HELP),
         (result,) = run_programs(backend.value, cfg, [program], device=device, build_root=build_root)
     except OperandError as e:
         _fail(2, [str(e)])
-    except _toolchain_errors() as e:
+    except (ToolchainError, RtlError) as e:
         _fail(3, [str(e)])
     work = program.work()
     cycles = result.cycles
@@ -130,7 +125,7 @@ def verify(config: str = typer.Option("tiny", "--config", help=CONFIG_HELP),
         rows = cross_check(cfg, standard_cases(cfg, seeds), build_root=build_root)
     except OperandError as e:
         _fail(2, [str(e)])
-    except _toolchain_errors() as e:
+    except (ToolchainError, RtlError) as e:
         _fail(3, [str(e)])
     table = Table(title=f"dsa verify --config {cfg.name} ({cfg.build_name})")
     for col in ("case", "outputs", "sim cycles", "rtl cycles", "cycles"):
@@ -163,7 +158,7 @@ def compare(config: str = typer.Option("default", "--config", help=CONFIG_HELP),
         (row,) = cross_check(cfg, [Case("workload", program)], build_root=build_root)
     except OperandError as e:
         _fail(2, [str(e)])
-    except _toolchain_errors() as e:
+    except (ToolchainError, RtlError) as e:
         _fail(3, [str(e)])
     work = program.work()
     table = Table(title=f"{kernel.value} {a_format.value} {m}x{k}x{n} density {density} on {cfg.build_name} "
@@ -190,7 +185,7 @@ def lint(config: str = typer.Option("tiny", "--config", help=CONFIG_HELP),
     cfg = _load_config(config)
     try:
         ok, output = run_lint(cfg, build_root)
-    except _toolchain_errors() as e:
+    except (ToolchainError, RtlError) as e:
         _fail(3, [str(e)])
     if not ok:
         err.print(output)

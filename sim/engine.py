@@ -14,7 +14,7 @@ import numpy as np
 
 from hwgen import isa
 from hwgen.config import HwConfig
-from hwgen.layout import MASK_WORDS_PER_LINE, PTR_BYTES, Layout
+from hwgen.layout import PTR_BYTES, Layout
 from hwgen.program import Program, Result
 
 
@@ -107,7 +107,7 @@ class EngineModel:
         cycles = schedule(cfg, np.maximum(per_word, 1).sum(axis=1), blocks)
         result = {}
         if outputs:
-            from golden import kernels   # the one definition of the arithmetic
+            from golden import kernels  # the one definition of the arithmetic
             numeric = cfg.numeric()
             if f["opcode"] == isa.Opcode.GEMM:
                 result["C"] = kernels.gemm(numeric, a, b).numpy()

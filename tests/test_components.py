@@ -56,7 +56,7 @@ def test_mac_lanes_rule_every_step(mode):
         acc = [0] * lanes
         for a, b, valid in job:
             if valid:
-                acc = [_overflow(acc[l] + a * b[l], bits, mode) for l in range(lanes)]
+                acc = [_overflow(acc[lane] + a * b[lane], bits, mode) for lane in range(lanes)]
         expected.append(acc)
     got = []
 
@@ -64,8 +64,8 @@ def test_mac_lanes_rule_every_step(mode):
         for job in jobs:
             for e, (a, b, valid) in enumerate(job):
                 ctx.set(dut.a, a)
-                for l in range(lanes):
-                    ctx.set(dut.b[l], b[l])
+                for lane in range(lanes):
+                    ctx.set(dut.b[lane], b[lane])
                 ctx.set(dut.valid, valid)
                 ctx.set(dut.last, e == len(job) - 1)
                 await ctx.tick()
@@ -76,7 +76,7 @@ def test_mac_lanes_rule_every_step(mode):
     async def watch(ctx):
         async for _, _, valid, result in ctx.tick().sample(dut.result_valid, dut.result):
             if valid:
-                got.append([result[l] for l in range(lanes)])
+                got.append([result[lane] for lane in range(lanes)])
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)

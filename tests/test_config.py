@@ -52,7 +52,8 @@ def write(tmp_path, text: str, name: str = "cfg.yaml"):
     ({"engine": {"scan_bytes": 16, "lanes": 32}},
      "engine.scan_bytes: 16 is not allowed: must be >= lanes (32), since one L1 line holds a whole B segment"),
     # bad literals, including YAML 1.1 booleans that reach us as bool
-    ({"engine": {"overflow": "clamp"}}, "engine.overflow: 'clamp' is not allowed: Input should be 'wrap' or 'saturate'"),
+    ({"engine": {"overflow": "clamp"}},
+     "engine.overflow: 'clamp' is not allowed: Input should be 'wrap' or 'saturate'"),
     ({"engine": {"overflow": False}},
      "engine.overflow: False is not allowed: Input should be 'wrap' or 'saturate'" + YAML_BOOL_HINT),
     ({"engine": {"operand_bits": 4}}, "engine.operand_bits: 4 is not allowed: Input should be 8"),

@@ -1,12 +1,11 @@
 """golden == sim == RTL, bit for bit, and sim cycles == RTL cycles (the spine's contract)."""
 import numpy as np
 import pytest
+from conftest import VARIANTS, variant
 
 from golden.workloads import extreme_operands, random_operands, skewed_operands
 from hwgen.program import compile_matmul
 from sim.verify import DENSITIES, Case, cross_check, standard_cases, standard_shape
-
-from .conftest import VARIANTS, variant
 
 pytestmark = pytest.mark.rtl
 

