@@ -19,7 +19,7 @@ from hwgen.program import compile_matmul
 
 from .backends import DEFAULT_BUILD_ROOT
 from .engine import EngineModel
-from .runner import run_rtl_batch
+from .runner import build, run_rtl_batch
 
 DENSITIES = (1.0, 0.5, 0.25, 0.1, 0.05, 0.01)
 SHAPE = (64, 256, 64)
@@ -27,12 +27,16 @@ GOAL_DENSITY, GOAL_FRACTION = 0.1, 0.8   # issue: speedup at 90 % sparsity >= 0.
 
 
 def main(preset: str = "default", out: Path = Path("results") / "bench_spine.json") -> int:
-    console = Console()
+    console = Console(width=120)
     cfg = config.load(preset)
     programs = [compile_matmul(cfg, *random_operands(*SHAPE, d, seed=0), "spmm") for d in DENSITIES]
     model = EngineModel(cfg)
 
+    build(cfg, DEFAULT_BUILD_ROOT)   # the build is cached per digest; not part of the timed run
+    t = time.perf_counter()
     rtl = run_rtl_batch(cfg, programs, build_root=DEFAULT_BUILD_ROOT)
+    rtl_call_wall = time.perf_counter() - t
+    model.run(programs[0])           # warm-up: imports torch for the arithmetic
     sim_wall, sim = [], []
     for p in programs:
         t = time.perf_counter()
@@ -66,21 +70,22 @@ def main(preset: str = "default", out: Path = Path("results") / "bench_spine.jso
 
     rtl_wall = sum(r.stats["wall_s"] for r in rtl)
     table = Table(title="simulator vs RTL wall time, same six workloads")
-    for col in ("", "wall s (total)", "simulated cycles / s", "ratio vs RTL"):
+    for col in ("", "wall s (total)", "simulated cycles / s", "faster than RTL run / start..done"):
         table.add_column(col, justify="right")
     total_cycles = sum(r.cycles for r in rtl)
-    table.add_row("RTL (Verilator, start..done)", f"{rtl_wall:.3f}", f"{total_cycles / rtl_wall:,.0f}", "1")
-    table.add_row("sim, outputs + cycles", f"{sum(sim_wall):.4f}", f"{total_cycles / sum(sim_wall):,.0f}",
-                  f"{rtl_wall / sum(sim_wall):.0f}x")
-    table.add_row("sim, cycles only (sweeps)", f"{cycles_only_wall * len(programs):.4f}",
-                  f"{total_cycles / (cycles_only_wall * len(programs)):,.0f}",
-                  f"{rtl_wall / (cycles_only_wall * len(programs)):.0f}x")
+    sim_total, cycles_total = sum(sim_wall), cycles_only_wall * len(programs)
+    for label, wall in (("RTL run (cocotb process, L1 fill, run, readout)", rtl_call_wall),
+                        ("RTL start..done only (Verilator, Python asleep)", rtl_wall),
+                        ("sim, outputs + cycles", sim_total),
+                        ("sim, cycles only (sweeps)", cycles_total)):
+        table.add_row(label, f"{wall:.4f}", f"{total_cycles / wall:,.0f}",
+                      f"{rtl_call_wall / wall:,.0f}x / {rtl_wall / wall:,.1f}x")
     console.print(table)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"config": cfg.build_name, "shape": SHAPE, "rows": rows, "rtl_wall_s": rtl_wall,
-                               "sim_wall_s": sum(sim_wall), "sim_cycles_only_wall_s": cycles_only_wall * len(programs)},
-                              indent=2) + "\n")
+    out.write_text(json.dumps({"config": cfg.build_name, "shape": SHAPE, "rows": rows,
+                               "rtl_run_wall_s": rtl_call_wall, "rtl_start_to_done_wall_s": rtl_wall,
+                               "sim_wall_s": sim_total, "sim_cycles_only_wall_s": cycles_total}, indent=2) + "\n")
     console.print(f"wrote {out}")
     return 0 if exact and goal_ok else 1
 

@@ -70,19 +70,31 @@ def marked_per_word(cfg: HwConfig, f: dict[str, int], a: np.ndarray, marks: np.n
 
 
 def schedule(cfg: HwConfig, row_cycles: np.ndarray, blocks: int) -> int:
-    """Cycles from start to done for jobs (i, j) in row-major order on R units. Exact w.r.t. the RTL."""
+    """Cycles from start to done for jobs (i, j) in row-major order on R units. Exact w.r.t. the RTL.
+
+    One step per job: the dispatcher takes the next cycle >= the earliest free unit and gives the job to
+    the lowest-numbered free unit. A unit's results leave in order, so only each unit's last job
+    decides when its writes end.
+    """
     front, result_latency, min_period, first, done_delay = _timing(cfg)
     R = cfg.engine.rows
-    free_at = [first] * R
-    t, last_write = first - 1, 0
-    for s in np.repeat(row_cycles, blocks).tolist():
-        t = max(t + 1, min(free_at))
-        u = next(v for v in range(R) if free_at[v] <= t)
-        te = t + front + s - 1
-        free_at[u] = max(te, t + min_period)
-        ready = te + result_latency
-        write = ready + (u - (ready - 1)) % R   # first cycle >= ready whose slot is u
-        last_write = max(last_write, write)
+    free = [first] * R
+    last_te = [None] * R
+    t = first - 1
+    for duration in np.repeat(row_cycles + (front - 1), blocks).tolist():
+        earliest = min(free)
+        t = t + 1 if t >= earliest else earliest
+        u = 0
+        while free[u] > t:
+            u += 1
+        te = t + duration                      # last encode cycle of this job
+        last_te[u] = te
+        free[u] = te if te > t + min_period else t + min_period
+    last_write = 0
+    for u, te in enumerate(last_te):
+        if te is not None:
+            ready = te + result_latency
+            last_write = max(last_write, ready + (u - (ready - 1)) % R)   # first cycle >= ready in u's slot
     return last_write + done_delay
 
 
