@@ -57,6 +57,24 @@ class Result:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
+def output_lines(cfg: HwConfig, spec: OutputSpec) -> list[int]:
+    """Output-buffer lines holding C, row-major over (row i, lane block j)."""
+    lay = Layout.of(cfg)
+    nbj = lay.blocks(spec.n)
+    return [lay.c_line(spec.c_addr, i * nbj, j) for i in range(spec.m) for j in range(nbj)]
+
+
+def decode_output(cfg: HwConfig, spec: OutputSpec, words: list[int]) -> np.ndarray:
+    """Output lines (as read, in ``output_lines`` order) -> C as int64 (M, N).
+
+    Lane l of a line is bits [l*acc_bits, (l+1)*acc_bits), two's complement."""
+    L, bits = cfg.engine.lanes, cfg.engine.acc_bits
+    mask, sign = (1 << bits) - 1, 1 << (bits - 1)
+    lanes = [(w >> (lane * bits)) & mask for w in words for lane in range(L)]
+    c = np.array([v - (1 << bits) if v & sign else v for v in lanes], dtype=np.int64)
+    return c.reshape(spec.m, -1)[:, :spec.n]
+
+
 def _check_operand(name: str, x: Any) -> np.ndarray:
     if not isinstance(x, np.ndarray):
         raise OperandError(f"{name}: expected a numpy array, got {type(x).__name__}")

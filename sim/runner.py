@@ -25,12 +25,10 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-
 from hwgen import build as hwbuild
 from hwgen import isa
 from hwgen.config import HwConfig
-from hwgen.program import Program, Result
+from hwgen.program import Program, Result, decode_output, output_lines
 
 WAIVERS = Path(__file__).parent / "tb" / "waivers.vlt"
 TB_MODULE = "sim.tb.dsa_tb"
@@ -223,10 +221,7 @@ def _job(cfg: HwConfig, program: Program) -> dict:
     if program.config_digest != cfg.digest():
         raise ValueError(f"program: compiled for config {program.config_digest}, not {cfg.build_name}")
     f = program.fields[0]
-    reads = []  # output-buffer lines of each output, row-major over (row i, lane block j)
-    for name, spec in program.outputs.items():
-        nbj = -(-spec.n // cfg.engine.lanes)
-        reads.append((name, [spec.c_addr + i * nbj + j for i in range(spec.m) for j in range(nbj)]))
+    reads = [(name, output_lines(cfg, spec)) for name, spec in program.outputs.items()]
     return {"lines": [int.from_bytes(program.l1[i].tobytes(), "little") for i in range(program.l1_lines_used)],
             "desc": program.descriptors[0], "budget": cycle_budget(cfg, program), "reads": reads,
             "shape": f"{_kind(f)} m={f['m']} k={f['k']} n={f['n']}"}
@@ -234,15 +229,6 @@ def _job(cfg: HwConfig, program: Program) -> dict:
 
 def _kind(fields: dict) -> str:
     return f"{isa.Opcode(fields['opcode']).name.lower()}/{isa.AFormat(fields['a_format']).name.lower()}"
-
-
-def _unpack(cfg: HwConfig, words: list[int], m: int, n: int) -> np.ndarray:
-    """Output lines (row-major (i, j)) -> C as int64: lane l of a line is a two's-complement acc_bits field."""
-    L, ab = cfg.engine.lanes, cfg.engine.acc_bits
-    mask, sign = (1 << ab) - 1, 1 << (ab - 1)
-    lanes = [((w >> (lane * ab)) & mask) for w in words for lane in range(L)]
-    c = np.array([v - (1 << ab) if v & sign else v for v in lanes], dtype=np.int64)
-    return c.reshape(m, -1)[:, :n]
 
 
 def run_rtl(cfg: HwConfig, program: Program, build_root: str | Path = "build/rtl") -> Result:
@@ -276,7 +262,7 @@ def run_rtl_batch(cfg: HwConfig, programs: list[Program], build_root: str | Path
     if out.get("error"):
         raise RtlError(f"{out['error']} (log: {log})", log)
     shutil.rmtree(work, ignore_errors=True)
-    return [Result(outputs={name: _unpack(cfg, words, spec.m, spec.n)
+    return [Result(outputs={name: decode_output(cfg, spec, words)
                             for (name, words), spec in zip(r["outputs"], p.outputs.values())},
                    cycles=r["cycles"], stats={"elems": r["elems"], "wall_s": r["wall_s"], "backend": "rtl"})
             for r, p in zip(out["results"], programs)]

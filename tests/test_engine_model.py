@@ -10,7 +10,7 @@ from amaranth.sim import Simulator
 from golden.workloads import random_operands
 from hwgen import config
 from hwgen.engine import DsaEngine
-from hwgen.program import compile_matmul
+from hwgen.program import compile_matmul, decode_output, output_lines
 from sim.engine import EngineModel
 
 GEOMETRIES = [
@@ -24,8 +24,6 @@ GEOMETRIES = [
 def run_pysim(cfg, program):
     dut = DsaEngine(cfg)
     spec = program.outputs["C"]
-    L, bits = cfg.engine.lanes, cfg.engine.acc_bits
-    nbj = -(-spec.n // L)
     out = {}
 
     async def tb(ctx):
@@ -41,16 +39,12 @@ def run_pysim(cfg, program):
         ctx.set(dut.start, 0)
         await ctx.tick().until(dut.done)
         out["cycles"], out["elems"] = ctx.get(dut.cycles), ctx.get(dut.elems)
-        c = np.zeros((spec.m, nbj * L), dtype=np.int64)
-        for i in range(spec.m):
-            for j in range(nbj):
-                ctx.set(dut.out.addr, spec.c_addr + i * nbj + j)
-                await ctx.tick()
-                word = ctx.get(dut.out.data)
-                for lane in range(L):
-                    v = (word >> (lane * bits)) & ((1 << bits) - 1)
-                    c[i, j * L + lane] = v - (1 << bits) if v >> (bits - 1) else v
-        out["C"] = c[:, :spec.n]
+        words = []
+        for line in output_lines(cfg, spec):
+            ctx.set(dut.out.addr, line)
+            await ctx.tick()
+            words.append(ctx.get(dut.out.data))
+        out["C"] = decode_output(cfg, spec, words)
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
