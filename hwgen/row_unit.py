@@ -147,7 +147,7 @@ class RowUnit(wiring.Component):
                          c_line.eq(lay.c_line(task.c_addr, self.job_i * self.nbj, self.job_j))]
 
         # bitmask row pointer: read in the first cycle, latched in the second
-        k_el = Cat(comp.index, e_word) if W > 1 else e_word
+        k_el = Cat(comp.index, e_word)           # = e_word * W + index
         m.d.sync += load_ptr.eq(first & bitmask)
         with m.If(first):
             m.d.sync += ptr_slot.eq(lay.ptr_slot(row_i))
@@ -177,13 +177,13 @@ class RowUnit(wiring.Component):
         m.d.comb += [mac.a.eq(a), mac.valid.eq(t1_valid & passes), mac.last.eq(t1_last),
                      mac.b.eq(self.b_port.data.word_select(t1_bslot, 8 * L))]
 
-        # result holding: one job's line waits here for the writer's slot
-        # the job's output line travels beside its last element (the next job may start meanwhile)
+        # result holding: the job's output line travels beside its last element (the next job may
+        # already be running), then waits with the result for this unit's write slot
         inflight = Signal(2)
         line_pipe = [Signal.like(c_line, name=f"line_pipe{s}") for s in range(self.result_latency)]
         held_line = Signal.like(c_line)
         pending = Signal()
-        m.d.sync += [line_pipe[0].eq(c_line)] + [b.eq(a) for a, b in zip(line_pipe, line_pipe[1:])]
+        m.d.sync += [line_pipe[0].eq(c_line)] + [later.eq(earlier) for earlier, later in zip(line_pipe, line_pipe[1:])]
         m.d.sync += inflight.eq(inflight + final - mac.result_valid)
         with m.If(mac.result_valid):
             m.d.sync += held_line.eq(line_pipe[-1])
