@@ -4,7 +4,7 @@ import pytest
 from conftest import VARIANTS, variant
 
 from golden.workloads import extreme_operands, random_operands, skewed_operands
-from hwgen.program import compile_matmul
+from hwgen.program import OperandError, compile_matmul
 from sim.verify import DENSITIES, Case, cross_check, standard_cases, standard_shape
 
 pytestmark = pytest.mark.rtl
@@ -77,3 +77,24 @@ def test_standard_set_many_seeds(name, build_root):
 
 def test_densities_cover_the_issue():
     assert DENSITIES == (0.0, 0.01, 0.1, 0.5, 1.0)
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_random_shapes_sweep(name, build_root):
+    """Random shapes up to what L1 holds, every kernel and format, random thresholds."""
+    cfg = variant(name)
+    rng = np.random.default_rng(len(name))
+    cases = []
+    while len(cases) < 40:
+        m, k, n = (int(x) for x in rng.integers(1, [48, 200, 40]))
+        kernel = str(rng.choice(["spmm", "spmm", "gemm"]))
+        fmt = "dense" if kernel == "gemm" else str(rng.choice(["dense", "bitmask"]))
+        threshold = 0 if kernel == "gemm" else int(rng.choice([0, 0, 1, 30, 128]))
+        a, b = random_operands(m, k, n, float(rng.random()), seed=len(cases))
+        try:
+            program = compile_matmul(cfg, a, b, kernel, fmt, threshold)
+        except OperandError:
+            continue   # larger than this config's L1: tiling arrives with the memory hierarchy
+        cases.append(Case(f"{kernel} {fmt} {m}x{k}x{n} thr={threshold}", program))
+    _assert_all_agree(cross_check(cfg, cases, build_root=build_root))
