@@ -80,6 +80,12 @@ def run(config: str = typer.Option("default", "--config", help=CONFIG_HELP),
     """Run one kernel on one backend; write OUT/result.json and OUT/c.npy."""
     from golden.workloads import random_operands
     cfg = _load_config(config)
+    if backend == Backend.golden:
+        from golden.numerics import pick_device
+        try:
+            pick_device(device)
+        except (RuntimeError, ValueError) as e:
+            _fail(2, [f"--device: {e}"])
     try:
         if (a is None) != (b is None):
             _fail(2, ["--a and --b go together (or give neither and use --m/--k/--n/--density/--seed)"])
@@ -109,8 +115,9 @@ def run(config: str = typer.Option("default", "--config", help=CONFIG_HELP),
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "c.npy", result.outputs["C"])
     (out / "result.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    util = f"{record['utilization']:.3f}" if cycles else "-"
     console.print(f"{backend.value}: {kernel.value} {a_format.value} {record['m']}x{record['k']}x{record['n']} "
-                  f"cycles={cycles} utilization={record['utilization'] if cycles else '-'} -> {out}/")
+                  f"cycles={cycles} utilization={util} -> {out}/")
 
 
 @app.command()

@@ -101,6 +101,15 @@ def test_unreadable_npy_exits_2(tmp_path):
     assert "--a: cannot read" in result.output
 
 
+def test_cuda_request_without_cuda_exits_2(tmp_path, monkeypatch):
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = invoke("run", "--config", "tiny", "--backend", "golden", "--device", "cuda", "--m", 4, "--k", 8,
+                    "--n", 4, "--out", tmp_path)
+    assert result.exit_code == 2
+    assert "error: --device: device: 'cuda' was requested but CUDA is not available" in result.output
+
+
 def test_help_texts():
     result = invoke("--help")
     assert result.exit_code == 0
