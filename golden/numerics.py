@@ -16,6 +16,8 @@ Everything here is int64; callers upcast int8 first (torch ``int8 @ int8`` wraps
 """
 from __future__ import annotations
 
+import math
+from fractions import Fraction
 from typing import Literal
 
 import torch
@@ -126,3 +128,388 @@ def accumulate(a: torch.Tensor, b: torch.Tensor, acc_bits: int, mode: Mode) -> t
             acc = (acc + ar[:, k, None] * b[None, k, :]).clamp_(lo, hi)
         out[risky] = acc
     return out
+
+
+# ==== requantization ========================================================================================
+#
+# int64 accumulator -> int8 activation: y = clamp((x * multiplier + round) >> shift, -128, 127), with
+# round = 2^(shift-1) (0 when shift == 0) and ">>" an arithmetic (floor) shift, i.e. round half toward +inf.
+
+REQ_MULTIPLIER_BITS = 15  # 1 <= multiplier < 2^15 (an unsigned 15-bit field)
+REQ_SHIFT_MAX = 47        # 0 <= shift <= 47 (a 6-bit field)
+REQ_X_BITS = 48           # x in the signed 48-bit range [-2^47, 2^47 - 1]
+INT8_MIN, INT8_MAX = -128, 127
+
+
+def requant_constants() -> dict[str, int]:
+    """The requantizer's limits as plain ints (read by the RTL generator; the single source of truth).
+
+    ``x_bits``: x is a signed ``x_bits``-bit integer; ``product_bits``: |x * multiplier| < 2^62, so the
+    product plus the rounding term (< 2^46) fits a signed 63-bit (and so int64) datapath.
+    """
+    return {
+        "multiplier_min": 1,
+        "multiplier_max": (1 << REQ_MULTIPLIER_BITS) - 1,
+        "multiplier_bits": REQ_MULTIPLIER_BITS,
+        "shift_min": 0,
+        "shift_max": REQ_SHIFT_MAX,
+        "shift_bits": REQ_SHIFT_MAX.bit_length(),
+        "x_bits": REQ_X_BITS,
+        "x_min": -(1 << (REQ_X_BITS - 1)),
+        "x_max": (1 << (REQ_X_BITS - 1)) - 1,
+        "product_bits": 63,
+        "out_min": INT8_MIN,
+        "out_max": INT8_MAX,
+    }
+
+
+def _requant_arg(name: str, value, lo: int, hi: int, channels: int | None, device: torch.device):
+    """Check ``multiplier`` / ``shift``: a Python int in lo..hi, or a 1-D int64 tensor of length ``channels``."""
+    allowed = f"an int in {lo}..{hi}, or a 1-D torch.int64 tensor of such ints with one entry per channel"
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not lo <= value <= hi:
+            raise ValueError(f"{name}: {value!r} is not allowed (allowed: {allowed})")
+        return value
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"{name}: {value!r} is not allowed (allowed: {allowed})")
+    if value.dtype != torch.int64 or value.ndim != 1 or channels is None or value.shape[0] != channels:
+        raise ValueError(f"{name}: a {value.dtype} tensor of shape {tuple(value.shape)} is not allowed (allowed: "
+                         f"{allowed}; x has {channels} channels in its last dim)")
+    bad = (value < lo) | (value > hi)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0, 0])
+        raise ValueError(f"{name}[{i}]: {int(value[i])} is not allowed (allowed: {allowed})")
+    return value.to(device)
+
+
+def requantize(x: torch.Tensor, multiplier, shift) -> torch.Tensor:
+    """int64 ``x`` (any shape, last dim = channels) -> torch.int8, the requantizer bit for bit.
+
+    ``multiplier`` / ``shift``: a Python int (per-tensor) or a 1-D int64 tensor of length ``x.shape[-1]``
+    (per-channel), with 1 <= multiplier <= 2^15 - 1 and 0 <= shift <= 47. ``x`` must lie in the signed 48-bit
+    range [-2^47, 2^47 - 1]. Steps, per element (all exact in int64):
+
+    1. prod = x * multiplier                      |prod| <= 2^47 * (2^15 - 1) < 2^62
+    2. rnd  = 2^(shift - 1) if shift > 0 else 0   rnd <= 2^46, so prod + rnd < 2^63: no int64 overflow
+    3. y    = (prod + rnd) >> shift               arithmetic shift = floor division by 2^shift, so this is
+                                                  round(prod / 2^shift) with exact halves rounded UP (toward
+                                                  +inf): 2.5 -> 3, -2.5 -> -2
+    4. out  = clamp(y, -128, 127) as int8         saturation
+
+    Errors: TypeError for a non-int64 ``x``; ValueError naming the argument, the offending value and the
+    allowed range for a multiplier, shift or x out of range (or a per-channel tensor of the wrong shape).
+    """
+    if not isinstance(x, torch.Tensor) or x.dtype != torch.int64:
+        got = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
+        raise TypeError(f"x: {got} is not allowed (allowed: a torch.int64 tensor)")
+    channels = x.shape[-1] if x.ndim else None
+    multiplier = _requant_arg("multiplier", multiplier, 1, (1 << REQ_MULTIPLIER_BITS) - 1, channels, x.device)
+    shift = _requant_arg("shift", shift, 0, REQ_SHIFT_MAX, channels, x.device)
+    lo, hi = -(1 << (REQ_X_BITS - 1)), (1 << (REQ_X_BITS - 1)) - 1
+    bad = (x < lo) | (x > hi)
+    if bool(bad.any()):
+        raise ValueError(f"x: {int(x[bad][0])} is not allowed (allowed: the signed {REQ_X_BITS}-bit range "
+                         f"{lo}..{hi})")
+    if isinstance(shift, int):
+        rnd = (1 << (shift - 1)) if shift > 0 else 0
+    else:
+        rnd = torch.where(shift > 0, torch.ones_like(shift) << (shift - 1).clamp(min=0), 0)
+    y = (x * multiplier + rnd) >> shift
+    return y.clamp(INT8_MIN, INT8_MAX).to(torch.int8)
+
+
+def _round_half_up(v: Fraction) -> int:
+    return math.floor(v + Fraction(1, 2))
+
+
+def requant_params(real_scale: float) -> tuple[int, int]:
+    """(multiplier, shift) with multiplier / 2^shift ~= ``real_scale``, for :func:`requantize`.
+
+    The pair with the LARGEST shift <= 47 whose multiplier = round(real_scale * 2^shift) is < 2^15, where
+    round is half up (the same rule as the requantizer) computed exactly on the float's rational value.
+    So |multiplier / 2^shift - real_scale| <= 2^-(shift + 1), and multiplier >= 2^14 whenever shift < 47.
+
+    ValueError for real_scale <= 0 or non-finite, < 2^-48 (multiplier would be 0 even at shift 47) or
+    >= 32767.5 (multiplier would be >= 2^15 even at shift 0).
+    """
+    allowed = "a finite number with 2**-48 <= real_scale < 32767.5"
+    if isinstance(real_scale, bool) or not isinstance(real_scale, (int, float)) or not math.isfinite(real_scale):
+        raise ValueError(f"real_scale: {real_scale!r} is not allowed (allowed: {allowed})")
+    if real_scale <= 0:
+        raise ValueError(f"real_scale: {real_scale!r} is not allowed (allowed: {allowed})")
+    exact = Fraction(real_scale)
+    for shift in range(REQ_SHIFT_MAX, -1, -1):
+        m = _round_half_up(exact * (1 << shift))
+        if m < (1 << REQ_MULTIPLIER_BITS):
+            if m < 1:
+                raise ValueError(f"real_scale: {real_scale!r} is not allowed (allowed: {allowed}; too small: "
+                                 "the multiplier would be 0 even at shift 47)")
+            return m, shift
+    raise ValueError(f"real_scale: {real_scale!r} is not allowed (allowed: {allowed}; too large: the multiplier "
+                     "would be >= 2**15 even at shift 0)")
+
+
+# ==== streaming top-k ======================================================================================
+#
+# The hardware unit scans a row in index order, keeping a list of at most k (value, index) entries sorted by
+# value descending then index ascending. A new entry goes in only if the list has < k entries or its value is
+# STRICTLY greater than the smallest kept value (which is then dropped). Since every newcomer has a larger
+# index than everything kept, this keeps exactly the k greatest entries under the total order
+# "value descending, then index ascending": among equal values the EARLIER index wins. The functions below
+# compute that set with one stable sort (tests check them against the literal streaming loop).
+
+
+def _check_k(k: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k: {k!r} is not allowed (allowed: an int >= 1)")
+
+
+def topk_row(scores: torch.Tensor, k: int, valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k largest valid entries of a 1-D int64 row, as the streaming unit keeps them.
+
+    ``valid``: optional 1-D bool of the same length (False = not a candidate). Returns (values, indices),
+    both int64 of length k' = min(k, number of valid entries), ordered by value descending then index
+    ascending; ties are broken by the LOWER index. Steps: take the valid indices in ascending order, then a
+    stable descending sort of their values (stable keeps equal values in ascending index order), keep k'.
+    """
+    _check_k(k)
+    if not isinstance(scores, torch.Tensor) or scores.dtype != torch.int64 or scores.ndim != 1:
+        raise ValueError("scores: expected a 1-D torch.int64 tensor")
+    if valid is None:
+        idx = torch.arange(scores.shape[0], device=scores.device)
+    else:
+        if not isinstance(valid, torch.Tensor) or valid.dtype != torch.bool or valid.shape != scores.shape:
+            raise ValueError(f"valid: expected a 1-D torch.bool tensor of shape {tuple(scores.shape)}")
+        idx = valid.to(scores.device).nonzero().flatten()
+    vals = scores[idx]
+    order = torch.sort(vals, descending=True, stable=True).indices[:k]
+    return vals[order], idx[order]
+
+
+def topk_rows(scores: torch.Tensor, k: int, valid: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`topk_row` on every row of an (M, N) int64 matrix, as padded tensors.
+
+    Returns (values (M, k) int64, indices (M, k) int64, count (M,) int64): row i's first count[i] = min(k,
+    valid entries of row i) columns are exactly ``topk_row(scores[i], k, valid[i])``; the remaining columns
+    are padding with value 0 and index -1. Steps: stable descending sort of each row by value, then a stable
+    sort of that order by validity (valid first), which keeps (value desc, index asc) among the valid ones.
+    """
+    _check_k(k)
+    if not isinstance(scores, torch.Tensor) or scores.dtype != torch.int64 or scores.ndim != 2:
+        raise ValueError("scores: expected a 2-D torch.int64 tensor")
+    m, n = scores.shape
+    order = torch.sort(scores, dim=1, descending=True, stable=True).indices
+    if valid is None:
+        count = torch.full((m,), min(k, n), dtype=torch.int64, device=scores.device)
+    else:
+        if not isinstance(valid, torch.Tensor) or valid.dtype != torch.bool or valid.shape != scores.shape:
+            raise ValueError(f"valid: expected a 2-D torch.bool tensor of shape {tuple(scores.shape)}")
+        valid = valid.to(scores.device)
+        by_valid = torch.sort(valid.gather(1, order).to(torch.uint8), dim=1, descending=True, stable=True).indices
+        order = order.gather(1, by_valid)
+        count = valid.sum(dim=1).clamp(max=k)
+    width = min(k, n)
+    order = order[:, :width]
+    keep = torch.arange(width, device=scores.device)[None, :] < count[:, None]
+    values = torch.zeros((m, k), dtype=torch.int64, device=scores.device)
+    indices = torch.full((m, k), -1, dtype=torch.int64, device=scores.device)
+    values[:, :width] = torch.where(keep, scores.gather(1, order), 0)
+    indices[:, :width] = torch.where(keep, order, -1)
+    return values, indices, count
+
+
+# ==== integer softmax (I-BERT style) =======================================================================
+#
+# exp(x) for x in (-ln2, 0] is approximated by 0.3585 * (x + 1.353)^2 + 0.344; a general x <= 0 is written
+# x = -z * ln2 + p with p in (-ln2, 0], so exp(x) = 2^-z * exp(p). Everything is scaled by 2^frac_bits (and the
+# polynomial by 2^(2 * frac_bits) / 0.3585, a constant factor that normalisation cancels).
+
+SOFTMAX_FRAC_BITS_MAX = 12
+SOFTMAX_SCORE_BITS = 32   # scores are signed 32-bit: [-2^31, 2^31 - 1]
+SOFTMAX_Z_MAX = 30
+SOFTMAX_RECIP_BITS = 32
+SOFTMAX_P_BITS = 7
+
+
+def _check_frac_bits(frac_bits: int) -> None:
+    if isinstance(frac_bits, bool) or not isinstance(frac_bits, int) or not 0 <= frac_bits <= SOFTMAX_FRAC_BITS_MAX:
+        raise ValueError(f"frac_bits: {frac_bits!r} is not allowed (allowed: an int in 0..{SOFTMAX_FRAC_BITS_MAX})")
+
+
+def softmax_constants(frac_bits: int) -> dict[str, int]:
+    """The integer softmax's constants for scores with ``frac_bits`` fractional bits, as plain ints.
+
+    Computed exactly from the decimal constants (Fractions, no float rounding surprises):
+      q_ln2 = round(ln(2) * 2^f) (half up; >= 1 for every f in 0..12)
+      q_b   = floor(1.353 * 2^f)
+      q_c   = floor((0.344 / 0.3585) * 2^(2f))
+      z_max = 30, recip_bits = 32, p_bits = 7, p_max = 2^p_bits - 1 = 127
+      score_bits = 32 (scores must be signed 32-bit)
+      l_max = q_b^2 + q_c: the largest L, and exactly e of the row's maximum (q = 0, z = 0, p = 0)
+    """
+    _check_frac_bits(frac_bits)
+    scale = 1 << frac_bits
+    q_ln2 = _round_half_up(Fraction(math.log(2)) * scale)  # ln 2 is irrational: not near a half for f <= 12
+    q_b = math.floor(Fraction("1.353") * scale)
+    q_c = math.floor(Fraction("0.344") / Fraction("0.3585") * scale * scale)
+    assert q_ln2 >= 1 and q_b >= q_ln2  # so p + q_b > 0 for every p in (-q_ln2, 0]
+    return {
+        "frac_bits": frac_bits,
+        "q_ln2": q_ln2,
+        "q_b": q_b,
+        "q_c": q_c,
+        "z_max": SOFTMAX_Z_MAX,
+        "recip_bits": SOFTMAX_RECIP_BITS,
+        "p_bits": SOFTMAX_P_BITS,
+        "p_max": (1 << SOFTMAX_P_BITS) - 1,
+        "score_bits": SOFTMAX_SCORE_BITS,
+        "l_max": q_b * q_b + q_c,
+    }
+
+
+def softmax_widths(frac_bits: int, max_k: int = 256) -> dict[str, int]:
+    """Bit widths (unsigned unless named ``*_signed``) that hold each softmax intermediate, for rows of at
+    most ``max_k`` kept scores in the signed 32-bit range. Derivations are in :func:`int_softmax_stages`.
+
+    ``prod`` is 33 only when l_max is a power of two (frac_bits = 0, where e * r can equal 2^32 exactly).
+    """
+    _check_k(max_k)
+    c = softmax_constants(frac_bits)
+    l_max, recip = c["l_max"], 1 << c["recip_bits"]
+    return {
+        "s_signed": c["score_bits"],
+        "neg_q": c["score_bits"],                        # m - s in [0, 2^32 - 1]
+        "z": c["z_max"].bit_length(),                    # 0..30, plus a 1-bit "dead" flag
+        "neg_p": max(1, (c["q_ln2"] - 1).bit_length()),  # (-q) mod q_ln2 in [0, q_ln2 - 1]
+        "p_plus_b": c["q_b"].bit_length(),               # in [q_b - q_ln2 + 1, q_b], always > 0
+        "square": (c["q_b"] ** 2).bit_length(),
+        "L": l_max.bit_length(),
+        "e": l_max.bit_length(),
+        "total": (max_k * l_max).bit_length(),
+        "r": (recip // l_max).bit_length(),              # total >= l_max, so r <= 2^32 // l_max
+        "prod": (recip.bit_length() if l_max & (l_max - 1) == 0 else c["recip_bits"]),
+        "P": c["p_bits"],
+    }
+
+
+def _softmax_core(s: torch.Tensor, live: torch.Tensor, frac_bits: int) -> dict[str, torch.Tensor]:
+    """Every stage of the integer softmax on each row of int64 ``s`` (M, K), over the entries where ``live``.
+
+    Entries that are not live get 0 in every per-entry stage; rows with no live entry get m = total = r = 0
+    and P = 0. Score range is checked by the callers.
+    """
+    c = softmax_constants(frac_bits)
+    q_ln2, q_b, q_c, z_max = c["q_ln2"], c["q_b"], c["q_c"], c["z_max"]
+    recip_bits, p_bits, p_max = c["recip_bits"], c["p_bits"], c["p_max"]
+    any_live = live.any(dim=1)
+    m = torch.where(live, s, torch.iinfo(torch.int64).min).amax(dim=1) if s.shape[1] else \
+        torch.zeros(s.shape[0], dtype=torch.int64, device=s.device)
+    m = torch.where(any_live, m, 0)
+    neg_q = torch.where(live, m[:, None] - s, 0)                       # 1. -q = m - s >= 0
+    z_raw = torch.div(neg_q, q_ln2, rounding_mode="floor")             # 2. floor(-q / q_ln2) ...
+    dead = live & (z_raw > z_max)
+    z = z_raw.clamp(max=z_max)                                         #    ... clamped to z_max
+    p = -(neg_q - z_raw * q_ln2)                                       # 3. p = -((-q) mod q_ln2) in (-q_ln2, 0]
+    big = (p + q_b) * (p + q_b) + q_c                                  # 4. L
+    e = torch.where(live & ~dead, big >> z, 0)                         # 5. e = L >> z, 0 when dead
+    total = e.sum(dim=1)                                               # 6.
+    r = torch.where(total > 0, torch.div(torch.full_like(total, 1 << recip_bits), total.clamp(min=1),
+                                         rounding_mode="floor"), 0)    # 7.
+    prod = e * r[:, None]
+    big_p = (prod >> (recip_bits - p_bits)).clamp(max=p_max)           # 8.
+    # cheap width checks (see int_softmax_stages)
+    assert bool(((p <= 0) & (p > -q_ln2)).all()) and bool((big <= c["l_max"]).all())
+    assert bool((prod <= (1 << recip_bits)).all())
+    return {"m": m, "q": -neg_q, "z": torch.where(live, z, 0), "dead": dead, "p": torch.where(live, p, 0),
+            "L": torch.where(live, big, 0), "e": e, "total": total, "r": r, "P": torch.where(live, big_p, 0)}
+
+
+def _check_scores(name: str, s: torch.Tensor, ndim: int, live: torch.Tensor | None = None) -> None:
+    if not isinstance(s, torch.Tensor) or s.dtype != torch.int64 or s.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-D torch.int64 tensor")
+    lo, hi = -(1 << (SOFTMAX_SCORE_BITS - 1)), (1 << (SOFTMAX_SCORE_BITS - 1)) - 1
+    bad = (s < lo) | (s > hi)
+    if live is not None:
+        bad &= live
+    if bool(bad.any()):
+        raise ValueError(f"{name}: {int(s[bad][0])} is not allowed (allowed: the signed {SOFTMAX_SCORE_BITS}-bit "
+                         f"range {lo}..{hi})")
+
+
+def int_softmax_stages(scores: torch.Tensor, frac_bits: int) -> dict[str, torch.Tensor]:
+    """Every intermediate of :func:`int_softmax` on one row, for checking an executor stage by stage.
+
+    Input: 1-D int64 ``scores`` s_1..s_k (k >= 1) in the signed 32-bit range, real value s / 2^frac_bits,
+    0 <= frac_bits <= 12. Constants from :func:`softmax_constants`. Returned keys (per entry unless noted):
+
+    1. "m" (0-d): m = max(s).  "q": q_i = s_i - m <= 0.
+    2. "z": z_i = min(floor(-q_i / q_ln2), z_max), a non-negative integer division; "dead": the unclamped
+       quotient is > z_max.
+    3. "p": p_i = q_i + floor(-q_i / q_ln2) * q_ln2 = -((-q_i) mod q_ln2), in (-q_ln2, 0]. For every entry
+       that is not dead this is q_i + z_i * q_ln2; for dead entries the clamped form would be far below
+       -q_ln2 (and L huge), so the remainder form is used; their e is 0 either way, so P is unchanged.
+    4. "L": L_i = (p_i + q_b)^2 + q_c, with 0 < p_i + q_b <= q_b, so L_i <= l_max = q_b^2 + q_c.
+    5. "e": e_i = L_i >> z_i, and 0 when dead. (For frac_bits <= 12, L < 2^26, so e = 0 already for z >= 26.)
+    6. "total" (0-d): sum(e_i) >= l_max > 0, since the maximum has q = z = p = 0 and e = l_max.
+    7. "r" (0-d): floor(2^recip_bits / total).
+    8. "P": min(2^p_bits - 1, (e_i * r) >> (recip_bits - p_bits)), int64 in [0, 127].
+
+    Bit widths (:func:`softmax_widths`; unsigned unless signed; f = frac_bits, k <= 256):
+
+    ============  ==================================  ======  ======  ======  ======  ======
+    value         range                               f=0     f=4     f=8     f=10    f=12
+    ============  ==================================  ======  ======  ======  ======  ======
+    s, m          [-2^31, 2^31 - 1]                   32 s    32 s    32 s    32 s    32 s
+    -q = m - s    [0, 2^32 - 1]                       32      32      32      32      32
+    z             [0, 30] (+ 1-bit dead flag)         5       5       5       5       5
+    -p            [0, q_ln2 - 1]                      1       4       8       10      12
+    p + q_b       [q_b - q_ln2 + 1, q_b]              1       5       9       11      13
+    (p + q_b)^2   <= q_b^2                            1       9       17      21      25
+    L, e          <= l_max = q_b^2 + q_c              1       10      18      22      26
+    total         [l_max, k * l_max]                  9       18      26      30      34
+    r             [0, 2^32 // l_max]                  33      23      15      11      7
+    e * r         <= total * r <= 2^32                33      32      32      32      32
+    P             [0, 127]                            7       7       7       7       7
+    ============  ==================================  ======  ======  ======  ======  ======
+
+    Properties (tested): sum(P) <= 128 (the sum of floors is <= floor(r * total / 2^25) <= 128; 128 happens,
+    e.g. f = 0 and two equal maxima give 64 + 64), every P_i <= 127, e and so P are non-increasing in -q (a
+    larger score never gets a smaller P; the maximum gets the largest P), and
+    |P_i / 128 - e_i / total| <= l_max / 2^32 + 1/128 (r loses < 1 unit, the shift < 1 unit of P).
+    Caveat: total can exceed 2^32 when k * l_max > 2^32 (f = 12 with k >= 92, f = 11 with k >= 368, f = 10
+    with k >= 1469); then r = 0 and every P is 0 (each true probability is then < l_max / 2^32 anyway).
+    """
+    _check_frac_bits(frac_bits)
+    _check_scores("scores", scores, 1)
+    if scores.shape[0] == 0:
+        raise ValueError("scores: an empty row is not allowed (allowed: k >= 1 entries)")
+    st = _softmax_core(scores[None, :], torch.ones((1, scores.shape[0]), dtype=torch.bool, device=scores.device),
+                       frac_bits)
+    return {key: val[0] for key, val in st.items()}
+
+
+def int_softmax(scores: torch.Tensor, frac_bits: int) -> torch.Tensor:
+    """Integer softmax of one row: int64 P (same length) in [0, 127], P ~= 128 * softmax(s / 2^frac_bits).
+
+    The exact steps, constants, bit widths and guarantees are in :func:`int_softmax_stages`.
+    """
+    return int_softmax_stages(scores, frac_bits)["P"]
+
+
+def int_softmax_rows(scores: torch.Tensor, frac_bits: int, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`int_softmax` on each row of an (M, K) int64 matrix over the entries where ``valid`` (default all).
+
+    Returns int64 P (M, K): each row's valid entries get exactly ``int_softmax`` of that row's valid scores;
+    other entries and rows with no valid entry get 0. Only valid scores must be in the signed 32-bit range.
+    """
+    _check_frac_bits(frac_bits)
+    if not isinstance(scores, torch.Tensor) or scores.dtype != torch.int64 or scores.ndim != 2:
+        raise ValueError("scores: expected a 2-D torch.int64 tensor")
+    if valid is None:
+        valid = torch.ones(scores.shape, dtype=torch.bool, device=scores.device)
+    elif not isinstance(valid, torch.Tensor) or valid.dtype != torch.bool or valid.shape != scores.shape:
+        raise ValueError(f"valid: expected a 2-D torch.bool tensor of shape {tuple(scores.shape)}")
+    valid = valid.to(scores.device)
+    _check_scores("scores", scores, 2, valid)
+    return _softmax_core(scores, valid, frac_bits)["P"]

@@ -45,3 +45,39 @@ def extreme_operands(m: int, k: int, n: int, seed: int) -> tuple[np.ndarray, np.
     b[:, 0] = -128   # column 0: (-128)(-128) k times, far past the positive limit
     b[:, -1] = 127   # last column: far past the negative limit
     return a, b
+
+
+def prune_nm(a: np.ndarray, n: int, m: int) -> np.ndarray:
+    """Keep the N largest-magnitude entries of every group of M along K (ties: lower index), zero the rest."""
+    rows, k = a.shape
+    groups = -(-k // m)
+    padded = np.zeros((rows, groups * m), dtype=np.int16)
+    padded[:, :k] = a
+    g = padded.reshape(rows, groups, m)
+    rank = np.argsort(-np.abs(g), axis=2, kind="stable")
+    keep = np.zeros_like(g, dtype=bool)
+    np.put_along_axis(keep, rank[:, :, :n], True, axis=2)
+    return np.where(keep, g, 0).reshape(rows, groups * m)[:, :k].astype(np.int8)
+
+
+def power_law_graph(nodes: int, features: int, avg_degree: float, seed: int,
+                    exponent: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    """A weighted adjacency whose row lengths follow a power law (a few hubs, many leaves) + node features.
+
+    Edge weights span the int8 range, so an edge threshold drops a real share of them."""
+    rng = np.random.default_rng(seed)
+    raw = rng.pareto(exponent - 1.0, size=nodes) + 1.0
+    degrees = np.minimum(np.maximum(np.round(raw / raw.mean() * avg_degree), 0), nodes).astype(int)
+    adj = np.zeros((nodes, nodes), dtype=np.int8)
+    for i, d in enumerate(degrees):
+        cols = rng.choice(nodes, size=d, replace=False)
+        adj[i, cols] = _nonzero_int8(rng, d)
+    return adj, rng.integers(-128, 128, size=(nodes, features), dtype=np.int16).astype(np.int8)
+
+
+def relu_operands(m: int, k: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Activations after ReLU on both sides: zeros in A are skipped, zeros in B gate their lanes."""
+    rng = np.random.default_rng(seed)
+    a = np.maximum(rng.integers(-128, 128, size=(m, k)), 0).astype(np.int8)
+    b = np.maximum(rng.integers(-128, 128, size=(k, n)), 0).astype(np.int8)
+    return a, b

@@ -42,6 +42,7 @@ class DsaEngine(wiring.Component):
             "done": Out(1),
             "cycles": Out(COUNTER_BITS),
             "elems": Out(COUNTER_BITS),   # marked elements processed (one L-lane MAC cycle each)
+            "gated": Out(COUNTER_BITS),   # lane-MACs whose B operand was zero (gated, not skipped)
             "fill": Out(memory.WritePort.Signature(addr_width=ceil_log2(cfg.l1_lines), shape=cfg.line_bytes * 8)),
             "out": Out(memory.ReadPort.Signature(addr_width=ceil_log2(cfg.out_lines), shape=cfg.out_line_bits)),
         })
@@ -62,7 +63,8 @@ class DsaEngine(wiring.Component):
 
         task = Signal(isa.descriptor_layout())
         nw, nbl, nbj = Signal(DIM_BITS), Signal(DIM_BITS), Signal(DIM_BITS)
-        m.d.comb += [nw.eq(lay.words(task.k)), nbl.eq(lay.b_row_lines(task.n)), nbj.eq(lay.blocks(task.n))]
+        kept = Mux(task.a_format == isa.AFormat.NM, lay.nm_kept(task.k, task.nm_n_log2, task.nm_m_log2), task.k)
+        m.d.comb += [nw.eq(lay.words(kept)), nbl.eq(lay.b_row_lines(task.n)), nbj.eq(lay.blocks(task.n))]
 
         running = self.busy
         slot = Signal(range(max(R, 2)))
@@ -107,12 +109,13 @@ class DsaEngine(wiring.Component):
         finished = running & all_dispatched & _all(unit.quiet for unit in units)
         with m.If(running):
             m.d.sync += [self.cycles.eq(self.cycles + 1), slot.eq(Mux(slot == R - 1, 0, slot + 1))]
-            m.d.sync += self.elems.eq(self.elems + sum(unit.elem for unit in units))
+            m.d.sync += [self.elems.eq(self.elems + sum(unit.elem for unit in units)),
+                         self.gated.eq(self.gated + sum(unit.gated for unit in units))]
             with m.If(finished):
                 m.d.sync += [running.eq(0), self.done.eq(1)]
         with m.Elif(self.start):
             m.d.sync += [task.eq(self.desc), running.eq(1), self.done.eq(0), self.cycles.eq(0),
-                         self.elems.eq(0), slot.eq(0), job_i.eq(0), job_j.eq(0)]
+                         self.elems.eq(0), self.gated.eq(0), slot.eq(0), job_i.eq(0), job_j.eq(0)]
         return m
 
 

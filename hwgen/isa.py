@@ -16,8 +16,11 @@ class Opcode(enum.IntEnum):
 
 
 class AFormat(enum.IntEnum):
-    DENSE = 0    # dense-stored; zeros found from the values
-    BITMASK = 1  # one bit per element + packed nonzero values + uint32 row offsets
+    """How operand A is stored; what a_addr / a_ptr / a_meta point at (see hwgen/layout.py)."""
+    DENSE = 0    # a_addr: rows; zeros found from the values
+    BITMASK = 1  # a_addr: one bit per element; a_ptr: uint32 row offsets; a_meta: packed nonzero values
+    NM = 2       # a_addr: N kept values per group of M; a_meta: each kept value's index in its group
+    CSR = 3      # a_addr: values; a_ptr: uint32 row pointers; a_meta: uint16 column indices
 
 
 @dataclass(frozen=True)
@@ -34,9 +37,11 @@ DESCRIPTOR: tuple[DescField, ...] = (
     DescField("k", 16, "columns of A, rows of B"),
     DescField("n", 16, "columns of B and C"),
     DescField("threshold", 8, "|a| < threshold counts as zero (0: only exact zeros)"),
-    DescField("a_addr", 24, "L1 line of A (dense rows) or of its bitmask"),
-    DescField("a_ptr", 24, "L1 line of the uint32 row offsets into a_vals (bitmask)"),
-    DescField("a_vals", 24, "L1 line of the packed nonzero values of A (bitmask)"),
+    DescField("nm_n_log2", 2, "N:M format: log2 N (kept values per group)"),
+    DescField("nm_m_log2", 3, "N:M format: log2 M (group size along K)"),
+    DescField("a_addr", 24, "L1 line of A's main stream (rows, bitmask, kept values, CSR values)"),
+    DescField("a_ptr", 24, "L1 line of A's uint32 row offsets (bitmask, CSR)"),
+    DescField("a_meta", 24, "L1 line of A's second stream (packed values, N:M indices, CSR columns)"),
     DescField("b_addr", 24, "L1 line of B (dense, row-major)"),
     DescField("c_addr", 24, "output-buffer line of C"),
 )

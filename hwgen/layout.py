@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PTR_BYTES = 4  # bitmask row offsets are uint32
+PTR_BYTES = 4  # bitmask row offsets and CSR row pointers are uint32
+INDEX_BYTES = 2  # CSR column indices are uint16 (K < 65536)
 MASK_WORDS_PER_LINE = 8  # a line of W bytes holds 8 mask words of W bits
 
 
@@ -46,6 +47,10 @@ class Layout:
         """Lane blocks per row of C (jobs per row)."""
         return (n + self.lanes - 1) >> log2(self.lanes)
 
+    def nm_kept(self, k, n_log2, m_log2):
+        """Kept values per row of an N:M matrix: ceil(K/M) groups of N."""
+        return ((k + (1 << m_log2) - 1) >> m_log2) << n_log2
+
     def mask_lines(self, m, k):
         return (m * self.words(k) + MASK_WORDS_PER_LINE - 1) >> log2(MASK_WORDS_PER_LINE)
 
@@ -62,6 +67,27 @@ class Layout:
 
     def mask_word_slot(self, g):
         return g & (MASK_WORDS_PER_LINE - 1)
+
+    @staticmethod
+    def nm_meta_bits_log2(m_log2):
+        """log2 of the index width of an N:M kept value: M = 2, 4, 8, 16 -> 1, 2, 4, 4 bits."""
+        return min(m_log2 - 1, 2) if isinstance(m_log2, int) else _min_log2(m_log2 - 1)
+
+    def nm_meta_line(self, a_meta, g, bits_log2):
+        return a_meta + (g >> _unsigned(3 - bits_log2))
+
+    def nm_meta_slot(self, g, bits_log2):
+        return g & ((1 << _unsigned(3 - bits_log2)) - 1)
+
+    def nm_k(self, position, n_log2, m_log2, index):
+        """K index of kept value ``position`` (in its row) whose in-group index is ``index``."""
+        return ((position >> n_log2) << m_log2) + index
+
+    def csr_index_line(self, a_meta, p):
+        return a_meta + (p >> log2(self.line_bytes // INDEX_BYTES))
+
+    def csr_index_slot(self, p):
+        return p & (self.line_bytes // INDEX_BYTES - 1)
 
     def ptr_line(self, a_ptr, i):
         return a_ptr + (i >> log2(self.line_bytes // PTR_BYTES))
@@ -84,3 +110,14 @@ class Layout:
 
     def c_line(self, c_addr, i_times_nbj, j):
         return c_addr + i_times_nbj + j
+
+
+def _min_log2(x):
+    """min(x, 2) for an Amaranth value (the index width saturates at 4 bits)."""
+    from amaranth import Mux
+    return Mux(x > 2, 2, x)
+
+
+def _unsigned(x):
+    """Shift amounts must be unsigned in Amaranth; ints pass through."""
+    return x if isinstance(x, int) else x.as_unsigned()

@@ -12,14 +12,12 @@ import numpy as np
 
 from . import isa
 from .config import HwConfig
-from .layout import PTR_BYTES, Layout
+from .formats import CsrMatrix, NmMatrix, OperandError, bitmask_encode, check_nm, csr_encode, nm_encode
+from .layout import Layout, log2
 
-KERNELS = ("spmm", "gemm")
-A_FORMATS = ("dense", "bitmask")
-
-
-class OperandError(ValueError):
-    """A tensor or program that cannot run: the message names the operand, the value and what is allowed."""
+KERNELS = ("spmm", "gemm", "gnn_aggregate")   # gnn_aggregate: spmm of a CSR adjacency (edge weights)
+A_FORMATS = ("dense", "bitmask", "nm", "csr")
+ROW_ORDERS = ("natural", "longest_first")
 
 
 @dataclass(frozen=True)
@@ -27,6 +25,7 @@ class OutputSpec:
     c_addr: int
     m: int
     n: int
+    row_order: tuple[int, ...] | None = None   # stored row p holds logical row row_order[p]
 
 
 @dataclass(frozen=True)
@@ -72,7 +71,16 @@ def decode_output(cfg: HwConfig, spec: OutputSpec, words: list[int]) -> np.ndarr
     mask, sign = (1 << bits) - 1, 1 << (bits - 1)
     lanes = [(w >> (lane * bits)) & mask for w in words for lane in range(L)]
     c = np.array([v - (1 << bits) if v & sign else v for v in lanes], dtype=np.int64)
-    return c.reshape(spec.m, -1)[:, :spec.n]
+    return unpermute_rows(spec, c.reshape(spec.m, -1)[:, :spec.n])
+
+
+def unpermute_rows(spec: OutputSpec, stored: np.ndarray) -> np.ndarray:
+    """Rows as the engine stored them -> logical order."""
+    if spec.row_order is None:
+        return stored
+    out = np.empty_like(stored)
+    out[list(spec.row_order)] = stored
+    return out
 
 
 def _check_operand(name: str, x: Any) -> np.ndarray:
@@ -85,14 +93,6 @@ def _check_operand(name: str, x: Any) -> np.ndarray:
     if 0 in x.shape or max(x.shape) >= 1 << 16:
         raise OperandError(f"{name}: shape {x.shape} is not allowed (each dimension in 1..65535)")
     return x
-
-
-def bitmask_encode(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(mask bool (M,K), row offsets uint32 (M+1), packed nonzero values int8 in row-major order)."""
-    mask = a != 0
-    ptr = np.zeros(a.shape[0] + 1, dtype=np.uint32)
-    np.cumsum(mask.sum(axis=1), out=ptr[1:])
-    return mask, ptr, a[mask]
 
 
 class _Image:
@@ -128,44 +128,94 @@ def _pad_lines(blob: np.ndarray, line_bytes: int) -> np.ndarray:
     return np.concatenate([blob, np.zeros(-blob.size % line_bytes, dtype=np.uint8)])
 
 
-def compile_matmul(cfg: HwConfig, a: np.ndarray, b: np.ndarray, kernel: str = "spmm",
-                   a_format: str = "dense", threshold: int | None = None) -> Program:
-    """One C = A @ B task: check the operands, place them in L1, write its descriptor."""
-    if kernel not in KERNELS:
-        raise OperandError(f"kernel: {kernel!r} is not allowed (allowed: {', '.join(KERNELS)})")
-    if a_format not in A_FORMATS:
-        raise OperandError(f"format: {a_format!r} is not allowed (allowed: {', '.join(A_FORMATS)})")
-    if kernel == "gemm" and a_format != "dense":
-        raise OperandError(f"format: {a_format!r} is not allowed for gemm (allowed: dense)")
-    a, b = _check_operand("A", a), _check_operand("B", b)
-    if a.shape[1] != b.shape[0]:
-        raise OperandError(f"B: shape {b.shape} does not match A {a.shape}: B needs {a.shape[1]} rows")
+def _check_threshold(kernel: str, threshold, default: int) -> int:
     if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, np.integer))
                                   or not 0 <= threshold <= 128):
         raise OperandError(f"threshold: {threshold!r} is not allowed (allowed: an integer 0..128)")
     if kernel == "gemm":
         if threshold:
             raise OperandError(f"threshold: {threshold} is not allowed for gemm (allowed: 0; gemm is dense)")
-        threshold = 0
-    elif threshold is None:
-        threshold = cfg.engine.threshold
-    (m, k), n = a.shape, b.shape[1]
+        return 0
+    return default if threshold is None else int(threshold)
+
+
+def _as_format(a, a_format: str, nm: tuple[int, int]):
+    """The operand in its storage format, plus the logical dense matrix for the golden model."""
+    if isinstance(a, NmMatrix):
+        if a_format != "nm":
+            raise OperandError(f"format: {a_format!r} does not match an N:M operand (allowed: nm)")
+        return a, a.dense()
+    if isinstance(a, CsrMatrix):
+        if a_format != "csr":
+            raise OperandError(f"format: {a_format!r} does not match a CSR operand (allowed: csr)")
+        return a, a.dense()
+    a = _check_operand("A", a)
+    if a_format == "nm":
+        return nm_encode(a, *nm), a
+    if a_format == "csr":
+        return csr_encode(a), a
+    return a, a
+
+
+def compile_matmul(cfg: HwConfig, a, b: np.ndarray, kernel: str = "spmm", a_format: str = "dense",
+                   threshold: int | None = None, nm: tuple[int, int] = (2, 4),
+                   row_order: str | None = None) -> Program:
+    """One C = A @ B task: check the operands, place them in L1, write its descriptor.
+
+    ``a`` is a dense int8 matrix (encoded into ``a_format`` here) or an already compressed NmMatrix or
+    CsrMatrix (validated). ``row_order="longest_first"`` (the default for CSR) stores the rows with the most
+    work first, so a long row never starts last and idles the other row units (C comes back unpermuted).
+    """
+    if kernel not in KERNELS:
+        raise OperandError(f"kernel: {kernel!r} is not allowed (allowed: {', '.join(KERNELS)})")
+    if a_format not in A_FORMATS:
+        raise OperandError(f"format: {a_format!r} is not allowed (allowed: {', '.join(A_FORMATS)})")
+    if kernel == "gemm" and a_format != "dense":
+        raise OperandError(f"format: {a_format!r} is not allowed for gemm (allowed: dense)")
+    if kernel == "gnn_aggregate" and a_format != "csr":
+        raise OperandError(f"format: {a_format!r} is not allowed for gnn_aggregate (allowed: csr)")
+    row_order = row_order or ("longest_first" if a_format == "csr" else "natural")
+    if row_order not in ROW_ORDERS:
+        raise OperandError(f"row_order: {row_order!r} is not allowed (allowed: {', '.join(ROW_ORDERS)})")
+    if a_format == "nm":
+        check_nm(*nm)
+    stored, logical = _as_format(a, a_format, nm)
+    b = _check_operand("B", b)
+    if logical.shape[1] != b.shape[0]:
+        raise OperandError(f"B: shape {b.shape} does not match A {logical.shape}: B needs {logical.shape[1]} rows")
+    threshold = _check_threshold(kernel, threshold, cfg.engine.threshold)
+    (m, k), n = logical.shape, b.shape[1]
     lay, W = Layout.of(cfg), cfg.line_bytes
-    nw = lay.words(k)
+
+    order = None
+    if row_order == "longest_first":
+        work = (np.abs(logical.astype(np.int16)) >= max(threshold, 1)).sum(axis=1)
+        order = np.argsort(-work, kind="stable")
+        stored = _permute_rows(stored, order)
 
     img = _Image(cfg)
-    fields: dict[str, int] = dict(opcode=isa.Opcode[kernel.upper()], a_format=isa.AFormat[a_format.upper()],
-                                  m=m, k=k, n=n, threshold=threshold)
+    fields: dict[str, int] = dict(opcode=isa.Opcode.GEMM if kernel == "gemm" else isa.Opcode.SPMM,
+                                  a_format=isa.AFormat[a_format.upper()], m=m, k=k, n=n, threshold=threshold)
     if a_format == "dense":
-        fields["a_addr"] = img.place("A", _rows_padded(a, nw * W))
-    else:
-        mask, ptr, vals = bitmask_encode(a)
+        fields["a_addr"] = img.place("A", _rows_padded(stored, lay.words(k) * W))
+    elif a_format == "bitmask":
+        nw = lay.words(k)
+        mask, ptr, vals = bitmask_encode(stored)
         mask_rows = np.zeros((m, nw * W), dtype=bool)
         mask_rows[:, :k] = mask
-        mask_bytes = np.packbits(mask_rows.reshape(-1), bitorder="little")
-        fields["a_addr"] = img.place("A.mask", _pad_lines(mask_bytes, W))
+        fields["a_addr"] = img.place("A.mask", _pad_lines(np.packbits(mask_rows.reshape(-1), bitorder="little"), W))
         fields["a_ptr"] = img.place("A.ptr", _pad_lines(ptr.astype("<u4"), W))
-        fields["a_vals"] = img.place("A.vals", _pad_lines(vals if vals.size else np.zeros(1, np.int8), W))
+        fields["a_meta"] = img.place("A.vals", _pad_lines(vals if vals.size else np.zeros(1, np.int8), W))
+    elif a_format == "nm":
+        fields.update(nm_n_log2=log2(stored.n), nm_m_log2=log2(stored.m))
+        fields["a_addr"] = img.place("A.values", _rows_padded(stored.values, lay.words(stored.values.shape[1]) * W))
+        fields["a_meta"] = img.place("A.indices", _pad_lines(_nm_index_bits(cfg, stored), W))
+    else:
+        fields["a_addr"] = img.place("A.values", _pad_lines(stored.values if stored.values.size
+                                                            else np.zeros(1, np.int8), W))
+        fields["a_ptr"] = img.place("A.rowptr", _pad_lines(stored.rowptr.astype("<u4"), W))
+        fields["a_meta"] = img.place("A.col", _pad_lines(stored.col.astype("<u2") if stored.col.size
+                                                         else np.zeros(1, "<u2"), W))
     fields["b_addr"] = img.place("B", _rows_padded(b, lay.b_row_lines(n) * W))
 
     out_lines = m * lay.blocks(n)
@@ -173,19 +223,29 @@ def compile_matmul(cfg: HwConfig, a: np.ndarray, b: np.ndarray, kernel: str = "s
         raise OperandError(f"C: {m}x{n} needs {out_lines} output lines but l1.out_bytes = {cfg.l1.out_bytes} "
                            f"holds {cfg.out_lines} lines of {cfg.engine.lanes} x int{cfg.engine.acc_bits}")
     fields["c_addr"] = 0
+    spec = OutputSpec(0, m, n, None if order is None else tuple(int(x) for x in order))
     return Program(config_digest=cfg.digest(), descriptors=(isa.pack(**fields),), l1=img.lines,
-                   outputs={"C": OutputSpec(0, m, n)}, l1_lines_used=img.next,
-                   tensors={"A": a, "B": b})
+                   outputs={"C": spec}, l1_lines_used=img.next, tensors={"A": logical, "B": b})
 
 
-__all__ = [
-    "A_FORMATS",
-    "KERNELS",
-    "PTR_BYTES",
-    "OperandError",
-    "OutputSpec",
-    "Program",
-    "Result",
-    "bitmask_encode",
-    "compile_matmul",
-]
+def _permute_rows(stored, order: np.ndarray):
+    if isinstance(stored, CsrMatrix):
+        lengths = stored.row_lengths()[order]
+        rowptr = np.zeros(len(order) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=rowptr[1:])
+        take = np.concatenate([np.arange(stored.rowptr[i], stored.rowptr[i + 1]) for i in order] or [[]]).astype(int)
+        return CsrMatrix(rowptr, stored.col[take], stored.values[take], stored.shape)
+    if isinstance(stored, NmMatrix):
+        return NmMatrix(stored.values[order], stored.indices[order], stored.n, stored.m, stored.k)
+    return stored[order]
+
+
+def _nm_index_bits(cfg: HwConfig, a: NmMatrix) -> np.ndarray:
+    """Each value word's in-group indices, b bits each (layout.nm_meta_*), words back to back."""
+    lay, W = Layout.of(cfg), cfg.line_bytes
+    bits = 1 << lay.nm_meta_bits_log2(log2(a.m))
+    rows, kept = a.indices.shape
+    words = np.zeros((rows, lay.words(kept) * W), dtype=np.uint8)
+    words[:, :kept] = a.indices
+    fields = ((words.reshape(-1, 1) >> np.arange(bits, dtype=np.uint8)) & 1).astype(np.uint8)
+    return np.packbits(fields.reshape(-1), bitorder="little")

@@ -1,82 +1,140 @@
 """Cycle model of the DSA engine: same outputs as the RTL and, for the engine alone, the same cycle count.
 
-Per tile the model is vectorised: one numpy pass finds every row's encode time
-Σ_w max(1, marked elements in scan word w). Only the dispatcher, which hands jobs to the lowest free
-row unit one per cycle, is a short loop over jobs (never over cycles). Every latency comes from the
-RTL components' properties (RowUnit, DsaEngine), so a pipeline change moves both.
+Per tile the model is vectorised: one numpy pass reads A back from the L1 image (every format) and finds
+every row's encode time Σ_w max(1, marked elements in scan word w). Only the dispatcher, which hands jobs
+to the lowest free row unit one per cycle, is a short loop over jobs (never over cycles). Every latency
+comes from the RTL components (RowUnit, DsaEngine), so a pipeline change moves both.
 """
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
 from hwgen import isa
 from hwgen.config import HwConfig
-from hwgen.layout import PTR_BYTES, Layout
-from hwgen.program import Program, Result
+from hwgen.layout import INDEX_BYTES, PTR_BYTES, Layout
+from hwgen.program import Program, Result, unpermute_rows
 
 
 @lru_cache(maxsize=64)
-def _timing(cfg: HwConfig) -> tuple[int, int, int, int, int]:
+def _timing(cfg: HwConfig) -> tuple[int, int, int, int]:
     # imported here so that reading a config never needs Amaranth
     from hwgen.engine import DsaEngine
     from hwgen.row_unit import RowUnit
-    return (RowUnit.front_latency, RowUnit.result_latency, RowUnit.min_period(cfg),
-            DsaEngine.first_dispatch_cycle, DsaEngine.done_delay)
+    return RowUnit.result_latency, RowUnit.min_period(cfg), DsaEngine.first_dispatch_cycle, DsaEngine.done_delay
 
 
-def decode_a(cfg: HwConfig, f: dict[str, int], l1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Read A back from the L1 image: (values int8 (M,K), format marks bool (M, nw*W))."""
+def _front_latency(a_format: int) -> int:
+    from hwgen.row_unit import RowUnit
+    return RowUnit.front_latency(a_format)
+
+
+@dataclass
+class Scan:
+    """A as the row units see it, rows in stored order."""
+    a: np.ndarray            # int8 (M, K): the logical values
+    passing: np.ndarray      # bool (M, K): elements that reach the MACs (gemm: all)
+    row_cycles: np.ndarray   # int64 (M,): Σ over the row's scan words of max(1, marked)
+    marked: np.ndarray       # int64 (M,): elements the compactor emits per job of the row
+
+
+def _lines(l1: np.ndarray, start: int, nbytes: int) -> np.ndarray:
+    return l1[start:].reshape(-1)[:nbytes]
+
+
+def _word_costs(counts: np.ndarray) -> np.ndarray:
+    """(M, words) marked counts -> per-row encode cycles: an empty word still costs one."""
+    return np.maximum(counts, 1).sum(axis=1)
+
+
+def scan(cfg: HwConfig, f: dict[str, int], l1: np.ndarray) -> Scan:
+    """Decode A from the image and count what each row costs the zero compactor."""
     lay, W = Layout.of(cfg), cfg.line_bytes
-    m, k = f["m"], f["k"]
-    nw = lay.words(k)
-    if f["a_format"] == isa.AFormat.DENSE:
-        rows = l1[f["a_addr"]:f["a_addr"] + m * nw].reshape(m, nw * W).view(np.int8)
-        return rows[:, :k].copy(), rows != 0
-    nbits = m * nw * W
-    mask_lines = lay.mask_lines(m, k)
-    bits = np.unpackbits(l1[f["a_addr"]:f["a_addr"] + mask_lines].reshape(-1), bitorder="little")[:nbits]
-    marks = bits.reshape(m, nw * W).astype(bool)
-    ptr_lines = lay.lines_for_bytes((m + 1) * PTR_BYTES)
-    ptr = l1[f["a_ptr"]:f["a_ptr"] + ptr_lines].reshape(-1)[:(m + 1) * PTR_BYTES].view("<u4")
-    vals = l1[f["a_vals"]:].reshape(-1)[:int(ptr[-1])].view(np.int8)
-    a = np.zeros((m, nw * W), dtype=np.int8)
-    a[marks] = vals
-    return a[:, :k], marks
+    m, k, thr = f["m"], f["k"], f["threshold"]
+    fmt, gemm = f["a_format"], f["opcode"] == isa.Opcode.GEMM
+
+    def counts_of(flags: np.ndarray) -> np.ndarray:  # (M, words*W) -> (M, words)
+        return flags.reshape(m, -1, W).sum(axis=2)
+
+    def passes(v: np.ndarray) -> np.ndarray:
+        return (v != 0) & (np.abs(v.astype(np.int16)) >= thr)
+
+    if fmt == isa.AFormat.DENSE:
+        nw = lay.words(k)
+        rows = _lines(l1, f["a_addr"], m * nw * W).reshape(m, nw * W).view(np.int8)
+        inside = np.arange(nw * W) < k
+        marks = np.broadcast_to(inside, rows.shape) if gemm else passes(rows) & inside
+        a = rows[:, :k].copy()
+        passing = np.ones((m, k), bool) if gemm else marks[:, :k]
+        return Scan(a, passing, _word_costs(counts_of(marks)), marks.sum(axis=1))
+
+    if fmt == isa.AFormat.BITMASK:
+        nw = lay.words(k)
+        bits = np.unpackbits(_lines(l1, f["a_addr"], lay.mask_lines(m, k) * W), bitorder="little")
+        marks = bits[:m * nw * W].reshape(m, nw * W).astype(bool)
+        ptr = _lines(l1, f["a_ptr"], (m + 1) * PTR_BYTES).view("<u4")
+        full = np.zeros((m, nw * W), dtype=np.int8)
+        full[marks] = _lines(l1, f["a_meta"], int(ptr[-1])).view(np.int8)
+        a = full[:, :k]
+        return Scan(a, passes(a), _word_costs(counts_of(marks)), marks.sum(axis=1))
+
+    if fmt == isa.AFormat.NM:
+        n_log2, m_log2 = f["nm_n_log2"], f["nm_m_log2"]
+        kept = lay.nm_kept(k, n_log2, m_log2)
+        nw = lay.words(kept)
+        vals = _lines(l1, f["a_addr"], m * nw * W).reshape(m, nw * W).view(np.int8)
+        bits = 1 << lay.nm_meta_bits_log2(m_log2)
+        raw = np.unpackbits(_lines(l1, f["a_meta"], m * nw * W * bits // 8), bitorder="little")
+        idx = (raw.reshape(m, nw * W, bits).astype(np.int64) << np.arange(bits)).sum(axis=2)
+        stored = np.arange(nw * W) < kept
+        marks = passes(vals) & stored
+        group_size = 1 << m_log2
+        cols = (np.arange(nw * W) >> n_log2) * group_size + idx
+        full = np.zeros((m, (kept >> n_log2) * group_size + 1), dtype=np.int8)   # + a column for padding
+        np.put_along_axis(full, np.where(stored, cols, full.shape[1] - 1), np.where(stored, vals, 0), axis=1)
+        a = full[:, :k].copy()
+        return Scan(a, passes(a), _word_costs(counts_of(marks)), marks.sum(axis=1))
+
+    # CSR: row i scans the value lines that hold entries ptr[i] .. ptr[i+1]-1 (one line if empty)
+    ptr = _lines(l1, f["a_ptr"], (m + 1) * PTR_BYTES).view("<u4").astype(np.int64)
+    nnz = int(ptr[-1])
+    vals = _lines(l1, f["a_addr"], nnz).view(np.int8)
+    col = _lines(l1, f["a_meta"], nnz * INDEX_BYTES).view("<u2").astype(np.int64)
+    lo, hi = ptr[:-1], ptr[1:]
+    first = lo // W
+    words = np.where(hi > lo, (hi - 1) // W - first + 1, 1)
+    row_of_word = np.repeat(np.arange(m), words)
+    word = first[row_of_word] + np.arange(words.sum()) - np.repeat(np.cumsum(words) - words, words)
+    cum = np.concatenate([[0], np.cumsum(passes(vals))])
+    start = np.clip(word * W, lo[row_of_word], hi[row_of_word])
+    end = np.clip(word * W + W, lo[row_of_word], hi[row_of_word])
+    counts = cum[end] - cum[start]
+    a = np.zeros((m, k), dtype=np.int8)
+    a[np.repeat(np.arange(m), hi - lo), col] = vals
+    row_cycles = np.bincount(row_of_word, weights=np.maximum(counts, 1), minlength=m).astype(np.int64)
+    marked = np.bincount(row_of_word, weights=counts, minlength=m).astype(np.int64)
+    return Scan(a, passes(a), row_cycles, marked)
 
 
 def decode_b(cfg: HwConfig, f: dict[str, int], l1: np.ndarray) -> np.ndarray:
     lay, W = Layout.of(cfg), cfg.line_bytes
     nbl = lay.b_row_lines(f["n"])
-    rows = l1[f["b_addr"]:f["b_addr"] + f["k"] * nbl].reshape(f["k"], nbl * W).view(np.int8)
+    rows = _lines(l1, f["b_addr"], f["k"] * nbl * W).reshape(f["k"], nbl * W).view(np.int8)
     return rows[:, :f["n"]].copy()
 
 
-def marked_per_word(cfg: HwConfig, f: dict[str, int], a: np.ndarray, marks: np.ndarray) -> np.ndarray:
-    """(M, nw): elements of each scan word the compactor will emit (what the RTL's detect stage marks)."""
-    W, m, k = cfg.line_bytes, f["m"], f["k"]
-    nw = Layout.of(cfg).words(k)
-    if f["opcode"] == isa.Opcode.GEMM:
-        counts = np.minimum(W, k - W * np.arange(nw))[None, :].repeat(m, axis=0)
-    else:
-        if f["a_format"] == isa.AFormat.DENSE:
-            padded = np.zeros((m, nw * W), dtype=np.int16)
-            padded[:, :k] = a
-            marks = (padded != 0) & (np.abs(padded) >= f["threshold"])
-        counts = marks.reshape(m, nw, W).sum(axis=2)
-    return counts
-
-
-def schedule(cfg: HwConfig, row_cycles: np.ndarray, blocks: int) -> int:
+def schedule(cfg: HwConfig, row_cycles: np.ndarray, blocks: int, a_format: int) -> int:
     """Cycles from start to done for jobs (i, j) in row-major order on R units. Exact w.r.t. the RTL.
 
     One step per job: the dispatcher takes the next cycle >= the earliest free unit and gives the job to
     the lowest-numbered free unit. A unit's results leave in order, so only each unit's last job
     decides when its writes end.
     """
-    front, result_latency, min_period, first, done_delay = _timing(cfg)
+    result_latency, min_period, first, done_delay = _timing(cfg)
+    front = _front_latency(a_format)
     R = cfg.engine.rows
     free = [first] * R
     last_te = [None] * R
@@ -105,26 +163,27 @@ class EngineModel:
         self.cfg = cfg
 
     def run(self, program: Program, outputs: bool = True) -> Result:
-
         cfg = self.cfg
         if program.config_digest != cfg.digest():
             raise ValueError(f"program was compiled for config {program.config_digest}, not {cfg.digest()}")
         wall = time.perf_counter()
         (f,) = program.fields
-        a, marks = decode_a(cfg, f, program.l1)
+        s = scan(cfg, f, program.l1)
         b = decode_b(cfg, f, program.l1)
-        per_word = marked_per_word(cfg, f, a, marks)
         blocks = Layout.of(cfg).blocks(f["n"])
-        # a word with no marked element still costs its one cycle; a zero inside a word costs none
-        cycles = schedule(cfg, np.maximum(per_word, 1).sum(axis=1), blocks)
+        cycles = schedule(cfg, s.row_cycles, blocks, f["a_format"])
         result = {}
         if outputs:
             from golden import kernels  # the one definition of the arithmetic
-            numeric = cfg.numeric()
+            numeric, spec = cfg.numeric(), program.outputs["C"]
             if f["opcode"] == isa.Opcode.GEMM:
-                result["C"] = kernels.gemm(numeric, a, b).numpy()
+                c = kernels.gemm(numeric, s.a, b)
             else:
-                result["C"] = kernels.spmm(numeric, a, b, threshold=f["threshold"]).numpy()
+                c = kernels.spmm(numeric, s.a, b, threshold=f["threshold"])
+            result["C"] = unpermute_rows(spec, c.numpy())
+        # a zero in B gates its lane for every element that reaches the MACs
+        gated = int(s.passing.sum(axis=0) @ (b == 0).sum(axis=1)) if f["n"] else 0
         return Result(outputs=result, cycles=cycles,
-                      stats={"backend": "sim", "elems": int(per_word.sum()) * blocks,
+                      stats={"backend": "sim", "elems": int(s.marked.sum()) * blocks, "gated_macs": gated,
                              "wall_s": time.perf_counter() - wall})
+

@@ -264,5 +264,6 @@ def run_rtl_batch(cfg: HwConfig, programs: list[Program], build_root: str | Path
     shutil.rmtree(work, ignore_errors=True)
     return [Result(outputs={name: decode_output(cfg, spec, words)
                             for (name, words), spec in zip(r["outputs"], p.outputs.values())},
-                   cycles=r["cycles"], stats={"elems": r["elems"], "wall_s": r["wall_s"], "backend": "rtl"})
+                   cycles=r["cycles"], stats={"elems": r["elems"], "gated_macs": r["gated"], "wall_s": r["wall_s"],
+                                  "backend": "rtl"})
             for r, p in zip(out["results"], programs)]

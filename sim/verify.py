@@ -5,7 +5,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from golden.workloads import extreme_operands, random_operands, skewed_operands
+from golden.workloads import (
+    extreme_operands,
+    power_law_graph,
+    prune_nm,
+    random_operands,
+    relu_operands,
+    skewed_operands,
+)
 from hwgen.config import HwConfig
 from hwgen.layout import Layout
 from hwgen.program import OperandError, Program, Result, compile_matmul
@@ -13,6 +20,8 @@ from hwgen.program import OperandError, Program, Result, compile_matmul
 from .backends import BACKENDS, run_programs
 
 DENSITIES = (0.0, 0.01, 0.1, 0.5, 1.0)
+FORMATS = ("dense", "bitmask", "nm", "csr")
+NM_RATIOS = ((2, 4), (1, 4), (4, 8))
 
 
 @dataclass
@@ -41,22 +50,31 @@ def standard_shape(cfg: HwConfig) -> tuple[int, int, int]:
 
 
 def standard_cases(cfg: HwConfig, seeds: int = 1) -> list[Case]:
+    """Every kernel and format over the densities, thresholds, skew, overflow, power-law rows, ReLU."""
     m, k, n = standard_shape(cfg)
     cases = []
+
+    def add(label, a, b, kernel="spmm", fmt="dense", **kw):
+        cases.append(Case(f"{kernel} {fmt} {label}", compile_matmul(cfg, a, b, kernel, fmt, **kw)))
+
     for seed in range(seeds):
         for d in DENSITIES:
-            for fmt in ("dense", "bitmask"):
-                a, b = random_operands(m, k, n, d, seed)
-                cases.append(Case(f"spmm {fmt} d={d} s{seed}", compile_matmul(cfg, a, b, "spmm", fmt)))
+            a, b = random_operands(m, k, n, d, seed)
+            for fmt in FORMATS:
+                add(f"d={d} s{seed}", prune_nm(a, 2, 4) if fmt == "nm" else a, b, fmt=fmt)
+        for nm in NM_RATIOS:
+            a, b = random_operands(m, k, n, 1.0, seed)
+            add(f"{nm[0]}:{nm[1]} s{seed}", prune_nm(a, *nm), b, fmt="nm", nm=nm)
         a, b = random_operands(m, k, n, 0.5, seed)
-        cases.append(Case(f"gemm d=0.5 s{seed}", compile_matmul(cfg, a, b, "gemm")))
-        cases.append(Case(f"spmm dense d=0.5 thr=64 s{seed}", compile_matmul(cfg, a, b, "spmm", threshold=64)))
-        cases.append(Case(f"spmm bitmask d=0.5 thr=64 s{seed}",
-                          compile_matmul(cfg, a, b, "spmm", "bitmask", threshold=64)))
-        a, b = skewed_operands(m, k, n, seed)
-        cases.append(Case(f"spmm skewed rows s{seed}", compile_matmul(cfg, a, b, "spmm")))
-        a, b = extreme_operands(m, k, n, seed)
-        cases.append(Case(f"spmm max-magnitude s{seed}", compile_matmul(cfg, a, b, "spmm")))
+        add(f"d=0.5 s{seed}", a, b, kernel="gemm")
+        for fmt in FORMATS:
+            add(f"d=0.5 thr=64 s{seed}", prune_nm(a, 2, 4) if fmt == "nm" else a, b, fmt=fmt, threshold=64)
+        for fmt in ("dense", "csr"):
+            add(f"skewed rows s{seed}", *skewed_operands(m, k, n, seed), fmt=fmt)
+        add(f"max-magnitude s{seed}", *extreme_operands(m, k, n, seed))
+        add(f"relu activations s{seed}", *relu_operands(m, k, n, seed))
+        adj, feats = power_law_graph(k, n, avg_degree=4, seed=seed)
+        add(f"power-law thr=32 s{seed}", adj[:m], feats, kernel="gnn_aggregate", fmt="csr", threshold=32)
     return cases
 
 

@@ -18,7 +18,8 @@ def _assert_all_agree(rows):
                                           err_msg=f"{row.label}: {backend} != golden")
         assert row.results["sim"].cycles == row.results["rtl"].cycles, \
             f"{row.label}: sim {row.results['sim'].cycles} != rtl {row.results['rtl'].cycles} cycles"
-        assert row.results["sim"].stats["elems"] == row.results["rtl"].stats["elems"], row.label
+        for counter in ("elems", "gated_macs"):
+            assert row.results["sim"].stats[counter] == row.results["rtl"].stats[counter], (row.label, counter)
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from golden.workloads import random_operands
+from golden.workloads import prune_nm, random_operands
 from hwgen import config
 from hwgen.engine import DsaEngine
 from hwgen.program import compile_matmul, decode_output, output_lines
@@ -38,7 +38,7 @@ def run_pysim(cfg, program):
         await ctx.tick()
         ctx.set(dut.start, 0)
         await ctx.tick().until(dut.done)
-        out["cycles"], out["elems"] = ctx.get(dut.cycles), ctx.get(dut.elems)
+        out["cycles"], out["elems"], out["gated"] = ctx.get(dut.cycles), ctx.get(dut.elems), ctx.get(dut.gated)
         words = []
         for line in output_lines(cfg, spec):
             ctx.set(dut.out.addr, line)
@@ -58,14 +58,19 @@ def test_model_matches_rtl_in_lockstep(geometry):
     cfg = config.from_dict(GEOMETRIES[geometry])
     model = EngineModel(cfg)
     rng = np.random.default_rng(geometry)
-    for trial in range(4):
+    for trial, (kernel, fmt) in enumerate([("spmm", "dense"), ("spmm", "bitmask"), ("gemm", "dense"),
+                                           ("spmm", "nm"), ("spmm", "csr"), ("spmm", "nm"), ("spmm", "csr")]):
         m, k, n = (int(x) for x in (rng.integers(1, 7), rng.integers(1, 40), rng.integers(1, 11)))
-        kernel = ["spmm", "spmm", "gemm"][trial % 3]
-        fmt = "bitmask" if kernel == "spmm" and trial % 2 else "dense"
         density = float(rng.choice([0.0, 0.1, 0.5, 1.0]))
         a, b = random_operands(m, k, n, density, seed=trial)
-        program = compile_matmul(cfg, a, b, kernel, fmt, threshold=None if kernel == "gemm" else 40 * (trial % 2))
+        b[rng.random(b.shape) < 0.3] = 0   # zeros in B gate lanes
+        nm = [(2, 4), (1, 4), (4, 8), (1, 2), (8, 16)][trial % 5]
+        if fmt == "nm":
+            a = prune_nm(a, *nm)
+        program = compile_matmul(cfg, a, b, kernel, fmt, nm=nm,
+                                 threshold=None if kernel == "gemm" else 40 * (trial % 2))
         rtl, sim = run_pysim(cfg, program), model.run(program)
-        label = f"{cfg.name} {kernel} {fmt} {m}x{k}x{n} d={density}"
+        label = f"{cfg.name} {kernel} {fmt} {m}x{k}x{n} d={density} nm={nm}"
         np.testing.assert_array_equal(rtl["C"], sim.outputs["C"], err_msg=label)
-        assert (rtl["cycles"], rtl["elems"]) == (sim.cycles, sim.stats["elems"]), label
+        assert (rtl["cycles"], rtl["elems"], rtl["gated"]) == \
+            (sim.cycles, sim.stats["elems"], sim.stats["gated_macs"]), label

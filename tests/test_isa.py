@@ -155,8 +155,13 @@ L1_TAIL = "holds 256 lines of 16 bytes (operands larger than L1 need tiling, whi
     (lambda: compile_matmul(TINY, np.zeros((1, 1 << 16), np.int8), np.zeros((1 << 16, 1), np.int8)),
      "A: shape (1, 65536) is not allowed (each dimension in 1..65535)"),
     (lambda: compile_matmul(TINY, A, B[:5]), "B: shape (5, 4) does not match A (4, 8): B needs 8 rows"),
-    (lambda: compile_matmul(TINY, A, B, kernel="conv"), "kernel: 'conv' is not allowed (allowed: spmm, gemm)"),
-    (lambda: compile_matmul(TINY, A, B, a_format="csr"), "format: 'csr' is not allowed (allowed: dense, bitmask)"),
+    (lambda: compile_matmul(TINY, A, B, kernel="conv"), "kernel: 'conv' is not allowed (allowed: spmm, gemm, gnn_aggregate)"),
+    (lambda: compile_matmul(TINY, A, B, a_format="coo"),
+     "format: 'coo' is not allowed (allowed: dense, bitmask, nm, csr)"),
+    (lambda: compile_matmul(TINY, A, B, kernel="gnn_aggregate"),
+     "format: 'dense' is not allowed for gnn_aggregate (allowed: csr)"),
+    (lambda: compile_matmul(TINY, A, B, row_order="random"),
+     "row_order: 'random' is not allowed (allowed: natural, longest_first)"),
     (lambda: compile_matmul(TINY, A, B, kernel="gemm", a_format="bitmask"),
      "format: 'bitmask' is not allowed for gemm (allowed: dense)"),
     (lambda: compile_matmul(TINY, A, B, threshold=129), "threshold: 129 is not allowed (allowed: an integer 0..128)"),
@@ -238,7 +243,7 @@ def decode_bitmask_a(l1, W, f) -> np.ndarray:
                 continue
             assert c < k, "mask bit set in the padding"
             byte = ptr[i] + nz
-            a[i, c] = np.int8(np.uint8(l1[f["a_vals"] + byte // W, byte % W]))
+            a[i, c] = np.int8(np.uint8(l1[f["a_meta"] + byte // W, byte % W]))
             assert a[i, c] != 0
             nz += 1
         assert ptr[i + 1] == ptr[i] + nz
@@ -282,7 +287,7 @@ def test_l1_image_holds_operands_where_layout_says(name, a_format):
             assert np.array_equal(decode_bitmask_a(prog.l1, W, f), a)
             nnz = max(1, np.count_nonzero(a))
             regions = [(f["a_addr"], cdiv(m * cdiv(k, W), 8)), (f["a_ptr"], cdiv((m + 1) * PTR_BYTES, W)),
-                       (f["a_vals"], cdiv(nnz, W))]
+                       (f["a_meta"], cdiv(nnz, W))]
         assert np.array_equal(decode_b(prog.l1, W, L, f["b_addr"], k, n), b)
         regions.append((f["b_addr"], k * cdiv(n, W)))
         # regions are back to back from line 0, none overlap, and nothing else is written

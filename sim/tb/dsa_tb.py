@@ -41,7 +41,8 @@ async def run_job(dut, job):
                                f"elems={int(dut.elems.value)})")
         await fall
     wall = time.perf_counter() - t0
-    result = {"cycles": int(dut.cycles.value), "elems": int(dut.elems.value), "wall_s": wall, "outputs": []}
+    result = {"cycles": int(dut.cycles.value), "elems": int(dut.elems.value), "gated": int(dut.gated.value),
+              "wall_s": wall, "outputs": []}
     # read the output buffer: one line per cycle, data one cycle after its address
     dut.out__en.value = 1
     for name, addrs in job["reads"]:
