@@ -60,19 +60,20 @@ def prune_nm(a: np.ndarray, n: int, m: int) -> np.ndarray:
     return np.where(keep, g, 0).reshape(rows, groups * m)[:, :k].astype(np.int8)
 
 
-def power_law_graph(nodes: int, features: int, avg_degree: float, seed: int,
-                    exponent: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
-    """A weighted adjacency whose row lengths follow a power law (a few hubs, many leaves) + node features.
-
-    Edge weights span the int8 range, so an edge threshold drops a real share of them."""
+def power_law_rows(m: int, k: int, n: int, density: float, seed: int,
+                   exponent: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    """A whose row lengths follow a power law (a few hub rows, many short ones) with mean density
+    ``density``; a GNN adjacency when M = K. Weights span the int8 range, so an edge threshold drops a
+    real share of them. B: dense node features."""
+    if not 0.0 <= density <= 1.0:
+        raise OperandError(f"density: {density} is not allowed (allowed: 0.0..1.0)")
     rng = np.random.default_rng(seed)
-    raw = rng.pareto(exponent - 1.0, size=nodes) + 1.0
-    degrees = np.minimum(np.maximum(np.round(raw / raw.mean() * avg_degree), 0), nodes).astype(int)
-    adj = np.zeros((nodes, nodes), dtype=np.int8)
-    for i, d in enumerate(degrees):
-        cols = rng.choice(nodes, size=d, replace=False)
-        adj[i, cols] = _nonzero_int8(rng, d)
-    return adj, rng.integers(-128, 128, size=(nodes, features), dtype=np.int16).astype(np.int8)
+    raw = rng.pareto(exponent - 1.0, size=m) + 1.0
+    lengths = np.minimum(np.round(raw / raw.mean() * density * k), k).astype(int)
+    a = np.zeros((m, k), dtype=np.int8)
+    for i, length in enumerate(lengths):
+        a[i, rng.choice(k, size=length, replace=False)] = _nonzero_int8(rng, length)
+    return a, rng.integers(-128, 128, size=(k, n), dtype=np.int16).astype(np.int8)
 
 
 def relu_operands(m: int, k: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

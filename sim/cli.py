@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hwgen import config as hwconfig
+from hwgen.formats import parse_nm
 from hwgen.program import A_FORMATS, KERNELS, OperandError, compile_matmul
 
 from .backends import BACKENDS, DEFAULT_BUILD_ROOT, run_programs
@@ -73,12 +74,14 @@ def run(config: str = typer.Option("default", "--config", help=CONFIG_HELP),
         density: float = typer.Option(0.1, "--density", help="fraction of nonzeros in generated A"),
         seed: int = typer.Option(0, "--seed"),
         a_format: Format = typer.Option(Format.dense, "--format", help="how A is stored in L1"),
+        nm: str = typer.Option("2:4", "--nm", help="N:M ratio for --format nm (generated A is pruned to it)"),
+        power_law: bool = typer.Option(False, "--power-law", help="generated A: power-law row lengths "
+                                       "(mean --density), like a GNN adjacency"),
         threshold: int | None = typer.Option(None, "--threshold", help="|a| below this counts as zero "
                                                 "(default: the config's engine.threshold)"),
         device: str = typer.Option("cpu", "--device", help="golden backend: cpu, cuda or auto"),
         build_root: Path = typer.Option(DEFAULT_BUILD_ROOT, "--build-root", help="RTL build cache")):
     """Run one kernel on one backend; write OUT/result.json and OUT/c.npy."""
-    from golden.workloads import random_operands
     cfg = _load_config(config)
     if backend == Backend.golden:
         from golden.numerics import pick_device
@@ -89,13 +92,14 @@ def run(config: str = typer.Option("default", "--config", help=CONFIG_HELP),
     try:
         if (a is None) != (b is None):
             _fail(2, ["--a and --b go together (or give neither and use --m/--k/--n/--density/--seed)"])
+        ratio = parse_nm(nm)
         if a is not None:
             A, B = _load_npy(a, "A"), _load_npy(b, "B")
             origin = {"a": str(a), "b": str(b)}
         else:
-            A, B = random_operands(m, k, n, density, seed)
-            origin = {"density": density, "seed": seed}
-        program = compile_matmul(cfg, A, B, kernel.value, a_format.value, threshold)
+            A, B = _generate(m, k, n, density, seed, a_format.value, ratio, power_law)
+            origin = {"density": density, "seed": seed, "power_law": power_law}
+        program = compile_matmul(cfg, A, B, kernel.value, a_format.value, threshold, nm=ratio)
         (result,) = run_programs(backend.value, cfg, [program], device=device, build_root=build_root)
     except OperandError as e:
         _fail(2, [str(e)])
@@ -104,6 +108,7 @@ def run(config: str = typer.Option("default", "--config", help=CONFIG_HELP),
     work = program.work()
     cycles = result.cycles
     record = {"kernel": kernel.value, "format": a_format.value, "backend": backend.value,
+              **({"nm": nm} if a_format == Format.nm else {}),
               "config": cfg.name, "config_digest": cfg.digest(),
               "m": int(A.shape[0]), "k": int(A.shape[1]), "n": int(B.shape[1]),
               "threshold": program.fields[0]["threshold"], **origin,
@@ -111,6 +116,8 @@ def run(config: str = typer.Option("default", "--config", help=CONFIG_HELP),
               "utilization": work["useful_macs"] / (cycles * cfg.macs_per_cycle) if cycles else None,
               "time_us": cycles / cfg.clock.mhz if cycles else None,
               "wall_s": result.stats.get("wall_s"),
+              "skipped_macs": work["dense_macs"] - work["useful_macs"],
+              "gated_macs": result.stats.get("gated_macs"),
               "stats": result.stats}
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "c.npy", result.outputs["C"])
@@ -118,6 +125,12 @@ def run(config: str = typer.Option("default", "--config", help=CONFIG_HELP),
     util = f"{record['utilization']:.3f}" if cycles else "-"
     console.print(f"{backend.value}: {kernel.value} {a_format.value} {record['m']}x{record['k']}x{record['n']} "
                   f"cycles={cycles} utilization={util} -> {out}/")
+
+
+def _generate(m, k, n, density, seed, a_format, ratio, power_law):
+    from golden.workloads import power_law_rows, prune_nm, random_operands
+    A, B = (power_law_rows if power_law else random_operands)(m, k, n, density, seed)
+    return (prune_nm(A, *ratio) if a_format == "nm" else A), B
 
 
 @app.command()
@@ -151,17 +164,18 @@ def verify(config: str = typer.Option("tiny", "--config", help=CONFIG_HELP),
 def compare(config: str = typer.Option("default", "--config", help=CONFIG_HELP),
             kernel: Kernel = typer.Option(Kernel.spmm, "--kernel"),
             a_format: Format = typer.Option(Format.dense, "--format"),
+            nm: str = typer.Option("2:4", "--nm", help="N:M ratio for --format nm"),
+            power_law: bool = typer.Option(False, "--power-law", help="power-law row lengths"),
             m: int = typer.Option(64, "--m"), k: int = typer.Option(256, "--k"), n: int = typer.Option(64, "--n"),
             density: float = typer.Option(0.1, "--density"), seed: int = typer.Option(0, "--seed"),
             build_root: Path = typer.Option(DEFAULT_BUILD_ROOT, "--build-root", help="RTL build cache")):
     """Run one generated workload through golden, sim and RTL and print them side by side."""
-    from golden.workloads import random_operands
-
     from .verify import Case, cross_check
     cfg = _load_config(config)
     try:
-        A, B = random_operands(m, k, n, density, seed)
-        program = compile_matmul(cfg, A, B, kernel.value, a_format.value)
+        ratio = parse_nm(nm)
+        A, B = _generate(m, k, n, density, seed, a_format.value, ratio, power_law)
+        program = compile_matmul(cfg, A, B, kernel.value, a_format.value, nm=ratio)
         (row,) = cross_check(cfg, [Case("workload", program)], build_root=build_root)
     except OperandError as e:
         _fail(2, [str(e)])

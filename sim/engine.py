@@ -126,8 +126,9 @@ def decode_b(cfg: HwConfig, f: dict[str, int], l1: np.ndarray) -> np.ndarray:
     return rows[:, :f["n"]].copy()
 
 
-def schedule(cfg: HwConfig, row_cycles: np.ndarray, blocks: int, a_format: int) -> int:
-    """Cycles from start to done for jobs (i, j) in row-major order on R units. Exact w.r.t. the RTL.
+def schedule(cfg: HwConfig, row_cycles: np.ndarray, blocks: int, a_format: int) -> tuple[int, int]:
+    """(cycles from start to done, busy row-unit cycles) for jobs (i, j) in row-major order on R units.
+    The cycle count is exact w.r.t. the RTL.
 
     One step per job: the dispatcher takes the next cycle >= the earliest free unit and gives the job to
     the lowest-numbered free unit. A unit's results leave in order, so only each unit's last job
@@ -139,6 +140,7 @@ def schedule(cfg: HwConfig, row_cycles: np.ndarray, blocks: int, a_format: int) 
     free = [first] * R
     last_te = [None] * R
     t = first - 1
+    busy = 0
     for duration in np.repeat(row_cycles + (front - 1), blocks).tolist():
         earliest = min(free)
         t = t + 1 if t >= earliest else earliest
@@ -148,12 +150,13 @@ def schedule(cfg: HwConfig, row_cycles: np.ndarray, blocks: int, a_format: int) 
         te = t + duration                      # last encode cycle of this job
         last_te[u] = te
         free[u] = te if te > t + min_period else t + min_period
+        busy += free[u] - t
     last_write = 0
     for u, te in enumerate(last_te):
         if te is not None:
             ready = te + result_latency
             last_write = max(last_write, ready + (u - (ready - 1)) % R)   # first cycle >= ready in u's slot
-    return last_write + done_delay
+    return last_write + done_delay, busy
 
 
 class EngineModel:
@@ -171,7 +174,7 @@ class EngineModel:
         s = scan(cfg, f, program.l1)
         b = decode_b(cfg, f, program.l1)
         blocks = Layout.of(cfg).blocks(f["n"])
-        cycles = schedule(cfg, s.row_cycles, blocks, f["a_format"])
+        cycles, busy = schedule(cfg, s.row_cycles, blocks, f["a_format"])
         result = {}
         if outputs:
             from golden import kernels  # the one definition of the arithmetic
@@ -185,5 +188,6 @@ class EngineModel:
         gated = int(s.passing.sum(axis=0) @ (b == 0).sum(axis=1)) if f["n"] else 0
         return Result(outputs=result, cycles=cycles,
                       stats={"backend": "sim", "elems": int(s.marked.sum()) * blocks, "gated_macs": gated,
+                             "unit_busy_cycles": busy,
                              "wall_s": time.perf_counter() - wall})
 

@@ -7,7 +7,7 @@ import numpy as np
 
 from golden.workloads import (
     extreme_operands,
-    power_law_graph,
+    power_law_rows,
     prune_nm,
     random_operands,
     relu_operands,
@@ -73,8 +73,8 @@ def standard_cases(cfg: HwConfig, seeds: int = 1) -> list[Case]:
             add(f"skewed rows s{seed}", *skewed_operands(m, k, n, seed), fmt=fmt)
         add(f"max-magnitude s{seed}", *extreme_operands(m, k, n, seed))
         add(f"relu activations s{seed}", *relu_operands(m, k, n, seed))
-        adj, feats = power_law_graph(k, n, avg_degree=4, seed=seed)
-        add(f"power-law thr=32 s{seed}", adj[:m], feats, kernel="gnn_aggregate", fmt="csr", threshold=32)
+        add(f"power-law thr=32 s{seed}", *power_law_rows(m, k, n, 0.15, seed), kernel="gnn_aggregate", fmt="csr",
+            threshold=32)
     return cases
 
 
