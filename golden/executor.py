@@ -15,6 +15,15 @@ from . import kernels
 
 def run(numeric: dict, program: Program, device: str | None = None) -> Result:
     wall = time.perf_counter()
+    if program.kernel == "topk_attention":
+        from .attention import causal_mask, topk_attention
+        t, s = program.tensors["Q"].shape[0], program.tensors["K"].shape[0]
+        mask = causal_mask(t, s) if program.params["causal"] else None
+        res = topk_attention(numeric, program.tensors["Q"], program.tensors["K"], program.tensors["V"],
+                             program.params["topk"], program.params["frac_bits"], mask=mask, device=device)
+        return Result(outputs={"O": res["out"].cpu().numpy()}, cycles=None,
+                      stats={"backend": "golden", "device": str(device or "cpu"), "wall_s": time.perf_counter() - wall,
+                             "p_nnz": int(res["rowptr"][-1])})
     (f,) = program.fields
     a, b = program.tensors["A"], program.tensors["B"]
     if f["opcode"] == isa.Opcode.GEMM:

@@ -87,6 +87,13 @@ class L1Config(_Section):
         return _power_of_two(v, 256, 1 << 26)
 
 
+class AttentionConfig(_Section):
+    """The top-k + integer-softmax unit of the engine (top-k sparse attention)."""
+
+    topk_max: int = Field(16, ge=1, le=64, description="largest k per query row the unit can keep")
+    frac_bits: int = Field(8, ge=4, le=10, description="fractional bits of the scores fed to the softmax")
+
+
 class ClockConfig(_Section):
     mhz: float = Field(1000.0, gt=0, le=5000, description="clock used to turn cycles into time")
 
@@ -97,6 +104,7 @@ class HwConfig(_Section):
     name: str = Field("base", pattern=r"^[a-z][a-z0-9_]{0,31}$")
     engine: EngineConfig = EngineConfig()
     l1: L1Config = L1Config()
+    attention: AttentionConfig = AttentionConfig()
     clock: ClockConfig = ClockConfig()
 
     @model_validator(mode="after")

@@ -18,6 +18,7 @@ from . import isa
 from .layout import Layout
 from .row_unit import DIM_BITS, RowUnit
 from .scratchpad import Scratchpad
+from .topk_path import TopkPath
 
 COUNTER_BITS = 32
 
@@ -54,19 +55,31 @@ class DsaEngine(wiring.Component):
         lay = Layout.of(cfg)
 
         m.submodules.l1 = l1 = Scratchpad(cfg, read_ports=3 * R)
-        connect(m, wiring.flipped(self.fill), l1.fill)
         out_buf = memory.Memory(shape=cfg.out_line_bits, depth=cfg.out_lines, init=[])
         m.submodules.out_buf = out_buf
         out_wr = out_buf.write_port()
         out_rd = out_buf.read_port(domain="sync")
-        m.d.comb += [out_rd.addr.eq(self.out.addr), out_rd.en.eq(self.out.en), self.out.data.eq(out_rd.data)]
 
         task = Signal(isa.descriptor_layout())
+        running = self.busy
+        is_topk = task.opcode == isa.Opcode.TOPK
+        # a TOPK task reads scores from the output buffer and writes P bytes into L1; otherwise the host may
+        m.submodules.topk = topk = TopkPath(cfg)
+        m.d.comb += [topk.task.eq(task), topk.active.eq(running & is_topk), topk.scores_port.data.eq(out_rd.data),
+                     self.out.data.eq(out_rd.data)]
+        with m.If(topk.active):
+            m.d.comb += [out_rd.addr.eq(topk.scores_port.addr), out_rd.en.eq(topk.scores_port.en),
+                         l1.fill.addr.eq(topk.p_write.addr), l1.fill.data.eq(topk.p_write.data),
+                         l1.fill.en.eq(topk.p_write.en)]
+        with m.Else():
+            m.d.comb += [out_rd.addr.eq(self.out.addr), out_rd.en.eq(self.out.en),
+                         l1.fill.addr.eq(self.fill.addr), l1.fill.data.eq(self.fill.data),
+                         l1.fill.en.eq(self.fill.en.replicate(cfg.line_bytes))]
+
         nw, nbl, nbj = Signal(DIM_BITS), Signal(DIM_BITS), Signal(DIM_BITS)
         kept = Mux(task.a_format == isa.AFormat.NM, lay.nm_kept(task.k, task.nm_n_log2, task.nm_m_log2), task.k)
         m.d.comb += [nw.eq(lay.words(kept)), nbl.eq(lay.b_row_lines(task.n)), nbj.eq(lay.blocks(task.n))]
 
-        running = self.busy
         slot = Signal(range(max(R, 2)))
         job_i, job_j = Signal(DIM_BITS), Signal(DIM_BITS)
         all_dispatched = job_i == task.m
@@ -84,7 +97,7 @@ class DsaEngine(wiring.Component):
             connect(m, unit.b_port, l1.read[3 * u + 2])
 
         # dispatch: the lowest-numbered free unit takes the next job
-        can_dispatch = running & ~all_dispatched
+        can_dispatch = running & ~all_dispatched & ~is_topk
         for u, unit in enumerate(units):
             lower_free = [v.free for v in units[:u]]
             chosen = unit.free
@@ -92,8 +105,11 @@ class DsaEngine(wiring.Component):
                 chosen = chosen & ~f
             m.d.comb += unit.job_valid.eq(can_dispatch & chosen)
         dispatched = can_dispatch & _any(unit.free for unit in units)
+        # causal (sampled) products skip the lane blocks wholly above the diagonal j > i + (n - m)
+        diagonal_block = lay.causal_blocks(job_i, task.m, task.n) - 1
+        last_block = Mux(task.causal & (diagonal_block < nbj - 1), diagonal_block, nbj - 1)
         with m.If(dispatched):
-            with m.If(job_j == nbj - 1):
+            with m.If(job_j == last_block):
                 m.d.sync += [job_j.eq(0), job_i.eq(job_i + 1)]
             with m.Else():
                 m.d.sync += job_j.eq(job_j + 1)
@@ -106,7 +122,7 @@ class DsaEngine(wiring.Component):
                                  out_wr.data.eq(unit.result)]
 
         # start / done / counters
-        finished = running & all_dispatched & _all(unit.quiet for unit in units)
+        finished = running & Mux(is_topk, topk.done, all_dispatched & _all(unit.quiet for unit in units))
         with m.If(running):
             m.d.sync += [self.cycles.eq(self.cycles + 1), slot.eq(Mux(slot == R - 1, 0, slot + 1))]
             m.d.sync += [self.elems.eq(self.elems + sum(unit.elem for unit in units)),

@@ -94,21 +94,24 @@ def nm_encode(a: np.ndarray, n: int, m: int) -> NmMatrix:
 
 def nm_validate(values: np.ndarray, indices: np.ndarray, n: int, m: int, k: int) -> NmMatrix:
     check_nm(n, m)
+    values, indices = np.asarray(values), np.asarray(indices)
     groups = -(-k // m)
     if values.dtype != np.int8:
         raise OperandError(f"A.values: dtype {values.dtype} is not allowed (allowed: int8)")
     if values.ndim != 2 or values.shape[1] != groups * n or indices.shape != values.shape:
         raise OperandError(f"A.values/A.indices: shapes {values.shape}/{indices.shape} are not allowed "
                            f"(allowed: (rows, {groups * n}) each for K={k} and {n}:{m})")
+    if not np.issubdtype(indices.dtype, np.integer):
+        raise OperandError(f"A.indices: dtype {indices.dtype} is not allowed (allowed: integers)")
     idx = indices.astype(np.int64).reshape(values.shape[0], groups, n)
-    bad = np.argwhere(idx >= m)
+    bad = np.argwhere((idx < 0) | (idx >= m))
     if bad.size:
         r, grp, s = bad[0]
         raise OperandError(f"A.indices: row {r} group {grp} slot {s} is {idx[r, grp, s]} (allowed: 0..{m - 1})")
     bad = np.argwhere(np.diff(idx, axis=2) <= 0)
     if bad.size:
         r, grp, s = bad[0]
-        raise OperandError(f"A.indices: row {r} group {grp} has {list(idx[r, grp])} (allowed: strictly "
+        raise OperandError(f"A.indices: row {r} group {grp} has {idx[r, grp].tolist()} (allowed: strictly "
                            "increasing indices within a group, no duplicates)")
     cols = (np.arange(groups)[None, :, None] * m + idx)
     if ((cols >= k) & (values.reshape(idx.shape) != 0)).any():
@@ -152,6 +155,7 @@ def csr_validate(rowptr, col, values, shape: tuple[int, int]) -> CsrMatrix:
     for name, arr in (("A.rowptr", rowptr), ("A.col", col)):
         if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
             raise OperandError(f"{name}: dtype {arr.dtype}, shape {arr.shape} is not allowed (allowed: 1-D integers)")
+    rowptr, col = rowptr.astype(np.int64), col.astype(np.int64)   # unsigned differences would wrap
     if rowptr.size != rows + 1:
         raise OperandError(f"A.rowptr: {rowptr.size} entries is not allowed (allowed: rows + 1 = {rows + 1})")
     if rowptr[0] != 0:

@@ -13,6 +13,7 @@ class Opcode(enum.IntEnum):
     NOP = 0
     GEMM = 1   # dense: every element of A costs a cycle (the baseline)
     SPMM = 2   # sparse A: zeros (and |a| < threshold) are skipped at run time
+    TOPK = 3   # each output-buffer row of scores -> top-k + integer softmax -> P bytes in a zeroed L1 region
 
 
 class AFormat(enum.IntEnum):
@@ -39,11 +40,13 @@ DESCRIPTOR: tuple[DescField, ...] = (
     DescField("threshold", 8, "|a| < threshold counts as zero (0: only exact zeros)"),
     DescField("nm_n_log2", 2, "N:M format: log2 N (kept values per group)"),
     DescField("nm_m_log2", 3, "N:M format: log2 M (group size along K)"),
-    DescField("a_addr", 24, "L1 line of A's main stream (rows, bitmask, kept values, CSR values)"),
+    DescField("causal", 1, "gemm/spmm: skip lane blocks above the diagonal j > i + (n - m); topk: mask them"),
+    DescField("topk", 7, "topk: entries kept per row (1..attention.topk_max)"),
+    DescField("a_addr", 24, "L1 line of A's main stream (rows, bitmask, kept values, CSR values; topk: P)"),
     DescField("a_ptr", 24, "L1 line of A's uint32 row offsets (bitmask, CSR)"),
     DescField("a_meta", 24, "L1 line of A's second stream (packed values, N:M indices, CSR columns)"),
     DescField("b_addr", 24, "L1 line of B (dense, row-major)"),
-    DescField("c_addr", 24, "output-buffer line of C"),
+    DescField("c_addr", 24, "output-buffer line of C (topk: of the scores it reads)"),
 )
 
 DESCRIPTOR_BITS = 256  # the table fits with room for the scheduler fields a later format adds

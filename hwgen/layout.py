@@ -51,6 +51,10 @@ class Layout:
         """Kept values per row of an N:M matrix: ceil(K/M) groups of N."""
         return ((k + (1 << m_log2) - 1) >> m_log2) << n_log2
 
+    def causal_blocks(self, i, m, n):
+        """Lane blocks of row i that hold any column j <= i + (n - m) (a causal mask aligned to the end)."""
+        return ((i + n - m) >> log2(self.lanes)) + 1
+
     def mask_lines(self, m, k):
         return (m * self.words(k) + MASK_WORDS_PER_LINE - 1) >> log2(MASK_WORDS_PER_LINE)
 

@@ -12,7 +12,17 @@ import numpy as np
 
 from . import isa
 from .config import HwConfig
-from .formats import CsrMatrix, NmMatrix, OperandError, bitmask_encode, check_nm, csr_encode, nm_encode
+from .formats import (
+    CsrMatrix,
+    NmMatrix,
+    OperandError,
+    bitmask_encode,
+    check_nm,
+    csr_encode,
+    csr_validate,
+    nm_encode,
+    nm_validate,
+)
 from .layout import Layout, log2
 
 KERNELS = ("spmm", "gemm", "gnn_aggregate")   # gnn_aggregate: spmm of a CSR adjacency (edge weights)
@@ -36,13 +46,15 @@ class Program:
     outputs: dict[str, OutputSpec]
     l1_lines_used: int
     tensors: dict[str, np.ndarray] = field(default_factory=dict)  # logical operands, for the golden model
+    kernel: str = "matmul"                                        # what the golden model runs
+    params: dict[str, Any] = field(default_factory=dict)
 
     @property
     def fields(self) -> list[dict[str, int]]:
         return [isa.unpack(d) for d in self.descriptors]
 
     def work(self) -> dict[str, int]:
-        """MACs the task needs: useful ones have a nonzero A element at or above the threshold."""
+        """MACs a matmul program needs: useful ones have a nonzero A element at or above the threshold."""
         (f,) = self.fields
         a = self.tensors["A"].astype(np.int16)
         useful = int(((a != 0) & (np.abs(a) >= f["threshold"])).sum()) * f["n"]
@@ -144,11 +156,13 @@ def _as_format(a, a_format: str, nm: tuple[int, int]):
     if isinstance(a, NmMatrix):
         if a_format != "nm":
             raise OperandError(f"format: {a_format!r} does not match an N:M operand (allowed: nm)")
-        return a, a.dense()
+        a = nm_validate(a.values, a.indices, a.n, a.m, a.k)
+        return a, _check_operand("A", a.dense())
     if isinstance(a, CsrMatrix):
         if a_format != "csr":
             raise OperandError(f"format: {a_format!r} does not match a CSR operand (allowed: csr)")
-        return a, a.dense()
+        a = csr_validate(a.rowptr, a.col, a.values, a.shape)
+        return a, _check_operand("A", a.dense())
     a = _check_operand("A", a)
     if a_format == "nm":
         return nm_encode(a, *nm), a
@@ -225,7 +239,45 @@ def compile_matmul(cfg: HwConfig, a, b: np.ndarray, kernel: str = "spmm", a_form
     fields["c_addr"] = 0
     spec = OutputSpec(0, m, n, None if order is None else tuple(int(x) for x in order))
     return Program(config_digest=cfg.digest(), descriptors=(isa.pack(**fields),), l1=img.lines,
-                   outputs={"C": spec}, l1_lines_used=img.next, tensors={"A": logical, "B": b})
+                   outputs={"C": spec}, l1_lines_used=img.next, tensors={"A": logical, "B": b}, kernel=kernel)
+
+
+def compile_attention(cfg: HwConfig, q: np.ndarray, k: np.ndarray, v: np.ndarray, topk: int,
+                      causal: bool = False) -> Program:
+    """Top-k sparse attention as three tasks on one engine:
+    1. S = Q Kᵀ (spmm; zeros of Q skipped; with ``causal`` only the lane blocks that hold allowed keys);
+    2. TOPK: per query row the top-k scores -> integer softmax -> P bytes in a zeroed L1 region;
+    3. O = P V (spmm over dense-stored P: its zeros are skipped at run time).
+    """
+    q, k, v = _check_operand("Q", q), _check_operand("K", k), _check_operand("V", v)
+    (t, d), s, dv = q.shape, k.shape[0], v.shape[1]
+    if k.shape[1] != d:
+        raise OperandError(f"K: shape {k.shape} does not match Q {q.shape}: K needs {d} columns")
+    if v.shape[0] != s:
+        raise OperandError(f"V: shape {v.shape} does not match K {k.shape}: V needs {s} rows")
+    if isinstance(topk, bool) or not isinstance(topk, (int, np.integer)) or not 1 <= topk <= cfg.attention.topk_max:
+        raise OperandError(f"topk: {topk!r} is not allowed (allowed: 1..{cfg.attention.topk_max}, "
+                           "attention.topk_max of the config)")
+    if causal and s < t:
+        raise OperandError(f"K: {s} keys for {t} queries is not allowed with causal (allowed: keys >= queries)")
+    lay, W = Layout.of(cfg), cfg.line_bytes
+    img = _Image(cfg)
+    q_addr = img.place("Q", _rows_padded(q, lay.words(d) * W))
+    kt_addr = img.place("K^T", _rows_padded(np.ascontiguousarray(k.T), lay.b_row_lines(s) * W))
+    p_addr = img.place("P", np.zeros(t * lay.words(s) * W, dtype=np.uint8))
+    v_addr = img.place("V", _rows_padded(v, lay.b_row_lines(dv) * W))
+    for name, cols in (("S", s), ("O", dv)):
+        if t * lay.blocks(cols) > cfg.out_lines:
+            raise OperandError(f"{name}: {t}x{cols} needs {t * lay.blocks(cols)} output lines but l1.out_bytes = "
+                               f"{cfg.l1.out_bytes} holds {cfg.out_lines}")
+    dense = dict(opcode=isa.Opcode.SPMM, a_format=isa.AFormat.DENSE, threshold=0, c_addr=0)
+    scores = isa.pack(**dense, m=t, k=d, n=s, causal=int(causal), a_addr=q_addr, b_addr=kt_addr)
+    select = isa.pack(opcode=isa.Opcode.TOPK, m=t, n=s, causal=int(causal), topk=topk, c_addr=0, a_addr=p_addr)
+    output = isa.pack(**dense, m=t, k=s, n=dv, a_addr=p_addr, b_addr=v_addr)
+    return Program(config_digest=cfg.digest(), descriptors=(scores, select, output), l1=img.lines,
+                   outputs={"O": OutputSpec(0, t, dv)}, l1_lines_used=img.next,
+                   tensors={"Q": q, "K": k, "V": v}, kernel="topk_attention",
+                   params={"topk": int(topk), "causal": bool(causal), "frac_bits": cfg.attention.frac_bits})
 
 
 def _permute_rows(stored, order: np.ndarray):

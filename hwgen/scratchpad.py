@@ -1,10 +1,10 @@
-"""L1 scratchpad: ``banks`` memories interleaved by line, one write port, independent read ports.
+"""L1 scratchpad: ``banks`` memories interleaved by line, one byte-enabled write port, independent read ports.
 
 Each read port reads every bank at the line-in-bank address and picks the bank on the next cycle, so
 ports never conflict: a port is a replicated copy per requester (on an FPGA, one BRAM pair per port).
 Read latency is one cycle; with ``en`` low the port holds its last data.
 """
-from amaranth import Module, Signal
+from amaranth import Module, Mux, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import Out
 from amaranth.utils import ceil_log2
@@ -21,7 +21,7 @@ class Scratchpad(wiring.Component):
         self.addr_width = ceil_log2(cfg.l1_lines)
         line = cfg.line_bytes * 8
         super().__init__({
-            "fill": Out(memory.WritePort.Signature(addr_width=self.addr_width, shape=line)),
+            "fill": Out(memory.WritePort.Signature(addr_width=self.addr_width, shape=line, granularity=8)),
             "read": Out(memory.ReadPort.Signature(addr_width=self.addr_width, shape=line)).array(read_ports),
         })
 
@@ -34,10 +34,11 @@ class Scratchpad(wiring.Component):
             mem = memory.Memory(shape=cfg.line_bytes * 8, depth=cfg.lines_per_bank, init=[])
             m.submodules[f"bank{b}"] = mem
             banks.append(mem)
-            wp = mem.write_port()
+            wp = mem.write_port(granularity=8)
+            here = (self.fill.addr & (cfg.l1.banks - 1)) == b
             m.d.comb += [wp.addr.eq(self.fill.addr >> bank_bits),
                          wp.data.eq(self.fill.data),
-                         wp.en.eq(self.fill.en & ((self.fill.addr & (cfg.l1.banks - 1)) == b))]
+                         wp.en.eq(Mux(here, self.fill.en, 0))]
         for p, port in enumerate(self.read):
             which = Signal(max(bank_bits, 1), name=f"read{p}_bank")
             with m.If(port.en):

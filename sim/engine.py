@@ -16,7 +16,7 @@ import numpy as np
 from hwgen import isa
 from hwgen.config import HwConfig
 from hwgen.layout import INDEX_BYTES, PTR_BYTES, Layout
-from hwgen.program import Program, Result, unpermute_rows
+from hwgen.program import Program, Result, output_lines, unpermute_rows
 
 
 @lru_cache(maxsize=64)
@@ -126,8 +126,9 @@ def decode_b(cfg: HwConfig, f: dict[str, int], l1: np.ndarray) -> np.ndarray:
     return rows[:, :f["n"]].copy()
 
 
-def schedule(cfg: HwConfig, row_cycles: np.ndarray, blocks: int, a_format: int) -> tuple[int, int]:
-    """(cycles from start to done, busy row-unit cycles) for jobs (i, j) in row-major order on R units.
+def schedule(cfg: HwConfig, row_cycles: np.ndarray, blocks: np.ndarray, a_format: int) -> tuple[int, int]:
+    """(cycles from start to done, busy row-unit cycles) for jobs (i, j) in row-major order on R units;
+    row i has ``blocks[i]`` jobs.
     The cycle count is exact w.r.t. the RTL.
 
     One step per job: the dispatcher takes the next cycle >= the earliest free unit and gives the job to
@@ -160,7 +161,10 @@ def schedule(cfg: HwConfig, row_cycles: np.ndarray, blocks: int, a_format: int) 
 
 
 class EngineModel:
-    """``run(program) -> Result`` like every executor; ``outputs=False`` skips the arithmetic (sweeps)."""
+    """``run(program) -> Result`` like every executor; ``outputs=False`` skips the arithmetic (sweeps).
+
+    The model keeps what the hardware keeps between the tasks of a program: the L1 image and the output
+    buffer (one row of L lanes per output line), so a task reads what an earlier one wrote."""
 
     def __init__(self, cfg: HwConfig):
         self.cfg = cfg
@@ -170,24 +174,83 @@ class EngineModel:
         if program.config_digest != cfg.digest():
             raise ValueError(f"program was compiled for config {program.config_digest}, not {cfg.digest()}")
         wall = time.perf_counter()
-        (f,) = program.fields
-        s = scan(cfg, f, program.l1)
-        b = decode_b(cfg, f, program.l1)
-        blocks = Layout.of(cfg).blocks(f["n"])
-        cycles, busy = schedule(cfg, s.row_cycles, blocks, f["a_format"])
-        result = {}
-        if outputs:
-            from golden import kernels  # the one definition of the arithmetic
-            numeric, spec = cfg.numeric(), program.outputs["C"]
-            if f["opcode"] == isa.Opcode.GEMM:
-                c = kernels.gemm(numeric, s.a, b)
+        l1 = program.l1.copy()
+        out = np.zeros((cfg.out_lines, cfg.engine.lanes), dtype=np.int64)
+        stats: dict = {"backend": "sim", "elems": 0, "gated_macs": 0, "unit_busy_cycles": 0, "task_cycles": []}
+        for f in program.fields:
+            if f["opcode"] == isa.Opcode.TOPK:
+                cycles = topk_task(cfg, f, l1, out)
             else:
-                c = kernels.spmm(numeric, s.a, b, threshold=f["threshold"])
-            result["C"] = unpermute_rows(spec, c.numpy())
-        # a zero in B gates its lane for every element that reaches the MACs
-        gated = int(s.passing.sum(axis=0) @ (b == 0).sum(axis=1)) if f["n"] else 0
-        return Result(outputs=result, cycles=cycles,
-                      stats={"backend": "sim", "elems": int(s.marked.sum()) * blocks, "gated_macs": gated,
-                             "unit_busy_cycles": busy,
-                             "wall_s": time.perf_counter() - wall})
+                cycles = self._matmul(f, l1, out, stats, outputs or len(program.descriptors) > 1)
+            stats["task_cycles"].append(cycles)
+        result = {name: read_output(cfg, spec, out) for name, spec in program.outputs.items()} if outputs else {}
+        stats["wall_s"] = time.perf_counter() - wall
+        return Result(outputs=result, cycles=sum(stats["task_cycles"]), stats=stats)
 
+    def _matmul(self, f: dict[str, int], l1: np.ndarray, out: np.ndarray, stats: dict, arithmetic: bool) -> int:
+        cfg, lay = self.cfg, Layout.of(self.cfg)
+        s = scan(cfg, f, l1)
+        b = decode_b(cfg, f, l1)
+        blocks = np.full(f["m"], lay.blocks(f["n"]), dtype=np.int64)
+        if f["causal"]:
+            blocks = np.minimum(blocks, lay.causal_blocks(np.arange(f["m"]), f["m"], f["n"]))
+        cycles, busy = schedule(cfg, s.row_cycles, blocks, f["a_format"])
+        stats["elems"] += int(s.marked @ blocks)
+        stats["unit_busy_cycles"] += busy
+        # a zero in B gates its lane for every element that reaches the MACs, in every block the row runs
+        zeros = np.zeros((f["k"], lay.blocks(f["n"]) * cfg.engine.lanes), dtype=np.int64)
+        zeros[:, :f["n"]] = b == 0
+        per_block = np.cumsum(zeros.reshape(f["k"], -1, cfg.engine.lanes).sum(axis=2), axis=1)
+        stats["gated_macs"] += int((s.passing @ per_block)[np.arange(f["m"]), blocks - 1].sum())
+        if arithmetic:
+            from golden import kernels  # the one definition of the arithmetic
+            numeric = cfg.numeric()
+            if f["opcode"] == isa.Opcode.GEMM:
+                c = kernels.gemm(numeric, s.a, b).numpy()
+            else:
+                c = kernels.spmm(numeric, s.a, b, threshold=f["threshold"]).numpy()
+            write_rows(cfg, f, out, c, blocks)
+        return cycles
+
+
+def write_rows(cfg: HwConfig, f: dict[str, int], out: np.ndarray, c: np.ndarray, blocks: np.ndarray) -> None:
+    """C (stored row order) -> the output buffer, one line per job that ran."""
+    lay, L = Layout.of(cfg), cfg.engine.lanes
+    nbj = lay.blocks(f["n"])
+    padded = np.zeros((f["m"], nbj * L), dtype=np.int64)
+    padded[:, :f["n"]] = c
+    lines = padded.reshape(f["m"], nbj, L)
+    ran = np.arange(nbj)[None, :] < blocks[:, None]
+    rows, cols = np.nonzero(ran)
+    out[lay.c_line(f["c_addr"], rows * nbj, cols)] = lines[rows, cols]
+
+
+def read_output(cfg: HwConfig, spec, out: np.ndarray) -> np.ndarray:
+    """An output as the host reads it back from the output buffer (lanes wrap to acc_bits)."""
+    lines = out[output_lines(cfg, spec)]
+    return unpermute_rows(spec, lines.reshape(spec.m, -1)[:, :spec.n])
+
+
+def topk_task(cfg: HwConfig, f: dict[str, int], l1: np.ndarray, out: np.ndarray) -> int:
+    """Scores from the output buffer -> top-k + integer softmax per row -> P bytes into L1."""
+    import torch
+
+    from golden.numerics import int_softmax, topk_row
+    from hwgen.topk_path import TopkPath
+    lay = Layout.of(cfg)
+    m, n = f["m"], f["n"]
+    nbj = lay.blocks(n)
+    scores = out[f["c_addr"]:f["c_addr"] + m * nbj].reshape(m, nbj * cfg.engine.lanes)[:, :n]
+    scores = ((scores + (1 << 31)) % (1 << 32)) - (1 << 31)   # the unit reads the low 32 bits of a lane
+    valid = np.ones((m, n), dtype=bool)
+    if f["causal"]:
+        valid = np.arange(n)[None, :] <= np.arange(m)[:, None] + (n - m)
+    counts = []
+    p_rows = l1[f["a_addr"]:f["a_addr"] + m * lay.words(n)].reshape(m, -1)   # a view: writes land in l1
+    for i in range(m):
+        values, idx = topk_row(torch.from_numpy(scores[i]), f["topk"], torch.from_numpy(valid[i]))
+        counts.append(len(idx))
+        if len(idx):
+            p = int_softmax(values, cfg.attention.frac_bits).numpy()
+            p_rows[i, idx.numpy()] = p.astype(np.uint8)
+    return TopkPath.task_cycles(cfg, n, counts)

@@ -211,9 +211,12 @@ def _tail(path: Path, lines: int = 40) -> str:
 # run
 
 def cycle_budget(cfg: HwConfig, program: Program) -> int:
-    """Generous upper bound on the cycles of a program: 4 per (row, element, lane block), plus slack."""
-    f = program.fields[0]
-    return 64 + 4 * f["m"] * max(f["k"], 1) * -(-f["n"] // cfg.engine.lanes)
+    """Generous upper bound on the cycles of any task of a program: 4 per (row, element, lane block) of a
+    product, or 4 per score plus the softmax of each row of a TOPK task, plus slack."""
+    tasks = program.fields
+    products = max(f["m"] * max(f["k"], 1) * -(-f["n"] // cfg.engine.lanes) for f in tasks)
+    selects = max(f["m"] * (f["n"] + 4 * cfg.attention.topk_max + 64) for f in tasks)
+    return 64 + 4 * max(products, selects)
 
 
 def _job(cfg: HwConfig, program: Program) -> dict:
@@ -223,7 +226,7 @@ def _job(cfg: HwConfig, program: Program) -> dict:
     f = program.fields[0]
     reads = [(name, output_lines(cfg, spec)) for name, spec in program.outputs.items()]
     return {"lines": [int.from_bytes(program.l1[i].tobytes(), "little") for i in range(program.l1_lines_used)],
-            "desc": program.descriptors[0], "budget": cycle_budget(cfg, program), "reads": reads,
+            "descs": list(program.descriptors), "budget": cycle_budget(cfg, program), "reads": reads,
             "shape": f"{_kind(f)} m={f['m']} k={f['k']} n={f['n']}"}
 
 
@@ -265,5 +268,5 @@ def run_rtl_batch(cfg: HwConfig, programs: list[Program], build_root: str | Path
     return [Result(outputs={name: decode_output(cfg, spec, words)
                             for (name, words), spec in zip(r["outputs"], p.outputs.values())},
                    cycles=r["cycles"], stats={"elems": r["elems"], "gated_macs": r["gated"], "wall_s": r["wall_s"],
-                                  "backend": "rtl"})
+                                              "task_cycles": r["task_cycles"], "backend": "rtl"})
             for r, p in zip(out["results"], programs)]

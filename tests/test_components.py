@@ -114,11 +114,18 @@ def test_scratchpad_banks_and_ports():
     image = {line: rng.getrandbits(cfg.line_bytes * 8) for line in range(cfg.l1_lines)}
 
     async def tb(ctx):
+        all_bytes = (1 << cfg.line_bytes) - 1
         for line, value in image.items():
             ctx.set(dut.fill.addr, line)
             ctx.set(dut.fill.data, value)
-            ctx.set(dut.fill.en, 1)
+            ctx.set(dut.fill.en, all_bytes)
             await ctx.tick()
+        # byte enables: write byte 3 of line 5 only
+        ctx.set(dut.fill.addr, 5)
+        ctx.set(dut.fill.data, (1 << (8 * cfg.line_bytes)) - 1)
+        ctx.set(dut.fill.en, 1 << 3)
+        await ctx.tick()
+        image[5] |= 0xFF << 24
         ctx.set(dut.fill.en, 0)
         for _ in range(200):
             lines = [rng.randrange(cfg.l1_lines) for _ in dut.read]

@@ -77,7 +77,8 @@ def test_missing_toolchain_names_the_fix(monkeypatch, package):
 def test_timeout_reports_cycles_and_shape(monkeypatch):
     cfg = config.load("tiny")
     monkeypatch.setattr(runner, "cycle_budget", lambda cfg, program: 5)
-    with pytest.raises(runner.RtlError, match=r"spmm/dense m=4 k=40 n=5: done not seen after \d+ cycles") as err:
+    expected = r"spmm/dense m=4 k=40 n=5, task 0: done not seen after \d+ cycles"
+    with pytest.raises(runner.RtlError, match=expected) as err:
         runner.run_rtl(cfg, _program(cfg, 4, 40, 5, 0.5, "spmm", "dense")[0], BUILD_ROOT)
     shutil.rmtree(err.value.log.parent)  # the harness keeps a failed run's folder for debugging
 

@@ -25,24 +25,29 @@ async def run_job(dut, job):
         dut.fill__data.value = data
         await fall
     dut.fill__en.value = 0
-    # start (only while idle), then sleep until done rises or the budget runs out
-    while dut.busy.value:
+    # run the program's tasks in order: start each (only while idle), then sleep until done rises or the
+    # budget runs out; the counters restart with every task
+    result = {"cycles": 0, "elems": 0, "gated": 0, "task_cycles": [], "wall_s": 0.0, "outputs": []}
+    for index, desc in enumerate(job["descs"]):
+        while dut.busy.value:
+            await fall
+        dut.desc.value = desc & ((1 << len(dut.desc)) - 1)
+        dut.start.value = 1
+        t0 = time.perf_counter()
         await fall
-    dut.desc.value = job["desc"] & ((1 << len(dut.desc)) - 1)
-    dut.start.value = 1
-    t0 = time.perf_counter()
-    await fall
-    dut.start.value = 0
-    if not dut.done.value:
-        fired = await First(RisingEdge(dut.done), Timer(job["budget"] * PERIOD_NS, unit="ns"))
-        if isinstance(fired, Timer):
-            raise TimeoutError(f"{job['shape']}: done not seen after {int(dut.cycles.value)} cycles "
-                               f"(budget {job['budget']}, busy={int(dut.busy.value)}, "
-                               f"elems={int(dut.elems.value)})")
-        await fall
-    wall = time.perf_counter() - t0
-    result = {"cycles": int(dut.cycles.value), "elems": int(dut.elems.value), "gated": int(dut.gated.value),
-              "wall_s": wall, "outputs": []}
+        dut.start.value = 0
+        if not dut.done.value:
+            fired = await First(RisingEdge(dut.done), Timer(job["budget"] * PERIOD_NS, unit="ns"))
+            if isinstance(fired, Timer):
+                raise TimeoutError(f"{job['shape']}, task {index}: done not seen after {int(dut.cycles.value)} "
+                                   f"cycles (budget {job['budget']}, busy={int(dut.busy.value)}, "
+                                   f"elems={int(dut.elems.value)})")
+            await fall
+        result["wall_s"] += time.perf_counter() - t0
+        result["task_cycles"].append(int(dut.cycles.value))
+        result["cycles"] += int(dut.cycles.value)
+        result["elems"] += int(dut.elems.value)
+        result["gated"] += int(dut.gated.value)
     # read the output buffer: one line per cycle, data one cycle after its address
     dut.out__en.value = 1
     for name, addrs in job["reads"]:
