@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from hwgen import isa
 from hwgen.program import Program, Result
 
-from . import kernels
+from . import kernels, numerics
 
 
 def run(numeric: dict, program: Program, device: str | None = None) -> Result:
@@ -24,11 +26,30 @@ def run(numeric: dict, program: Program, device: str | None = None) -> Result:
         return Result(outputs={"O": res["out"].cpu().numpy()}, cycles=None,
                       stats={"backend": "golden", "device": str(device or "cpu"), "wall_s": time.perf_counter() - wall,
                              "p_nnz": int(res["rowptr"][-1])})
+    if program.kernel == "layers":
+        x = program.tensors["A"]
+        for index in range(program.params["layers"]):
+            c = kernels.spmm(numeric, x, program.tensors[f"B{index}"], device=device)
+            x = _requantize(c, program.tensors[f"requant_multiplier{index}"], program.tensors[f"requant_shift{index}"])
+        return Result(outputs={"C": x.astype(np.int64)}, cycles=None,
+                      stats={"backend": "golden", "device": str(device or "cpu"), "wall_s": time.perf_counter() - wall})
     (f,) = program.fields
     a, b = program.tensors["A"], program.tensors["B"]
     if f["opcode"] == isa.Opcode.GEMM:
         c = kernels.gemm(numeric, a, b, device=device)
     else:
         c = kernels.spmm(numeric, a, b, threshold=f["threshold"], device=device)
-    return Result(outputs={"C": c.cpu().numpy()}, cycles=None,
+    c = c.cpu().numpy()
+    if "requant_multiplier" in program.tensors:
+        c = _requantize(c, program.tensors["requant_multiplier"], program.tensors["requant_shift"]).astype(np.int64)
+    return Result(outputs={"C": c}, cycles=None,
                   stats={"backend": "golden", "device": str(device or "cpu"), "wall_s": time.perf_counter() - wall})
+
+
+def _requantize(c, multiplier: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """int8 numpy result of golden.numerics.requantize; a length-1 table is per tensor."""
+    import torch
+    c = torch.as_tensor(np.asarray(c), dtype=torch.int64)
+    mult = int(multiplier[0]) if multiplier.size == 1 else torch.from_numpy(multiplier)
+    sh = int(shift[0]) if shift.size == 1 else torch.from_numpy(shift)
+    return numerics.requantize(c, mult, sh).numpy()

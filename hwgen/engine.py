@@ -16,6 +16,7 @@ from amaranth.utils import ceil_log2
 
 from . import isa
 from .layout import Layout
+from .result_writer import ResultWriter
 from .row_unit import DIM_BITS, RowUnit
 from .scratchpad import Scratchpad
 from .topk_path import TopkPath
@@ -54,11 +55,16 @@ class DsaEngine(wiring.Component):
         R = cfg.engine.rows
         lay = Layout.of(cfg)
 
-        m.submodules.l1 = l1 = Scratchpad(cfg, read_ports=3 * R)
+        m.submodules.l1 = l1 = Scratchpad(cfg, read_ports=3 * R + 2)   # 3 per row unit, 2 for the writer
         out_buf = memory.Memory(shape=cfg.out_line_bits, depth=cfg.out_lines, init=[])
         m.submodules.out_buf = out_buf
         out_wr = out_buf.write_port()
         out_rd = out_buf.read_port(domain="sync")
+        m.submodules.writer = writer = ResultWriter(cfg)
+        connect(m, writer.mult_port, l1.read[3 * R])
+        connect(m, writer.shift_port, l1.read[3 * R + 1])
+        m.d.comb += [out_wr.addr.eq(writer.out_write.addr), out_wr.data.eq(writer.out_write.data),
+                     out_wr.en.eq(writer.out_write.en)]
 
         task = Signal(isa.descriptor_layout())
         running = self.busy
@@ -67,10 +73,15 @@ class DsaEngine(wiring.Component):
         m.submodules.topk = topk = TopkPath(cfg)
         m.d.comb += [topk.task.eq(task), topk.active.eq(running & is_topk), topk.scores_port.data.eq(out_rd.data),
                      self.out.data.eq(out_rd.data)]
+        m.d.comb += writer.task.eq(task)
         with m.If(topk.active):
             m.d.comb += [out_rd.addr.eq(topk.scores_port.addr), out_rd.en.eq(topk.scores_port.en),
                          l1.fill.addr.eq(topk.p_write.addr), l1.fill.data.eq(topk.p_write.data),
                          l1.fill.en.eq(topk.p_write.en)]
+        with m.Elif(running):
+            m.d.comb += [out_rd.addr.eq(self.out.addr), out_rd.en.eq(self.out.en),
+                         l1.fill.addr.eq(writer.d_write.addr), l1.fill.data.eq(writer.d_write.data),
+                         l1.fill.en.eq(writer.d_write.en)]
         with m.Else():
             m.d.comb += [out_rd.addr.eq(self.out.addr), out_rd.en.eq(self.out.en),
                          l1.fill.addr.eq(self.fill.addr), l1.fill.data.eq(self.fill.data),
@@ -89,7 +100,7 @@ class DsaEngine(wiring.Component):
             unit = RowUnit(cfg)
             m.submodules[f"unit{u}"] = unit
             units.append(unit)
-            m.d.comb += [unit.task.eq(task), unit.nw.eq(nw), unit.nbl.eq(nbl), unit.nbj.eq(nbj),
+            m.d.comb += [unit.task.eq(task), unit.nw.eq(nw), unit.nbl.eq(nbl),
                          unit.job_i.eq(job_i), unit.job_j.eq(job_j),
                          unit.result_taken.eq(unit.result_pending & (slot == u))]
             connect(m, unit.a_port, l1.read[3 * u])
@@ -114,15 +125,16 @@ class DsaEngine(wiring.Component):
             with m.Else():
                 m.d.sync += job_j.eq(job_j + 1)
 
-        # round-robin writer into the output buffer
+        # round-robin: unit u hands its result to the writer in cycles where slot == u
         with m.Switch(slot):
             for u, unit in enumerate(units):
                 with m.Case(u):
-                    m.d.comb += [out_wr.en.eq(unit.result_pending), out_wr.addr.eq(unit.result_line),
-                                 out_wr.data.eq(unit.result)]
+                    m.d.comb += [writer.valid.eq(unit.result_pending), writer.i.eq(unit.result_i),
+                                 writer.j.eq(unit.result_j), writer.lanes.eq(unit.result)]
 
         # start / done / counters
-        finished = running & Mux(is_topk, topk.done, all_dispatched & _all(unit.quiet for unit in units))
+        finished = running & Mux(is_topk, topk.done,
+                                 all_dispatched & _all(unit.quiet for unit in units) & ~writer.busy)
         with m.If(running):
             m.d.sync += [self.cycles.eq(self.cycles + 1), slot.eq(Mux(slot == R - 1, 0, slot + 1))]
             m.d.sync += [self.elems.eq(self.elems + sum(unit.elem for unit in units)),

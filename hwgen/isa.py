@@ -16,6 +16,12 @@ class Opcode(enum.IntEnum):
     TOPK = 3   # each output-buffer row of scores -> top-k + integer softmax -> P bytes in a zeroed L1 region
 
 
+class Requant(enum.IntEnum):
+    NONE = 0
+    PER_TENSOR = 1   # one (multiplier, shift) for every column
+    PER_CHANNEL = 2  # one per column of C
+
+
 class AFormat(enum.IntEnum):
     """How operand A is stored; what a_addr / a_ptr / a_meta point at (see hwgen/layout.py)."""
     DENSE = 0    # a_addr: rows; zeros found from the values
@@ -47,6 +53,9 @@ DESCRIPTOR: tuple[DescField, ...] = (
     DescField("a_meta", 24, "L1 line of A's second stream (packed values, N:M indices, CSR columns)"),
     DescField("b_addr", 24, "L1 line of B (dense, row-major)"),
     DescField("c_addr", 24, "output-buffer line of C (topk: of the scores it reads)"),
+    DescField("requant", 2, "Requant of C to int8 (written to the output buffer and to L1 at d_addr)"),
+    DescField("rq_addr", 24, "L1 line of the uint16 multipliers, then (next line) the uint8 shifts"),
+    DescField("d_addr", 24, "L1 line of requantized C (int8 dense rows, usable as a later task's A or B)"),
 )
 
 DESCRIPTOR_BITS = 256  # the table fits with room for the scheduler fields a later format adds

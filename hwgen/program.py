@@ -171,14 +171,49 @@ def _as_format(a, a_format: str, nm: tuple[int, int]):
     return a, a
 
 
+def _requant_table(cfg: HwConfig, requant, n: int) -> tuple[int, np.ndarray, np.ndarray] | None:
+    """(isa.Requant, multipliers, shifts) from ``(multiplier, shift)`` (ints: per tensor; length-n arrays:
+    per channel), checked against the ranges of golden.numerics.requantize."""
+    if requant is None:
+        return None
+    if cfg.engine.acc_bits > 48:
+        raise OperandError(f"requant: engine.acc_bits = {cfg.engine.acc_bits} is not allowed (allowed: <= 48, "
+                           "the input range of the requantizer)")
+    mult, shift = (np.atleast_1d(np.asarray(x)) for x in requant)
+    kind = isa.Requant.PER_TENSOR if mult.size == 1 and shift.size == 1 else isa.Requant.PER_CHANNEL
+    if kind == isa.Requant.PER_CHANNEL:
+        if cfg.line_bytes < 2 * cfg.engine.lanes:
+            raise OperandError(f"requant: per-channel needs engine.scan_bytes >= 2 x lanes "
+                               f"({cfg.line_bytes} < {2 * cfg.engine.lanes})")
+        mult, shift = np.broadcast_to(mult, (n,)), np.broadcast_to(shift, (n,))
+        if mult.shape != (n,) or shift.shape != (n,):
+            raise OperandError(f"requant: {mult.shape}/{shift.shape} multipliers/shifts for {n} columns "
+                               "(allowed: one each, or one per column)")
+    if not np.issubdtype(mult.dtype, np.integer) or mult.min() < 1 or mult.max() >= 1 << 15:
+        raise OperandError(f"requant: multiplier {mult.tolist()[:4]} is not allowed (allowed: integers 1..32767)")
+    if not np.issubdtype(shift.dtype, np.integer) or shift.min() < 0 or shift.max() > 47:
+        raise OperandError(f"requant: shift {shift.tolist()[:4]} is not allowed (allowed: integers 0..47)")
+    return kind, mult.astype("<u2"), shift.astype(np.uint8)
+
+
+def _place_requant(img: "_Image", fields: dict, table, m: int, n: int) -> None:
+    lay, W = Layout.of(img.cfg), img.cfg.line_bytes
+    kind, mult, shift = table
+    fields["requant"] = kind
+    fields["rq_addr"] = img.place("requant.multipliers", _pad_lines(mult, W))
+    img.place("requant.shifts", _pad_lines(shift, W))
+    fields["d_addr"] = img.place("D", np.zeros(m * lay.words(n) * W, dtype=np.uint8))
+
+
 def compile_matmul(cfg: HwConfig, a, b: np.ndarray, kernel: str = "spmm", a_format: str = "dense",
                    threshold: int | None = None, nm: tuple[int, int] = (2, 4),
-                   row_order: str | None = None) -> Program:
+                   row_order: str | None = None, requant=None) -> Program:
     """One C = A @ B task: check the operands, place them in L1, write its descriptor.
 
     ``a`` is a dense int8 matrix (encoded into ``a_format`` here) or an already compressed NmMatrix or
     CsrMatrix (validated). ``row_order="longest_first"`` (the default for CSR) stores the rows with the most
     work first, so a long row never starts last and idles the other row units (C comes back unpermuted).
+    ``requant=(multiplier, shift)`` (per tensor, or arrays per column) makes C int8 on the way out.
     """
     if kernel not in KERNELS:
         raise OperandError(f"kernel: {kernel!r} is not allowed (allowed: {', '.join(KERNELS)})")
@@ -231,6 +266,12 @@ def compile_matmul(cfg: HwConfig, a, b: np.ndarray, kernel: str = "spmm", a_form
         fields["a_meta"] = img.place("A.col", _pad_lines(stored.col.astype("<u2") if stored.col.size
                                                          else np.zeros(1, "<u2"), W))
     fields["b_addr"] = img.place("B", _rows_padded(b, lay.b_row_lines(n) * W))
+    table = _requant_table(cfg, requant, n)
+    if table is not None:
+        if order is not None:
+            raise OperandError("requant: row_order 'longest_first' is not allowed with requant (allowed: natural, "
+                               "so that the int8 rows land in order for the next layer)")
+        _place_requant(img, fields, table, m, n)
 
     out_lines = m * lay.blocks(n)
     if out_lines > cfg.out_lines:
@@ -238,8 +279,46 @@ def compile_matmul(cfg: HwConfig, a, b: np.ndarray, kernel: str = "spmm", a_form
                            f"holds {cfg.out_lines} lines of {cfg.engine.lanes} x int{cfg.engine.acc_bits}")
     fields["c_addr"] = 0
     spec = OutputSpec(0, m, n, None if order is None else tuple(int(x) for x in order))
+    tensors = {"A": logical, "B": b}
+    if table is not None:
+        tensors.update(requant_multiplier=table[1].astype(np.int64), requant_shift=table[2].astype(np.int64))
     return Program(config_digest=cfg.digest(), descriptors=(isa.pack(**fields),), l1=img.lines,
-                   outputs={"C": spec}, l1_lines_used=img.next, tensors={"A": logical, "B": b}, kernel=kernel)
+                   outputs={"C": spec}, l1_lines_used=img.next, tensors=tensors, kernel=kernel)
+
+
+def compile_layers(cfg: HwConfig, a: np.ndarray, layers: list[tuple[np.ndarray, tuple]]) -> Program:
+    """A chain of spmm layers, each requantized to int8 into L1 where the next layer reads it as its A:
+    x_0 = a, x_{l+1} = requant_l(x_l @ B_l). The output "C" is the last layer's int8 result."""
+    if not layers:
+        raise OperandError("layers: an empty list is not allowed (allowed: one or more (B, requant) pairs)")
+    x = _check_operand("A", a)
+    lay, W = Layout.of(cfg), cfg.line_bytes
+    img = _Image(cfg)
+    rows, k = x.shape
+    a_addr = img.place("A", _rows_padded(x, lay.words(k) * W))
+    descriptors, tensors = [], {"A": x}
+    for index, (b, requant) in enumerate(layers):
+        b = _check_operand(f"B{index}", b)
+        if b.shape[0] != k:
+            raise OperandError(f"B{index}: shape {b.shape} does not match the layer input: needs {k} rows")
+        n = b.shape[1]
+        fields = dict(opcode=isa.Opcode.SPMM, a_format=isa.AFormat.DENSE, m=rows, k=k, n=n, threshold=0,
+                      a_addr=a_addr, b_addr=img.place(f"B{index}", _rows_padded(b, lay.b_row_lines(n) * W)),
+                      c_addr=0)
+        table = _requant_table(cfg, requant, n)
+        if table is None:
+            raise OperandError(f"layers[{index}]: requant is required (allowed: (multiplier, shift))")
+        _place_requant(img, fields, table, rows, n)
+        if rows * lay.blocks(n) > cfg.out_lines:
+            raise OperandError(f"C{index}: {rows}x{n} needs {rows * lay.blocks(n)} output lines but "
+                               f"l1.out_bytes = {cfg.l1.out_bytes} holds {cfg.out_lines}")
+        descriptors.append(isa.pack(**fields))
+        tensors.update({f"B{index}": b, f"requant_multiplier{index}": table[1].astype(np.int64),
+                        f"requant_shift{index}": table[2].astype(np.int64)})
+        a_addr, k = fields["d_addr"], n          # the next layer reads this layer's int8 output as its A
+    return Program(config_digest=cfg.digest(), descriptors=tuple(descriptors), l1=img.lines,
+                   outputs={"C": OutputSpec(0, rows, k)}, l1_lines_used=img.next, tensors=tensors,
+                   kernel="layers", params={"layers": len(layers)})
 
 
 def compile_attention(cfg: HwConfig, q: np.ndarray, k: np.ndarray, v: np.ndarray, topk: int,

@@ -57,13 +57,13 @@ class RowUnit(wiring.Component):
         super().__init__({
             "task": In(isa.descriptor_layout()),
             "nw": In(DIM_BITS),        # scan words per row (dense, bitmask, N:M); CSR finds its own
-            "nbl": In(DIM_BITS), "nbj": In(DIM_BITS),
+            "nbl": In(DIM_BITS),
             "job_valid": In(1), "job_i": In(DIM_BITS), "job_j": In(DIM_BITS),
             "free": Out(1),
             "quiet": Out(1),           # no job and nothing in flight
             "a_port": port, "v_port": port, "b_port": port,
             "result": Out(data.ArrayLayout(signed(cfg.engine.acc_bits), L)),
-            "result_line": Out(ceil_log2(cfg.out_lines)),
+            "result_i": Out(DIM_BITS), "result_j": Out(DIM_BITS),   # which job the result belongs to
             "result_pending": Out(1),
             "result_taken": In(1),
             "elem": Out(1),            # strobe: one marked element emitted this cycle
@@ -89,7 +89,6 @@ class RowUnit(wiring.Component):
         setup = Signal()                         # CSR: the cycle the row pointers arrive
         cool = Signal(range(max(cfg.engine.rows, 2)))   # enforces min_period
         row_i, job_j = Signal(DIM_BITS), Signal(DIM_BITS)
-        c_line = Signal(len(self.result_line))
         w_base = Signal(PTR_BITS)                # absolute index of the job's first scan word
         w_count = Signal(PTR_BITS)               # scan words of this job
         lo, hi = Signal(PTR_BITS), Signal(PTR_BITS)   # CSR: the row's entries
@@ -191,8 +190,7 @@ class RowUnit(wiring.Component):
             m.d.sync += [busy.eq(1), first.eq(1), cool.eq(self.min_period(cfg) - 1), fw.eq(0),
                          row_i.eq(self.job_i), job_j.eq(self.job_j),
                          w_base.eq(self.job_i * self.nw), w_count.eq(self.nw),
-                         ptr_slot.eq(lay.ptr_slot(self.job_i)), ptr_slot_hi.eq(lay.ptr_slot(self.job_i + 1)),
-                         c_line.eq(lay.c_line(task.c_addr, self.job_i * self.nbj, self.job_j))]
+                         ptr_slot.eq(lay.ptr_slot(self.job_i)), ptr_slot_hi.eq(lay.ptr_slot(self.job_i + 1))]
 
         # second read port: row pointer (first cycle), N:M indices (with each fetch),
         # bitmask packed value or CSR column index (with each emitted element)
@@ -240,18 +238,21 @@ class RowUnit(wiring.Component):
         m.d.comb += [mac.a.eq(t1_a), mac.valid.eq(t1_valid), mac.last.eq(t1_last), mac.b.eq(b),
                      self.gated.eq(Mux(t1_valid, sum((b[lane] == 0) & (lane < t1_lanes) for lane in range(L)), 0))]
 
-        # result holding: the job's output line travels beside its last element (the next job may
-        # already be running), then waits with the result for this unit's write slot
+        # result holding: the job's (i, j) travels beside its last element (the next job may already be
+        # running), then waits with the result for this unit's write slot
         inflight = Signal(2)
-        line_pipe = [Signal.like(c_line, name=f"line_pipe{s}") for s in range(self.result_latency)]
-        held_line = Signal.like(c_line)
+        job = data.StructLayout({"i": DIM_BITS, "j": DIM_BITS})
+        job_pipe = [Signal(job, name=f"job_pipe{s}") for s in range(self.result_latency)]
+        held_job = Signal(job)
         pending = Signal()
-        m.d.sync += [line_pipe[0].eq(c_line)] + [later.eq(earlier) for earlier, later in zip(line_pipe, line_pipe[1:])]
+        m.d.sync += [job_pipe[0].i.eq(row_i), job_pipe[0].j.eq(job_j)]
+        m.d.sync += [later.eq(earlier) for earlier, later in zip(job_pipe, job_pipe[1:])]
         m.d.sync += inflight.eq(inflight + final - mac.result_valid)
         with m.If(mac.result_valid):
-            m.d.sync += held_line.eq(line_pipe[-1])
+            m.d.sync += held_job.eq(job_pipe[-1])
+        result_job = Mux(mac.result_valid, job_pipe[-1].as_value(), held_job.as_value())
         m.d.comb += [self.result.eq(mac.result),
-                     self.result_line.eq(Mux(mac.result_valid, line_pipe[-1], held_line)),
+                     Cat(self.result_i, self.result_j).eq(result_job),
                      self.result_pending.eq(pending | mac.result_valid),
                      self.quiet.eq(~busy & (inflight == 0) & ~self.result_pending)]
         with m.If(self.result_taken):

@@ -27,6 +27,11 @@ def _timing(cfg: HwConfig) -> tuple[int, int, int, int]:
     return RowUnit.result_latency, RowUnit.min_period(cfg), DsaEngine.first_dispatch_cycle, DsaEngine.done_delay
 
 
+def _writer_latency(requant: int) -> int:
+    from hwgen.result_writer import ResultWriter
+    return ResultWriter.latency(requant)
+
+
 def _front_latency(a_format: int) -> int:
     from hwgen.row_unit import RowUnit
     return RowUnit.front_latency(a_format)
@@ -126,7 +131,8 @@ def decode_b(cfg: HwConfig, f: dict[str, int], l1: np.ndarray) -> np.ndarray:
     return rows[:, :f["n"]].copy()
 
 
-def schedule(cfg: HwConfig, row_cycles: np.ndarray, blocks: np.ndarray, a_format: int) -> tuple[int, int]:
+def schedule(cfg: HwConfig, row_cycles: np.ndarray, blocks: np.ndarray, a_format: int,
+             requant: int = 0) -> tuple[int, int]:
     """(cycles from start to done, busy row-unit cycles) for jobs (i, j) in row-major order on R units;
     row i has ``blocks[i]`` jobs.
     The cycle count is exact w.r.t. the RTL.
@@ -157,7 +163,7 @@ def schedule(cfg: HwConfig, row_cycles: np.ndarray, blocks: np.ndarray, a_format
         if te is not None:
             ready = te + result_latency
             last_write = max(last_write, ready + (u - (ready - 1)) % R)   # first cycle >= ready in u's slot
-    return last_write + done_delay, busy
+    return last_write + _writer_latency(requant) + done_delay, busy
 
 
 class EngineModel:
@@ -194,7 +200,7 @@ class EngineModel:
         blocks = np.full(f["m"], lay.blocks(f["n"]), dtype=np.int64)
         if f["causal"]:
             blocks = np.minimum(blocks, lay.causal_blocks(np.arange(f["m"]), f["m"], f["n"]))
-        cycles, busy = schedule(cfg, s.row_cycles, blocks, f["a_format"])
+        cycles, busy = schedule(cfg, s.row_cycles, blocks, f["a_format"], f["requant"])
         stats["elems"] += int(s.marked @ blocks)
         stats["unit_busy_cycles"] += busy
         # a zero in B gates its lane for every element that reaches the MACs, in every block the row runs
@@ -209,8 +215,24 @@ class EngineModel:
                 c = kernels.gemm(numeric, s.a, b).numpy()
             else:
                 c = kernels.spmm(numeric, s.a, b, threshold=f["threshold"]).numpy()
+            if f["requant"] != isa.Requant.NONE:
+                c = requantize_into_l1(cfg, f, l1, c)
             write_rows(cfg, f, out, c, blocks)
         return cycles
+
+
+def requantize_into_l1(cfg: HwConfig, f: dict[str, int], l1: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """C -> int8 with the table at rq_addr (golden.numerics.requantize); the int8 rows also land at d_addr."""
+    from golden.executor import _requantize
+    lay, n = Layout.of(cfg), f["n"]
+    entries = n if f["requant"] == isa.Requant.PER_CHANNEL else 1
+    mult = _lines(l1, f["rq_addr"], entries * 2).view("<u2").astype(np.int64)
+    shift_line = f["rq_addr"] + lay.lines_for_bytes(entries * 2)
+    shift = _lines(l1, shift_line, entries).astype(np.int64)
+    y = _requantize(c, mult, shift)
+    rows = l1[f["d_addr"]:f["d_addr"] + f["m"] * lay.words(n)].reshape(f["m"], -1)   # a view into l1
+    rows[:, :n] = y.view(np.uint8)
+    return y.astype(np.int64)
 
 
 def write_rows(cfg: HwConfig, f: dict[str, int], out: np.ndarray, c: np.ndarray, blocks: np.ndarray) -> None:

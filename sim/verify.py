@@ -15,7 +15,7 @@ from golden.workloads import (
 )
 from hwgen.config import HwConfig
 from hwgen.layout import Layout
-from hwgen.program import OperandError, Program, Result, compile_matmul
+from hwgen.program import OperandError, Program, Result, compile_attention, compile_layers, compile_matmul
 
 from .backends import BACKENDS, run_programs
 
@@ -75,6 +75,31 @@ def standard_cases(cfg: HwConfig, seeds: int = 1) -> list[Case]:
         add(f"relu activations s{seed}", *relu_operands(m, k, n, seed))
         add(f"power-law thr=32 s{seed}", *power_law_rows(m, k, n, 0.15, seed), kernel="gnn_aggregate", fmt="csr",
             threshold=32)
+        cases.extend(_int8_cases(cfg, seed, m, k, n))
+    return cases
+
+
+def _int8_cases(cfg: HwConfig, seed: int, m: int, k: int, n: int) -> list[Case]:
+    """Requantized outputs, a chain of layers through L1, and top-k attention (causal or not)."""
+    rng = np.random.default_rng(1000 + seed)
+    a, b = random_operands(m, k, n, 0.5, seed)
+    cases = [Case(f"spmm requant per-tensor s{seed}",
+                  compile_matmul(cfg, a, b, requant=(int(rng.integers(1, 4000)), 14))),
+             Case(f"spmm csr requant per-channel s{seed}",
+                  compile_matmul(cfg, a, b, "spmm", "csr", row_order="natural",
+                                 requant=(rng.integers(1, 4000, n), rng.integers(8, 18, n))))]
+    hidden = max(2, n // 2)
+    w0 = rng.integers(-128, 128, (k, hidden)).astype(np.int8)
+    w1 = rng.integers(-128, 128, (hidden, n)).astype(np.int8)
+    cases.append(Case(f"two layers through L1 s{seed}",
+                      compile_layers(cfg, a, [(w0, (int(rng.integers(50, 500)), 12)), (w1, (300, 10))])))
+    t, keys, d = max(2, m // 2), max(3, m), max(2, min(k, 3 * cfg.engine.lanes) // 2)
+    q, kk = (rng.integers(-24, 24, shape).astype(np.int8) for shape in ((t, d), (keys, d)))
+    v = rng.integers(-128, 128, (keys, d)).astype(np.int8)
+    for causal in (False, True):
+        topk = int(rng.integers(1, cfg.attention.topk_max + 1))
+        cases.append(Case(f"topk_attention k={topk} causal={causal} s{seed}",
+                          compile_attention(cfg, q, kk, v, topk=topk, causal=causal)))
     return cases
 
 

@@ -12,12 +12,12 @@ pytestmark = pytest.mark.rtl
 
 def _assert_all_agree(rows):
     for row in rows:
-        golden = row.results["golden"].outputs["C"]
-        for backend in ("sim", "rtl"):
-            np.testing.assert_array_equal(row.results[backend].outputs["C"], golden,
-                                          err_msg=f"{row.label}: {backend} != golden")
-        assert row.results["sim"].cycles == row.results["rtl"].cycles, \
-            f"{row.label}: sim {row.results['sim'].cycles} != rtl {row.results['rtl'].cycles} cycles"
+        for name, golden in row.results["golden"].outputs.items():
+            for backend in ("sim", "rtl"):
+                np.testing.assert_array_equal(row.results[backend].outputs[name], golden,
+                                              err_msg=f"{row.label}: {backend} {name} != golden")
+        sim_cycles, rtl_cycles = row.results["sim"].stats["task_cycles"], row.results["rtl"].stats["task_cycles"]
+        assert sim_cycles == rtl_cycles, f"{row.label}: sim {sim_cycles} != rtl {rtl_cycles} cycles per task"
         for counter in ("elems", "gated_macs"):
             assert row.results["sim"].stats[counter] == row.results["rtl"].stats[counter], (row.label, counter)
 
