@@ -26,7 +26,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 console = Console()
 err = Console(stderr=True)
 
-Kernel = Enum("Kernel", {k: k for k in KERNELS}, type=str)
+Kernel = Enum("Kernel", {k: k for k in (*KERNELS, "topk_attention")}, type=str)
 Format = Enum("Format", {f: f for f in A_FORMATS}, type=str)
 Backend = Enum("Backend", {b: b for b in BACKENDS}, type=str)
 
@@ -68,9 +68,12 @@ def run(config: str = typer.Option("default", "--config", help=CONFIG_HELP),
         kernel: Kernel = typer.Option(Kernel.spmm, "--kernel"),
         backend: Backend = typer.Option(Backend.sim, "--backend"),
         out: Path = typer.Option(..., "--out", help="folder for result.json and c.npy"),
-        a: Path | None = typer.Option(None, "--a", help="A as an int8 .npy (M x K)"),
-        b: Path | None = typer.Option(None, "--b", help="B as an int8 .npy (K x N)"),
-        m: int = typer.Option(64, "--m"), k: int = typer.Option(256, "--k"), n: int = typer.Option(64, "--n"),
+        a: Path | None = typer.Option(None, "--a", help="A as an int8 .npy (M x K); topk_attention: Q (T x d)"),
+        b: Path | None = typer.Option(None, "--b", help="B as an int8 .npy (K x N); topk_attention: K (S x d)"),
+        v: Path | None = typer.Option(None, "--v", help="topk_attention: V as an int8 .npy (S x dv)"),
+        m: int = typer.Option(64, "--m", help="rows of A (topk_attention: queries T)"),
+        k: int = typer.Option(256, "--k", help="columns of A (topk_attention: head dimension d)"),
+        n: int = typer.Option(64, "--n", help="columns of B (topk_attention: keys S)"),
         density: float = typer.Option(0.1, "--density", help="fraction of nonzeros in generated A"),
         seed: int = typer.Option(0, "--seed"),
         a_format: Format = typer.Option(Format.dense, "--format", help="how A is stored in L1"),
@@ -78,10 +81,14 @@ def run(config: str = typer.Option("default", "--config", help=CONFIG_HELP),
         power_law: bool = typer.Option(False, "--power-law", help="generated A: power-law row lengths "
                                        "(mean --density), like a GNN adjacency"),
         threshold: int | None = typer.Option(None, "--threshold", help="|a| below this counts as zero "
-                                                "(default: the config's engine.threshold)"),
+                                             "(default: the config's engine.threshold)"),
+        requant: str | None = typer.Option(None, "--requant", help="MULT:SHIFT: C -> int8 on the engine's "
+                                           "output, round((C*MULT) / 2^SHIFT) saturated"),
+        topk: int = typer.Option(8, "--topk", help="topk_attention: keys kept per query"),
+        causal: bool = typer.Option(False, "--causal", help="topk_attention: query i sees keys j <= i + S - T"),
         device: str = typer.Option("cpu", "--device", help="golden backend: cpu, cuda or auto"),
         build_root: Path = typer.Option(DEFAULT_BUILD_ROOT, "--build-root", help="RTL build cache")):
-    """Run one kernel on one backend; write OUT/result.json and OUT/c.npy."""
+    """Run one kernel on one backend; write OUT/result.json and OUT/c.npy (the kernel's output)."""
     cfg = _load_config(config)
     if backend == Backend.golden:
         from golden.numerics import pick_device
@@ -92,39 +99,71 @@ def run(config: str = typer.Option("default", "--config", help=CONFIG_HELP),
     try:
         if (a is None) != (b is None):
             _fail(2, ["--a and --b go together (or give neither and use --m/--k/--n/--density/--seed)"])
-        ratio = parse_nm(nm)
-        if a is not None:
-            A, B = _load_npy(a, "A"), _load_npy(b, "B")
-            origin = {"a": str(a), "b": str(b)}
+        if kernel == Kernel.topk_attention:
+            program, origin = _attention_program(cfg, a, b, v, m, k, n, seed, topk, causal)
         else:
-            A, B = _generate(m, k, n, density, seed, a_format.value, ratio, power_law)
-            origin = {"density": density, "seed": seed, "power_law": power_law}
-        program = compile_matmul(cfg, A, B, kernel.value, a_format.value, threshold, nm=ratio)
+            ratio = parse_nm(nm)
+            if a is not None:
+                A, B = _load_npy(a, "A"), _load_npy(b, "B")
+                origin = {"a": str(a), "b": str(b)}
+            else:
+                A, B = _generate(m, k, n, density, seed, a_format.value, ratio, power_law)
+                origin = {"density": density, "seed": seed, "power_law": power_law}
+            program = compile_matmul(cfg, A, B, kernel.value, a_format.value, threshold, nm=ratio,
+                                     requant=_parse_requant(requant))
         (result,) = run_programs(backend.value, cfg, [program], device=device, build_root=build_root)
     except OperandError as e:
         _fail(2, [str(e)])
     except (ToolchainError, RtlError) as e:
         _fail(3, [str(e)])
-    work = program.work()
     cycles = result.cycles
-    record = {"kernel": kernel.value, "format": a_format.value, "backend": backend.value,
-              **({"nm": nm} if a_format == Format.nm else {}),
-              "config": cfg.name, "config_digest": cfg.digest(),
-              "m": int(A.shape[0]), "k": int(A.shape[1]), "n": int(B.shape[1]),
-              "threshold": program.fields[0]["threshold"], **origin,
-              "cycles": cycles, **work,
-              "utilization": work["useful_macs"] / (cycles * cfg.macs_per_cycle) if cycles else None,
-              "time_us": cycles / cfg.clock.mhz if cycles else None,
-              "wall_s": result.stats.get("wall_s"),
-              "skipped_macs": work["dense_macs"] - work["useful_macs"],
-              "gated_macs": result.stats.get("gated_macs"),
-              "stats": result.stats}
+    (name, output), = result.outputs.items()
+    record = {"kernel": kernel.value, "backend": backend.value, "config": cfg.name, "config_digest": cfg.digest(),
+              "output": name, "shape": list(output.shape), **origin, "cycles": cycles,
+              "task_cycles": result.stats.get("task_cycles"),
+              "time_us": cycles / cfg.clock.mhz if cycles else None, "wall_s": result.stats.get("wall_s")}
+    if kernel != Kernel.topk_attention:
+        work = program.work()
+        record.update({"format": a_format.value, **({"nm": nm} if a_format == Format.nm else {}),
+                       "m": program.fields[0]["m"], "k": program.fields[0]["k"], "n": program.fields[0]["n"],
+                       "threshold": program.fields[0]["threshold"], "requant": requant, **work,
+                       "utilization": work["useful_macs"] / (cycles * cfg.macs_per_cycle) if cycles else None,
+                       "skipped_macs": work["dense_macs"] - work["useful_macs"],
+                       "gated_macs": result.stats.get("gated_macs")})
+    else:
+        record.update({"topk": topk, "causal": causal})
+    record["stats"] = result.stats
     out.mkdir(parents=True, exist_ok=True)
-    np.save(out / "c.npy", result.outputs["C"])
+    np.save(out / "c.npy", output)
     (out / "result.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
-    util = f"{record['utilization']:.3f}" if cycles else "-"
-    console.print(f"{backend.value}: {kernel.value} {a_format.value} {record['m']}x{record['k']}x{record['n']} "
+    util = f"{record['utilization']:.3f}" if record.get("utilization") else "-"
+    console.print(f"{backend.value}: {kernel.value} {name} {'x'.join(map(str, output.shape))} "
                   f"cycles={cycles} utilization={util} -> {out}/")
+
+
+def _parse_requant(text: str | None):
+    if text is None:
+        return None
+    try:
+        mult, shift = (int(part) for part in text.split(":"))
+    except ValueError:
+        raise OperandError(f"--requant: {text!r} is not allowed (allowed: MULT:SHIFT such as 181:15)") from None
+    return mult, shift
+
+
+def _attention_program(cfg, q_path, k_path, v_path, t, d, s, seed, topk, causal):
+    from hwgen.program import compile_attention
+    if q_path is not None:
+        if v_path is None:
+            _fail(2, ["--v is needed with --a/--b for topk_attention"])
+        q, keys, values = _load_npy(q_path, "A"), _load_npy(k_path, "B"), _load_npy(v_path, "V")
+        origin = {"q": str(q_path), "k": str(k_path), "v": str(v_path)}
+    else:
+        rng = np.random.default_rng(seed)
+        q, keys, values = (rng.integers(lo, hi, shape).astype(np.int8)
+                           for lo, hi, shape in ((-24, 24, (t, d)), (-24, 24, (s, d)), (-128, 128, (s, d))))
+        origin = {"seed": seed}
+    return compile_attention(cfg, q, keys, values, topk, causal), origin
 
 
 def _generate(m, k, n, density, seed, a_format, ratio, power_law):

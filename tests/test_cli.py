@@ -122,3 +122,29 @@ def test_verify_tiny_passes(build_root):
     result = invoke("verify", "--config", "tiny", "--build-root", build_root)
     assert result.exit_code == 0, result.output
     assert " 0 failed" in result.output
+
+
+def test_run_topk_attention_and_requant(tmp_path):
+    result = invoke("run", "--config", "tiny", "--kernel", "topk_attention", "--m", 5, "--k", 8, "--n", 9,
+                    "--topk", 3, "--causal", "--backend", "sim", "--out", tmp_path / "att")
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "att" / "result.json").read_text())
+    assert record["output"] == "O" and record["shape"] == [5, 8] and len(record["task_cycles"]) == 3
+    assert record["cycles"] == sum(record["task_cycles"])
+    result = invoke("run", "--config", "tiny", "--m", 6, "--k", 30, "--n", 8, "--requant", "300:12",
+                    "--backend", "golden", "--out", tmp_path / "rq")
+    assert result.exit_code == 0, result.output
+    c = np.load(tmp_path / "rq" / "c.npy")
+    assert c.min() >= -128 and c.max() <= 127
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--requant", "3x"), "--requant: '3x' is not allowed (allowed: MULT:SHIFT such as 181:15)"),
+    (("--requant", "0:4"), "requant: multiplier [0] is not allowed (allowed: integers 1..32767)"),
+    (("--kernel", "topk_attention", "--topk", 99), "topk: 99 is not allowed (allowed: 1..16"),
+    (("--format", "nm", "--nm", "3:4"), "nm: 3:4 is not allowed"),
+])
+def test_bad_options_exit_2(tmp_path, args, message):
+    result = invoke("run", "--config", "tiny", "--m", 4, "--k", 8, "--n", 4, *args, "--out", tmp_path)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
