@@ -53,12 +53,18 @@ class MacLanes(wiring.Component):
         prod_last = Signal()
         acc = Signal(self.result_layout)
 
-        # operand registers: a bubble multiplies by zero
-        m.d.sync += [op_a.eq(Mux(self.valid, self.a, 0)), op_b.eq(self.b), op_last.eq(self.last)]
+        # operand registers: a bubble multiplies by zero; a lane whose B value is zero is gated: its
+        # operand register holds (no toggle) and its product register loads zero instead of a product
+        gated = Signal(L)
+        m.d.sync += [op_a.eq(Mux(self.valid, self.a, 0)), op_last.eq(self.last)]
+        for lane in range(L):
+            m.d.sync += gated[lane].eq(self.b[lane] == 0)
+            with m.If(self.b[lane] != 0):
+                m.d.sync += op_b[lane].eq(self.b[lane])
         # products
         m.d.sync += prod_last.eq(op_last)
         for lane in range(L):
-            m.d.sync += prod[lane].eq(op_a * op_b[lane])
+            m.d.sync += prod[lane].eq(Mux(gated[lane], 0, op_a * op_b[lane]))
         # accumulate
         m.d.sync += self.result_valid.eq(prod_last)
         for lane in range(L):
