@@ -12,23 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .kernels import int8_matrix
 from .numerics import accumulate, int_softmax_rows, pick_device, topk_rows
-
-
-def _int8_2d(name: str, x: Any) -> torch.Tensor:
-    """Check an int8 2-D operand and return it as an int8 tensor (numpy input is copied)."""
-    if isinstance(x, np.ndarray):
-        if x.dtype != np.int8:
-            raise TypeError(f"{name}: dtype {x.dtype} is not allowed (allowed: int8)")
-        x = torch.from_numpy(np.array(x, copy=True))
-    elif isinstance(x, torch.Tensor):
-        if x.dtype != torch.int8:
-            raise TypeError(f"{name}: dtype {x.dtype} is not allowed (allowed: torch.int8)")
-    else:
-        raise TypeError(f"{name}: expected a numpy array or torch tensor, got {type(x).__name__}")
-    if x.ndim != 2:
-        raise ValueError(f"{name}: shape {tuple(x.shape)} is not allowed (allowed: a 2-D matrix)")
-    return x
 
 
 def _mask(mask: Any, shape: tuple[int, int]) -> torch.Tensor:
@@ -81,7 +66,7 @@ def topk_attention(numeric: dict, q: Any, k_mat: Any, v: Any, topk: int, frac_bi
     Kept scores must be in the signed 32-bit range (always true for int8 operands with d < 2^17; ValueError
     otherwise).
     """
-    q, k_mat, v = _int8_2d("q", q), _int8_2d("k_mat", k_mat), _int8_2d("v", v)
+    q, k_mat, v = int8_matrix("q", q), int8_matrix("k_mat", k_mat), int8_matrix("v", v)
     t, d = q.shape
     s = k_mat.shape[0]
     if k_mat.shape[1] != d:

@@ -13,7 +13,7 @@ import torch
 from .numerics import accumulate, pick_device
 
 
-def _int8_matrix(name: str, x: Any) -> torch.Tensor:
+def int8_matrix(name: str, x: Any) -> torch.Tensor:
     """Check an int8 2-D operand and return it as a CPU int8 tensor."""
     if isinstance(x, np.ndarray):
         if x.dtype != np.int8:
@@ -47,7 +47,7 @@ def spmm(numeric: dict, a: Any, b: Any, threshold: int = 0, device: str | None =
 
     ``device``: None/"cpu", "cuda" (error if absent) or "auto"; the answer is identical on every device.
     """
-    a, b = _int8_matrix("A", a), _int8_matrix("B", b)
+    a, b = int8_matrix("A", a), int8_matrix("B", b)
     if a.shape[1] != b.shape[0]:
         raise ValueError(f"B: shape {tuple(b.shape)} does not match A {tuple(a.shape)}: B needs {a.shape[1]} rows")
     dev = pick_device(device)

@@ -12,9 +12,8 @@ the start cycle (cycle 0) to the cycle that sees all work finished; ``out`` read
 from amaranth import Module, Mux, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out, connect
-from amaranth.utils import ceil_log2
 
-from . import isa
+from . import isa, signatures
 from .layout import Layout
 from .result_writer import ResultWriter
 from .row_unit import DIM_BITS, RowUnit
@@ -45,8 +44,8 @@ class DsaEngine(wiring.Component):
             "cycles": Out(COUNTER_BITS),
             "elems": Out(COUNTER_BITS),   # marked elements processed (one L-lane MAC cycle each)
             "gated": Out(COUNTER_BITS),   # lane-MACs whose B operand was zero (gated, not skipped)
-            "fill": Out(memory.WritePort.Signature(addr_width=ceil_log2(cfg.l1_lines), shape=cfg.line_bytes * 8)),
-            "out": Out(memory.ReadPort.Signature(addr_width=ceil_log2(cfg.out_lines), shape=cfg.out_line_bits)),
+            "fill": Out(signatures.l1_write(cfg, byte_enables=False)),
+            "out": Out(signatures.out_read(cfg)),
         })
 
     def elaborate(self, platform):

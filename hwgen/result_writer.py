@@ -8,11 +8,10 @@ the output buffer (sign-extended lanes) and as int8 bytes into L1 row i at ``d_a
 ``words(n)`` lines), where a later task can read it as its A or B: layers chain on chip.
 """
 from amaranth import Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import data, memory, wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2
 
-from . import isa
+from . import isa, signatures
 from .layout import Layout, log2
 
 DIM_BITS = 16
@@ -28,18 +27,16 @@ class ResultWriter(wiring.Component):
 
     def __init__(self, cfg):
         self._cfg = cfg
-        W, L = cfg.line_bytes, cfg.engine.lanes
-        port = In(memory.ReadPort.Signature(addr_width=ceil_log2(cfg.l1_lines), shape=W * 8))
+        L = cfg.engine.lanes
+        port = In(signatures.l1_read(cfg))
         super().__init__({
             "task": In(isa.descriptor_layout()),
             "valid": In(1), "i": In(DIM_BITS), "j": In(DIM_BITS),
             "lanes": In(data.ArrayLayout(signed(cfg.engine.acc_bits), L)),
             "busy": Out(1),                     # a requantized line is still to be written
-            "out_write": Out(memory.WritePort.Signature(addr_width=ceil_log2(cfg.out_lines),
-                                                        shape=cfg.out_line_bits)),
+            "out_write": Out(signatures.out_write(cfg)),
             "mult_port": port, "shift_port": port,
-            "d_write": Out(memory.WritePort.Signature(addr_width=ceil_log2(cfg.l1_lines), shape=W * 8,
-                                                      granularity=8)),
+            "d_write": Out(signatures.l1_write(cfg)),
         })
 
     def elaborate(self, platform):

@@ -19,11 +19,10 @@ Timing, read by the simulator from the members below (Σ = sum over words of max
 (one slot per unit every R cycles) never stalls a unit.
 """
 from amaranth import Cat, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, memory, wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2
 
-from . import isa
+from . import isa, signatures
 from .layout import INDEX_BYTES, PTR_BYTES, Layout, log2
 from .mac_lanes import MacLanes
 from .scratchpad import Scratchpad
@@ -52,8 +51,8 @@ class RowUnit(wiring.Component):
 
     def __init__(self, cfg):
         self._cfg = cfg
-        W, L = cfg.line_bytes, cfg.engine.lanes
-        port = In(memory.ReadPort.Signature(addr_width=ceil_log2(cfg.l1_lines), shape=W * 8))
+        L = cfg.engine.lanes
+        port = In(signatures.l1_read(cfg))
         super().__init__({
             "task": In(isa.descriptor_layout()),
             "nw": In(DIM_BITS),        # scan words per row (dense, bitmask, N:M); CSR finds its own

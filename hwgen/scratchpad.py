@@ -9,6 +9,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import Out
 from amaranth.utils import ceil_log2
 
+from . import signatures
 from .layout import log2
 
 
@@ -19,10 +20,9 @@ class Scratchpad(wiring.Component):
         self._cfg = cfg
         self._read_ports = read_ports
         self.addr_width = ceil_log2(cfg.l1_lines)
-        line = cfg.line_bytes * 8
         super().__init__({
-            "fill": Out(memory.WritePort.Signature(addr_width=self.addr_width, shape=line, granularity=8)),
-            "read": Out(memory.ReadPort.Signature(addr_width=self.addr_width, shape=line)).array(read_ports),
+            "fill": Out(signatures.l1_write(cfg)),
+            "read": Out(signatures.l1_read(cfg)).array(read_ports),
         })
 
     def elaborate(self, platform):

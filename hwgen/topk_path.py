@@ -11,11 +11,10 @@ cycle of the task after the start cycle 0), the unit accepts the first score in 
 back to back (``TopkSoftmax.row_cycles`` each); the task is done in the cycle after the last entry.
 """
 from amaranth import Const, Module, Mux, Signal
-from amaranth.lib import memory, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2
 
-from . import isa
+from . import isa, signatures
 from .layout import Layout, log2
 from .topk_softmax import SCORE_BITS, TopkSoftmax
 
@@ -33,15 +32,12 @@ class TopkPath(wiring.Component):
 
     def __init__(self, cfg):
         self._cfg = cfg
-        W = cfg.line_bytes
         super().__init__({
             "task": In(isa.descriptor_layout()),
             "active": In(1),          # a TOPK task is running (from the cycle after start)
             "done": Out(1),
-            "scores_port": In(memory.ReadPort.Signature(addr_width=ceil_log2(cfg.out_lines),
-                                                        shape=cfg.out_line_bits)),
-            "p_write": In(memory.WritePort.Signature(addr_width=ceil_log2(cfg.l1_lines), shape=W * 8,
-                                                     granularity=8)),
+            "scores_port": In(signatures.out_read(cfg)),
+            "p_write": In(signatures.l1_write(cfg)),
         })
 
     def elaborate(self, platform):
