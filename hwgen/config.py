@@ -94,6 +94,74 @@ class AttentionConfig(_Section):
     frac_bits: int = Field(8, ge=4, le=10, description="fractional bits of the scores fed to the softmax")
 
 
+class HbmConfig(_Section):
+    """HBM outside the chip (HBM3e defaults: one stack, 16 channels x 2 pseudo-channels, ~1.2 TB/s).
+
+    Timings in ns (JEDEC-style names); the timing model in sim/memory/hbm.py is the one user."""
+
+    stacks: int = Field(1, ge=1, le=8)
+    channels: int = Field(16, description="channels per stack")
+    pseudo_channels: int = Field(2, description="pseudo-channels per channel")
+    bank_groups: int = Field(4, description="bank groups per pseudo-channel")
+    banks_per_group: int = Field(4)
+    row_bytes: int = Field(1024, description="row (page) size of one pseudo-channel bank")
+    access_bytes: int = Field(32, description="bytes of one pseudo-channel access (one burst)")
+    pin_gbps: float = Field(9.6, gt=0, le=20, description="data rate per pin")
+    pc_bits: int = Field(32, description="data pins per pseudo-channel (1024 per stack)")
+    tRCD_ns: float = Field(14.0, gt=0)
+    tCL_ns: float = Field(14.0, gt=0)
+    tRP_ns: float = Field(14.0, gt=0)
+    tRAS_ns: float = Field(33.0, gt=0)
+    tRRD_S_ns: float = Field(2.0, gt=0)
+    tRRD_L_ns: float = Field(3.0, gt=0)
+    tFAW_ns: float = Field(30.0, gt=0)
+    tCCD_S_ns: float = Field(1.0, gt=0)
+    tCCD_L_ns: float = Field(2.0, gt=0)
+    tWR_ns: float = Field(16.0, gt=0)
+    tRFC_ns: float = Field(260.0, gt=0)
+    tREFI_ns: float = Field(3900.0, gt=0)
+    pj_per_bit: float = Field(5.0, gt=0, description="energy per bit moved (vendor figures span 4-7)")
+
+    @field_validator("channels", "pseudo_channels", "bank_groups", "banks_per_group")
+    @classmethod
+    def _counts(cls, v: int) -> int:
+        return _power_of_two(v, 1, 64)
+
+    @field_validator("row_bytes", "access_bytes")
+    @classmethod
+    def _bytes(cls, v: int) -> int:
+        return _power_of_two(v, 16, 1 << 16)
+
+    @field_validator("pc_bits")
+    @classmethod
+    def _pins(cls, v: int) -> int:
+        return _power_of_two(v, 8, 1024)
+
+    @model_validator(mode="after")
+    def _shape(self) -> "HbmConfig":
+        if self.access_bytes > self.row_bytes:
+            raise ValueError(f"access_bytes: {self.access_bytes} is not allowed: must be <= row_bytes "
+                             f"({self.row_bytes})")
+        if self.tRAS_ns < self.tRCD_ns:
+            raise ValueError(f"tRAS_ns: {self.tRAS_ns} is not allowed: must be >= tRCD_ns ({self.tRCD_ns})")
+        return self
+
+    @property
+    def pseudo_channels_total(self) -> int:
+        return self.stacks * self.channels * self.pseudo_channels
+
+    @property
+    def peak_gbytes_per_s(self) -> float:
+        """Pin bandwidth: pseudo-channels x pins x Gb/s / 8."""
+        return self.pseudo_channels_total * self.pc_bits * self.pin_gbps / 8
+
+
+class MemoryConfig(_Section):
+    """The memory hierarchy beyond L1 (issue in progress: the HBM timing model comes first)."""
+
+    hbm: HbmConfig = HbmConfig()
+
+
 class ClockConfig(_Section):
     mhz: float = Field(1000.0, gt=0, le=5000, description="clock used to turn cycles into time")
 
@@ -105,6 +173,7 @@ class HwConfig(_Section):
     engine: EngineConfig = EngineConfig()
     l1: L1Config = L1Config()
     attention: AttentionConfig = AttentionConfig()
+    memory: MemoryConfig = MemoryConfig()
     clock: ClockConfig = ClockConfig()
 
     @model_validator(mode="after")
@@ -192,7 +261,7 @@ def _format_errors(err: ValidationError) -> list[str]:
             hint = " (YAML 1.1 reads unquoted yes/no/on/off as booleans: quote the value)" \
                 if isinstance(e["input"], bool) else ""
             lines.append(f"{loc}: {e['input']!r} is not allowed: {msg}{hint}")
-        elif e["type"] == "value_error" and re.match(r"^[a-z0-9_.]+: ", msg):
+        elif e["type"] == "value_error" and re.match(r"^[A-Za-z0-9_.]+: ", msg):
             # model-level checks name their own field(s) relative to the section they live in
             lines.extend(f"{loc}.{part}" if loc else part for part in msg.split("; "))
         elif e["type"] == "value_error":
