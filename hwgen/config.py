@@ -115,7 +115,7 @@ class HbmConfig(_Section):
     tRRD_S_ns: float = Field(2.0, gt=0)
     tRRD_L_ns: float = Field(3.0, gt=0)
     tFAW_ns: float = Field(30.0, gt=0)
-    tCCD_S_ns: float = Field(1.0, gt=0)
+    tCCD_S_ns: float = Field(0.833, gt=0, description="= one 32-byte burst at 9.6 Gb/s on 32 pins")
     tCCD_L_ns: float = Field(2.0, gt=0)
     tWR_ns: float = Field(16.0, gt=0)
     tRFC_ns: float = Field(260.0, gt=0)
