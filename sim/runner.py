@@ -4,7 +4,8 @@
 by every later call, test and process (a stamp records what it was built from, a file lock keeps
 parallel pytest-xdist workers from building the same folder at once). ``run_rtl_batch`` runs many
 programs in one simulator process, since starting one costs about a second. ``lint`` runs
-``verilator --lint-only -Wall`` with only the waivers of ``sim/tb/waivers.vlt``.
+``verilator --lint-only -Wall`` with only the waivers of ``sim/tb/waivers.vlt``. ``build_component`` and
+``run_cocotb`` do the same for any other Amaranth top (e.g. the AXI smoke tests) and any cocotb module.
 
 Files: ``<build_root>/<name>-<digest>/`` holds the Verilog (``hwgen.build.generate``) and ``sim_build/``
 the model; each run's exchange files, log and cocotb results XML go to a fresh ``<build_root>/runs/``
@@ -22,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import xml.etree.ElementTree as ET
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -270,3 +272,67 @@ def run_rtl_batch(cfg: HwConfig, programs: list[Program], build_root: str | Path
                    cycles=r["cycles"], stats={"elems": r["elems"], "gated_macs": r["gated"], "wall_s": r["wall_s"],
                                               "task_cycles": r["task_cycles"], "backend": "rtl"})
             for r, p in zip(out["results"], programs)]
+
+
+# ---------------------------------------------------------------------------------------------------
+# any Amaranth top: build it once per content digest, run a cocotb test module on it
+
+def ports_vlt(top, name: str) -> str:
+    """A Verilator control file making exactly the top's ports (and clk/rst) public for cocotb."""
+    ports = [*top.signature.members, "clk", "rst"]
+    return "`verilator_config\n" + "".join(f'public_flat_rw -module "{name}" -var "{p}"\n' for p in ports)
+
+
+def build_component(top, name: str, build_root: Path) -> Path:
+    """Verilog + Verilator model of ``top`` in ``<build_root>/<name>-<digest>/``; rebuilt only on change."""
+    import cocotb
+    from amaranth.back import verilog
+    toolchain_env()
+    text = verilog.convert(top, name=name, emit_src=False)
+    vlt = ports_vlt(top, name)
+    digest = _hash(text, vlt, WAIVERS.read_bytes(), cocotb.__version__, str(_verilator_root()),
+                          repr((BUILD_ARGS, TIMESCALE, MAKE_VARS)))
+    folder = (build_root / f"{name}-{digest[:12]}").resolve()
+    sim_build = folder / "sim_build"
+    with _locked(folder):
+        if (sim_build / name).is_file() and (sim_build / ".stamp").is_file():
+            return folder
+        (folder / f"{name}.v").write_text(text)
+        (folder / "ports.vlt").write_text(vlt)
+        sim_build.mkdir(exist_ok=True)
+        log = sim_build / "build.log"
+        try:
+            _runner_class()().build(
+                sources=[WAIVERS, folder / "ports.vlt", folder / f"{name}.v"], hdl_toplevel=name,
+                build_dir=sim_build, build_args=BUILD_ARGS, timescale=TIMESCALE, log_file=log)
+        except (RuntimeError, SystemExit) as err:
+            raise RtlError(f"Verilator build of {folder.name} failed ({err}); last lines of {log}:\n"
+                                  + _tail(log), log) from None
+        (sim_build / ".stamp").write_text(digest)
+    return folder
+
+
+def run_cocotb(folder: Path, name: str, test_module: str, extra_env: dict | None = None) -> dict[str, str | None]:
+    """Run every cocotb test of ``test_module``: {test name: None if passed, else the failure text}."""
+    runs = folder.parent / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=runs))
+    log = work / "sim.log"
+    try:
+        _runner_class()().test(test_module=test_module, hdl_toplevel=name, hdl_toplevel_lang="verilog",
+                                      build_dir=folder / "sim_build", test_dir=work,
+                                      results_xml=str(work / "results.xml"), log_file=log, extra_env=extra_env or {})
+    except (RuntimeError, SystemExit):
+        pass   # the results file says which tests failed
+    if not (work / "results.xml").is_file():
+        raise RtlError(f"the simulation of {name} wrote no results; last lines of {log}:\n"
+                              + _tail(log), log)
+    results = {}
+    for case in ET.parse(work / "results.xml").iter("testcase"):
+        bad = case.find("failure")
+        if bad is None:
+            bad = case.find("error")
+        results[case.get("name")] = None if bad is None else f"{bad.get('message', '')}\n(log: {log})"
+    if all(v is None for v in results.values()):
+        shutil.rmtree(work, ignore_errors=True)
+    return results
