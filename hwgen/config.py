@@ -157,9 +157,36 @@ class HbmConfig(_Section):
 
 
 class MemoryConfig(_Section):
-    """The memory hierarchy beyond L1 (issue in progress: the HBM timing model comes first)."""
+    """The memory hierarchy beyond L1: HBM, and the pages tensors live in (sim/memory/paging.py).
+
+    The TLB has ``tlb_entries`` entries in ``tlb_sets`` sets of ``tlb_entries // tlb_sets`` ways (LRU within
+    a set; the set is the low bits of the virtual page number); the default, one set, is fully associative."""
 
     hbm: HbmConfig = HbmConfig()
+    page_bytes: int = Field(65536, description="page size; tensors start on a page and own whole pages")
+    tlb_entries: int = Field(32, description="translations the TLB holds")
+    tlb_sets: int = Field(1, description="TLB sets (1: fully associative)")
+
+    @field_validator("page_bytes")
+    @classmethod
+    def _page(cls, v: int) -> int:
+        return _power_of_two(v, 4096, 1 << 30)
+
+    @field_validator("tlb_entries", "tlb_sets")
+    @classmethod
+    def _tlb(cls, v: int) -> int:
+        return _power_of_two(v, 1, 1024)
+
+    @model_validator(mode="after")
+    def _tlb_shape(self) -> "MemoryConfig":
+        if self.tlb_sets > self.tlb_entries:
+            raise ValueError(f"tlb_sets: {self.tlb_sets} is not allowed: must be <= tlb_entries "
+                             f"({self.tlb_entries})")
+        return self
+
+    @property
+    def tlb_ways(self) -> int:
+        return self.tlb_entries // self.tlb_sets
 
 
 class ClockConfig(_Section):

@@ -1,4 +1,4 @@
-"""The memory hierarchy beyond L1 (HBM timing first; L3, paging later)."""
+"""The memory hierarchy beyond L1: the HBM3e timing model and paged tensors (L3 and DMA to come)."""
 from sim.memory.hbm import (
     DEFAULT_ORDER,
     REQUEST_DTYPE,
@@ -9,6 +9,7 @@ from sim.memory.hbm import (
     make_requests,
     map_address,
 )
+from sim.memory.paging import PageAllocator, PageFault, PageTable, Tlb, translate_burst
 
 __all__ = ["DEFAULT_ORDER", "REQUEST_DTYPE", "TIMINGS", "AddressMap", "HbmModel", "HbmTiming", "make_requests",
-           "map_address"]
+           "map_address", "PageAllocator", "PageFault", "PageTable", "Tlb", "translate_burst"]
