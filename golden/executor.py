@@ -30,7 +30,8 @@ def run(numeric: dict, program: Program, device: str | None = None) -> Result:
         x = program.tensors["A"]
         for index in range(program.params["layers"]):
             c = kernels.spmm(numeric, x, program.tensors[f"B{index}"], device=device)
-            x = _requantize(c, program.tensors[f"requant_multiplier{index}"], program.tensors[f"requant_shift{index}"])
+            t = program.tensors
+            x = requantize_table(c, t[f"requant_multiplier{index}"], t[f"requant_shift{index}"])
         return Result(outputs={"C": x.astype(np.int64)}, cycles=None,
                       stats={"backend": "golden", "device": str(device or "cpu"), "wall_s": time.perf_counter() - wall})
     (f,) = program.fields
@@ -41,12 +42,13 @@ def run(numeric: dict, program: Program, device: str | None = None) -> Result:
         c = kernels.spmm(numeric, a, b, threshold=f["threshold"], device=device)
     c = c.cpu().numpy()
     if "requant_multiplier" in program.tensors:
-        c = _requantize(c, program.tensors["requant_multiplier"], program.tensors["requant_shift"]).astype(np.int64)
+        t = program.tensors
+        c = requantize_table(c, t["requant_multiplier"], t["requant_shift"]).astype(np.int64)
     return Result(outputs={"C": c}, cycles=None,
                   stats={"backend": "golden", "device": str(device or "cpu"), "wall_s": time.perf_counter() - wall})
 
 
-def _requantize(c, multiplier: np.ndarray, shift: np.ndarray) -> np.ndarray:
+def requantize_table(c, multiplier: np.ndarray, shift: np.ndarray) -> np.ndarray:
     """int8 numpy result of golden.numerics.requantize; a length-1 table is per tensor."""
     import torch
     c = torch.as_tensor(np.asarray(c), dtype=torch.int64)

@@ -223,13 +223,13 @@ class EngineModel:
 
 def requantize_into_l1(cfg: HwConfig, f: dict[str, int], l1: np.ndarray, c: np.ndarray) -> np.ndarray:
     """C -> int8 with the table at rq_addr (golden.numerics.requantize); the int8 rows also land at d_addr."""
-    from golden.executor import _requantize
+    from golden.executor import requantize_table
     lay, n = Layout.of(cfg), f["n"]
     entries = n if f["requant"] == isa.Requant.PER_CHANNEL else 1
     mult = _lines(l1, f["rq_addr"], entries * 2).view("<u2").astype(np.int64)
     shift_line = f["rq_addr"] + lay.lines_for_bytes(entries * 2)
     shift = _lines(l1, shift_line, entries).astype(np.int64)
-    y = _requantize(c, mult, shift)
+    y = requantize_table(c, mult, shift)
     rows = l1[f["d_addr"]:f["d_addr"] + f["m"] * lay.words(n)].reshape(f["m"], -1)   # a view into l1
     rows[:, :n] = y.view(np.uint8)
     return y.astype(np.int64)

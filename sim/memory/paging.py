@@ -76,70 +76,25 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from hwgen.config import HwConfig
+from hwgen.fields import Field, FieldTable
 
 # ---------------------------------------------------------------------------------------------------
 # page-table entry: the one field table
 
 
-@dataclass(frozen=True)
-class PteField:
-    name: str
-    bits: int
-    doc: str
-
-
-PTE: tuple[PteField, ...] = (
-    PteField("valid", 1, "1: the entry maps a page; 0: page fault (the other fields are ignored)"),
-    PteField("read", 1, "1: DMA may read the page (loads into L1); 0: a read is a permission fault"),
-    PteField("write", 1, "1: DMA may write the page (stores from L1); 0: a write is a permission fault"),
-    PteField("ppn", 40, "physical page number: physical address = ppn * page_bytes + offset in the page"),
-)
-
 PTE_BITS = 64                       # one entry in memory; bits above the table are zero
-PTE_BYTES = PTE_BITS // 8
-assert sum(f.bits for f in PTE) <= PTE_BITS
-PTE_FIELD_NAMES = tuple(f.name for f in PTE)
-PTE_SHIFT: dict[str, int] = {}
-_offset = 0
-for _f in PTE:
-    PTE_SHIFT[_f.name] = _offset
-    _offset += _f.bits
-PTE_MASK: dict[str, int] = {f.name: (1 << f.bits) - 1 for f in PTE}
-PPN_LIMIT = 1 << PTE_MASK["ppn"].bit_length()   # physical pages the format can name
-
-
-def pte_layout():
-    """The Amaranth layout of an entry (imported lazily so Python-only users need no Amaranth)."""
-    from amaranth.lib import data
-    return data.StructLayout({f.name: f.bits for f in PTE})
-
-
-def pack_pte(**fields: int) -> int:
-    """Entry fields -> one integer of PTE_BITS bits. Missing fields are 0."""
-    unknown = set(fields) - set(PTE_FIELD_NAMES)
-    if unknown:
-        raise ValueError(f"pte: unknown field(s) {sorted(unknown)} (allowed: {', '.join(PTE_FIELD_NAMES)})")
-    word = 0
-    for f in PTE:
-        value = int(fields.get(f.name, 0))
-        if not 0 <= value <= PTE_MASK[f.name]:
-            raise ValueError(f"pte.{f.name}: {value} does not fit in {f.bits} unsigned bits "
-                             f"(allowed: 0..{PTE_MASK[f.name]})")
-        word |= value << PTE_SHIFT[f.name]
-    return word
-
-
-def unpack_pte(word: int) -> dict[str, int]:
-    word = int(word)
-    if not 0 <= word < (1 << PTE_BITS):
-        raise ValueError(f"pte: {word} is not a {PTE_BITS}-bit entry")
-    return {f.name: (word >> PTE_SHIFT[f.name]) & PTE_MASK[f.name] for f in PTE}
-
-
-def pte_field(words: np.ndarray, name: str) -> np.ndarray:
-    """One field of an array of entries (vectorised unpack), as int64."""
-    return ((np.asarray(words, dtype=np.uint64) >> np.uint64(PTE_SHIFT[name]))
-            & np.uint64(PTE_MASK[name])).astype(np.int64)
+PTE = FieldTable("pte", width=PTE_BITS, word="entry", fields=(
+    Field("valid", 1, "1: the entry maps a page; 0: page fault (the other fields are ignored)"),
+    Field("read", 1, "1: DMA may read the page (loads into L1); 0: a read is a permission fault"),
+    Field("write", 1, "1: DMA may write the page (stores from L1); 0: a write is a permission fault"),
+    Field("ppn", 40, "physical page number: physical address = ppn * page_bytes + offset in the page"),
+))
+PTE_BYTES = PTE.bytes
+PPN_LIMIT = 1 << PTE.fields[-1].bits   # physical pages the format can name
+pte_layout = PTE.layout
+pack_pte = PTE.pack
+unpack_pte = PTE.unpack
+pte_field = PTE.field
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -310,7 +265,7 @@ class PageAllocator:
         self.virtual_pages = virtual_bytes // pb
         if self.first_ppn + self.physical_pages > PPN_LIMIT:
             raise ValueError(f"physical_bytes: pages up to {self.first_ppn + self.physical_pages} do not fit the "
-                             f"{PTE_MASK['ppn'].bit_length()}-bit ppn of an entry")
+                             f"{PTE.mask['ppn'].bit_length()}-bit ppn of an entry")
         self.seed = seed
         if seed is None:
             self._free: list[int] | deque[int] = list(range(self.physical_pages))   # a heap: lowest first
@@ -408,7 +363,7 @@ class PageAllocator:
         words = np.zeros(self.virtual_pages, dtype=np.uint64)
         for t in self._tensors.values():
             flags = pack_pte(valid=1, read=1, write=int(t.writable))
-            words[t.vpn:t.vpn + t.pages] = (np.array(t.ppns, dtype=np.uint64) << np.uint64(PTE_SHIFT["ppn"])) \
+            words[t.vpn:t.vpn + t.pages] = (np.array(t.ppns, dtype=np.uint64) << np.uint64(PTE.shift["ppn"])) \
                 | np.uint64(flags)
         return PageTable.from_entries(words, self.page_bytes, base)
 
@@ -612,6 +567,6 @@ def translate_burst(translator: PageTable | Tlb, vaddr: int, nbytes: int, write:
     return [Burst(int(p), int(b), int(v)) for p, b, v in zip(paddr.tolist(), n.tolist(), lo.tolist())]
 
 
-__all__ = ["DEFAULT_MISS_PENALTY", "PTE", "PTE_BITS", "PTE_BYTES", "PTE_FIELD_NAMES", "Burst", "PageAllocator",
-           "PageFault", "PageTable", "PteField", "Tensor", "Tlb", "pack_pte", "pte_field", "pte_layout",
+__all__ = ["DEFAULT_MISS_PENALTY", "PTE", "PTE_BITS", "PTE_BYTES", "Burst", "PageAllocator",
+           "PageFault", "PageTable", "Tensor", "Tlb", "pack_pte", "pte_field", "pte_layout",
            "split_at", "translate_burst", "unpack_pte"]
