@@ -121,6 +121,8 @@ class HbmConfig(_Section):
     tRFC_ns: float = Field(260.0, gt=0)
     tREFI_ns: float = Field(3900.0, gt=0)
     pj_per_bit: float = Field(5.0, gt=0, description="energy per bit moved (vendor figures span 4-7)")
+    controller_ns: float = Field(20.0, ge=0, description="PHY + controller + interconnect latency added to "
+                                 "every access (on top of the DRAM timings)")
 
     @field_validator("channels", "pseudo_channels", "bank_groups", "banks_per_group")
     @classmethod
@@ -163,6 +165,11 @@ class MemoryConfig(_Section):
     a set; the set is the low bits of the virtual page number); the default, one set, is fully associative."""
 
     hbm: HbmConfig = HbmConfig()
+    ports: int = Field(1, description="AXI4 master ports to HBM (m_axi_hbm<i>_*), one data beat = one L1 line")
+    interleave_bytes: int = Field(4096, description="address granularity rotated over the ports; no burst "
+                                  "crosses it")
+    burst_beats: int = Field(16, description="longest INCR burst the DMA issues (AXI4 allows 256)")
+    outstanding: int = Field(4, description="bursts in flight per direction per engine (AXI IDs)")
     page_bytes: int = Field(65536, description="page size; tensors start on a page and own whole pages")
     tlb_entries: int = Field(32, description="translations the TLB holds")
     tlb_sets: int = Field(1, description="TLB sets (1: fully associative)")
@@ -171,6 +178,21 @@ class MemoryConfig(_Section):
     @classmethod
     def _page(cls, v: int) -> int:
         return _power_of_two(v, 4096, 1 << 30)
+
+    @field_validator("ports", "outstanding")
+    @classmethod
+    def _ports(cls, v: int) -> int:
+        return _power_of_two(v, 1, 32)
+
+    @field_validator("interleave_bytes")
+    @classmethod
+    def _interleave(cls, v: int) -> int:
+        return _power_of_two(v, 64, 1 << 30)
+
+    @field_validator("burst_beats")
+    @classmethod
+    def _burst(cls, v: int) -> int:
+        return _power_of_two(v, 1, 256)
 
     @field_validator("tlb_entries", "tlb_sets")
     @classmethod
@@ -189,6 +211,61 @@ class MemoryConfig(_Section):
         return self.tlb_entries // self.tlb_sets
 
 
+class L3Config(_Section):
+    """The cache shared by the engines, between their DMA and the HBM ports (sim/memory/l3.py).
+
+    ``bytes / (line_bytes x ways)`` sets, interleaved over ``banks`` by set (low set bits); a miss takes an
+    MSHR until its line is back (misses to a line already in flight merge into its MSHR)."""
+
+    enabled: bool = Field(True, description="false: the DMA talks to HBM directly")
+    bytes: int = Field(128 << 20, description="capacity")
+    line_bytes: int = Field(64, description="line (block) size; a multiple of one DMA beat")
+    ways: int = Field(16, description="associativity")
+    banks: int = Field(16, description="independent tag/data banks, each serving one access per cycle")
+    mshrs: int = Field(16, ge=1, le=256, description="misses in flight (non-blocking cache)")
+    replacement: Literal["lru", "random"] = Field("lru", description="victim choice within a set")
+    write_policy: Literal["write_back", "write_through"] = Field("write_back")
+    bypass: Literal["none", "streaming"] = Field("none", description="streaming: loads marked read-once skip "
+                                                 "allocation (they still hit lines already present)")
+    hit_cycles: int = Field(8, ge=1, le=64, description="tag + data access of a hit (a large SRAM is far away)")
+
+    @field_validator("bytes")
+    @classmethod
+    def _l3_size(cls, v: int) -> int:
+        return _power_of_two(v, 1024, 1 << 32)
+
+    @field_validator("line_bytes")
+    @classmethod
+    def _line(cls, v: int) -> int:
+        return _power_of_two(v, 16, 1 << 16)
+
+    @field_validator("ways", "banks")
+    @classmethod
+    def _assoc(cls, v: int) -> int:
+        return _power_of_two(v, 1, 256)
+
+    @model_validator(mode="after")
+    def _shape(self) -> "L3Config":
+        if self.bytes < self.line_bytes * self.ways * self.banks:
+            raise ValueError(f"bytes: {self.bytes} is too small: must hold at least one set per bank "
+                             f"(line_bytes x ways x banks = {self.line_bytes * self.ways * self.banks})")
+        return self
+
+    @property
+    def sets(self) -> int:
+        return self.bytes // (self.line_bytes * self.ways)
+
+
+class EnergyConfig(_Section):
+    """Energy per operation and per access, for the stats (defaults: Horowitz ISSCC 2014, 45 nm; HBM energy
+    is ``memory.hbm.pj_per_bit``)."""
+
+    mac_pj: float = Field(0.3, ge=0, description="int8 multiply (0.2) + int32 accumulate (0.1)")
+    l1_pj_per_64b: float = Field(20.0, ge=0, description="64-bit read or write of a 32 KB SRAM bank")
+    out_pj_per_64b: float = Field(20.0, ge=0, description="64-bit access of the output buffer")
+    l3_pj_per_64b: float = Field(100.0, ge=0, description="64-bit access of a 1 MB SRAM array")
+
+
 class ClockConfig(_Section):
     mhz: float = Field(1000.0, gt=0, le=5000, description="clock used to turn cycles into time")
 
@@ -201,6 +278,8 @@ class HwConfig(_Section):
     l1: L1Config = L1Config()
     attention: AttentionConfig = AttentionConfig()
     memory: MemoryConfig = MemoryConfig()
+    l3: L3Config = L3Config()
+    energy: EnergyConfig = EnergyConfig()
     clock: ClockConfig = ClockConfig()
 
     @model_validator(mode="after")
@@ -208,7 +287,20 @@ class HwConfig(_Section):
         problems = []
         min_l1 = self.l1.banks * self.line_bytes * 2
         if self.l1.bytes < min_l1:
-            problems.append(f"l1.bytes: {self.l1.bytes} is too small: must be >= banks x line x 2 = {min_l1}")
+            problems.append(f"l1.bytes: {self.l1.bytes} is too small: must hold one double-buffered tile, "
+                            f">= banks x line x 2 = {min_l1}")
+        if self.memory.interleave_bytes < self.line_bytes:
+            problems.append(f"memory.interleave_bytes: {self.memory.interleave_bytes} is not allowed: must be >= "
+                            f"one L1 line ({self.line_bytes}), the AXI beat")
+        if self.l3.line_bytes < self.line_bytes:
+            problems.append(f"l3.line_bytes: {self.l3.line_bytes} is not allowed: must be >= one L1 line "
+                            f"({self.line_bytes}), the DMA beat")
+        if self.l3.line_bytes < self.memory.hbm.access_bytes:
+            problems.append(f"l3.line_bytes: {self.l3.line_bytes} is not allowed: must be >= "
+                            f"memory.hbm.access_bytes ({self.memory.hbm.access_bytes})")
+        if self.memory.page_bytes % self.l3.line_bytes:
+            problems.append(f"memory.page_bytes: {self.memory.page_bytes} is not allowed: must be a multiple of "
+                            f"l3.line_bytes ({self.l3.line_bytes})")
         if self.l1.out_bytes * 8 < self.out_line_bits * 2:
             problems.append(f"l1.out_bytes: {self.l1.out_bytes} is too small: must hold >= 2 output lines "
                             f"of {self.out_line_bits // 8} bytes")
@@ -238,6 +330,15 @@ class HwConfig(_Section):
     @property
     def out_lines(self) -> int:
         return self.l1.out_bytes * 8 // self.out_line_bits
+
+    @property
+    def beat_bytes(self) -> int:
+        """AXI data width of the DMA and the HBM ports: one L1 line per beat."""
+        return self.line_bytes
+
+    @property
+    def axi_id_bits(self) -> int:
+        return max(1, (self.memory.outstanding - 1).bit_length())
 
     @property
     def macs_per_cycle(self) -> int:

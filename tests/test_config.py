@@ -33,7 +33,7 @@ def write(tmp_path, text: str, name: str = "cfg.yaml"):
 
 @pytest.mark.parametrize("data, line", [
     # unknown keys, with the allowed ones
-    ({"foo": 1}, "foo: unknown key (allowed: name, engine, l1, attention, memory, clock)"),
+    ({"foo": 1}, "foo: unknown key (allowed: name, engine, l1, attention, memory, l3, energy, clock)"),
     ({"engine": {"lane": 4}}, f"engine.lane: unknown key (allowed: {ENGINE_KEYS})"),
     ({"l1": {"size": 4}}, "l1.size: unknown key (allowed: bytes, banks, out_bytes)"),
     ({"clock": {"ghz": 1}}, "clock.ghz: unknown key (allowed: mhz)"),
@@ -82,13 +82,13 @@ def test_single_problem(data, line):
 def test_l1_too_small():
     data = {"l1": {"bytes": 256}}
     assert problems_of(data) == [
-        "l1.bytes: 256 is too small: must be >= banks x line x 2 = 512"]
+        "l1.bytes: 256 is too small: must hold one double-buffered tile, >= banks x line x 2 = 512"]
 
 
 def test_l1_too_small_for_banks():
     data = {"l1": {"bytes": 512, "banks": 16}}
     assert problems_of(data) == [
-        "l1.bytes: 512 is too small: must be >= banks x line x 2 = 2048"]
+        "l1.bytes: 512 is too small: must hold one double-buffered tile, >= banks x line x 2 = 2048"]
 
 
 def test_out_bytes_too_small():
@@ -100,7 +100,7 @@ def test_out_bytes_too_small():
 def test_both_sizes_too_small_give_one_line_each():
     data = {"l1": {"bytes": 256, "out_bytes": 256}, "engine": {"lanes": 64, "acc_bits": 64}}
     assert problems_of(data) == [
-        "l1.bytes: 256 is too small: must be >= banks x line x 2 = 512",
+        "l1.bytes: 256 is too small: must hold one double-buffered tile, >= banks x line x 2 = 512",
         "l1.out_bytes: 256 is too small: must hold >= 2 output lines of 512 bytes"]
 
 
@@ -116,7 +116,7 @@ def test_many_problems_one_line_each():
         "engine.lanes: 12 is not allowed: must be a power of two in [2, 64]",
         "engine.overflow: 'clamp' is not allowed: Input should be 'wrap' or 'saturate'",
         "l1.banks: 3 is not allowed: must be a power of two in [1, 16]",
-        "foo: unknown key (allowed: name, engine, l1, attention, memory, clock)",
+        "foo: unknown key (allowed: name, engine, l1, attention, memory, l3, energy, clock)",
     ]
 
 
@@ -165,7 +165,7 @@ def test_many_problems_from_a_file(tmp_path):
         "engine.lanes: 12 is not allowed: must be a power of two in [2, 64]",
         "engine.overflow: False is not allowed: Input should be 'wrap' or 'saturate'" + YAML_BOOL_HINT,
         "l1.banks: 3 is not allowed: must be a power of two in [1, 16]",
-        "extra: unknown key (allowed: name, engine, l1, attention, memory, clock)",
+        "extra: unknown key (allowed: name, engine, l1, attention, memory, l3, energy, clock)",
     ]
 
 
@@ -280,3 +280,23 @@ def test_frozen():
         cfg.l1.bytes = 8192
     assert cfg == load("tiny")
     assert hash(cfg) == hash(load("tiny"))
+
+
+@pytest.mark.parametrize("data, problem", [
+    ({"l3": {"ways": 3}}, "l3.ways: 3 is not allowed: must be a power of two in [1, 256]"),
+    ({"l3": {"banks": 6}}, "l3.banks: 6 is not allowed: must be a power of two in [1, 256]"),
+    ({"l3": {"bytes": 1024}}, "l3.bytes: 1024 is too small: must hold at least one set per bank "
+                              "(line_bytes x ways x banks = 16384)"),
+    ({"memory": {"page_bytes": 4096}, "l3": {"line_bytes": 8192}},
+     "memory.page_bytes: 4096 is not allowed: must be a multiple of l3.line_bytes (8192)"),
+    ({"l3": {"line_bytes": 32}}, "l3.line_bytes: 32 is not allowed: must be >= one L1 line (64), the DMA beat"),
+    ({"memory": {"ports": 3}}, "memory.ports: 3 is not allowed: must be a power of two in [1, 32]"),
+    ({"memory": {"burst_beats": 512}}, "memory.burst_beats: 512 is not allowed: must be a power of two in [1, 256]"),
+    ({"memory": {"interleave_bytes": 64}, "engine": {"scan_bytes": 128}, "l3": {"line_bytes": 128}},
+     "memory.interleave_bytes: 64 is not allowed: must be >= one L1 line (128), the AXI beat"),
+    ({"l3": {"replacement": "plru"}}, "l3.replacement: 'plru' is not allowed: Input should be 'lru' or 'random'"),
+])
+def test_memory_hierarchy_problems(data, problem):
+    with pytest.raises(ConfigError) as err:
+        from_dict(data)
+    assert err.value.problems == [problem]
