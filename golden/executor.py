@@ -34,7 +34,7 @@ def run(numeric: dict, program: Program, device: str | None = None) -> Result:
             x = requantize_table(c, t[f"requant_multiplier{index}"], t[f"requant_shift{index}"])
         return Result(outputs={"C": x.astype(np.int64)}, cycles=None,
                       stats={"backend": "golden", "device": str(device or "cpu"), "wall_s": time.perf_counter() - wall})
-    (f,) = program.fields
+    f = next(f for f in program.fields if isa.unit_of(f["opcode"]) == isa.Unit.COMPUTE)   # tiles share these
     a, b = program.tensors["A"], program.tensors["B"]
     if f["opcode"] == isa.Opcode.GEMM:
         c = kernels.gemm(numeric, a, b, device=device)

@@ -15,6 +15,7 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from . import isa
+from .axi import VivadoTop
 from .config import HwConfig
 from .engine import DsaEngine
 
@@ -54,19 +55,27 @@ def _ports_readme(cfg: HwConfig, meta: dict) -> str:
             f"{cfg.engine.rows} row units x {cfg.engine.lanes} lanes, int8 x int8 -> int{cfg.engine.acc_bits} "
             f"({cfg.engine.overflow}), L1 {cfg.l1.bytes} B in {cfg.l1.banks} banks of {cfg.line_bytes}-byte lines, "
             f"output buffer {cfg.l1.out_bytes} B. Clock `clk`, synchronous reset `rst`.\n\n"
-            "Protocol: write operand lines with `fill__*`; put a descriptor on `desc` and pulse `start`; "
-            "wait for `done`; read results with `out__*` (one cycle latency). `cycles` counts from the "
-            "start cycle to the cycle that sees all work finished.\n\n"
+            "Protocol: offer task descriptors in order on `task_payload` / `task_valid`; one is taken in "
+            "each cycle where `task_ready` is high. LOAD and STORE tasks move lines between HBM (the AXI4 "
+            f"master `m_axi_hbm0_*`, {cfg.beat_bytes * 8}-bit data) and L1 / the output buffer; compute "
+            "tasks run on the row units. When `idle` is high again, every task has finished. "
+            "`fill_*` writes L1 lines and `out_*` reads the output buffer (one cycle latency) while idle; "
+            "`clear` zeroes `cycles` (cycles with a task offered or a unit busy), `elems` and `gated`.\n\n"
             "| port | dir | width |\n|---|---|---|\n" + "\n".join(rows) +
             "\n\n## Descriptor (`desc`, fields LSB first)\n\n| field | bits | meaning |\n|---|---|---|\n"
             + fields + "\n")
+
+
+def top_component(cfg: HwConfig) -> VivadoTop:
+    """The engine with its HBM port under Vivado-inferable names (``m_axi_hbm0_araddr`` ...)."""
+    return VivadoTop(DsaEngine(cfg), {"hbm": "m_axi_hbm0"})
 
 
 def generate(cfg: HwConfig, out: str | Path) -> Path:
     """Write the Verilog and sidecars; returns the build folder."""
     folder = build_dir(cfg, out)
     folder.mkdir(parents=True, exist_ok=True)
-    top = DsaEngine(cfg)
+    top = top_component(cfg)
     meta = top.metadata.as_json()
     text = verilog.convert(top, name=top_name(cfg), emit_src=False)
     (folder / f"{cfg.name}.v").write_text(text)

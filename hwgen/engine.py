@@ -1,19 +1,32 @@
-"""DSA engine: L1 scratchpad + R row units + output buffer, running one descriptor at a time.
+"""DSA engine: a LOAD unit (DMA in), a COMPUTE unit (R row units) and a STORE unit (DMA out) around L1
+and the output buffer, fed with task descriptors in order.
+
+Issue: the descriptor on ``task`` is taken (``task.ready``) in a cycle where its unit is idle, every unit
+named in its ``wait`` bits is idle, and it would not share the L1 write port with a running task (a LOAD
+and a compute task that writes L1 -- TOPK, or requantized C -- never run together). Each unit then runs
+on its own, so the compiler overlaps the next tile's LOAD and the last tile's STORE with compute (double
+buffering) and orders them with ``wait`` bits. A unit's ``busy`` rises in the cycle after its task is
+taken.
 
 The dispatcher walks jobs (i, j) in row-major order, one per cycle, each to the lowest-numbered free row
 unit: a unit that drew a short row is free sooner and takes the next job, so long rows never serialise
 the engine. A round-robin writer gives unit u the output-buffer write port in cycles where
 ``slot == u`` (slot counts 0..R-1 from the start); RowUnit.min_period makes that stall-free.
 
-Host side (until the memory hierarchy lands): ``fill`` writes L1 lines, ``start`` with ``desc`` runs one
-task, ``done`` rises (and stays) when every result is in the output buffer; ``cycles`` is the count from
-the start cycle (cycle 0) to the cycle that sees all work finished; ``out`` reads the output buffer.
+Compute timing: taken in cycle t, the compute unit is busy from t + 1 to t + C, where C (``compute_cycles``
+in the simulator) counts from t to the cycle that sees all its work finished.
+
+Host side: ``fill`` writes L1 lines and ``out`` reads the output buffer (both only while ``idle``);
+``clear`` zeroes the counters; ``cycles`` counts the cycles in which a task is offered or a unit is busy.
+The DMA units share one AXI4 master, ``hbm`` (reads: LOAD; writes: STORE).
 """
-from amaranth import Module, Mux, Signal
-from amaranth.lib import memory, wiring
+from amaranth import Cat, Module, Mux, Signal
+from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out, connect
 
 from . import isa, signatures
+from .dma_load import DmaLoad
+from .dma_store import DmaStore
 from .layout import Layout
 from .result_writer import ResultWriter
 from .row_unit import DIM_BITS, RowUnit
@@ -24,9 +37,9 @@ COUNTER_BITS = 32
 
 
 class DsaEngine(wiring.Component):
-    #: the start cycle is cycle 0; descriptor registers are valid and dispatch begins in cycle 1
+    #: the issue cycle is cycle 0; descriptor registers are valid and dispatch begins in cycle 1
     first_dispatch_cycle = 1
-    #: ``done`` is decided in the cycle after the last output-buffer write; ``cycles`` counts up to it
+    #: the compute unit's end is decided in the cycle after the last output-buffer write
     done_delay = 1
 
     @staticmethod
@@ -37,15 +50,17 @@ class DsaEngine(wiring.Component):
     def __init__(self, cfg):
         self._cfg = cfg
         super().__init__({
-            "start": In(1),
-            "desc": In(isa.descriptor_layout()),
-            "busy": Out(1),
-            "done": Out(1),
+            "task": In(stream.Signature(isa.descriptor_layout())),
+            "idle": Out(1),
+            "unit_busy": Out(len(isa.Unit)),   # bit Unit.X: that unit runs a task
+            "clear": In(1),
             "cycles": Out(COUNTER_BITS),
             "elems": Out(COUNTER_BITS),   # marked elements processed (one L-lane MAC cycle each)
             "gated": Out(COUNTER_BITS),   # lane-MACs whose B operand was zero (gated, not skipped)
+            "dma_error": Out(2),          # bit 0: a LOAD beat, bit 1: a STORE response was not OKAY
             "fill": Out(signatures.l1_write(cfg, byte_enables=False)),
             "out": Out(signatures.out_read(cfg)),
+            "hbm": Out(signatures.hbm_axi(cfg)),
         })
 
     def elaborate(self, platform):
@@ -65,15 +80,51 @@ class DsaEngine(wiring.Component):
         m.d.comb += [out_wr.addr.eq(writer.out_write.addr), out_wr.data.eq(writer.out_write.data),
                      out_wr.en.eq(writer.out_write.en)]
 
-        task = Signal(isa.descriptor_layout())
-        running = self.busy
+        m.submodules.load = load = DmaLoad(cfg)
+        m.submodules.store = store = DmaStore(cfg)
+        connect(m, load.ar, wiring.flipped(self.hbm.ar))
+        connect(m, load.r, wiring.flipped(self.hbm.r))
+        connect(m, store.aw, wiring.flipped(self.hbm.aw))
+        connect(m, store.w, wiring.flipped(self.hbm.w))
+        connect(m, store.b, wiring.flipped(self.hbm.b))
+        store_rd = out_buf.read_port(domain="sync")
+        m.d.comb += [store_rd.addr.eq(store.out_read.addr), store_rd.en.eq(store.out_read.en),
+                     store.out_read.data.eq(store_rd.data)]
+
+        task = Signal(isa.descriptor_layout())        # the compute unit's descriptor
+        running = Signal()                            # the compute unit is busy
+        writes_l1 = Signal()                          # ... with a task that writes L1
         is_topk = task.opcode == isa.Opcode.TOPK
+
+        # ---- issue: the head descriptor goes to its unit when nothing it waits for is busy ----
+        head = self.task.payload
+        busy = Cat(load.busy, running, store.busy)
+        m.d.comb += [self.unit_busy.eq(busy), self.idle.eq(busy == 0),
+                     self.dma_error.eq(Cat(load.error, store.error))]
+        head_load, head_store = head.opcode == isa.Opcode.LOAD, head.opcode == isa.Opcode.STORE
+        head_compute = ~head_load & ~head_store
+        head_writes_l1 = head_compute & ((head.opcode == isa.Opcode.TOPK) | (head.requant != isa.Requant.NONE))
+        unit_free = Mux(head_load, ~load.busy, Mux(head_store, ~store.busy, ~running))
+        l1_port_free = Mux(head_load, ~(running & writes_l1), ~(head_writes_l1 & load.busy))
+        m.d.comb += self.task.ready.eq(unit_free & ((head.wait & busy) == 0) & l1_port_free)
+        taken = self.task.valid & self.task.ready
+        m.d.comb += [load.start.eq(taken & head_load), load.hbm_addr.eq(head.hbm_addr),
+                     load.l1_line.eq(head.a_addr), load.lines.eq(head.lines),
+                     store.start.eq(taken & head_store), store.hbm_addr.eq(head.hbm_addr),
+                     store.out_line.eq(head.c_addr), store.lines.eq(head.lines)]
+        start = taken & head_compute
         # a TOPK task reads scores from the output buffer and writes P bytes into L1; otherwise the host may
         m.submodules.topk = topk = TopkPath(cfg)
         m.d.comb += [topk.task.eq(task), topk.active.eq(running & is_topk), topk.scores_port.data.eq(out_rd.data),
                      self.out.data.eq(out_rd.data)]
         m.d.comb += writer.task.eq(task)
-        with m.If(topk.active):
+        with m.If(load.busy):
+            m.d.comb += [out_rd.addr.eq(self.out.addr), out_rd.en.eq(self.out.en),
+                         l1.fill.addr.eq(load.l1_write.addr), l1.fill.data.eq(load.l1_write.data),
+                         l1.fill.en.eq(load.l1_write.en.replicate(cfg.line_bytes))]
+            with m.If(topk.active):
+                m.d.comb += [out_rd.addr.eq(topk.scores_port.addr), out_rd.en.eq(topk.scores_port.en)]
+        with m.Elif(topk.active):
             m.d.comb += [out_rd.addr.eq(topk.scores_port.addr), out_rd.en.eq(topk.scores_port.en),
                          l1.fill.addr.eq(topk.p_write.addr), l1.fill.data.eq(topk.p_write.data),
                          l1.fill.en.eq(topk.p_write.en)]
@@ -131,18 +182,25 @@ class DsaEngine(wiring.Component):
                     m.d.comb += [writer.valid.eq(unit.result_pending), writer.i.eq(unit.result_i),
                                  writer.j.eq(unit.result_j), writer.lanes.eq(unit.result)]
 
-        # start / done / counters
+        # compute start / end
         finished = running & Mux(is_topk, topk.done,
                                  all_dispatched & _all(unit.quiet for unit in units) & ~writer.busy)
         with m.If(running):
-            m.d.sync += [self.cycles.eq(self.cycles + 1), slot.eq(Mux(slot == R - 1, 0, slot + 1))]
+            m.d.sync += slot.eq(Mux(slot == R - 1, 0, slot + 1))
+            with m.If(finished):
+                m.d.sync += running.eq(0)
+        with m.Elif(start):
+            m.d.sync += [task.eq(head), running.eq(1), writes_l1.eq(head_writes_l1), slot.eq(0), job_i.eq(0),
+                         job_j.eq(0)]
+
+        # counters
+        with m.If(self.clear):
+            m.d.sync += [self.cycles.eq(0), self.elems.eq(0), self.gated.eq(0)]
+        with m.Else():
+            with m.If(self.task.valid | (busy != 0)):
+                m.d.sync += self.cycles.eq(self.cycles + 1)
             m.d.sync += [self.elems.eq(self.elems + sum(unit.elem for unit in units)),
                          self.gated.eq(self.gated + sum(unit.gated for unit in units))]
-            with m.If(finished):
-                m.d.sync += [running.eq(0), self.done.eq(1)]
-        with m.Elif(self.start):
-            m.d.sync += [task.eq(self.desc), running.eq(1), self.done.eq(0), self.cycles.eq(0),
-                         self.elems.eq(0), self.gated.eq(0), slot.eq(0), job_i.eq(0), job_j.eq(0)]
         return m
 
 

@@ -62,6 +62,10 @@ class FieldTable:
             raise ValueError(f"{self.name}: {word} is not a {self.width}-bit {self.word}")
         return {f.name: (word >> self.shift[f.name]) & self.mask[f.name] for f in self.fields}
 
+    def bits(self, name: str) -> int:
+        """Width of one field."""
+        return next(f.bits for f in self.fields if f.name == name)
+
     def field(self, words: np.ndarray, name: str) -> np.ndarray:
         """One field of an array of words (vectorised unpack, tables of at most 64 bits), as int64."""
         assert self.width <= 64

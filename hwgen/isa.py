@@ -15,6 +15,19 @@ class Opcode(enum.IntEnum):
     GEMM = 1   # dense: every element of A costs a cycle (the baseline)
     SPMM = 2   # sparse A: zeros (and |a| < threshold) are skipped at run time
     TOPK = 3   # each output-buffer row of scores -> top-k + integer softmax -> P bytes in a zeroed L1 region
+    LOAD = 4   # DMA: `lines` L1 lines from HBM byte address hbm_addr into L1 from line a_addr
+    STORE = 5  # DMA: `lines` output-buffer lines from line c_addr to HBM byte address hbm_addr
+
+
+class Unit(enum.IntEnum):
+    """The engine's three units; a task runs on one, and may first wait for others to go idle."""
+    LOAD = 0      # DMA in: HBM -> L1 (AXI read channels)
+    COMPUTE = 1   # GEMM / SPMM / TOPK / NOP
+    STORE = 2     # DMA out: output buffer -> HBM (AXI write channels)
+
+
+def unit_of(opcode: int) -> Unit:
+    return {Opcode.LOAD: Unit.LOAD, Opcode.STORE: Unit.STORE}.get(opcode, Unit.COMPUTE)
 
 
 class Requant(enum.IntEnum):
@@ -31,7 +44,7 @@ class AFormat(enum.IntEnum):
     CSR = 3      # a_addr: values; a_ptr: uint32 row pointers; a_meta: uint16 column indices
 
 
-DESCRIPTOR_BITS = 256  # the table fits with room for the scheduler fields a later format adds
+DESCRIPTOR_BITS = 512  # one 64-byte line; room for the scheduler fields a later format adds
 
 DESCRIPTOR = FieldTable("descriptor", width=DESCRIPTOR_BITS, fields=(
     Field("opcode", 4, "Opcode"),
@@ -52,6 +65,10 @@ DESCRIPTOR = FieldTable("descriptor", width=DESCRIPTOR_BITS, fields=(
     Field("requant", 2, "Requant of C to int8 (written to the output buffer and to L1 at d_addr)"),
     Field("rq_addr", 24, "L1 line of the uint16 multipliers, then (next line) the uint8 shifts"),
     Field("d_addr", 24, "L1 line of requantized C (int8 dense rows, usable as a later task's A or B)"),
+    Field("wait", 3, "issue only once these units are idle: bit Unit.LOAD / COMPUTE / STORE (1 << unit)"),
+    Field("hbm_addr", 40, "load/store: HBM byte address (a multiple of the line)"),
+    Field("lines", 16, "load: L1 lines to fill; store: output-buffer lines to write out"),
+    Field("stream", 1, "load: read-once data (the L3 may bypass it, l3.bypass = streaming)"),
 ))
 FIELD_NAMES = DESCRIPTOR.names
 descriptor_layout = DESCRIPTOR.layout

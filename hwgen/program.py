@@ -36,6 +36,7 @@ class OutputSpec:
     m: int
     n: int
     row_order: tuple[int, ...] | None = None   # stored row p holds logical row row_order[p]
+    hbm_addr: int | None = None                # where a STORE left C in HBM (None: read the output buffer)
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class Program:
     tensors: dict[str, np.ndarray] = field(default_factory=dict)  # logical operands, for the golden model
     kernel: str = "matmul"                                        # what the golden model runs
     params: dict[str, Any] = field(default_factory=dict)
+    hbm: np.ndarray | None = None   # uint8: the physical HBM image at the start (operands in HBM)
 
     @property
     def fields(self) -> list[dict[str, int]]:
@@ -55,10 +57,10 @@ class Program:
 
     def work(self) -> dict[str, int]:
         """MACs a matmul program needs: useful ones have a nonzero A element at or above the threshold."""
-        (f,) = self.fields
+        tasks = [f for f in self.fields if isa.unit_of(f["opcode"]) == isa.Unit.COMPUTE]
         a = self.tensors["A"].astype(np.int16)
-        useful = int(((a != 0) & (np.abs(a) >= f["threshold"])).sum()) * f["n"]
-        return {"useful_macs": useful, "dense_macs": f["m"] * f["k"] * f["n"]}
+        useful = int(((a != 0) & (np.abs(a) >= tasks[0]["threshold"])).sum()) * self.tensors["B"].shape[1]
+        return {"useful_macs": useful, "dense_macs": sum(f["m"] * f["k"] * f["n"] for f in tasks)}
 
 
 @dataclass
@@ -108,21 +110,22 @@ def _check_operand(name: str, x: Any) -> np.ndarray:
 
 
 class _Image:
-    """Bump allocator over L1 lines."""
+    """Bump allocator over L1 lines ``first .. limit - 1``."""
 
-    def __init__(self, cfg: HwConfig):
+    def __init__(self, cfg: HwConfig, first: int = 0, limit: int | None = None):
         self.cfg = cfg
         self.lines = np.zeros((cfg.l1_lines, cfg.line_bytes), dtype=np.uint8)
-        self.next = 0
+        self.first = self.next = first
+        self.limit = cfg.l1_lines if limit is None else limit
 
     def place(self, what: str, blob: np.ndarray) -> int:
         """Copy ``blob`` (uint8, already padded to whole lines) and return its first line."""
         nlines = blob.size // self.cfg.line_bytes
-        if self.next + nlines > self.cfg.l1_lines:
+        if self.next + nlines > self.limit:
             raise OperandError(
                 f"{what}: needs L1 lines {self.next}..{self.next + nlines - 1} but l1.bytes = {self.cfg.l1.bytes} "
-                f"holds {self.cfg.l1_lines} lines of {self.cfg.line_bytes} bytes (operands larger than L1 "
-                "need tiling, which arrives with the memory hierarchy)")
+                f"holds {self.cfg.l1_lines} lines of {self.cfg.line_bytes} bytes and lines {self.first}.."
+                f"{self.limit - 1} are free for it (operands in HBM are tiled: hwgen.tiling)")
         start = self.next
         self.lines[start:start + nlines] = blob.reshape(nlines, self.cfg.line_bytes)
         self.next += nlines
@@ -234,7 +237,7 @@ def compile_matmul(cfg: HwConfig, a, b: np.ndarray, kernel: str = "spmm", a_form
         raise OperandError(f"B: shape {b.shape} does not match A {logical.shape}: B needs {logical.shape[1]} rows")
     threshold = _check_threshold(kernel, threshold, cfg.engine.threshold)
     (m, k), n = logical.shape, b.shape[1]
-    lay, W = Layout.of(cfg), cfg.line_bytes
+    lay = Layout.of(cfg)
 
     order = None
     if row_order == "longest_first":
@@ -245,6 +248,33 @@ def compile_matmul(cfg: HwConfig, a, b: np.ndarray, kernel: str = "spmm", a_form
     img = _Image(cfg)
     fields: dict[str, int] = dict(opcode=isa.Opcode.GEMM if kernel == "gemm" else isa.Opcode.SPMM,
                                   a_format=isa.AFormat[a_format.upper()], m=m, k=k, n=n, threshold=threshold)
+    fields.update(place_a(img, stored, a_format, m, k))
+    fields["b_addr"] = place_b(img, b)
+    table = _requant_table(cfg, requant, n)
+    if table is not None:
+        if order is not None:
+            raise OperandError("requant: row_order 'longest_first' is not allowed with requant (allowed: natural, "
+                               "so that the int8 rows land in order for the next layer)")
+        _place_requant(img, fields, table, m, n)
+
+    out_lines = m * lay.blocks(n)
+    if out_lines > cfg.out_lines:
+        raise OperandError(f"C: {m}x{n} needs {out_lines} output lines but l1.out_bytes = {cfg.l1.out_bytes} "
+                           f"holds {cfg.out_lines} lines of {cfg.engine.lanes} x int{cfg.engine.acc_bits}")
+    fields["c_addr"] = 0
+    spec = OutputSpec(0, m, n, None if order is None else tuple(int(x) for x in order))
+    tensors = {"A": logical, "B": b}
+    if table is not None:
+        tensors.update(requant_multiplier=table[1].astype(np.int64), requant_shift=table[2].astype(np.int64))
+    return Program(config_digest=cfg.digest(), descriptors=(isa.pack(**fields),), l1=img.lines,
+                   outputs={"C": spec}, l1_lines_used=img.next, tensors=tensors, kernel=kernel)
+
+
+def place_a(img: _Image, stored, a_format: str, m: int, k: int) -> dict[str, int]:
+    """Place operand A (already in its storage format) in ``img``; returns its descriptor fields."""
+    cfg = img.cfg
+    lay, W = Layout.of(cfg), cfg.line_bytes
+    fields: dict[str, int] = {}
     if a_format == "dense":
         fields["a_addr"] = img.place("A", _rows_padded(stored, lay.words(k) * W))
     elif a_format == "bitmask":
@@ -265,25 +295,11 @@ def compile_matmul(cfg: HwConfig, a, b: np.ndarray, kernel: str = "spmm", a_form
         fields["a_ptr"] = img.place("A.rowptr", _pad_lines(stored.rowptr.astype("<u4"), W))
         fields["a_meta"] = img.place("A.col", _pad_lines(stored.col.astype("<u2") if stored.col.size
                                                          else np.zeros(1, "<u2"), W))
-    fields["b_addr"] = img.place("B", _rows_padded(b, lay.b_row_lines(n) * W))
-    table = _requant_table(cfg, requant, n)
-    if table is not None:
-        if order is not None:
-            raise OperandError("requant: row_order 'longest_first' is not allowed with requant (allowed: natural, "
-                               "so that the int8 rows land in order for the next layer)")
-        _place_requant(img, fields, table, m, n)
+    return fields
 
-    out_lines = m * lay.blocks(n)
-    if out_lines > cfg.out_lines:
-        raise OperandError(f"C: {m}x{n} needs {out_lines} output lines but l1.out_bytes = {cfg.l1.out_bytes} "
-                           f"holds {cfg.out_lines} lines of {cfg.engine.lanes} x int{cfg.engine.acc_bits}")
-    fields["c_addr"] = 0
-    spec = OutputSpec(0, m, n, None if order is None else tuple(int(x) for x in order))
-    tensors = {"A": logical, "B": b}
-    if table is not None:
-        tensors.update(requant_multiplier=table[1].astype(np.int64), requant_shift=table[2].astype(np.int64))
-    return Program(config_digest=cfg.digest(), descriptors=(isa.pack(**fields),), l1=img.lines,
-                   outputs={"C": spec}, l1_lines_used=img.next, tensors=tensors, kernel=kernel)
+
+def place_b(img: _Image, b: np.ndarray) -> int:
+    return img.place("B", _rows_padded(b, Layout.of(img.cfg).b_row_lines(b.shape[1]) * img.cfg.line_bytes))
 
 
 def compile_layers(cfg: HwConfig, a: np.ndarray, layers: list[tuple[np.ndarray, tuple]]) -> Program:

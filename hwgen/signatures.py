@@ -24,3 +24,12 @@ def out_read(cfg) -> memory.ReadPort.Signature:
 
 def out_write(cfg) -> memory.WritePort.Signature:
     return memory.WritePort.Signature(addr_width=ceil_log2(cfg.out_lines), shape=cfg.out_line_bits)
+
+
+def hbm_axi(cfg):
+    """The AXI4 master port of an engine's DMA toward HBM: one L1 line per beat, addresses as wide as the
+    descriptor's ``hbm_addr``."""
+    from . import isa
+    from .axi import AxiSignature
+    return AxiSignature(addr_width=isa.DESCRIPTOR.bits("hbm_addr"), data_width=cfg.beat_bytes * 8,
+                        id_width=cfg.axi_id_bits)

@@ -16,7 +16,9 @@ import numpy as np
 from hwgen import isa
 from hwgen.config import HwConfig
 from hwgen.layout import INDEX_BYTES, PTR_BYTES, Layout
-from hwgen.program import Program, Result, output_lines, unpermute_rows
+from hwgen.program import Program, Result, decode_output, output_lines, unpermute_rows
+from sim.memory.axi_port import HbmPorts
+from sim.memory.dma import DmaUnits, out_lines_to_bytes
 
 
 @lru_cache(maxsize=64)
@@ -182,16 +184,51 @@ class EngineModel:
         wall = time.perf_counter()
         l1 = program.l1.copy()
         out = np.zeros((cfg.out_lines, cfg.engine.lanes), dtype=np.int64)
-        stats: dict = {"backend": "sim", "elems": 0, "gated_macs": 0, "unit_busy_cycles": 0, "task_cycles": []}
-        for f in program.fields:
+        image = np.zeros(0, np.uint8) if program.hbm is None else program.hbm.copy()
+        ports = HbmPorts(cfg)
+        dma = DmaUnits(cfg, ports)
+        stats: dict = {"backend": "sim", "elems": 0, "gated_macs": 0, "unit_busy_cycles": 0, "task_cycles": [],
+                       "task_issue": []}
+        compute_free, compute_writes_l1, store_reads = 0, False, []   # store_reads: (first, end, free) lines
+        t = -1
+        arithmetic = outputs or len(program.descriptors) > 1
+        for index, f in enumerate(program.fields):
+            unit = isa.unit_of(f["opcode"])
+            writes_l1 = unit == isa.Unit.LOAD or f["opcode"] == isa.Opcode.TOPK or (
+                unit == isa.Unit.COMPUTE and f["requant"] != isa.Requant.NONE)
+
+            def free_of(u: int, compute_free: int = compute_free) -> int:
+                return compute_free if u == isa.Unit.COMPUTE else dma.free_at(_UNIT_NAMES[u])
+            c = max(t + 1, free_of(unit), *(free_of(u) for u in isa.Unit if f["wait"] >> u & 1))
+            if unit == isa.Unit.LOAD and compute_writes_l1:
+                c = max(c, compute_free)
+            if unit == isa.Unit.COMPUTE and writes_l1:
+                c = max(c, free_of(isa.Unit.LOAD))
+            t = c
+            stats["task_issue"].append(t)
+            if unit == isa.Unit.LOAD:
+                _load(cfg, f, image, l1)
+                dma.start_load(t, f["hbm_addr"], f["lines"])
+                continue
+            if unit == isa.Unit.STORE:
+                _store(cfg, f, image, out)
+                dma.start_store(t, f["hbm_addr"], f["lines"])
+                store_reads.append((f["c_addr"], f["c_addr"] + f["lines"], index))
+                continue
             if f["opcode"] == isa.Opcode.TOPK:
                 cycles = topk_task(cfg, f, l1, out)
             else:
-                cycles = self._matmul(f, l1, out, stats, outputs or len(program.descriptors) > 1)
+                _check_store_hazard(cfg, f, index, store_reads, dma, t)
+                cycles = self._matmul(f, l1, out, stats, arithmetic)
             stats["task_cycles"].append(cycles)
-        result = {name: read_output(cfg, spec, out) for name, spec in program.outputs.items()} if outputs else {}
+            compute_free, compute_writes_l1 = t + cycles + 1, writes_l1
+        ends = [t + 1, compute_free, dma.free_at("load"), dma.free_at("store")]
+        result = {name: read_output(cfg, spec, out, image) for name, spec in program.outputs.items()} \
+            if outputs else {}
+        stats.update(dma.stats)
+        stats["hbm"] = ports.stats
         stats["wall_s"] = time.perf_counter() - wall
-        return Result(outputs=result, cycles=sum(stats["task_cycles"]), stats=stats)
+        return Result(outputs=result, cycles=max(ends), stats=stats)
 
     def _matmul(self, f: dict[str, int], l1: np.ndarray, out: np.ndarray, stats: dict, arithmetic: bool) -> int:
         cfg, lay = self.cfg, Layout.of(self.cfg)
@@ -247,10 +284,52 @@ def write_rows(cfg: HwConfig, f: dict[str, int], out: np.ndarray, c: np.ndarray,
     out[lay.c_line(f["c_addr"], rows * nbj, cols)] = lines[rows, cols]
 
 
-def read_output(cfg: HwConfig, spec, out: np.ndarray) -> np.ndarray:
-    """An output as the host reads it back from the output buffer (lanes wrap to acc_bits)."""
+def read_output(cfg: HwConfig, spec, out: np.ndarray, image: np.ndarray | None = None) -> np.ndarray:
+    """An output as the host reads it back: from HBM where a STORE put it, else from the output buffer
+    (lanes wrap to acc_bits)."""
+    if spec.hbm_addr is not None:
+        line_bytes = cfg.out_line_bits // 8
+        count = spec.m * Layout.of(cfg).blocks(spec.n)
+        blob = image[spec.hbm_addr:spec.hbm_addr + count * line_bytes].tobytes()
+        words = [int.from_bytes(blob[i:i + line_bytes], "little") for i in range(0, len(blob), line_bytes)]
+        return decode_output(cfg, spec, words)
     lines = out[output_lines(cfg, spec)]
     return unpermute_rows(spec, lines.reshape(spec.m, -1)[:, :spec.n])
+
+
+_UNIT_NAMES = {isa.Unit.LOAD: "load", isa.Unit.STORE: "store"}
+
+
+def _load(cfg: HwConfig, f: dict[str, int], image: np.ndarray, l1: np.ndarray) -> None:
+    """A LOAD's data: ``lines`` L1 lines from HBM."""
+    W, addr, n = cfg.line_bytes, f["hbm_addr"], f["lines"]
+    if addr + n * W > image.size or f["a_addr"] + n > cfg.l1_lines:
+        raise ValueError(f"LOAD of {n} lines from HBM 0x{addr:x} to L1 line {f['a_addr']}: outside HBM "
+                         f"({image.size} bytes) or L1 ({cfg.l1_lines} lines)")
+    l1[f["a_addr"]:f["a_addr"] + n] = image[addr:addr + n * W].reshape(n, W)
+
+
+def _store(cfg: HwConfig, f: dict[str, int], image: np.ndarray, out: np.ndarray) -> None:
+    """A STORE's data: ``lines`` output lines to HBM."""
+    blob = out_lines_to_bytes(cfg, out[f["c_addr"]:f["c_addr"] + f["lines"]])
+    addr = f["hbm_addr"]
+    if addr + len(blob) > image.size:
+        raise ValueError(f"STORE of {len(blob)} bytes to HBM 0x{addr:x}: outside HBM ({image.size} bytes)")
+    image[addr:addr + len(blob)] = np.frombuffer(blob, np.uint8)
+
+
+def _check_store_hazard(cfg: HwConfig, f: dict[str, int], index: int, store_reads: list, dma: DmaUnits,
+                        t: int) -> None:
+    """A compute task must not write output lines that a still-running STORE reads (the compiler's
+    ``wait`` bits prevent it; a program that breaks the rule would differ between sim and RTL)."""
+    if not store_reads or dma.free_at_if_done("store", t):
+        return
+    first, end, who = store_reads[-1]
+    c0 = f["c_addr"]
+    c1 = c0 + f["m"] * Layout.of(cfg).blocks(f["n"])
+    if c0 < end and first < c1:
+        raise ValueError(f"task {index}: writes output lines {c0}..{c1 - 1} while task {who} (STORE) still "
+                         f"reads lines {first}..{end - 1}: set wait bit STORE")
 
 
 def topk_task(cfg: HwConfig, f: dict[str, int], l1: np.ndarray, out: np.ndarray) -> int:

@@ -27,6 +27,8 @@ import xml.etree.ElementTree as ET
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+
 from hwgen import build as hwbuild
 from hwgen import isa
 from hwgen.config import HwConfig
@@ -214,37 +216,46 @@ def _tail(path: Path, lines: int = 40) -> str:
 
 def cycle_budget(cfg: HwConfig, program: Program) -> int:
     """Generous upper bound on the cycles of any task of a program: 4 per (row, element, lane block) of a
-    product, or 4 per score plus the softmax of each row of a TOPK task, plus slack."""
+    product, or 4 per score plus the softmax of each row of a TOPK task, or 64 per line a DMA task moves
+    (enough at 90 % stalls), plus slack."""
     tasks = program.fields
     products = max(f["m"] * max(f["k"], 1) * -(-f["n"] // cfg.engine.lanes) for f in tasks)
     selects = max(f["m"] * (f["n"] + 4 * cfg.attention.topk_max + 64) for f in tasks)
-    return 64 + 4 * max(products, selects)
+    moves = max(16 * f["lines"] for f in tasks)
+    return 1024 + 4 * max(products, selects, moves)
 
 
-def _job(cfg: HwConfig, program: Program) -> dict:
+def _job(cfg: HwConfig, program: Program, stall: float = 0.0, seed: int = 0) -> dict:
     """What the testbench needs of one program, as plain values."""
     if program.config_digest != cfg.digest():
         raise ValueError(f"program: compiled for config {program.config_digest}, not {cfg.build_name}")
-    f = program.fields[0]
-    reads = [(name, output_lines(cfg, spec)) for name, spec in program.outputs.items()]
+    f = next(f for f in program.fields if isa.unit_of(f["opcode"]) == isa.Unit.COMPUTE)
+    line_bytes = cfg.out_line_bits // 8
+    reads = [(name, "hbm", (spec.hbm_addr, len(output_lines(cfg, spec)), line_bytes)) if spec.hbm_addr is not None
+             else (name, "out", output_lines(cfg, spec)) for name, spec in program.outputs.items()]
+    hbm = program.hbm if program.hbm is not None else np.zeros(64, np.uint8)
     return {"lines": [int.from_bytes(program.l1[i].tobytes(), "little") for i in range(program.l1_lines_used)],
             "descs": list(program.descriptors), "budget": cycle_budget(cfg, program), "reads": reads,
-            "shape": f"{_kind(f)} m={f['m']} k={f['k']} n={f['n']}"}
+            "hbm": hbm.tobytes(), "config": cfg, "stall": stall, "seed": seed,
+            "shape": f"{_kind(f)} m={f['m']} k={f['k']} n={f['n']} ({len(program.descriptors)} tasks)"}
 
 
 def _kind(fields: dict) -> str:
     return f"{isa.Opcode(fields['opcode']).name.lower()}/{isa.AFormat(fields['a_format']).name.lower()}"
 
 
-def run_rtl(cfg: HwConfig, program: Program, build_root: str | Path = "build/rtl") -> Result:
-    return run_rtl_batch(cfg, [program], build_root)[0]
+def run_rtl(cfg: HwConfig, program: Program, build_root: str | Path = "build/rtl", stall: float = 0.0,
+            seed: int = 0) -> Result:
+    return run_rtl_batch(cfg, [program], build_root, stall, seed)[0]
 
 
-def run_rtl_batch(cfg: HwConfig, programs: list[Program], build_root: str | Path = "build/rtl") -> list[Result]:
-    """Run ``programs`` one after another in one simulator process; one Result each, in order."""
+def run_rtl_batch(cfg: HwConfig, programs: list[Program], build_root: str | Path = "build/rtl", stall: float = 0.0,
+                  seed: int = 0) -> list[Result]:
+    """Run ``programs`` one after another in one simulator process; one Result each, in order. ``stall``:
+    the probability that the HBM side pauses an AXI channel in a cycle (0 .. 0.9), drawn from ``seed``."""
     if not programs:
         return []
-    jobs = [_job(cfg, p) for p in programs]
+    jobs = [_job(cfg, p, stall, seed + i) for i, p in enumerate(programs)]
     folder = build(cfg, build_root)
     runs = Path(build_root).resolve() / "runs"
     runs.mkdir(parents=True, exist_ok=True)
@@ -270,7 +281,7 @@ def run_rtl_batch(cfg: HwConfig, programs: list[Program], build_root: str | Path
     return [Result(outputs={name: decode_output(cfg, spec, words)
                             for (name, words), spec in zip(r["outputs"], p.outputs.values())},
                    cycles=r["cycles"], stats={"elems": r["elems"], "gated_macs": r["gated"], "wall_s": r["wall_s"],
-                                              "task_cycles": r["task_cycles"], "backend": "rtl"})
+                                              "task_issue": r["task_issue"], "backend": "rtl"})
             for r, p in zip(out["results"], programs)]
 
 

@@ -16,8 +16,10 @@ def _assert_all_agree(rows):
             for backend in ("sim", "rtl"):
                 np.testing.assert_array_equal(row.results[backend].outputs[name], golden,
                                               err_msg=f"{row.label}: {backend} {name} != golden")
-        sim_cycles, rtl_cycles = row.results["sim"].stats["task_cycles"], row.results["rtl"].stats["task_cycles"]
-        assert sim_cycles == rtl_cycles, f"{row.label}: sim {sim_cycles} != rtl {rtl_cycles} cycles per task"
+        sim, rtl = row.results["sim"], row.results["rtl"]
+        assert (sim.stats["task_issue"], sim.cycles) == (rtl.stats["task_issue"], rtl.cycles), \
+            f"{row.label}: sim issued tasks in {sim.stats['task_issue']} ({sim.cycles} cycles), " \
+            f"rtl in {rtl.stats['task_issue']} ({rtl.cycles})"
         for counter in ("elems", "gated_macs"):
             assert row.results["sim"].stats[counter] == row.results["rtl"].stats[counter], (row.label, counter)
 

@@ -77,7 +77,7 @@ def test_missing_toolchain_names_the_fix(monkeypatch, package):
 def test_timeout_reports_cycles_and_shape(monkeypatch):
     cfg = config.load("tiny")
     monkeypatch.setattr(runner, "cycle_budget", lambda cfg, program: 5)
-    expected = r"spmm/dense m=4 k=40 n=5, task 0: done not seen after \d+ cycles"
+    expected = r"spmm/dense m=4 k=40 n=5 \(1 tasks\): not idle by cycle \d+ \(budget 5, busy units 010\)"
     with pytest.raises(runner.RtlError, match=expected) as err:
         runner.run_rtl(cfg, _program(cfg, 4, 40, 5, 0.5, "spmm", "dense")[0], BUILD_ROOT)
     shutil.rmtree(err.value.log.parent)  # the harness keeps a failed run's folder for debugging

@@ -1,63 +1,108 @@
 """cocotb testbench for dsa_<name>: runs the jobs that sim.runner pickled, writes the results back.
 
 Environment: DSA_TB_JOBS (pickle: list of jobs, see sim.runner._job), DSA_TB_RESULTS (pickle written
-here: {"results": [...], "error": str | None}). Inputs are driven and outputs sampled on the falling
-edge of clk, half a cycle away from the rising edge where the DUT samples and updates, so no read or
-write races the clock. Python does not wake every cycle of a run: it waits for ``done`` (or a timer).
+here: {"results": [...], "error": str | None}).
+
+Per job (one program): with reset held, the L1 image is written through ``fill_*``; reset is released
+right after a rising edge, and that edge starts cycle 0, in which the first task is offered -- the same
+cycle 0 as the simulator's and as the HBM responder's (``sim/tb/hbm_responder.py``, timed by the shared
+``sim/memory/axi_port.py``), which answers ``m_axi_hbm0`` from the job's HBM image with the job's random
+stalls while ``sim/tb/axi_monitor.py`` checks every AXI rule. Inputs are driven right after a rising edge;
+the testbench reads ``task_ready`` in the read-only phase to know whether the offer is taken at the next
+edge. Python sleeps while it waits (for ``task_ready``, for ``idle``): it does not wake every cycle.
 """
 import os
 import pickle
 import time
 
 import cocotb
+import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, First, RisingEdge, Timer
+from cocotb.simtime import get_sim_time
+from cocotb.triggers import FallingEdge, First, ReadOnly, RisingEdge, Timer
+
+from sim.memory.axi_port import HbmPorts
+from sim.tb.axi_monitor import AxiMonitor
+from sim.tb.hbm_responder import HbmResponder
 
 PERIOD_NS = 2
+HBM_PORT = "m_axi_hbm0"
 
 
-async def run_job(dut, job):
-    fall = FallingEdge(dut.clk)
-    # fill L1, one line per cycle
-    dut.fill__en.value = 1
+async def run_job(dut, clock, job):
+    cfg = job["config"]
+    rise = RisingEdge(dut.clk)
+    dut.rst.value = 1
+    dut.task_valid.value = 0
+    await rise
+    # fill L1 while in reset (memories are not reset), one line per cycle
+    dut.fill_en.value = 1
     for addr, data in enumerate(job["lines"]):
-        dut.fill__addr.value = addr
-        dut.fill__data.value = data
-        await fall
-    dut.fill__en.value = 0
-    # run the program's tasks in order: start each (only while idle), then sleep until done rises or the
-    # budget runs out; the counters restart with every task
-    result = {"cycles": 0, "elems": 0, "gated": 0, "task_cycles": [], "wall_s": 0.0, "outputs": []}
+        dut.fill_addr.value = addr
+        dut.fill_data.value = data
+        await rise
+    dut.fill_en.value = 0
+    image = np.frombuffer(job["hbm"], dtype=np.uint8).copy()
+    responder = HbmResponder(dut, HbmPorts(cfg), image, clock, dut.rst, stall=job["stall"], seed=job["seed"])
+    monitor = AxiMonitor(dut, HBM_PORT, dut.clk, dut.rst)
+    await rise
+    # cycle 0 starts here
+    dut.rst.value = 0
+    t0_ns = get_sim_time("ns")
+    wall = time.perf_counter()
+    issue = []
+
+    def cycle() -> int:
+        return int((get_sim_time("ns") - t0_ns) // PERIOD_NS)
+
+    budget_ns = job["budget"] * PERIOD_NS
     for index, desc in enumerate(job["descs"]):
-        while dut.busy.value:
-            await fall
-        dut.desc.value = desc & ((1 << len(dut.desc)) - 1)
-        dut.start.value = 1
-        t0 = time.perf_counter()
-        await fall
-        dut.start.value = 0
-        if not dut.done.value:
-            fired = await First(RisingEdge(dut.done), Timer(job["budget"] * PERIOD_NS, unit="ns"))
+        dut.task_payload.value = desc
+        dut.task_valid.value = 1
+        await ReadOnly()
+        while not dut.task_ready.value:
+            fired = await First(RisingEdge(dut.task_ready), Timer(budget_ns, unit="ns"))
             if isinstance(fired, Timer):
-                raise TimeoutError(f"{job['shape']}, task {index}: done not seen after {int(dut.cycles.value)} "
-                                   f"cycles (budget {job['budget']}, busy={int(dut.busy.value)}, "
-                                   f"elems={int(dut.elems.value)})")
-            await fall
-        result["wall_s"] += time.perf_counter() - t0
-        result["task_cycles"].append(int(dut.cycles.value))
-        result["cycles"] += int(dut.cycles.value)
-        result["elems"] += int(dut.elems.value)
-        result["gated"] += int(dut.gated.value)
-    # read the output buffer: one line per cycle, data one cycle after its address
-    dut.out__en.value = 1
-    for name, addrs in job["reads"]:
-        words = []
-        for addr in addrs:
-            dut.out__addr.value = addr
-            await fall
-            words.append(int(dut.out__data.value))
+                raise TimeoutError(f"{job['shape']}: task {index} not taken by cycle {cycle()} (budget "
+                                   f"{job['budget']}, busy units {int(dut.unit_busy.value):03b})")
+            await ReadOnly()
+        issue.append(cycle())
+        await rise
+    dut.task_valid.value = 0
+    await ReadOnly()
+    if not dut.idle.value:
+        fired = await First(RisingEdge(dut.idle), Timer(budget_ns, unit="ns"))
+        if isinstance(fired, Timer):
+            raise TimeoutError(f"{job['shape']}: not idle by cycle {cycle()} (budget {job['budget']}, busy "
+                               f"units {int(dut.unit_busy.value):03b})")
+    await rise
+    wall = time.perf_counter() - wall
+    if int(dut.dma_error.value):
+        raise RuntimeError(f"{job['shape']}: DMA error bits {int(dut.dma_error.value):02b}, slave errors "
+                           f"{responder.errors[:3]}")
+    monitor.assert_clean()
+    result = {"cycles": int(dut.cycles.value), "elems": int(dut.elems.value), "gated": int(dut.gated.value),
+              "task_issue": issue, "wall_s": wall, "outputs": [], "axi_edges": responder.edges}
+    responder.stop()
+    monitor.stop()
+    # results: from HBM where a STORE put them, else from the output buffer (one line per cycle, driven and
+    # sampled on the falling edge: the read port's data follows one cycle after its address)
+    fall = FallingEdge(dut.clk)
+    await fall
+    dut.out_en.value = 1
+    for name, where, addrs in job["reads"]:
+        if where == "hbm":
+            start, count, line_bytes = addrs
+            blob = image[start:start + count * line_bytes].tobytes()
+            words = [int.from_bytes(blob[i:i + line_bytes], "little") for i in range(0, len(blob), line_bytes)]
+        else:
+            words = []
+            for addr in addrs:
+                dut.out_addr.value = addr
+                await fall
+                words.append(int(dut.out_data.value))
         result["outputs"].append((name, words))
-    dut.out__en.value = 0
+    dut.out_en.value = 0
     return result
 
 
@@ -66,15 +111,13 @@ async def run_programs(dut):
     with open(os.environ["DSA_TB_JOBS"], "rb") as fh:
         jobs = pickle.load(fh)
     results, error = [], None
-    Clock(dut.clk, PERIOD_NS, unit="ns", impl="gpi").start()
-    dut.rst.value = 1
-    dut.start.value = dut.fill__en.value = dut.out__en.value = 0
-    for _ in range(2):
-        await FallingEdge(dut.clk)
-    dut.rst.value = 0
+    clock = Clock(dut.clk, PERIOD_NS, unit="ns", impl="gpi")
+    clock.start()
+    dut.clear.value = 0
+    dut.fill_en.value = dut.out_en.value = 0
     try:
         for job in jobs:
-            results.append(await run_job(dut, job))
+            results.append(await run_job(dut, clock, job))
     except Exception as exc:
         error = f"program {len(results)} of {len(jobs)}: {exc}"
         raise

@@ -1,0 +1,152 @@
+"""DMA out: a STORE task writes ``lines`` output-buffer lines from ``out_line`` to HBM byte address ``hbm_addr``.
+
+An output line (L accumulators) and an AXI beat (one L1 line) differ in width by a power of two: a line
+is cut into ``parts`` beats (line >= beat), or ``gather`` lines make one beat (line < beat; ``lines`` must
+then be a multiple of ``gather``). Bursts are cut as for loads (``dma_load.plan``); AWID is 0, so B
+responses come back in order.
+
+Three independent pieces, each a few registers:
+- lines: the output-buffer read port runs as a pipeline (``en`` only when the line it holds is used up), so
+  a beat is ready every cycle while the W channel takes them;
+- AW: like the LOAD's AR: registered, first valid in cycle t + 2, then one per cycle while fewer than
+  ``memory.outstanding`` bursts wait for their B response (a burst waits from its AW to its B);
+- W: a beat goes out only once its burst's AW has been accepted (in an earlier cycle); WLAST on the last beat of
+  each burst, WSTRB all ones.
+``busy`` is high from t + 1 to the cycle of the last B response inclusive (``lines = 0``: never).
+A B response other than OKAY sets ``error``.
+"""
+from __future__ import annotations
+
+from amaranth import Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
+
+from . import isa, signatures
+from .axi import BURST_INCR, RESP_OKAY
+from .dma_load import BurstPlanner
+
+
+def beats_per_line(cfg) -> tuple[int, int]:
+    """(parts, gather): beats per output line and output lines per beat; one of them is 1."""
+    line, beat = cfg.out_line_bits, cfg.beat_bytes * 8
+    return max(1, line // beat), max(1, beat // line)
+
+
+def store_beats(cfg, lines: int) -> int:
+    parts, gather = beats_per_line(cfg)
+    return lines * parts // gather
+
+
+class DmaStore(wiring.Component):
+    def __init__(self, cfg):
+        self._cfg = cfg
+        axi = signatures.hbm_axi(cfg)
+        super().__init__({
+            "start": In(1),
+            "hbm_addr": In(isa.DESCRIPTOR.bits("hbm_addr")),
+            "out_line": In(isa.DESCRIPTOR.bits("c_addr")),
+            "lines": In(isa.DESCRIPTOR.bits("lines")),
+            "busy": Out(1),
+            "error": Out(1),
+            "beats": Out(32),                                   # beats sent since reset (a counter)
+            "aw": Out(axi.members["aw"].signature),
+            "w": Out(axi.members["w"].signature),
+            "b": In(axi.members["b"].signature.flip()),
+            "out_read": In(signatures.out_read(cfg)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        aw, w, b, rd = self.aw, self.w, self.b, self.out_read
+        size = exact_log2(cfg.beat_bytes)
+        beat_bits = cfg.beat_bytes * 8
+        parts, gather = beats_per_line(cfg)
+        nbits = len(self.lines) + exact_log2(parts)            # beats of one task
+
+        # ---- lines: the read port's data register holds the line being cut or gathered ----
+        rd_next = Signal(len(rd.addr))
+        rd_left = Signal(len(self.lines))
+        have = Signal()                                        # rd.data holds a line not yet used up
+        beat_valid = Signal()
+        beat_data = Signal(beat_bits)
+        w_take = w.valid & w.ready
+        advance = Signal()
+        if parts >= 1 and gather == 1:
+            part = Signal(range(max(parts, 2)))
+            m.d.comb += [beat_valid.eq(have), beat_data.eq(rd.data.word_select(part, beat_bits) if parts > 1
+                                                           else rd.data)]
+            m.d.comb += advance.eq(~have | (w_take & (part == parts - 1)))
+            with m.If(advance):
+                m.d.sync += part.eq(0)
+            with m.Elif(w_take):
+                m.d.sync += part.eq(part + 1)
+        else:
+            slot = Signal(range(gather))
+            full = Signal()
+            gathered = Signal(beat_bits)
+            take_line = have & (~full | w_take)
+            m.d.comb += [beat_valid.eq(full), beat_data.eq(gathered), advance.eq(~have | take_line)]
+            with m.If(take_line):
+                m.d.sync += [gathered.word_select(slot, cfg.out_line_bits).eq(rd.data),
+                             slot.eq(slot + 1 if gather > 1 else 0)]
+                m.d.sync += full.eq(slot == gather - 1)
+            with m.Elif(w_take):
+                m.d.sync += full.eq(0)
+        m.d.comb += [rd.addr.eq(rd_next), rd.en.eq(advance & (rd_left != 0))]
+        with m.If(advance):
+            m.d.sync += have.eq(rd_left != 0)
+            with m.If(rd_left != 0):
+                m.d.sync += [rd_next.eq(rd_next + 1), rd_left.eq(rd_left - 1)]
+
+        # ---- AW: one burst per cycle while fewer than `outstanding` wait for B ----
+        aw_addr = Signal(len(self.hbm_addr))
+        aw_left = Signal(nbits)
+        unacked = Signal(range(cfg.memory.outstanding + 1))
+        aw_beats = BurstPlanner(cfg, aw_addr, aw_left).beats(m)
+        issue = self.busy & (~aw.valid | aw.ready) & (aw_left != 0) & (unacked < cfg.memory.outstanding)
+        with m.If(issue):
+            m.d.sync += [aw.valid.eq(1), aw.payload.id.eq(0), aw.payload.addr.eq(aw_addr),
+                         aw.payload.len.eq(aw_beats - 1), aw.payload.size.eq(size),
+                         aw.payload.burst.eq(BURST_INCR),
+                         aw_addr.eq(aw_addr + (aw_beats << size)), aw_left.eq(aw_left - aw_beats)]
+        with m.Elif(aw.ready):
+            m.d.sync += aw.valid.eq(0)
+        aw_sent = Signal(nbits)                                # AW handshakes of this task
+        with m.If(aw.valid & aw.ready):
+            m.d.sync += aw_sent.eq(aw_sent + 1)
+
+        # ---- W: the beats of burst k once AW k was accepted ----
+        w_addr = Signal(len(self.hbm_addr))
+        w_left = Signal(nbits)
+        w_pos = Signal(range(cfg.memory.burst_beats))
+        w_bursts = Signal(nbits)
+        w_len = BurstPlanner(cfg, w_addr, w_left).beats(m)
+        m.d.comb += [w.valid.eq(self.busy & beat_valid & (aw_sent > w_bursts)), w.payload.data.eq(beat_data),
+                     w.payload.strb.eq((1 << cfg.beat_bytes) - 1), w.payload.last.eq(w_pos == w_len - 1)]
+        with m.If(w_take):
+            m.d.sync += self.beats.eq(self.beats + 1)
+            with m.If(w.payload.last):
+                m.d.sync += [w_pos.eq(0), w_bursts.eq(w_bursts + 1), w_addr.eq(w_addr + (w_len << size)),
+                             w_left.eq(w_left - w_len)]
+            with m.Else():
+                m.d.sync += w_pos.eq(w_pos + 1)
+
+        # ---- B: count responses; the last one ends the task ----
+        m.d.comb += b.ready.eq(1)
+        b_take = b.valid & self.busy
+        m.d.sync += unacked.eq(unacked + issue - b_take)
+        with m.If(b_take):
+            with m.If(b.payload.resp != RESP_OKAY):
+                m.d.sync += self.error.eq(1)
+            with m.If((unacked == 1) & (aw_left == 0)):
+                m.d.sync += self.busy.eq(0)
+
+        with m.If(self.start & ~self.busy):
+            total = (self.lines >> exact_log2(gather)) if gather > 1 else self.lines * parts
+            addr = self.hbm_addr >> size << size
+            m.d.sync += [self.busy.eq(self.lines != 0), self.error.eq(0), rd_next.eq(self.out_line),
+                         rd_left.eq(self.lines), aw_addr.eq(addr), w_addr.eq(addr), aw_left.eq(total),
+                         w_left.eq(total), aw_sent.eq(0), w_bursts.eq(0), w_pos.eq(0)]
+        return m
