@@ -68,6 +68,9 @@ def _ports_readme(cfg: HwConfig, meta: dict) -> str:
 
 def top_component(cfg: HwConfig) -> VivadoTop:
     """The engine with its HBM port under Vivado-inferable names (``m_axi_hbm0_araddr`` ...)."""
+    if cfg.memory.ports != 1:
+        raise ValueError(f"memory.ports: {cfg.memory.ports} is not supported by the generator yet (allowed: 1; "
+                         "the port interleaver comes with the L3)")
     return VivadoTop(DsaEngine(cfg), {"hbm": "m_axi_hbm0"})
 
 

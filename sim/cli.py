@@ -207,22 +207,28 @@ def compare(config: str = typer.Option("default", "--config", help=CONFIG_HELP),
             power_law: bool = typer.Option(False, "--power-law", help="power-law row lengths"),
             m: int = typer.Option(64, "--m"), k: int = typer.Option(256, "--k"), n: int = typer.Option(64, "--n"),
             density: float = typer.Option(0.1, "--density"), seed: int = typer.Option(0, "--seed"),
+            hbm: bool = typer.Option(False, "--hbm", help="operands and C in HBM: tiled LOAD/compute/STORE tasks "
+                                     "(the RTL's AXI port answered by the HBM timing model)"),
             build_root: Path = typer.Option(DEFAULT_BUILD_ROOT, "--build-root", help="RTL build cache")):
     """Run one generated workload through golden, sim and RTL and print them side by side."""
+    from hwgen.tiling import compile_matmul_hbm
+
     from .verify import Case, cross_check
     cfg = _load_config(config)
     try:
         ratio = parse_nm(nm)
         A, B = _generate(m, k, n, density, seed, a_format.value, ratio, power_law)
-        program = compile_matmul(cfg, A, B, kernel.value, a_format.value, nm=ratio)
+        compile_ = compile_matmul_hbm if hbm else compile_matmul
+        program = compile_(cfg, A, B, kernel.value, a_format.value, nm=ratio)
         (row,) = cross_check(cfg, [Case("workload", program)], build_root=build_root)
     except OperandError as e:
         _fail(2, [str(e)])
     except (ToolchainError, RtlError) as e:
         _fail(3, [str(e)])
     work = program.work()
+    where = f", in HBM: {program.params['tiles']} tiles of {program.params['tile_rows']} rows" if hbm else ""
     table = Table(title=f"{kernel.value} {a_format.value} {m}x{k}x{n} density {density} on {cfg.build_name} "
-                        f"({cfg.engine.rows}x{cfg.engine.lanes} MACs)")
+                        f"({cfg.engine.rows}x{cfg.engine.lanes} MACs{where})")
     for col in ("backend", "C == golden", "cycles", "utilization", "wall s"):
         table.add_column(col, justify="left" if col == "backend" else "right")
     ref = row.results["golden"].outputs["C"]

@@ -81,3 +81,13 @@ def test_l1_too_small_for_one_tile():
     with pytest.raises(OperandError, match=r"^l1.bytes: 4096 is too small for one tile: B \(1000x64\) takes 4000 of "
                                            r"256 L1 lines"):
         compile_matmul_hbm(cfg, a, b)
+
+
+def test_more_than_one_port_is_refused_with_a_clear_error():
+    from hwgen import build, config
+    cfg = config.from_dict({"base": "tiny", "memory": {"ports": 2}})
+    with pytest.raises(ValueError, match=r"^memory.ports: 2 is not supported by the generator yet \(allowed: 1"):
+        build.top_component(cfg)
+    a, b = random_operands(8, 8, 4, 0.5, seed=0)
+    with pytest.raises(ValueError, match=r"^memory.ports: 2 is not supported yet \(allowed: 1"):
+        EngineModel(cfg).run(compile_matmul_hbm(cfg, a, b))

@@ -51,6 +51,8 @@ class _Store:
 
 class DmaUnits:
     def __init__(self, cfg: HwConfig, ports: HbmPorts):
+        if cfg.memory.ports != 1:
+            raise ValueError(f"memory.ports: {cfg.memory.ports} is not supported yet (allowed: 1, as the RTL)")
         self.cfg = cfg
         self.ports = ports
         self.now = 0                    # the next cycle to simulate
