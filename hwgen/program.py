@@ -208,6 +208,18 @@ def _place_requant(img: "_Image", fields: dict, table, m: int, n: int) -> None:
     fields["d_addr"] = img.place("D", np.zeros(m * lay.words(n) * W, dtype=np.uint8))
 
 
+def check_kernel(kernel: str, a_format: str) -> None:
+    """The kernel and A format exist and go together."""
+    if kernel not in KERNELS:
+        raise OperandError(f"kernel: {kernel!r} is not allowed (allowed: {', '.join(KERNELS)})")
+    if a_format not in A_FORMATS:
+        raise OperandError(f"format: {a_format!r} is not allowed (allowed: {', '.join(A_FORMATS)})")
+    if kernel == "gemm" and a_format != "dense":
+        raise OperandError(f"format: {a_format!r} is not allowed for gemm (allowed: dense)")
+    if kernel == "gnn_aggregate" and a_format != "csr":
+        raise OperandError(f"format: {a_format!r} is not allowed for gnn_aggregate (allowed: csr)")
+
+
 def compile_matmul(cfg: HwConfig, a, b: np.ndarray, kernel: str = "spmm", a_format: str = "dense",
                    threshold: int | None = None, nm: tuple[int, int] = (2, 4),
                    row_order: str | None = None, requant=None) -> Program:
@@ -218,14 +230,7 @@ def compile_matmul(cfg: HwConfig, a, b: np.ndarray, kernel: str = "spmm", a_form
     work first, so a long row never starts last and idles the other row units (C comes back unpermuted).
     ``requant=(multiplier, shift)`` (per tensor, or arrays per column) makes C int8 on the way out.
     """
-    if kernel not in KERNELS:
-        raise OperandError(f"kernel: {kernel!r} is not allowed (allowed: {', '.join(KERNELS)})")
-    if a_format not in A_FORMATS:
-        raise OperandError(f"format: {a_format!r} is not allowed (allowed: {', '.join(A_FORMATS)})")
-    if kernel == "gemm" and a_format != "dense":
-        raise OperandError(f"format: {a_format!r} is not allowed for gemm (allowed: dense)")
-    if kernel == "gnn_aggregate" and a_format != "csr":
-        raise OperandError(f"format: {a_format!r} is not allowed for gnn_aggregate (allowed: csr)")
+    check_kernel(kernel, a_format)
     row_order = row_order or ("longest_first" if a_format == "csr" else "natural")
     if row_order not in ROW_ORDERS:
         raise OperandError(f"row_order: {row_order!r} is not allowed (allowed: {', '.join(ROW_ORDERS)})")

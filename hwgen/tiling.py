@@ -27,7 +27,17 @@ from .config import HwConfig
 from .dma_store import beats_per_line
 from .formats import OperandError
 from .layout import Layout
-from .program import OutputSpec, Program, _as_format, _check_operand, _check_threshold, _Image, place_a, place_b
+from .program import (
+    OutputSpec,
+    Program,
+    _as_format,
+    _check_operand,
+    _check_threshold,
+    _Image,
+    check_kernel,
+    place_a,
+    place_b,
+)
 
 ALIGN = 4096   # every tensor in HBM starts on a 4 KiB boundary (never shares a burst or a page-table split)
 WAIT_LOAD, WAIT_COMPUTE = 1 << isa.Unit.LOAD, 1 << isa.Unit.COMPUTE
@@ -59,13 +69,7 @@ def compile_matmul_hbm(cfg: HwConfig, a, b: np.ndarray, kernel: str = "spmm", a_
                        tile_rows: int | None = None) -> Program:
     """C = A @ B with A, B and C in HBM, as LOAD / compute / STORE tasks over row tiles (see the module
     docstring). ``tile_rows`` caps the rows per tile (default: as many as fit)."""
-    from .program import A_FORMATS, KERNELS
-    if kernel not in KERNELS:
-        raise OperandError(f"kernel: {kernel!r} is not allowed (allowed: {', '.join(KERNELS)})")
-    if a_format not in A_FORMATS:
-        raise OperandError(f"format: {a_format!r} is not allowed (allowed: {', '.join(A_FORMATS)})")
-    if kernel == "gemm" and a_format != "dense":
-        raise OperandError(f"format: {a_format!r} is not allowed for gemm (allowed: dense)")
+    check_kernel(kernel, a_format)
     stored, logical = _as_format(a, a_format, nm)
     b = _check_operand("B", b)
     if logical.shape[1] != b.shape[0]:
