@@ -31,15 +31,19 @@ def burst_boundary(cfg) -> int:
     return min(BOUNDARY_BYTES, cfg.memory.interleave_bytes)
 
 
+def next_burst(cfg, addr: int, beats: int) -> int:
+    """Beats of the first burst of a transfer of ``beats`` beats from ``addr`` (what BurstPlanner computes)."""
+    boundary = burst_boundary(cfg)
+    return min(beats, cfg.memory.burst_beats, (boundary - addr % boundary) // cfg.beat_bytes)
+
+
 def plan(cfg, addr: int, beats: int) -> list[tuple[int, int]]:
     """[(address, beats), ...] of the bursts a transfer of ``beats`` beats from ``addr`` is cut into."""
-    beat = cfg.beat_bytes
-    boundary = burst_boundary(cfg)
     out = []
     while beats:
-        n = min(beats, cfg.memory.burst_beats, (boundary - addr % boundary) // beat)
+        n = next_burst(cfg, addr, beats)
         out.append((addr, n))
-        addr += n * beat
+        addr += n * cfg.beat_bytes
         beats -= n
     return out
 

@@ -220,6 +220,23 @@ def check_kernel(kernel: str, a_format: str) -> None:
         raise OperandError(f"format: {a_format!r} is not allowed for gnn_aggregate (allowed: csr)")
 
 
+def check_matmul(cfg: HwConfig, a, b, kernel: str, a_format: str, threshold, nm: tuple[int, int]):
+    """Checked operands of C = A @ B: (A in its storage format, A dense, B, threshold)."""
+    if a_format == "nm":
+        check_nm(*nm)
+    stored, logical = _as_format(a, a_format, nm)
+    b = _check_operand("B", b)
+    if logical.shape[1] != b.shape[0]:
+        raise OperandError(f"B: shape {b.shape} does not match A {logical.shape}: B needs {logical.shape[1]} rows")
+    return stored, logical, b, _check_threshold(kernel, threshold, cfg.engine.threshold)
+
+
+def output_words(cfg: HwConfig, blob: bytes) -> list[int]:
+    """Output lines as a STORE wrote them to HBM (bytes) -> one int per line, as ``decode_output`` takes."""
+    step = cfg.out_line_bits // 8
+    return [int.from_bytes(blob[i:i + step], "little") for i in range(0, len(blob), step)]
+
+
 def compile_matmul(cfg: HwConfig, a, b: np.ndarray, kernel: str = "spmm", a_format: str = "dense",
                    threshold: int | None = None, nm: tuple[int, int] = (2, 4),
                    row_order: str | None = None, requant=None) -> Program:
@@ -234,13 +251,7 @@ def compile_matmul(cfg: HwConfig, a, b: np.ndarray, kernel: str = "spmm", a_form
     row_order = row_order or ("longest_first" if a_format == "csr" else "natural")
     if row_order not in ROW_ORDERS:
         raise OperandError(f"row_order: {row_order!r} is not allowed (allowed: {', '.join(ROW_ORDERS)})")
-    if a_format == "nm":
-        check_nm(*nm)
-    stored, logical = _as_format(a, a_format, nm)
-    b = _check_operand("B", b)
-    if logical.shape[1] != b.shape[0]:
-        raise OperandError(f"B: shape {b.shape} does not match A {logical.shape}: B needs {logical.shape[1]} rows")
-    threshold = _check_threshold(kernel, threshold, cfg.engine.threshold)
+    stored, logical, b, threshold = check_matmul(cfg, a, b, kernel, a_format, threshold, nm)
     (m, k), n = logical.shape, b.shape[1]
     lay = Layout.of(cfg)
 

@@ -30,11 +30,9 @@ from .layout import Layout
 from .program import (
     OutputSpec,
     Program,
-    _as_format,
-    _check_operand,
-    _check_threshold,
     _Image,
     check_kernel,
+    check_matmul,
     place_a,
     place_b,
 )
@@ -70,11 +68,7 @@ def compile_matmul_hbm(cfg: HwConfig, a, b: np.ndarray, kernel: str = "spmm", a_
     """C = A @ B with A, B and C in HBM, as LOAD / compute / STORE tasks over row tiles (see the module
     docstring). ``tile_rows`` caps the rows per tile (default: as many as fit)."""
     check_kernel(kernel, a_format)
-    stored, logical = _as_format(a, a_format, nm)
-    b = _check_operand("B", b)
-    if logical.shape[1] != b.shape[0]:
-        raise OperandError(f"B: shape {b.shape} does not match A {logical.shape}: B needs {logical.shape[1]} rows")
-    threshold = _check_threshold(kernel, threshold, cfg.engine.threshold)
+    stored, logical, b, threshold = check_matmul(cfg, a, b, kernel, a_format, threshold, nm)
     (m, k), n = logical.shape, b.shape[1]
     lay, W = Layout.of(cfg), cfg.line_bytes
     nbj = lay.blocks(n)

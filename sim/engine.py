@@ -16,7 +16,7 @@ import numpy as np
 from hwgen import isa
 from hwgen.config import HwConfig
 from hwgen.layout import INDEX_BYTES, PTR_BYTES, Layout
-from hwgen.program import Program, Result, decode_output, output_lines, unpermute_rows
+from hwgen.program import Program, Result, decode_output, output_lines, output_words, unpermute_rows
 from sim.memory.axi_port import HbmPorts
 from sim.memory.dma import DmaUnits, out_lines_to_bytes
 
@@ -288,11 +288,9 @@ def read_output(cfg: HwConfig, spec, out: np.ndarray, image: np.ndarray | None =
     """An output as the host reads it back: from HBM where a STORE put it, else from the output buffer
     (lanes wrap to acc_bits)."""
     if spec.hbm_addr is not None:
-        line_bytes = cfg.out_line_bits // 8
         count = spec.m * Layout.of(cfg).blocks(spec.n)
-        blob = image[spec.hbm_addr:spec.hbm_addr + count * line_bytes].tobytes()
-        words = [int.from_bytes(blob[i:i + line_bytes], "little") for i in range(0, len(blob), line_bytes)]
-        return decode_output(cfg, spec, words)
+        blob = image[spec.hbm_addr:spec.hbm_addr + count * cfg.out_line_bits // 8].tobytes()
+        return decode_output(cfg, spec, output_words(cfg, blob))
     lines = out[output_lines(cfg, spec)]
     return unpermute_rows(spec, lines.reshape(spec.m, -1)[:, :spec.n])
 

@@ -91,3 +91,9 @@ def test_more_than_one_port_is_refused_with_a_clear_error():
     a, b = random_operands(8, 8, 4, 0.5, seed=0)
     with pytest.raises(ValueError, match=r"^memory.ports: 2 is not supported yet \(allowed: 1"):
         EngineModel(cfg).run(compile_matmul_hbm(cfg, a, b))
+
+
+def test_bad_nm_ratio_is_refused_like_in_l1():
+    a, b = random_operands(8, 16, 4, 0.5, seed=0)
+    with pytest.raises(OperandError, match=r"^nm: 3:4 is not allowed"):
+        compile_matmul_hbm(variant("tiny"), a, b, "spmm", "nm", nm=(3, 4))

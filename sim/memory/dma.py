@@ -19,7 +19,7 @@ from collections import deque
 import numpy as np
 
 from hwgen.config import HwConfig
-from hwgen.dma_load import plan
+from hwgen.dma_load import next_burst
 from hwgen.dma_store import beats_per_line
 from sim.memory.axi_port import HbmPorts
 
@@ -168,8 +168,8 @@ class DmaUnits:
                 u.busy = False
                 u.free = c + 1
         if issue:
-            (addr, beats), = plan(self.cfg, u.next_addr, u.to_issue)[:1]
-            u.ar = (addr, beats)
+            beats = next_burst(self.cfg, u.next_addr, u.to_issue)
+            u.ar = (u.next_addr, beats)
             u.next_addr += beats * self.cfg.beat_bytes
             u.to_issue -= beats
         elif ar_hs:
@@ -185,7 +185,7 @@ class DmaUnits:
         w_take = s.busy and beat_valid and s.aw_sent > s.w_bursts
         w_last = False
         if w_take:
-            (w_addr, w_len), = plan(cfg, s.w_addr, s.w_left)[:1]
+            w_addr, w_len = s.w_addr, next_burst(cfg, s.w_addr, s.w_left)
             w_last = s.w_pos == w_len - 1
             self.stats["store_beats"] += 1
             if w_last:
@@ -234,8 +234,8 @@ class DmaUnits:
             s.busy = False
             s.free = c + 1
         if issue:
-            (addr, beats), = plan(cfg, s.aw_addr, s.aw_left)[:1]
-            s.aw = (addr, beats)
+            beats = next_burst(cfg, s.aw_addr, s.aw_left)
+            s.aw = (s.aw_addr, beats)
             s.aw_addr += beats * cfg.beat_bytes
             s.aw_left -= beats
             self.stats["store_bursts"] += 1

@@ -21,6 +21,7 @@ from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import FallingEdge, First, ReadOnly, RisingEdge, Timer
 
+from hwgen.program import output_words
 from sim.memory.axi_port import HbmPorts
 from sim.tb.axi_monitor import AxiMonitor
 from sim.tb.hbm_responder import HbmResponder
@@ -93,8 +94,7 @@ async def run_job(dut, clock, job):
     for name, where, addrs in job["reads"]:
         if where == "hbm":
             start, count, line_bytes = addrs
-            blob = image[start:start + count * line_bytes].tobytes()
-            words = [int.from_bytes(blob[i:i + line_bytes], "little") for i in range(0, len(blob), line_bytes)]
+            words = output_words(cfg, image[start:start + count * line_bytes].tobytes())
         else:
             words = []
             for addr in addrs:
