@@ -7,7 +7,10 @@ Every table runs the same programs on the RTL (Verilator) and the cycle model an
    (shapes larger than L1 run as row tiles of 128, cycles added);
 4. power-law CSR rows (a GNN aggregation): utilisation and unit balance, natural vs longest-first order;
 6. top-k sparse attention (QKᵀ, top-k + integer softmax, P·V) vs dense attention, causal or not;
-7. wall time of the cycle model vs the Verilator run of the same workloads.
+7. wall time of the cycle model vs the Verilator run of the same workloads;
+8. HBM-bound spmm (operands in HBM, ``sim/configs/hbm_bound.yaml``): bitmask speedup over dense gemm as a
+   fraction of the byte-ratio limit 1/(1/8 + d), with the achieved HBM bandwidth;
+9. HBM bandwidth one LOAD unit achieves streaming, against the port's and the HBM's peak.
 """
 from __future__ import annotations
 
@@ -22,9 +25,13 @@ from rich.table import Table
 from golden.workloads import power_law_rows, prune_nm, random_operands
 from hwgen import config
 from hwgen.program import compile_attention, compile_matmul
+from hwgen.tiling import compile_matmul_hbm
 
 from .backends import DEFAULT_BUILD_ROOT
 from .engine import EngineModel
+from .memory.axi_port import HbmPorts
+from .memory.dma import DmaUnits
+from .memory.hbm import HbmTiming
 from .runner import build, run_rtl_batch
 
 DENSITIES = (1.0, 0.5, 0.25, 0.1, 0.05, 0.01)
@@ -34,6 +41,12 @@ GOAL_DENSITY, GOAL_FRACTION = 0.1, 0.8   # spine issue: speedup at 90 % sparsity
 NM_ROWS, NM_TILE = (16, 64, 128, 1024), 128
 NM_GOAL = 1.9
 ATTENTION = (64, 256, 64, 16)   # queries, keys, head dimension, top-k
+HBM_BOUND = Path(__file__).parent / "configs" / "hbm_bound.yaml"
+HBM_SHAPE = (4096, 4096, 16)    # decode-style layer: sparse weights A (M x K) times K x 16 activations
+HBM_DENSITIES = (0.2, 0.1, 0.05, 0.02, 0.01)
+HBM_RTL_SHAPE, HBM_RTL_TILE = (512, 4096, 16), 128   # the RTL check: the first rows of the same layer
+HBM_GOAL = 0.8                  # memory issue: speedup >= 0.8 x 1/(1/8 + d) when HBM-bound
+STREAM_BYTES = 4 << 20
 
 
 class Bench:
@@ -217,6 +230,99 @@ class Bench:
                                "cycles": self.cycles}
 
 
+def peak_bytes_per_cycle(cfg) -> tuple[float, float]:
+    """(read peak of the AXI ports: one beat per cycle per port, peak of the HBM pins), bytes per cycle."""
+    return cfg.memory.ports * cfg.beat_bytes, HbmTiming.of(cfg).peak_bytes_per_cycle
+
+
+class MemoryBench:
+    """The memory hierarchy's figures (tables 8 ..); sim cycles, with RTL cross-checks where they are cheap."""
+
+    def __init__(self, bench: Bench):
+        self.bench = bench
+        self.console = bench.console
+        self.record: dict = {}
+        bench.record["memory"] = self.record
+
+    def hbm_bound(self) -> bool:
+        cfg = config.load(HBM_BOUND)
+        m, k, n = HBM_SHAPE
+        model = EngineModel(cfg)
+        port_peak, hbm_peak = peak_bytes_per_cycle(cfg)
+        peak = min(port_peak, hbm_peak)
+        cases = [("gemm", "dense", 1.0)] + [("spmm", "bitmask", d) for d in HBM_DENSITIES]
+        t = self.bench.table(
+            f"8. HBM-bound spmm {m}x{k}x{n}, A, B and C in HBM, on {cfg.build_name} ({cfg.engine.rows} row units, "
+            f"HBM {hbm_peak:.1f} B/cycle): bitmask A vs dense gemm (sim cycles)", "A", "cycles", "speedup",
+            "limit 1/(1/8+d)", "fraction", "HBM bytes", "B/cycle", "of peak")
+        rows, ok = [], True
+        base = None
+        for kernel, fmt, d in cases:
+            r = model.run(compile_matmul_hbm(cfg, *random_operands(m, k, n, d, seed=0), kernel, fmt), outputs=False)
+            hbm = r.stats["hbm"]
+            moved = hbm["bytes_read"] + hbm["bytes_written"]
+            base = base or r.cycles
+            speedup = base / r.cycles
+            limit = 1.0 if kernel == "gemm" else 1 / (1 / 8 + d)
+            fraction = speedup / limit
+            if kernel == "spmm":
+                ok &= fraction >= HBM_GOAL
+            label = "dense (gemm)" if kernel == "gemm" else f"bitmask d={d:g}"
+            t.add_row(label, str(r.cycles), f"{speedup:.2f}x", f"{limit:.2f}x", f"{fraction:.3f}", f"{moved:,}",
+                      f"{hbm['bytes_per_cycle']:.2f}", f"{hbm['bytes_per_cycle'] / peak:.1%}")
+            rows.append({"a": label, "density": d, "cycles": r.cycles, "speedup": speedup, "limit": limit,
+                         "fraction": fraction, "hbm_bytes": moved, "bytes_per_cycle": hbm["bytes_per_cycle"]})
+        self.console.print(t)
+        # the same layer's first rows on the RTL (Verilator) and the model, row tiles of HBM_RTL_TILE
+        m2, k2, n2 = HBM_RTL_SHAPE
+        programs = [compile_matmul_hbm(cfg, *random_operands(m2, k2, n2, d, seed=0), kernel, fmt,
+                                       tile_rows=HBM_RTL_TILE) for kernel, fmt, d in (cases[0], cases[3])]
+        build(cfg, DEFAULT_BUILD_ROOT)
+        rtl = run_rtl_batch(cfg, programs, build_root=DEFAULT_BUILD_ROOT)
+        sim = [model.run(p, outputs=False).cycles for p in programs]
+        exact = [r.cycles for r in rtl] == sim
+        self.console.print(f"RTL check, {m2}x{k2}x{n2} in tiles of {HBM_RTL_TILE} rows, dense gemm and bitmask "
+                           f"d={cases[3][2]:g}: RTL {[r.cycles for r in rtl]} cycles, sim {sim} -> "
+                           f"{'equal' if exact else 'DIFFERENT'}")
+        self.console.print(f"goal: fraction >= {HBM_GOAL} at every density -> {'met' if ok else 'NOT met'}. "
+                           f"Peak = min(ports x beat = {port_peak} B/cycle, HBM pins = {hbm_peak:.1f} B/cycle); "
+                           "the limit counts A only, so the fraction also pays for B, C and each tile's "
+                           "un-overlapped first load and last store.")
+        self.record["hbm_bound"] = {"config": cfg.build_name, "shape": HBM_SHAPE, "rows": rows,
+                                    "rtl_check": {"rtl": [r.cycles for r in rtl], "sim": sim}}
+        return ok and exact
+
+    def bandwidth(self) -> None:
+        t = self.bench.table(f"9. one LOAD unit streaming {STREAM_BYTES >> 20} MiB from HBM (sim; DMA model "
+                             "cycle-exact with the RTL)", "config", "bursts in flight x beats", "cycles",
+                             "B/cycle", "GB/s", "port peak", "HBM peak", "of the lower peak")
+        rows = []
+        for name in ("default", "tiny", str(HBM_BOUND)):
+            cfg = config.load(name)
+            ports = HbmPorts(cfg)
+            dma = DmaUnits(cfg, ports)
+            lines = STREAM_BYTES // cfg.beat_bytes
+            at, t0 = 0, 0
+            chunk = 1 << 15                       # the descriptor's `lines` field holds < 2**16
+            while at < lines:
+                dma.start_load(t0, at * cfg.beat_bytes, min(chunk, lines - at))
+                t0 = dma.free_at("load")
+                at += chunk
+            s = ports.stats
+            port_peak, hbm_peak = peak_bytes_per_cycle(cfg)
+            bpc = STREAM_BYTES / t0
+            t.add_row(cfg.name, f"{cfg.memory.outstanding} x {cfg.memory.burst_beats}", str(t0), f"{bpc:.2f}",
+                      f"{bpc * cfg.clock.mhz / 1000:.1f}", f"{port_peak:g}", f"{hbm_peak:.1f}",
+                      f"{bpc / min(port_peak, hbm_peak):.1%}")
+            rows.append({"config": cfg.build_name, "cycles": t0, "bytes_per_cycle": bpc, "port_peak": port_peak,
+                         "hbm_peak": hbm_peak, "hbm_efficiency": s["hbm"]["efficiency"]})
+        self.console.print(t)
+        self.console.print("One engine reads through one AXI port, one beat (one L1 line) per cycle at most; "
+                           "`memory.outstanding` bursts of `memory.burst_beats` beats must cover the HBM latency "
+                           "to reach it.")
+        self.record["stream"] = rows
+
+
 def main(preset: str = "default", out: Path = Path("results") / "bench.json") -> int:
     bench = Bench(preset)
     ok = bench.densities()
@@ -225,6 +331,9 @@ def main(preset: str = "default", out: Path = Path("results") / "bench.json") ->
     ok &= bench.power_law()
     ok &= bench.attention()
     bench.speed()
+    memory = MemoryBench(bench)
+    ok &= memory.hbm_bound()
+    memory.bandwidth()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(bench.record, indent=2) + "\n")
     bench.console.print(f"sim cycles == RTL cycles everywhere and goals met: {'yes' if ok else 'NO'}; wrote {out}")
