@@ -222,7 +222,7 @@ class L3Config(_Section):
     line_bytes: int = Field(64, description="line (block) size; a multiple of one DMA beat")
     ways: int = Field(16, description="associativity")
     banks: int = Field(16, description="independent tag/data banks, each serving one access per cycle")
-    mshrs: int = Field(16, ge=1, le=256, description="misses in flight (non-blocking cache)")
+    mshrs: int = Field(64, ge=1, le=256, description="misses in flight (non-blocking cache)")
     replacement: Literal["lru", "random"] = Field("lru", description="victim choice within a set")
     write_policy: Literal["write_back", "write_through"] = Field("write_back")
     bypass: Literal["none", "streaming"] = Field("none", description="streaming: loads marked read-once skip "

@@ -1,125 +1,107 @@
-"""L3 shared cache: timing and functional statistics, written once (the RTL cache must match these rules).
+"""L3 shared cache: the timing of the RTL cache (``hwgen/l3_cache.py``), cycle for cycle, and its statistics.
 
-Everything comes from ``HwConfig.l3`` (size, line, ways, banks, MSHRs, policies, hit latency),
-``HwConfig.memory.hbm.controller_ns``, ``HwConfig.energy`` and ``HwConfig.clock.mhz``; nothing is copied.
-The HBM behind the cache is ``sim/memory/hbm.py``'s ``HbmModel`` (one is made from the same config when none
-is given); every cycle below is an engine clock cycle.
+``L3Ports(cfg, hbm=None, seed=LFSR_SEED)`` has the memory interface ``DmaUnits`` (sim/memory/dma.py) uses,
+the one ``HbmPorts`` (sim/memory/axi_port.py) has, so the simulator can put it between the DMA and the HBM:
+one slave port (``port_of(address) == 0``), ``read(cycle, port, address, beats, stream=False) -> list[int]``
+(called for the AR handshake in ``cycle``: per beat, the first cycle its RVALID may be high),
+``write(cycle, port, address, beats, full=True) -> int`` (called in the cycle the write burst is complete at
+the port, ``max(AW, last W handshake)``: the first cycle BVALID may be high; ``full`` says every WSTRB bit
+was set), the response channels ``r[0]`` / ``b[0]`` (``ResponseChannel``), ``serve_read`` / ``serve_write``
+(request + channel with no stalls: the handshake cycles), ``reset()``, ``stats``, and ``contains`` /
+``dirty`` (tag state). Calls come in HbmPorts' order: nondecreasing cycles, within a cycle the AR before the
+completed write; out of order raises ValueError. ``stream`` is the slave's ``ar_stream`` input (the DMA's
+read-once hint). Its master side is an ``HbmPorts`` (``hbm``, made from ``cfg`` when not given), called in
+HbmPorts' order on its port 0 exactly when the RTL's master port makes the same calls, so a cocotb
+``HbmResponder`` answering the RTL's master sees the same timing. Master writes are handed to ``hbm`` when a
+later master read needs the HBM state or at ``drain()`` (``stats`` drains). All numbers come from
+``hwgen.l3_cache.L3Timing.of(cfg)``, i.e. from ``cfg.l3``, ``cfg.beat_bytes`` and ``cfg.memory``.
 
-Organisation
-------------
-``cfg.l3.sets = bytes / (line_bytes x ways)`` sets of ``ways`` lines. An address belongs to line
-``address // line_bytes``; the set is the low bits of the line number (``line % sets``) and the bank the low
-bits of the set (``set % banks``), so consecutive lines go to consecutive sets and banks and proceed in
-parallel. A request (``access(cycle, address, nbytes, ...)``) is split into one *line access* per line it
-touches; all of them arrive at ``cycle``, and the request completes when its last line access does. The port
-between the DMA and the cache (beats per cycle) is the DMA's business, not modelled here.
-
-Interface: ``L3Cache(cfg, hbm=None, seed=LFSR_SEED)``; ``access(cycle, address, nbytes, write=False,
-stream=False) -> completion cycle`` (requests in nondecreasing ``cycle`` order; ``stream`` marks read-once
-data); ``access_many(cycles, addresses, nbytes, write, stream) -> array`` (the same, over arrays, faster);
-``flush(cycle=None) -> cycle``; ``contains(address)``, ``dirty(address)``; ``stats``. Bad arguments raise
-ValueError naming the argument, the value and what is allowed (``access_many`` checks all before it starts).
-
-Timing of one line access
--------------------------
-``ctrl = controller_cycles(cfg) = ceil(memory.hbm.controller_ns x clock.mhz / 1000)`` (20 at 20 ns, 1 GHz):
-PHY + controller + interconnect, paid once per HBM request, on the way there.
+Timing rules (those of the RTL; its module docstring explains the structures)
+------------------------------------------------------------------------------
+``L`` = line_beats, ``D = hit_delay = hit_cycles - 5``, ``Q = line_queue``, ``M = mshrs``. A request is split
+into *line accesses* (its beats within one line), handled one after another in request order (reads and
+writes in call order).
 
 =====================  ===================================================================================
-step                   cycle
+event                  cycle
 =====================  ===================================================================================
-bank                   ``start = max(arrival, bank free)``; the bank is then busy for one cycle (one line
-                       access per bank per cycle); ``start - arrival`` adds to ``bank_conflict_stall_cycles``
-tag check, hit data    ``t = start + hit_cycles``: a hit completes at ``t`` (reads: data out; writes: written)
-MSHR (misses that      lowest-numbered MSHR free at ``t`` (its line has arrived); if none is free, the one that
-fetch from HBM)        frees first (lowest number on ties) at ``alloc = its fill cycle``, else ``alloc = t``;
-                       ``alloc - t`` adds to ``mshr_stall_cycles``. The MSHR is held until the line arrives.
-HBM fetch              ``hbm.serve`` read of the whole line arriving at ``alloc + ctrl``; the line arrives, and
-                       the miss completes, when HBM completes (data is forwarded as it is filled: no extra
-                       cycle after HBM, so a lone read miss costs ``hit_cycles + ctrl + HBM latency``)
-merged miss            the line is present but still in flight (its fill cycle ``> t``): no new MSHR, no HBM
-                       request; completes at the fill cycle (counted in ``misses`` and in ``merged``)
-victim write-back      a dirty victim is written to HBM (line_bytes) arriving at ``alloc + ctrl``, handed to
-                       the HBM after the fetch of the same miss (reads first); the miss never waits for it
-write-through write    written to HBM (its bytes only) arriving at ``t + ctrl``; completes when HBM completes
+request visible        read: ``c + 1``; write: ``c + 2`` (``c``: the call's cycle)
+tag stage (S1)         line access ``i`` enters S1 at ``E_i = max(T_{i-1} + 1, visible + 1)`` (``T_{-1} =
+                       init_cycles = sets``: after reset the tag RAM is cleared one set per cycle) and decides
+                       (hit or miss, victim, tag write) at ``T_i``, the first cycle ``>= E_i`` with a free
+                       line-queue slot (``T_i > pop_{i-Q}``) and, if it needs a fill, a free MSHR
+                       (``T_i > release`` of the fill ``M`` fills before) and no HBM write of its line in
+                       flight (``T_i > B`` of each write-back / write-through write of the line made by an
+                       earlier access); an access that makes an HBM write also needs a free slot among
+                       ``pending_writes`` (``T_i > B`` of the write ``pending_writes`` writes before); the
+                       waits add to ``queue_stall_cycles`` / ``mshr_stall_cycles`` / ``write_wait_cycles``
+fill AR                presented (and, with no stalls, accepted) in ``T_i + 1``: ``hbm.read(T_i + 1, 0, ...)``
+                       for the whole line (a bypassed read: only its own beats); its beats are accepted as
+                       ``hbm.r[0]`` presents them and usable one cycle later (``h + 1``)
+data stage             the entry is visible in ``V_i = T_i + D + 1``; its micro-ops (one beat each: the
+                       dirty victim's ``L`` beats first, then the access's beats; a fill: all ``L`` beats of
+                       the line, a bypassed read: its own) run one per cycle in request order, the first at
+                       ``max(V_i, previous micro-op + 1)``, each fill beat's no earlier than its fill beat
+                       is usable
+R beat / B response    ready (RVALID / BVALID may be high) ``2`` cycles after the micro-op of the beat / the
+                       last micro-op of the write's last line access
+master writes          a write-back (the victim line, ``L`` beats) or write-through (the access's beats)
+                       completes at the master port 2 cycles after its last micro-op:
+                       ``hbm.write(that cycle, 0, ...)``; its B response is taken when presented
+pop / MSHR release     the entry's last micro-op (``pop_i``); a fill's MSHR is released by its last beat's
 =====================  ===================================================================================
 
-Hits go on under misses: full MSHRs hold up only the misses that need one. Writes to HBM (write-backs,
-write-through) take no MSHR: the write buffer is not bounded.
+A lone read hit is ready ``hit_cycles`` after its AR; a lone read miss ``hit_cycles + 1`` after its first
+fill beat is accepted (for ``L = 1``: ``T + 1`` to the HBM, HBM latency, then ``D + 2``... see the table).
+The slave's request buffers hold ``request_fifo`` requests per direction and ``w_fifo`` W beats; ``read`` /
+``write`` raise ValueError for a request the RTL would hold back (the DMA keeps ``memory.outstanding``).
 
-HBM requests are handed to the HBM in the order the cache makes them (line accesses in request order, within
-a request in address order); the HBM queues a request behind every earlier one, exactly as if each were its
-own ``hbm.serve`` call. (The model batches them into few ``serve`` calls where that changes nothing: a batch
-never holds a request arriving before the one given to the HBM just before it, and is served before any
-decision that needs one of its completions; ``HbmTiming.hit_read_cycles`` after its arrival is a lower
-bound on any HBM completion, which settles most decisions without serving.)
-
-Policies
---------
-- Tags and replacement state change in request order at the line access (hit, miss and merge alike), so hits,
-  misses (merged ones included), evictions and write-backs do not depend on timing; ``merged`` splits the
-  misses by timing only. A miss allocates its way at once (the tag is installed, the victim evicted) and the
-  line is *in flight* until its fill cycle; a line still in flight may itself be chosen as a victim (a real
-  cache would lock that way; the requests waiting on it still complete at its fill cycle).
-- Replacement ``lru``: a set fills its lowest-numbered empty way first; when full, the least recently used line
-  (hits, merges and allocations make a line most recent) is the victim. ``random``: empty ways first as well;
-  when full, a 16-bit Galois LFSR (polynomial x^16 + x^14 + x^13 + x^11 + 1, ``state = (state >> 1) ^
-  (0xB400 if state & 1 else 0)``, seed ``0xACE1`` unless ``seed=`` says otherwise, one LFSR for the whole
-  cache, stepped once per victim choice, before it is used) picks way ``state % ways``. Reproducible, and an RTL
-  LFSR can match it.
-- ``write_back``: write-allocate. A write hit marks the line dirty. A write miss covering the whole line
-  allocates it dirty without reading HBM (no MSHR; completes at ``t``); a partial-line write miss fetches the
-  line first (like a read miss) and completes when it arrives. Evicting a dirty line writes it back.
-- ``write_through``: no-write-allocate. Every write goes to HBM (see the table); a write to a present line
-  also updates it (counted as a hit, or merged if the line is in flight), a write miss allocates nothing
-  (counted as a miss). Lines are never dirty, so nothing is ever written back.
+Policies (tags change in request order at S1, so counts do not depend on timing)
+---------------------------------------------------------------------------------
+- A line is *present* once S1 allocated it (its data may still be in flight): a later access to it is a hit
+  (the data stage, in order, has written the fill by then). There are no merged misses.
+- Replacement ``lru``: a set fills its lowest-numbered empty way first; when full, the least recently used
+  line (hits and allocations make a line most recent) is the victim. ``random``: empty ways first; when full,
+  a 16-bit Galois LFSR (x^16 + x^14 + x^13 + x^11 + 1, ``state = (state >> 1) ^ (0xB400 if state & 1 else 0)``,
+  seed ``0xACE1`` unless ``seed=`` says otherwise, one for the cache, stepped once per victim choice before
+  it is used) picks way ``state % ways``.
+- ``write_back``: write-allocate; a write hit marks the line dirty; a write miss that covers the whole line
+  with every strobe set (``full``) allocates without a fill, any other write miss fills the line first and
+  merges its beats; evicting a dirty line writes it back (``writebacks``).
+- ``write_through``: no-write-allocate; every write's beats go to HBM (one master burst per line access); a
+  write hit also updates the line, a write miss allocates nothing. Lines are never dirty. B does not wait
+  for HBM (posted writes).
 - ``bypass = streaming``: a read with ``stream=True`` that misses allocates nothing and disturbs no
-  replacement state: it takes an MSHR and reads only its own bytes from HBM (counted as a miss and in
-  ``bypassed``; it never merges). A streaming read that hits is an ordinary hit. Writes ignore ``stream``.
-- ``enabled = False``: no cache. Each request goes to HBM as it is, arriving at ``cycle + ctrl``, and
-  completes when HBM completes: the same trace timed "without L3".
-
-``flush(cycle)`` writes every dirty line back: each bank reads its dirty lines one per cycle from
-``max(cycle, bank free, fill)`` (sets in increasing order), each reaching HBM ``hit_cycles + ctrl`` later;
-the lines stay valid and become clean. It returns when the last write completes.
+  replacement state; it takes an MSHR and reads only its own beats from HBM (a miss, counted in
+  ``bypassed``). A streaming read that hits is an ordinary hit. Writes ignore the hint.
+- ``enabled = False``: no cache; ``read`` / ``write`` go to ``hbm`` port 0 as they are.
 
 Statistics (``stats``)
 ----------------------
-``requests`` are ``access`` calls; ``accesses`` are line accesses (``hits + misses``; none when disabled).
-``amat_cycles`` is the mean of ``completion - cycle`` over requests (``amat_ns`` at ``clock.mhz``);
-``bandwidth_gbytes_per_s`` is the bytes requested over the span from the first arrival to the last
-completion. Also: ``hits``, ``misses`` (``merged`` and ``bypassed`` among them), ``read_hits``, ``hit_rate`` (hits /
-accesses), ``read_hit_rate``, ``evictions`` (valid lines replaced), ``writebacks``, ``bytes_read`` /
-``bytes_written`` (asked for by the clients), ``bank_conflict_stall_cycles``, ``mshr_stall_cycles``.
-Energy: ``l3_energy_pj = energy.l3_pj_per_64b`` per 64 bits moved into or out of the data array
-(``array_bytes``: the client bytes of every read hit and of every write that lands in a present or allocated
-line, ``line_bytes`` per line filled from HBM and per dirty line read out for a write-back; data forwarded from
-a fill to a waiting read is not read again); ``hbm_requests``, ``hbm_bytes_read`` / ``_written`` and
-``hbm_energy_pj`` are the HbmModel's own counters since this cache was made (so ``memory.hbm.pj_per_bit``, and
-whole HBM accesses of ``access_bytes``); ``energy_pj`` is their sum.
+``requests`` (``reads`` + ``writes``), ``accesses`` (line accesses, ``hits + misses``), ``hits``,
+``read_hits``, ``misses``, ``evictions``, ``writebacks``, ``bypassed``, ``hit_rate``, ``read_hit_rate``,
+``bytes_read`` / ``bytes_written`` (beats x beat_bytes asked for), ``mshr_stall_cycles``,
+``queue_stall_cycles``, ``amat_cycles`` (mean of ready - call cycle: the last R beat of a read, the B of a
+write) and ``amat_ns``, ``bandwidth_gbytes_per_s`` (bytes over first call .. last ready). Energy:
+``l3_energy_pj = energy.l3_pj_per_64b`` per 64 bits moved into or out of the data array (``array_bytes``: read
+hit beats, write beats into a present line, ``line_bytes`` per allocating fill and per write-back), plus
+the HBM's own ``hbm_*`` counters since this object was made or reset, ``energy_pj`` their sum.
 
 ``amat_bench(cfg)`` times named DMA-like traces with and without the cache (see its docstring).
 """
 from __future__ import annotations
 
 import heapq
-import math
-import operator
 import time
+from collections import deque
 from typing import Any
 
-import numpy as np
-
 from hwgen.config import HwConfig, from_dict
-from sim.memory.hbm import HbmModel, make_requests
+from hwgen.l3_cache import LFSR_POLY, LFSR_SEED, MIN_HIT_CYCLES, L3Timing
+from sim.memory.axi_port import KINDS, MAX_BEATS, HbmPorts, ResponseChannel
+from sim.memory.axi_port import controller_cycles as controller_cycles
 
-LFSR_POLY = 0xB400          # Galois form of x^16 + x^14 + x^13 + x^11 + 1: maximal, 65535 states
-LFSR_SEED = 0xACE1
-
-
-def controller_cycles(cfg: HwConfig) -> int:
-    """``memory.hbm.controller_ns`` in engine cycles, rounded up (float noise below 1e-9 ignored)."""
-    return math.ceil(round(cfg.memory.hbm.controller_ns * cfg.clock.mhz / 1000, 9))
+READ, WRITE = 0, 1
 
 
 def lfsr_step(state: int) -> int:
@@ -127,299 +109,274 @@ def lfsr_step(state: int) -> int:
     return (state >> 1) ^ (LFSR_POLY if state & 1 else 0)
 
 
-class _Hbm:
-    """One request handed to the HBM; ``done`` is set when its batch is served."""
-
-    __slots__ = ("arrival", "address", "nbytes", "write", "bound", "done")
-
-    def __init__(self, arrival: int, address: int, nbytes: int, write: bool, bound: int):
-        self.arrival, self.address, self.nbytes, self.write = arrival, address, nbytes, write
-        self.bound = bound              # no HBM completion comes earlier
-        self.done: int | None = None
-
-
 class _Set:
     """Tags of one set. ``order`` maps line -> way, least recently used first (dict order)."""
 
-    __slots__ = ("order", "line", "dirty", "fill")
+    __slots__ = ("order", "line", "dirty")
 
     def __init__(self, ways: int):
         self.order: dict[int, int] = {}
         self.line = [-1] * ways         # -1: empty way
         self.dirty = [False] * ways
-        self.fill: list[Any] = [0] * ways   # cycle the line's data is in the array (int, or _Hbm until served)
 
 
-def _index(name: str, value: Any) -> int:
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name}: {value!r} is not allowed: must be an integer") from None
+class L3Ports:
+    """The RTL cache's timing and statistics behind HbmPorts' interface; see the module docstring."""
 
-
-class L3Cache:
-    """The shared L3 between the DMA and the HBM; see the module docstring for every rule.
-
-    ``access`` calls come in nondecreasing ``cycle`` order; each returns the request's completion cycle.
-    ``access_many`` does the same for arrays of requests (faster: it hands the HBM fewer, larger batches)."""
-
-    def __init__(self, cfg: HwConfig, hbm: HbmModel | None = None, seed: int = LFSR_SEED):
-        seed = _index("seed", seed)
-        if not 0 < seed < 1 << 16:
-            raise ValueError(f"seed: {seed} is not allowed: must be in [1, 65535] (a 16-bit LFSR state, not 0)")
+    def __init__(self, cfg: HwConfig, hbm: HbmPorts | None = None, seed: int = LFSR_SEED):
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 < seed < 1 << 16:
+            raise ValueError(f"seed: {seed!r} is not allowed: must be in [1, 65535] (a 16-bit LFSR state, not 0)")
         self.cfg = cfg
-        self.hbm = HbmModel(cfg) if hbm is None else hbm
-        c = cfg.l3
-        self.enabled = c.enabled
-        self.line_bytes = c.line_bytes
-        self.ways = c.ways
-        self.sets = c.sets
-        self.banks = c.banks
-        self.mshrs = c.mshrs
-        self.hit_cycles = c.hit_cycles
-        self.controller_cycles = controller_cycles(cfg)
-        self._lru = c.replacement == "lru"
-        self._write_back = c.write_policy == "write_back"
-        self._bypass = c.bypass == "streaming"
-        self._hbm_min = self.hbm.timing.hit_read_cycles
-        self._lfsr = seed
-        self._tags: list[_Set | None] = [None] * self.sets
-        self._bank_free = [0] * self.banks
-        self._mshr: list[Any] = [0] * self.mshrs      # fill cycle of each MSHR's line (int, or _Hbm)
-        self._batch: list[_Hbm] = []
-        self._last_arrival = -1                         # of the last request given to the HBM
-        self._now = 0
+        self.timing = L3Timing.of(cfg)
+        self.hbm = HbmPorts(cfg) if hbm is None else hbm
+        self.enabled = cfg.l3.enabled
+        self.ports = 1
+        self.beat_bytes = cfg.beat_bytes
+        self.line_bytes = cfg.l3.line_bytes
+        self.sets, self.ways = self.timing.sets, self.timing.ways
+        self._lru = cfg.l3.replacement == "lru"
+        self._write_back = cfg.l3.write_policy == "write_back"
+        self._bypass = cfg.l3.bypass == "streaming"
+        self._seed = seed
+        self.r = [ResponseChannel()]
+        self.b = [ResponseChannel()]
+        self._clear()
+
+    def _clear(self) -> None:
+        t = self.timing
+        self._lfsr = self._seed
+        self._tags: dict[int, _Set] = {}
+        self._last = (-1, -1)                       # (cycle, kind) of the previous call
+        self._T = t.init_cycles                     # S1 of the previous access (none before the tag RAM is clear)
+        self._u = -1                                # the previous data micro-op
+        self._pops: deque[int] = deque(maxlen=t.line_queue)
+        self._releases: deque[int] = deque(maxlen=t.mshrs)
+        self._fifo = {READ: deque(), WRITE: deque()}    # pop cycles of requests (for the buffer check)
+        self._pending: list = []                    # master writes not given to hbm: (cycle, seq, record)
+        self._pw: deque[list] = deque()             # master writes from S1 on: [line, cycle, address, beats, B]
+        self._seq = 0
+        self.master_calls: list[tuple[int, int, str, int, int]] = []   # as HbmResponder.calls records them
         self._hbm_base = self._hbm_counters()
-        self._n = dict.fromkeys(("requests", "accesses", "reads", "writes", "hits", "read_hits", "misses", "merged",
-                                 "bypassed", "evictions", "writebacks", "bytes_read", "bytes_written",
-                                 "array_bytes", "bank_conflict_stall_cycles", "mshr_stall_cycles", "latency_sum",
-                                 "last_completion"), 0)
+        self._n = dict.fromkeys(("requests", "reads", "writes", "accesses", "hits", "read_hits", "misses",
+                                 "read_accesses", "evictions", "writebacks", "bypassed", "bytes_read", "bytes_written",
+                                 "array_bytes", "mshr_stall_cycles", "queue_stall_cycles", "write_wait_cycles",
+                                 "latency_sum"), 0)
         self._first: int | None = None
+        self._end = 0
 
-    # ---- public interface -------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Back to cycle 0 and an empty cache: tags, LFSR, timing, counters and the HbmPorts behind."""
+        self.hbm.reset()
+        for ch in (*self.r, *self.b):
+            ch.reset()
+        self._clear()
 
-    def access(self, cycle: int, address: int, nbytes: int, write: bool = False, stream: bool = False) -> int:
-        """Completion cycle of one request (reads: its last byte is available; writes: it is accepted)."""
-        cycle, address, nbytes = self._check(cycle, address, nbytes)
-        done, pending = self._request(cycle, address, nbytes, bool(write), bool(stream))
-        if pending:
-            self._serve()
-            done = max(done, max(p.done for p in pending))
-        self._complete(cycle, done)
-        return done
+    def port_of(self, address: int) -> int:
+        return 0
 
-    def access_many(self, cycles: Any, addresses: Any, nbytes: Any, write: Any = False,
-                    stream: Any = False) -> np.ndarray:
-        """``access`` over broadcast arrays, in array order; returns the completion cycles (int64)."""
-        names = ("cycles", "addresses", "nbytes", "write", "stream")
-        cols = [np.asarray(x) for x in (cycles, addresses, nbytes, write, stream)]
-        for name, col in zip(names, cols):
-            allowed = "biu" if name in ("write", "stream") else "iu"
-            if col.dtype.kind not in allowed:
-                raise ValueError(f"{name}: dtype {col.dtype} is not allowed: must be an integer"
-                                 f"{' or bool' if 'b' in allowed else ''} type")
-        cyc, adr, nb, wr, st = (c.reshape(-1).astype(np.int64) for c in np.broadcast_arrays(*cols))
-        # check everything first, so that a bad request leaves the cache as it was
-        previous = np.concatenate(([self._now], cyc[:-1]))
-        for name, col, low, rule in (("cycles", cyc, previous, "the cycle of the previous request"),
-                                     ("addresses", adr, 0, None), ("nbytes", nb, 1, None)):
-            bad = np.flatnonzero(col < low)
-            if bad.size:
-                i = int(bad[0])
-                floor = int(low[i]) if rule else low
-                raise ValueError(f"{name}: {int(col[i])} (request {i}) is not allowed: must be >= {floor}"
-                                 f"{', ' + rule if rule else ''}")
-        results = []
-        for c, a, n, w, s in zip(cyc.tolist(), adr.tolist(), nb.tolist(), wr.tolist(), st.tolist()):
-            self._now = c
-            results.append((c,) + self._request(c, a, n, bool(w), bool(s)))
-        self._serve()
-        out = np.empty(len(results), dtype=np.int64)
-        for i, (c, done, pending) in enumerate(results):
-            if pending:
-                done = max(done, max(p.done for p in pending))
-            self._complete(c, done)
-            out[i] = done
-        return out
-
-    def flush(self, cycle: int | None = None) -> int:
-        """Write every dirty line back (see the module docstring); the cycle the last write completes.
-        ``cycle`` defaults to when everything so far has completed."""
-        if cycle is None:
-            cycle = max(self._now, self._n["last_completion"])
-        cycle = self._check(cycle, 0, 1)[0]
+    # -- requests ------------------------------------------------------------------------------------
+    def read(self, cycle: int, port: int, address: int, beats: int, stream: bool = False) -> list[int]:
+        """AR handshake in ``cycle``: per beat, the first cycle its RVALID may be high."""
+        self._check(cycle, port, address, beats, READ)
         if not self.enabled:
-            return cycle
-        writes = []
-        for s, st in enumerate(self._tags):
-            if st is None:
-                continue
-            b = s % self.banks
-            for way in range(self.ways):
-                if st.dirty[way]:
-                    out = max(cycle, self._bank_free[b], st.fill[way])
-                    self._bank_free[b] = out + 1
-                    st.dirty[way] = False
-                    writes.append((out + self.hit_cycles + self.controller_cycles, len(writes),
-                                   st.line[way] * self.line_bytes))
-        if not writes:
-            return cycle
-        writes.sort()
-        reqs = [self._issue(arrival, address, self.line_bytes, True) for arrival, _, address in writes]
-        self._serve()
-        self._n["writebacks"] += len(writes)
-        self._n["array_bytes"] += len(writes) * self.line_bytes
-        done = max(r.done for r in reqs)
-        self._n["last_completion"] = max(self._n["last_completion"], done)
-        return done
+            ready = self.hbm.read(cycle, 0, address, beats)
+        else:
+            ready = self._request(cycle, address, beats, READ, bool(stream))
+        self._account(cycle, beats, READ, max(ready))
+        return ready
+
+    def write(self, cycle: int, port: int, address: int, beats: int, full: bool = True) -> int:
+        """Write burst complete at the port in ``cycle``: the first cycle its BVALID may be high."""
+        self._check(cycle, port, address, beats, WRITE)
+        if not self.enabled:
+            ready = self.hbm.write(cycle, 0, address, beats)
+        else:
+            ready = self._request(cycle, address, beats, WRITE, bool(full))[0]
+        self._account(cycle, beats, WRITE, ready)
+        return ready
+
+    def serve_read(self, cycle: int, port: int, address: int, beats: int, stream: bool = False) -> list[int]:
+        """``read`` followed by the R channel with no stalls: the cycle of each R handshake."""
+        return self.r[port].take_all(self.read(cycle, port, address, beats, stream))
+
+    def serve_write(self, cycle: int, port: int, address: int, beats: int, full: bool = True) -> int:
+        """``write`` followed by the B channel with no stalls: the cycle of the B handshake."""
+        return self.b[port].take(self.write(cycle, port, address, beats, full))
+
+    def drain(self) -> None:
+        """Hand every master write still held back to ``hbm`` (nothing later can come before them)."""
+        self._flush(None)
 
     def contains(self, address: int) -> bool:
-        """Whether the line holding ``address`` is allocated (present or in flight)."""
-        line = self._check(self._now, address, 1)[1] // self.line_bytes
-        st = self._tags[line % self.sets]
+        """Whether the line holding ``address`` is allocated."""
+        line = address // self.line_bytes
+        st = self._tags.get(line % self.sets)
         return st is not None and line in st.order
 
     def dirty(self, address: int) -> bool:
         """Whether the line holding ``address`` is allocated and dirty."""
-        line = self._check(self._now, address, 1)[1] // self.line_bytes
-        st = self._tags[line % self.sets]
+        line = address // self.line_bytes
+        st = self._tags.get(line % self.sets)
         return st is not None and line in st.order and st.dirty[st.order[line]]
 
-    @property
-    def stats(self) -> dict[str, Any]:
-        """Counters since this cache was made (see the module docstring)."""
-        n = dict(self._n)
-        hbm = self._hbm_counters()
-        span = n["last_completion"] - self._first if self._first is not None else 0
-        moved = n["bytes_read"] + n["bytes_written"]
-        per_cycle = moved / span if span else 0.0
-        amat = n.pop("latency_sum") / n["requests"] if n["requests"] else 0.0
-        hbm_bytes_read = hbm["bytes_read"] - self._hbm_base["bytes_read"]
-        hbm_bytes_written = hbm["bytes_written"] - self._hbm_base["bytes_written"]
-        l3_pj = n["array_bytes"] * 8 / 64 * self.cfg.energy.l3_pj_per_64b
-        hbm_pj = hbm["energy_pj"] - self._hbm_base["energy_pj"]
-        n.update(
-            hit_rate=n["hits"] / n["accesses"] if n["accesses"] else 0.0,
-            read_hit_rate=n["read_hits"] / n["reads"] if n["reads"] else 0.0,
-            amat_cycles=amat, amat_ns=amat * 1000 / self.cfg.clock.mhz,
-            span_cycles=span, bandwidth_gbytes_per_s=per_cycle * self.cfg.clock.mhz / 1000,
-            hbm_requests=hbm["requests"] - self._hbm_base["requests"],
-            hbm_bytes_read=hbm_bytes_read, hbm_bytes_written=hbm_bytes_written,
-            l3_energy_pj=l3_pj, hbm_energy_pj=hbm_pj, energy_pj=l3_pj + hbm_pj,
-        )
-        return n
+    def _check(self, cycle: int, port: int, address: int, beats: int, kind: int) -> None:
+        what = f"{KINDS[kind]}(cycle={cycle}, port={port}, address={address}, beats={beats})"
+        for name, value, low, high in (("cycle", cycle, 0, None), ("port", port, 0, 0),
+                                       ("address", address, 0, None), ("beats", beats, 1, MAX_BEATS)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None
+                                                                                        and value > high):
+                bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
+                raise ValueError(f"{what}: {name} {value!r} is not allowed: must be an integer {bound}")
+        if (cycle, kind) <= self._last:
+            rule = "cycles must not decrease" if cycle < self._last[0] else "within a cycle, the AR before the write"
+            raise ValueError(f"{what}: out of order after {KINDS[self._last[1]]} in cycle {self._last[0]}: {rule}")
+        start = address - address % self.beat_bytes
+        if start // 4096 != (start + beats * self.beat_bytes - 1) // 4096:
+            raise ValueError(f"{what}: address {address:#x} is not allowed: the burst crosses a 4 KiB boundary")
+        self._last = (cycle, kind)
 
-    # ---- one request ------------------------------------------------------------------------------
-
-    def _check(self, cycle: Any, address: Any, nbytes: Any) -> tuple[int, int, int]:
-        cycle, address, nbytes = _index("cycle", cycle), _index("address", address), _index("nbytes", nbytes)
-        if cycle < self._now:
-            raise ValueError(f"cycle: {cycle} is not allowed: must be >= {self._now}, the cycle of the previous "
-                             f"request (requests come in nondecreasing cycle order)")
-        if address < 0:
-            raise ValueError(f"address: {address} is not allowed: must be >= 0")
-        if nbytes < 1:
-            raise ValueError(f"nbytes: {nbytes} is not allowed: must be >= 1")
-        self._now = cycle
-        return cycle, address, nbytes
-
-    def _complete(self, cycle: int, done: int) -> None:
-        n = self._n
-        n["latency_sum"] += done - cycle
-        if done > n["last_completion"]:
-            n["last_completion"] = done
-        if self._first is None:
-            self._first = cycle
-
-    def _request(self, cycle: int, address: int, nbytes: int, write: bool,
-                 stream: bool) -> tuple[int, list[_Hbm]]:
-        """Known completion so far, and the HBM requests (not served yet) it also waits for."""
+    def _account(self, cycle: int, beats: int, kind: int, ready: int) -> None:
         n = self._n
         n["requests"] += 1
-        n["bytes_written" if write else "bytes_read"] += nbytes
-        if not self.enabled:
-            return cycle, [self._issue(cycle + self.controller_cycles, address, nbytes, write)]
-        lb = self.line_bytes
-        end = address + nbytes
-        done, pending = cycle, []
-        for line in range(address // lb, (end - 1) // lb + 1):
-            lo = max(address, line * lb)
-            r = self._line(cycle, line, lo, min(end, (line + 1) * lb) - lo, write, stream)
-            if type(r) is int:
-                if r > done:
-                    done = r
-            elif r.done is not None:
-                if r.done > done:
-                    done = r.done
-            else:
-                pending.append(r)
-        return done, pending
+        n["reads" if kind == READ else "writes"] += 1
+        n["bytes_read" if kind == READ else "bytes_written"] += beats * self.beat_bytes
+        n["latency_sum"] += ready - cycle
+        if self._first is None:
+            self._first = cycle
+        self._end = max(self._end, ready)
 
-    def _line(self, cycle: int, line: int, address: int, nbytes: int, write: bool, stream: bool) -> Any:
-        """One line access: its completion (int, or the _Hbm it waits for)."""
-        n = self._n
+    # -- one request ---------------------------------------------------------------------------------
+    def _request(self, cycle: int, address: int, beats: int, kind: int, flag: bool) -> list[int]:
+        t = self.timing
+        B, L = self.beat_bytes, t.line_beats
+        push = cycle if kind == READ else cycle + 1                 # enters its request FIFO
+        fifo = self._fifo[kind]
+        while fifo and fifo[0] < push:
+            fifo.popleft()
+        if len(fifo) >= t.request_fifo:
+            raise ValueError(f"{KINDS[kind]}(cycle={cycle}, address={address}): more than {t.request_fifo} "
+                             f"{KINDS[kind]} requests waiting for the tag stage (the RTL would hold the request back: "
+                             f"keep at most 2 x memory.outstanding in flight)")
+        visible = push + 1
+        start = address - address % B
+        line, first, rem = start // self.line_bytes, (start // B) % L, beats
+        out: list[int] = []
+        E = None
+        while rem:
+            cnt = min(L - first, rem)
+            E = max(self._T + 1, visible + 1)
+            out += self._line(E, line, first, cnt, kind, flag, rem == cnt)
+            rem -= cnt
+            line, first = line + 1, 0
+        fifo.append(E - 1)                                          # popped when its last line enters S1
+        return out
+
+    def _line(self, E: int, line: int, first: int, cnt: int, kind: int, flag: bool, last: bool) -> list[int]:
+        """One line access entering S1 at ``E``: its R beats' ready cycles (reads) or [B ready] (last write)."""
+        t, n = self.timing, self._n
+        L, B, lb = t.line_beats, self.beat_bytes, self.line_bytes
+        write = kind == WRITE
         n["accesses"] += 1
-        n["writes" if write else "reads"] += 1
+        n["read_accesses"] += not write
+        # -- tags: in request order ---------------------------------------------------------------------
         s = line % self.sets
-        b = s % self.banks
-        start = self._bank_free[b]
-        if start < cycle:
-            start = cycle
-        else:
-            n["bank_conflict_stall_cycles"] += start - cycle
-        self._bank_free[b] = start + 1
-        t = start + self.hit_cycles
-        st = self._tags[s]
+        st = self._tags.get(s)
         if st is None:
             st = self._tags[s] = _Set(self.ways)
         way = st.order.get(line)
-        if way is not None:                                     # present: hit, or merged if still in flight
+        hit = way is not None
+        victim = None
+        stream_miss = alloc = False
+        if hit:
+            n["hits"] += 1
+            n["read_hits"] += not write
             del st.order[line]
-            st.order[line] = way                                # most recently used
-            fill = st.fill[way]
-            arrived = self._arrived(fill, t)
-            if arrived:
-                n["hits"] += 1
-                if not write:
-                    n["read_hits"] += 1
-            else:
-                n["misses"] += 1
-                n["merged"] += 1
-            if write:
-                n["array_bytes"] += nbytes
-                if not self._write_back:
-                    return self._issue(t + self.controller_cycles, address, nbytes, True)
+            st.order[line] = way
+            if write and self._write_back:
                 st.dirty[way] = True
-            else:
-                n["array_bytes"] += nbytes if arrived else 0
-            return t if arrived else fill
-        n["misses"] += 1
-        if write and not self._write_back:                      # write-through, no-write-allocate
-            return self._issue(t + self.controller_cycles, address, nbytes, True)
-        if write and nbytes == self.line_bytes:                 # whole line: allocate without reading HBM
-            way, victim = self._allocate(st, line, t)
-            st.dirty[way] = True
-            n["array_bytes"] += nbytes
-            if victim is not None:
-                self._writeback(victim, t)
-            return t
-        slot, alloc = self._take_mshr(t)
-        if stream and not write and self._bypass:               # read-once data: straight from HBM
-            n["bypassed"] += 1
-            req = self._issue(alloc + self.controller_cycles, address, nbytes, False)
-            self._mshr[slot] = req
-            return req
-        way, victim = self._allocate(st, line, alloc)
-        req = self._issue(alloc + self.controller_cycles, line * self.line_bytes, self.line_bytes, False)
-        self._mshr[slot] = st.fill[way] = req
-        st.dirty[way] = write and self._write_back
-        n["array_bytes"] += self.line_bytes
+        else:
+            n["misses"] += 1
+            stream_miss = self._bypass and not write and flag
+            alloc = not stream_miss and not (write and not self._write_back)
+            if stream_miss:
+                n["bypassed"] += 1
+            if alloc:
+                way, victim = self._allocate(st, line)
+                st.dirty[way] = write and self._write_back
+        full_line = write and first == 0 and cnt == L and flag
+        fill = stream_miss or (alloc and not full_line)
+        present = hit or alloc
+        # -- S1 -----------------------------------------------------------------------------------------
+        T = E
+        push_pw = victim is not None or (write and not self._write_back)
+        if push_pw and len(self._pw) >= t.pending_writes:          # a free slot: the B of the write P before
+            rec = self._pw[len(self._pw) - t.pending_writes]
+            T = max(T, self._b_of(rec) + 1)
+        if fill:                                                    # HBM writes of this line must have landed
+            for rec in self._pw:
+                if rec[0] == line:
+                    b = self._b_of(rec)
+                    if b + 1 > T:
+                        n["write_wait_cycles"] += b + 1 - T
+                        T = b + 1
+        if len(self._pops) == t.line_queue and self._pops[0] + 1 > T:
+            n["queue_stall_cycles"] += self._pops[0] + 1 - T
+            T = self._pops[0] + 1
+        if fill and len(self._releases) == t.mshrs and self._releases[0] + 1 > T:
+            n["mshr_stall_cycles"] += self._releases[0] + 1 - T
+            T = self._releases[0] + 1
+        self._T = T
+        while len(self._pw) > t.pending_writes and self._pw[0][4] is not None and self._pw[0][4] < T:
+            self._pw.popleft()                                      # no later access can wait for it
+        rec = None
+        if push_pw:
+            rec = [victim if victim is not None else line, None, None, None, None]
+            self._pw.append(rec)
+        usable: list[int] = []
+        if fill:
+            ar_addr = line * lb + (first * B if stream_miss else 0)
+            ar_beats = cnt if stream_miss else L
+            self._flush(T)                                          # master writes before this AR
+            ready = self.hbm.read(T + 1, 0, ar_addr, ar_beats)
+            self.master_calls.append((T + 1, 0, KINDS[READ], ar_addr, ar_beats))
+            usable = [h + 1 for h in self.hbm.r[0].take_all(ready)]
+        # -- data stage -----------------------------------------------------------------------------------
+        u = max(self._u + 1, T + t.hit_delay + 1) - 1
         if victim is not None:
-            self._writeback(victim, alloc)
-        return req
+            for _ in range(L):
+                u += 1
+            self._master_write(rec, u + 2, victim * lb, L)
+            n["writebacks"] += 1
+            n["array_bytes"] += lb
+        out = []
+        if fill and not stream_miss:                                # every beat of the line, from the fill
+            for k in range(L):
+                u = max(u + 1, usable[k])
+                if not write and first <= k < first + cnt:
+                    out.append(u + 2)
+            n["array_bytes"] += lb
+        elif fill:                                                  # bypassed: its own beats
+            for k in range(cnt):
+                u = max(u + 1, usable[k])
+                out.append(u + 2)
+        else:
+            u += cnt
+            if not write:
+                out = list(range(u - cnt + 3, u + 3))
+        if present and (hit or (write and not fill)):
+            n["array_bytes"] += cnt * B
+        if write and not self._write_back:
+            self._master_write(rec, u + 2, line * lb + first * B, cnt)
+        self._u = u
+        self._pops.append(u)
+        if fill:
+            self._releases.append(u)
+        if write:
+            return [u + 2] if last else []
+        return out
 
-    def _allocate(self, st: _Set, line: int, t: int) -> tuple[int, int | None]:
-        """Install ``line`` in ``st`` at cycle ``t``: its way, and the dirty victim line to write back."""
+    def _allocate(self, st: _Set, line: int) -> tuple[int, int | None]:
+        """Install ``line`` in ``st``: its way, and the dirty victim line to write back (or None)."""
         victim = None
         if len(st.order) < self.ways:
             way = st.line.index(-1)
@@ -438,71 +395,56 @@ class L3Cache:
         st.line[way] = line
         st.order[line] = way
         st.dirty[way] = False
-        st.fill[way] = t
         return way, victim
 
-    def _writeback(self, line: int, t: int) -> None:
-        self._n["writebacks"] += 1
-        self._n["array_bytes"] += self.line_bytes
-        self._issue(t + self.controller_cycles, line * self.line_bytes, self.line_bytes, True)
+    # -- the master port ---------------------------------------------------------------------------------
+    def _master_write(self, rec: list, cycle: int, address: int, beats: int) -> None:
+        rec[1:4] = cycle, address, beats
+        heapq.heappush(self._pending, (cycle, self._seq, rec))
+        self._seq += 1
 
-    # ---- MSHRs and the HBM ------------------------------------------------------------------------
+    def _b_of(self, rec: list) -> int:
+        """The B handshake of a master write (handing ``hbm`` every write up to it first)."""
+        if rec[4] is None:
+            self._flush(rec[1])
+        return rec[4]
 
-    def _arrived(self, fill: Any, t: int) -> bool:
-        """Whether a line filled at ``fill`` is in the array by cycle ``t`` (serves the batch if it must)."""
-        if type(fill) is int:
-            return fill <= t
-        if fill.done is None:
-            if fill.bound > t:
-                return False
-            self._serve()
-        return fill.done <= t
+    def _flush(self, limit: int | None) -> None:
+        """Hand ``hbm`` the master writes completing in cycles ``<= limit`` (all with None), in order."""
+        while self._pending and (limit is None or self._pending[0][0] <= limit):
+            cycle, _, rec = heapq.heappop(self._pending)
+            _, _, address, beats, _ = rec
+            self.master_calls.append((cycle, 0, KINDS[WRITE], address, beats))
+            rec[4] = self.hbm.b[0].take(self.hbm.write(cycle, 0, address, beats))
 
-    def _take_mshr(self, t: int) -> tuple[int, int]:
-        """The MSHR a miss at tag-check cycle ``t`` gets, and the cycle it gets it."""
-        slots = self._mshr
-        while True:
-            first, bound = -1, None                             # earliest known free cycle; earliest unknown one
-            for i, v in enumerate(slots):
-                if type(v) is not int:
-                    if v.done is None:
-                        if v.bound > t:                         # surely still busy at t
-                            if bound is None or v.bound < bound:
-                                bound = v.bound
-                            continue
-                        break                                   # might be free: serve to know
-                    v = slots[i] = v.done
-                if v <= t:
-                    return i, t
-                if first < 0 or v < slots[first]:
-                    first = i
-            else:
-                # all busy: wait for the earliest, if no unserved one could free before (or with) it
-                if first >= 0 and (bound is None or slots[first] < bound):
-                    self._n["mshr_stall_cycles"] += slots[first] - t
-                    return first, slots[first]
-            self._serve()
-
-    def _issue(self, arrival: int, address: int, nbytes: int, write: bool) -> _Hbm:
-        if arrival < self._last_arrival:                        # the HBM would reorder it within a batch
-            self._serve()
-        self._last_arrival = arrival
-        req = _Hbm(arrival, address, nbytes, write, arrival + self._hbm_min)
-        self._batch.append(req)
-        return req
-
-    def _serve(self) -> None:
-        batch, self._batch = self._batch, []
-        if not batch:
-            return
-        done = self.hbm.serve(make_requests(np.array([r.address for r in batch]), np.array([r.nbytes for r in batch]),
-                                            np.array([r.arrival for r in batch]), np.array([r.write for r in batch])))
-        for r, d in zip(batch, done.tolist()):
-            r.done = d
-
+    # -- statistics ----------------------------------------------------------------------------------
     def _hbm_counters(self) -> dict[str, float]:
-        s = self.hbm.stats
+        s = self.hbm.hbm.stats
         return {k: s[k] for k in ("requests", "bytes_read", "bytes_written", "energy_pj")}
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """Counters since this object was made or reset (see the module docstring); drains master writes."""
+        self.drain()
+        n = dict(self._n)
+        hbm, base = self._hbm_counters(), self._hbm_base
+        span = self._end - self._first if self._first is not None else 0
+        moved = n["bytes_read"] + n["bytes_written"]
+        amat = n.pop("latency_sum") / n["requests"] if n["requests"] else 0.0
+        l3_pj = n["array_bytes"] * 8 / 64 * self.cfg.energy.l3_pj_per_64b
+        hbm_pj = hbm["energy_pj"] - base["energy_pj"]
+        mhz = self.cfg.clock.mhz
+        n.update(
+            hit_rate=n["hits"] / n["accesses"] if n["accesses"] else 0.0,
+            read_hit_rate=n["read_hits"] / n["read_accesses"] if n["read_accesses"] else 0.0,
+            amat_cycles=amat, amat_ns=amat * 1000 / mhz, span_cycles=span,
+            bandwidth_gbytes_per_s=(moved / span if span else 0.0) * mhz / 1000,
+            hbm_requests=hbm["requests"] - base["requests"],
+            hbm_bytes_read=hbm["bytes_read"] - base["bytes_read"],
+            hbm_bytes_written=hbm["bytes_written"] - base["bytes_written"],
+            l3_energy_pj=l3_pj, hbm_energy_pj=hbm_pj, energy_pj=l3_pj + hbm_pj,
+        )
+        return n
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -560,62 +502,93 @@ def bench_traces(cfg: HwConfig) -> dict[str, list[tuple[int, int, bool, bool, bo
     return traces
 
 
-def run_closed_loop(cache: L3Cache, trace: list[tuple[int, int, bool, bool, bool]], outstanding: int) -> int:
-    """Issue a trace as a DMA does: at most one burst per cycle, at most ``outstanding`` bursts in flight
-    per direction (a new one goes out when the earliest completes); a burst marked ``barrier`` waits for
-    every earlier one. Returns the last completion."""
-    cycle, last = 0, 0
+def run_closed_loop(mem: L3Ports | HbmPorts, trace: list[tuple[int, int, bool, bool, bool]], outstanding: int) -> int:
+    """Issue a trace as the DMA does, on ``mem``'s port 0 with no stalls: at most one burst per cycle and
+    ``outstanding`` in flight per direction (a new one goes out in the cycle after the earliest completes);
+    a write's W beats follow its AW one per cycle and the write is complete with its last beat (the next
+    burst goes out after it); a burst marked ``barrier`` waits for every earlier one. An L3 gets its first
+    burst when its tag RAM is clear (cycle ``init_cycles``), and its AMAT counts from there. Returns the last
+    completion (R handshake of a read's last beat, B handshake of a write)."""
+    B = mem.beat_bytes
+    l3 = isinstance(mem, L3Ports)
+    cycle = mem.timing.init_cycles if l3 and mem.enabled else 0          # the cache clears its tags first
+    last = cycle
     inflight: dict[bool, list[int]] = {False: [], True: []}
     for address, nbytes, write, stream, barrier in trace:
         if barrier:
-            cycle = max(cycle, last)
+            cycle = max(cycle, last + 1)
             inflight = {False: [], True: []}
         heap = inflight[write]
         if len(heap) == outstanding:
-            cycle = max(cycle, heapq.heappop(heap))
-        done = cache.access(cycle, address, nbytes, write, stream)
+            cycle = max(cycle, heapq.heappop(heap) + 1)
+        beats = -(-(address % B + nbytes) // B)
+        if write:
+            cycle += beats                              # AW, then its W beats
+            done = mem.serve_write(cycle, 0, address, beats)
+        else:
+            done = (mem.serve_read(cycle, 0, address, beats, stream) if l3 else
+                    mem.serve_read(cycle, 0, address, beats))[-1]
         heapq.heappush(heap, done)
         last = max(last, done)
         cycle += 1
     return last
 
 
+def _amat(mem: L3Ports | HbmPorts, trace, outstanding: int) -> float:
+    """Mean of (completion - issue cycle) over the bursts of ``trace`` run on ``mem``."""
+    total = [0, 0]
+    serve_read, serve_write = mem.serve_read, mem.serve_write
+
+    def read(cycle, port, address, beats, *hint):
+        done = serve_read(cycle, port, address, beats, *hint)
+        total[0] += done[-1] - cycle
+        total[1] += 1
+        return done
+
+    def write(cycle, port, address, beats):
+        done = serve_write(cycle, port, address, beats)
+        total[0] += done - cycle
+        total[1] += 1
+        return done
+
+    mem.serve_read, mem.serve_write = read, write
+    try:
+        run_closed_loop(mem, trace, outstanding)
+    finally:
+        del mem.serve_read, mem.serve_write
+    return total[0] / total[1] if total[1] else 0.0
+
+
 def amat_bench(cfg: HwConfig) -> dict[str, dict[str, float]]:
-    """Per trace of ``bench_traces``, the trace run twice from a cold start: ``*_l3`` with the L3 as
-    configured (``l3.enabled`` forced on), ``*_hbm`` with ``l3.enabled = False`` (straight to HBM). Keys: AMAT
-    (``amat_*_cycles``, ``amat_*_ns``), ``amat_reduction = 1 - amat_l3 / amat_hbm`` (negative: the cache costs
-    latency), ``hit_rate`` / ``read_hit_rate`` / ``merged``, achieved bandwidth ``gbytes_per_s_*``, the
-    cache's stalls, total energy of each run ``energy_*_pj`` (dirty lines left in the cache are not flushed),
-    ``bytes``, ``requests`` and ``wall_s``. Bursts are issued by ``run_closed_loop`` with
-    ``memory.outstanding`` in flight per direction, so AMAT includes queueing. The design brief says the L3
-    cuts memory latency by 40 %: ``amat_reduction`` measures it."""
+    """Per trace of ``bench_traces``, the trace run twice from a cold start by ``run_closed_loop`` with
+    ``memory.outstanding`` bursts in flight per direction: ``*_l3`` through ``L3Ports`` as configured
+    (``l3.enabled`` forced on), ``*_hbm`` straight to ``HbmPorts``. Keys: AMAT per burst (issue to last R
+    beat / B, queueing included: ``amat_*_cycles``, ``amat_*_ns``), ``amat_change_pct = 100 x (amat_l3 /
+    amat_hbm - 1)`` (negative: the cache saves latency), ``amat_reduction = 1 - amat_l3 / amat_hbm``,
+    ``hit_rate`` / ``read_hit_rate``, the cache's stalls, ``bytes``, ``requests``, ``cycles_*`` (last
+    completion) and ``wall_s``."""
     data = cfg.model_dump()
     data["l3"] = {**data["l3"], "enabled": True}
     with_l3 = from_dict(data)
-    data["l3"]["enabled"] = False
-    without = from_dict(data)
     out = {}
     for name, trace in bench_traces(cfg).items():
         wall = time.perf_counter()
-        runs = {}
-        for key, c in (("l3", with_l3), ("hbm", without)):
-            cache = L3Cache(c)
-            run_closed_loop(cache, trace, cfg.memory.outstanding)
-            runs[key] = cache.stats
-        s, h = runs["l3"], runs["hbm"]
+        cache, bare = L3Ports(with_l3), HbmPorts(cfg)
+        amat_l3 = _amat(cache, trace, cfg.memory.outstanding)
+        amat_hbm = _amat(bare, trace, cfg.memory.outstanding)
+        s = cache.stats
         out[name] = {
             "bytes": s["bytes_read"] + s["bytes_written"], "requests": s["requests"],
-            "amat_l3_cycles": s["amat_cycles"], "amat_hbm_cycles": h["amat_cycles"],
-            "amat_l3_ns": s["amat_ns"], "amat_hbm_ns": h["amat_ns"],
-            "amat_reduction": 1 - s["amat_cycles"] / h["amat_cycles"],
-            "hit_rate": s["hit_rate"], "read_hit_rate": s["read_hit_rate"], "merged": s["merged"],
-            "gbytes_per_s_l3": s["bandwidth_gbytes_per_s"], "gbytes_per_s_hbm": h["bandwidth_gbytes_per_s"],
-            "mshr_stall_cycles": s["mshr_stall_cycles"], "bank_conflict_stall_cycles": s["bank_conflict_stall_cycles"],
-            "energy_l3_pj": s["energy_pj"], "energy_hbm_pj": h["energy_pj"],
+            "amat_l3_cycles": amat_l3, "amat_hbm_cycles": amat_hbm,
+            "amat_l3_ns": amat_l3 * 1000 / cfg.clock.mhz, "amat_hbm_ns": amat_hbm * 1000 / cfg.clock.mhz,
+            "amat_change_pct": 100 * (amat_l3 / amat_hbm - 1), "amat_reduction": 1 - amat_l3 / amat_hbm,
+            "hit_rate": s["hit_rate"], "read_hit_rate": s["read_hit_rate"],
+            "cycles_l3": s["span_cycles"], "cycles_hbm": bare.stats["ports"][0]["end_cycle"],
+            "mshr_stall_cycles": s["mshr_stall_cycles"], "queue_stall_cycles": s["queue_stall_cycles"],
             "wall_s": time.perf_counter() - wall,
         }
     return out
 
 
-__all__ = ["BENCH_TRACES", "LFSR_POLY", "LFSR_SEED", "L3Cache", "amat_bench", "bench_traces", "controller_cycles",
-           "lfsr_step", "run_closed_loop"]
+__all__ = ["BENCH_TRACES", "LFSR_POLY", "LFSR_SEED", "MIN_HIT_CYCLES", "L3Ports", "amat_bench", "bench_traces",
+           "controller_cycles", "lfsr_step", "run_closed_loop"]
