@@ -10,7 +10,8 @@ Every table runs the same programs on the RTL (Verilator) and the cycle model an
 7. wall time of the cycle model vs the Verilator run of the same workloads;
 8. HBM-bound spmm (operands in HBM, ``sim/configs/hbm_bound.yaml``): bitmask speedup over dense gemm as a
    fraction of the byte-ratio limit 1/(1/8 + d), with the achieved HBM bandwidth;
-9. HBM bandwidth one LOAD unit achieves streaming, against the port's and the HBM's peak.
+9. HBM bandwidth one LOAD unit achieves streaming, against the port's and the HBM's peak;
+10. the L3: average memory access time with and without it, and its hit rate, on named DMA traces.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from .engine import EngineModel
 from .memory.axi_port import HbmPorts
 from .memory.dma import DmaUnits
 from .memory.hbm import HbmTiming
+from .memory.l3 import amat_bench
 from .runner import build, run_rtl_batch
 
 DENSITIES = (1.0, 0.5, 0.25, 0.1, 0.05, 0.01)
@@ -322,6 +324,26 @@ class MemoryBench:
                            "to reach it.")
         self.record["stream"] = rows
 
+    def l3(self) -> None:
+        cfg = self.bench.cfg
+        one = config.HwConfig(**{**cfg.model_dump(), "memory": {**cfg.memory.model_dump(), "outstanding": 1}})
+        loaded, alone = amat_bench(cfg), amat_bench(one)
+        t = self.bench.table(f"10. L3 ({cfg.l3.bytes >> 20} MiB, {cfg.l3.ways} ways, {cfg.l3.mshrs} MSHRs, hit "
+                             f"{cfg.l3.hit_cycles} cycles) on {cfg.build_name}: AMAT per 1 KiB burst with and "
+                             "without it, in cycles (model, cycle-exact with the L3 RTL)", "DMA trace", "bursts",
+                             "hit rate", f"{cfg.memory.outstanding} in flight: L3", "no L3", "change",
+                             "1 in flight: L3", "no L3", "change")
+        for name, r in loaded.items():
+            a = alone[name]
+            t.add_row(name.replace("_", " "), str(r["requests"]), f"{r['hit_rate']:.2f}",
+                      f"{r['amat_l3_cycles']:.1f}", f"{r['amat_hbm_cycles']:.1f}", f"{r['amat_change_pct']:+.1f} %",
+                      f"{a['amat_l3_cycles']:.1f}", f"{a['amat_hbm_cycles']:.1f}", f"{a['amat_change_pct']:+.1f} %")
+        self.console.print(t)
+        self.console.print("AMAT: cycles from a burst's AR/AW to its last R beat / B, queueing included. With "
+                           f"{cfg.memory.outstanding} bursts in flight the one-beat-per-cycle port is the bottleneck "
+                           "with or without the L3; alone, a burst sees the latency the L3 saves.")
+        self.record["l3"] = {"loaded": loaded, "one_in_flight": alone}
+
 
 def main(preset: str = "default", out: Path = Path("results") / "bench.json") -> int:
     bench = Bench(preset)
@@ -334,6 +356,7 @@ def main(preset: str = "default", out: Path = Path("results") / "bench.json") ->
     memory = MemoryBench(bench)
     ok &= memory.hbm_bound()
     memory.bandwidth()
+    memory.l3()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(bench.record, indent=2) + "\n")
     bench.console.print(f"sim cycles == RTL cycles everywhere and goals met: {'yes' if ok else 'NO'}; wrote {out}")
