@@ -17,7 +17,7 @@ from amaranth.back import verilog
 from . import isa
 from .axi import VivadoTop
 from .config import HwConfig
-from .engine import DsaEngine
+from .top import axi_ports, chip, hbm_prefix
 
 DERIVED = ("line_bytes", "l1_lines", "lines_per_bank", "out_line_bits", "out_lines", "macs_per_cycle",
            "acc_min", "acc_max")
@@ -38,6 +38,18 @@ def config_json(cfg: HwConfig) -> dict:
             "descriptor": [{"name": f.name, "bits": f.bits, "doc": f.doc} for f in isa.DESCRIPTOR]}
 
 
+def _hbm_text(cfg: HwConfig) -> str:
+    """The HBM ports in the README's protocol text."""
+    bits = cfg.beat_bytes * 8
+    ports = cfg.memory.ports
+    if ports == 1:
+        return f"the AXI4 master `{hbm_prefix(0)}_*`, {bits}-bit data"
+    return (f"the {ports} AXI4 masters `{hbm_prefix(0)}_*` .. `{hbm_prefix(ports - 1)}_*`, {bits}-bit data each; "
+            f"a burst at byte address a goes to port (a / {cfg.memory.interleave_bytes}) mod {ports}, no burst "
+            "crosses an interleave boundary, R beats and B responses come back to the engine in request order "
+            "over all ports, and a port's response waits (VALID high) until the earlier ports' are taken")
+
+
 def _ports_readme(cfg: HwConfig, meta: dict) -> str:
     rows = []
 
@@ -56,8 +68,8 @@ def _ports_readme(cfg: HwConfig, meta: dict) -> str:
             f"({cfg.engine.overflow}), L1 {cfg.l1.bytes} B in {cfg.l1.banks} banks of {cfg.line_bytes}-byte lines, "
             f"output buffer {cfg.l1.out_bytes} B. Clock `clk`, synchronous reset `rst`.\n\n"
             "Protocol: offer task descriptors in order on `task_payload` / `task_valid`; one is taken in "
-            "each cycle where `task_ready` is high. LOAD and STORE tasks move lines between HBM (the AXI4 "
-            f"master `m_axi_hbm0_*`, {cfg.beat_bytes * 8}-bit data) and L1 / the output buffer; compute "
+            "each cycle where `task_ready` is high. LOAD and STORE tasks move lines between HBM ("
+            + _hbm_text(cfg) + ") and L1 / the output buffer; compute "
             "tasks run on the row units. When `idle` is high again, every task has finished. "
             "`fill_*` writes L1 lines and `out_*` reads the output buffer (one cycle latency) while idle; "
             "`clear` zeroes `cycles` (cycles with a task offered or a unit busy), `elems` and `gated`.\n\n"
@@ -67,11 +79,9 @@ def _ports_readme(cfg: HwConfig, meta: dict) -> str:
 
 
 def top_component(cfg: HwConfig) -> VivadoTop:
-    """The engine with its HBM port under Vivado-inferable names (``m_axi_hbm0_araddr`` ...)."""
-    if cfg.memory.ports != 1:
-        raise ValueError(f"memory.ports: {cfg.memory.ports} is not supported by the generator yet (allowed: 1; "
-                         "the port interleaver comes with the L3)")
-    return VivadoTop(DsaEngine(cfg), {"hbm": "m_axi_hbm0"})
+    """The chip (``hwgen.top.chip``) with its HBM ports under Vivado-inferable names (``m_axi_hbm0_araddr``
+    ... ``m_axi_hbm<P-1>_*``)."""
+    return VivadoTop(chip(cfg), axi_ports(cfg))
 
 
 def generate(cfg: HwConfig, out: str | Path) -> Path:

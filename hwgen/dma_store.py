@@ -1,4 +1,4 @@
-"""DMA out: a STORE task writes ``lines`` output-buffer lines from ``out_line`` to HBM byte address ``hbm_addr``.
+"""DMA out: a STORE task writes ``lines`` output-buffer lines from ``out_line`` to VIRTUAL byte address ``hbm_addr``.
 
 An output line (L accumulators) and an AXI beat (one L1 line) differ in width by a power of two: a line
 is cut into ``parts`` beats (line >= beat), or ``gather`` lines make one beat (line < beat; ``lines`` must
@@ -8,23 +8,30 @@ responses come back in order.
 Three independent pieces, each a few registers:
 - lines: the output-buffer read port runs as a pipeline (``en`` only when the line it holds is used up), so
   a beat is ready every cycle while the W channel takes them;
-- AW: like the LOAD's AR: registered, first valid in cycle t + 2, then one per cycle while fewer than
-  ``memory.outstanding`` bursts wait for their B response (a burst waits from its AW to its B);
+- AW: like the LOAD's AR: each burst's virtual address is translated by the unit's TLB (``xlate_req`` /
+  ``xlate_resp``, requests as early as the TLB takes them, ``write`` = 1), and the AW is registered with the
+  physical address in a cycle where the AW register is free and fewer than ``memory.outstanding`` bursts
+  wait for their B response (a burst waits from its AW to its B): first valid in cycle t + 3 when the first
+  translation hits (``first_aw_latency``), then one per cycle. The TLB's walks go out on the read channel
+  through the LOAD unit (``dma_load``, walker port 1);
 - W: a beat goes out only once its burst's AW has been accepted (in an earlier cycle); WLAST on the last beat of
   each burst, WSTRB all ones.
 ``busy`` is high from t + 1 to the cycle of the last B response inclusive (``lines = 0``: never).
-A B response other than OKAY sets ``error``.
+A B response other than OKAY sets ``error``. A translation with a fault is taken at once: no further burst
+is translated or issued, ``fault`` latches the code (cleared by the next start), the bursts already issued
+finish (their W beats, their B), and ``busy`` drops in the cycle after the one in which none waits for B.
 """
 from __future__ import annotations
 
 from amaranth import Module, Signal
-from amaranth.lib import wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
 from . import isa, signatures
 from .axi import BURST_INCR, RESP_OKAY
 from .dma_load import BurstPlanner
+from .tlb import Fault, request_layout, response_layout
 
 
 def beats_per_line(cfg) -> tuple[int, int]:
@@ -39,17 +46,24 @@ def store_beats(cfg, lines: int) -> int:
 
 
 class DmaStore(wiring.Component):
+    #: cycles from ``start`` to the first AWVALID when the first translation hits
+    first_aw_latency = 3
+
     def __init__(self, cfg):
         self._cfg = cfg
         axi = signatures.hbm_axi(cfg)
+        addr_bits = isa.DESCRIPTOR.bits("hbm_addr")
         super().__init__({
             "start": In(1),
-            "hbm_addr": In(isa.DESCRIPTOR.bits("hbm_addr")),
+            "hbm_addr": In(addr_bits),
             "out_line": In(isa.DESCRIPTOR.bits("c_addr")),
             "lines": In(isa.DESCRIPTOR.bits("lines")),
             "busy": Out(1),
             "error": Out(1),
+            "fault": Out(Fault),
             "beats": Out(32),                                   # beats sent since reset (a counter)
+            "xlate_req": Out(stream.Signature(request_layout(addr_bits))),
+            "xlate_resp": In(stream.Signature(response_layout(addr_bits))),
             "aw": Out(axi.members["aw"].signature),
             "w": Out(axi.members["w"].signature),
             "b": In(axi.members["b"].signature.flip()),
@@ -100,19 +114,30 @@ class DmaStore(wiring.Component):
             with m.If(rd_left != 0):
                 m.d.sync += [rd_next.eq(rd_next + 1), rd_left.eq(rd_left - 1)]
 
-        # ---- AW: one burst per cycle while fewer than `outstanding` wait for B ----
-        aw_addr = Signal(len(self.hbm_addr))
-        aw_left = Signal(nbits)
+        # ---- translation, then AW: one burst per cycle while fewer than `outstanding` wait for B ----
+        xreq, xresp = self.xlate_req, self.xlate_resp
+        plan_addr = Signal(len(self.hbm_addr))                 # virtual: the next burst to translate
+        plan_left = Signal(nbits)                              # beats not yet sent for translation
+        aw_left = Signal(nbits)                                # beats whose AW is not yet registered
         unacked = Signal(range(cfg.memory.outstanding + 1))
-        aw_beats = BurstPlanner(cfg, aw_addr, aw_left).beats(m)
-        issue = self.busy & (~aw.valid | aw.ready) & (aw_left != 0) & (unacked < cfg.memory.outstanding)
+        plan_beats = BurstPlanner(cfg, plan_addr, plan_left).beats(m)
+        xl_beats = Signal.like(plan_beats)
+        faulting = xresp.valid & (xresp.payload.fault != Fault.NONE)
+        m.d.comb += [xreq.valid.eq(self.busy & (self.fault == Fault.NONE) & (plan_left != 0) & ~faulting),
+                     xreq.payload.vaddr.eq(plan_addr), xreq.payload.write.eq(1)]
+        with m.If(xreq.valid & xreq.ready):
+            m.d.sync += [plan_addr.eq(plan_addr + (plan_beats << size)), plan_left.eq(plan_left - plan_beats),
+                         xl_beats.eq(plan_beats)]
+        issue = (~aw.valid | aw.ready) & xresp.valid & ~faulting & (unacked < cfg.memory.outstanding)
+        m.d.comb += xresp.ready.eq(issue | faulting)
         with m.If(issue):
-            m.d.sync += [aw.valid.eq(1), aw.payload.id.eq(0), aw.payload.addr.eq(aw_addr),
-                         aw.payload.len.eq(aw_beats - 1), aw.payload.size.eq(size),
-                         aw.payload.burst.eq(BURST_INCR),
-                         aw_addr.eq(aw_addr + (aw_beats << size)), aw_left.eq(aw_left - aw_beats)]
+            m.d.sync += [aw.valid.eq(1), aw.payload.id.eq(0), aw.payload.addr.eq(xresp.payload.paddr >> size << size),
+                         aw.payload.len.eq(xl_beats - 1), aw.payload.size.eq(size),
+                         aw.payload.burst.eq(BURST_INCR), aw_left.eq(aw_left - xl_beats)]
         with m.Elif(aw.ready):
             m.d.sync += aw.valid.eq(0)
+        with m.If(faulting):
+            m.d.sync += self.fault.eq(xresp.payload.fault)
         aw_sent = Signal(nbits)                                # AW handshakes of this task
         with m.If(aw.valid & aw.ready):
             m.d.sync += aw_sent.eq(aw_sent + 1)
@@ -142,11 +167,14 @@ class DmaStore(wiring.Component):
                 m.d.sync += self.error.eq(1)
             with m.If((unacked == 1) & (aw_left == 0)):
                 m.d.sync += self.busy.eq(0)
+        with m.If(self.busy & (self.fault != Fault.NONE) & (unacked == 0)):
+            m.d.sync += self.busy.eq(0)
 
         with m.If(self.start & ~self.busy):
             total = (self.lines >> exact_log2(gather)) if gather > 1 else self.lines * parts
             addr = self.hbm_addr >> size << size
-            m.d.sync += [self.busy.eq(self.lines != 0), self.error.eq(0), rd_next.eq(self.out_line),
-                         rd_left.eq(self.lines), aw_addr.eq(addr), w_addr.eq(addr), aw_left.eq(total),
-                         w_left.eq(total), aw_sent.eq(0), w_bursts.eq(0), w_pos.eq(0)]
+            m.d.sync += [self.busy.eq(self.lines != 0), self.error.eq(0), self.fault.eq(Fault.NONE),
+                         rd_next.eq(self.out_line), rd_left.eq(self.lines), plan_addr.eq(addr), w_addr.eq(addr),
+                         plan_left.eq(total), aw_left.eq(total), w_left.eq(total), aw_sent.eq(0), w_bursts.eq(0),
+                         w_pos.eq(0)]
         return m

@@ -18,7 +18,21 @@ in the simulator) counts from t to the cycle that sees all its work finished.
 
 Host side: ``fill`` writes L1 lines and ``out`` reads the output buffer (both only while ``idle``);
 ``clear`` zeroes the counters; ``cycles`` counts the cycles in which a task is offered or a unit is busy.
-The DMA units share one AXI4 master, ``hbm`` (reads: LOAD; writes: STORE).
+The DMA units share one AXI4 master, ``hbm`` (reads: LOAD data with ARID 0 and page-table walks with ARID
+``dma_load.WALK_ID``; writes: STORE).
+
+Paging: LOAD / STORE descriptors carry virtual addresses. Each DMA unit has its own TLB (``hwgen/tlb.py``,
+``memory.tlb_entries`` entries each) that translates every burst before its AR / AW. One per unit, not one
+shared: the two units run at the same time on different tensors (LOADs read B and A tiles, STOREs write C),
+so a shared TLB would only let one unit's translations wait behind the other's walk or blocked response and
+let one tensor's pages evict the other's; separate TLBs keep each unit's timing its own except for the read
+channel, at the cost of twice the entry registers. Both TLBs walk through the LOAD unit, which owns the read
+channel (one walk at a time; LOAD's TLB first when both ask, a walk before a data burst). The table is found
+from the inputs ``page_table_base`` (physical byte address) and ``page_table_entries`` (entries; a virtual
+page at or beyond it faults without a walk); ``tlb_flush`` empties both TLBs (after the host changed the
+table). ``page_fault`` holds each unit's ``tlb.Fault`` (LOAD bits 0-1, STORE bits 2-3, ``tlb.page_fault_layout``):
+a unit that faults stops (its bursts in flight finish) and, while any field is nonzero, no task is taken;
+reset clears it. ``tlb_hits`` / ``tlb_misses`` / ``tlb_walks`` count over both TLBs since reset.
 """
 from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import memory, stream, wiring
@@ -31,6 +45,7 @@ from .layout import Layout
 from .result_writer import ResultWriter
 from .row_unit import DIM_BITS, RowUnit
 from .scratchpad import Scratchpad
+from .tlb import Fault, Tlb, page_fault_layout
 from .topk_path import TopkPath
 
 COUNTER_BITS = 32
@@ -58,6 +73,13 @@ class DsaEngine(wiring.Component):
             "elems": Out(COUNTER_BITS),   # marked elements processed (one L-lane MAC cycle each)
             "gated": Out(COUNTER_BITS),   # lane-MACs whose B operand was zero (gated, not skipped)
             "dma_error": Out(2),          # bit 0: a LOAD beat, bit 1: a STORE response was not OKAY
+            "page_table_base": In(isa.DESCRIPTOR.bits("hbm_addr")),
+            "page_table_entries": In(Tlb.entries_bits(cfg)),
+            "tlb_flush": In(1),
+            "page_fault": Out(page_fault_layout()),
+            "tlb_hits": Out(COUNTER_BITS),
+            "tlb_misses": Out(COUNTER_BITS),
+            "tlb_walks": Out(COUNTER_BITS),
             "fill": Out(signatures.l1_write(cfg, byte_enables=False)),
             "out": Out(signatures.out_read(cfg)),
             "hbm": Out(signatures.hbm_axi(cfg)),
@@ -80,8 +102,23 @@ class DsaEngine(wiring.Component):
         m.d.comb += [out_wr.addr.eq(writer.out_write.addr), out_wr.data.eq(writer.out_write.data),
                      out_wr.en.eq(writer.out_write.en)]
 
-        m.submodules.load = load = DmaLoad(cfg)
+        m.submodules.load = load = DmaLoad(cfg, walkers=2)
         m.submodules.store = store = DmaStore(cfg)
+        tlbs = []
+        for index, (name, unit) in enumerate((("load_tlb", load), ("store_tlb", store))):
+            tlb = Tlb(cfg, addr_width=isa.DESCRIPTOR.bits("hbm_addr"))
+            m.submodules[name] = tlb
+            tlbs.append(tlb)
+            m.d.comb += [tlb.table_base.eq(self.page_table_base), tlb.table_entries.eq(self.page_table_entries),
+                         tlb.flush.eq(self.tlb_flush)]
+            connect(m, unit.xlate_req, tlb.req)
+            connect(m, tlb.resp, unit.xlate_resp)
+            connect(m, tlb.walk_req, load.walk_req[index])
+            connect(m, load.walk_resp[index], tlb.walk_resp)
+        m.d.comb += [self.tlb_hits.eq(sum(t.hits for t in tlbs)), self.tlb_misses.eq(sum(t.misses for t in tlbs)),
+                     self.tlb_walks.eq(sum(t.walks for t in tlbs)),
+                     self.page_fault.load.eq(load.fault), self.page_fault.store.eq(store.fault)]
+        halted = (load.fault != Fault.NONE) | (store.fault != Fault.NONE)
         connect(m, load.ar, wiring.flipped(self.hbm.ar))
         connect(m, load.r, wiring.flipped(self.hbm.r))
         connect(m, store.aw, wiring.flipped(self.hbm.aw))
@@ -106,7 +143,7 @@ class DsaEngine(wiring.Component):
         head_writes_l1 = head_compute & ((head.opcode == isa.Opcode.TOPK) | (head.requant != isa.Requant.NONE))
         unit_free = Mux(head_load, ~load.busy, Mux(head_store, ~store.busy, ~running))
         l1_port_free = Mux(head_load, ~(running & writes_l1), ~(head_writes_l1 & load.busy))
-        m.d.comb += self.task.ready.eq(unit_free & ((head.wait & busy) == 0) & l1_port_free)
+        m.d.comb += self.task.ready.eq(unit_free & ((head.wait & busy) == 0) & l1_port_free & ~halted)
         taken = self.task.valid & self.task.ready
         m.d.comb += [load.start.eq(taken & head_load), load.hbm_addr.eq(head.hbm_addr),
                      load.l1_line.eq(head.a_addr), load.lines.eq(head.lines),

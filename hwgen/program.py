@@ -36,7 +36,8 @@ class OutputSpec:
     m: int
     n: int
     row_order: tuple[int, ...] | None = None   # stored row p holds logical row row_order[p]
-    hbm_addr: int | None = None                # where a STORE left C in HBM (None: read the output buffer)
+    hbm_addr: int | None = None                # where a STORE left C in HBM, a virtual address when the program
+                                               # is paged (None: read the output buffer)
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,20 @@ class Program:
     kernel: str = "matmul"                                        # what the golden model runs
     params: dict[str, Any] = field(default_factory=dict)
     hbm: np.ndarray | None = None   # uint8: the physical HBM image at the start (operands in HBM)
+    # paged programs (LOAD/STORE hbm_addr are virtual): the page table in ``hbm``, as the engine's
+    # page_table_base / page_table_entries inputs get it, and the allocator's fragmentation report
+    page_table_base: int | None = None
+    page_table_entries: int = 0
+    fragmentation: dict[str, Any] = field(default_factory=dict)
+
+    def page_table(self, cfg: HwConfig, image: np.ndarray | None = None):
+        """The program's page table (``hwgen.paging.PageTable``) read out of ``image`` (default: ``hbm``), or
+        None for a program that is not paged."""
+        if self.page_table_base is None:
+            return None
+        from .paging import PageTable
+        return PageTable.in_image(self.hbm if image is None else image, self.page_table_base,
+                                  self.page_table_entries, cfg.memory.page_bytes)
 
     @property
     def fields(self) -> list[dict[str, int]]:

@@ -1,9 +1,16 @@
 """Operands in HBM: tile C = A @ B over row blocks of A, double-buffered in L1 and in the output buffer.
 
-Memory image (``Program.hbm``, physical byte addresses, every tensor on a 4 KiB boundary): B as its L1
-image (``b_row_lines(N)`` lines per row), then each row tile of A encoded on its own in the chosen format
-(its rows, bitmask/CSR pointers relative to the tile), then C, written by the STOREs as output lines
-(row-major over (row, lane block), ``acc_bits`` per lane).
+Paged memory (``hwgen/paging.py``): the tensors are B as its L1 image (``b_row_lines(N)`` lines per row), each
+row tile of A encoded on its own in the chosen format (its rows, bitmask/CSR pointers relative to the tile)
+and C, written by the STOREs as output lines (row-major over (row, lane block), ``acc_bits`` per lane). A
+``PageAllocator`` with pages of ``memory.page_bytes`` places each of them, in that order, on whole pages: B
+and the A tiles read-only, C writable. The LOAD / STORE descriptors carry VIRTUAL addresses; the HBM image
+(``Program.hbm``, physical) holds the tensors in their physical pages and, right after the page pool, the
+page table (``Program.page_table_base`` / ``page_table_entries``, what the engine's inputs of the same names
+take). The pool has exactly the pages the tensors need, handed out lowest first (virtual == physical), or,
+with ``page_seed``, twice as many handed out in an order drawn from the seed (scattered: every burst is
+really translated, and the free pages are fragmented). ``Program.fragmentation`` is the allocator's report.
+Pages are >= 4 KiB and a burst never crosses 4 KiB, so each burst is one translation.
 
 L1: B at line 0, then two A buffers; the output buffer: two halves. Tile i uses A buffer and output half
 ``i % 2``. Task order, with the ``wait`` bits that make it safe::
@@ -27,6 +34,7 @@ from .config import HwConfig
 from .dma_store import beats_per_line
 from .formats import OperandError
 from .layout import Layout
+from .paging import PageAllocator
 from .program import (
     OutputSpec,
     Program,
@@ -37,12 +45,8 @@ from .program import (
     place_b,
 )
 
-ALIGN = 4096   # every tensor in HBM starts on a 4 KiB boundary (never shares a burst or a page-table split)
 WAIT_LOAD, WAIT_COMPUTE = 1 << isa.Unit.LOAD, 1 << isa.Unit.COMPUTE
-
-
-def _align(x: int) -> int:
-    return -(-x // ALIGN) * ALIGN
+SCATTER = 2   # with a page seed, the pool has this many times the pages the tensors need
 
 
 def _encode_tile(cfg: HwConfig, stored, a_format: str, rows: slice, k: int, first: int, limit: int):
@@ -64,9 +68,10 @@ def _encode_tile(cfg: HwConfig, stored, a_format: str, rows: slice, k: int, firs
 
 def compile_matmul_hbm(cfg: HwConfig, a, b: np.ndarray, kernel: str = "spmm", a_format: str = "dense",
                        threshold: int | None = None, nm: tuple[int, int] = (2, 4),
-                       tile_rows: int | None = None) -> Program:
-    """C = A @ B with A, B and C in HBM, as LOAD / compute / STORE tasks over row tiles (see the module
-    docstring). ``tile_rows`` caps the rows per tile (default: as many as fit)."""
+                       tile_rows: int | None = None, page_seed: int | None = None) -> Program:
+    """C = A @ B with A, B and C in paged HBM, as LOAD / compute / STORE tasks over row tiles (see the module
+    docstring). ``tile_rows`` caps the rows per tile (default: as many as fit); ``page_seed`` scatters the
+    physical pages (default: deterministic, lowest first)."""
     check_kernel(kernel, a_format)
     stored, logical, b, threshold = check_matmul(cfg, a, b, kernel, a_format, threshold, nm)
     (m, k), n = logical.shape, b.shape[1]
@@ -105,32 +110,33 @@ def compile_matmul_hbm(cfg: HwConfig, a, b: np.ndarray, kernel: str = "spmm", a_
         raise OperandError(f"C: {m}x{n} is {m * nbj} output lines, not a whole number of {gather}-line AXI beats "
                            "(engine.lanes x acc_bits < scan_bytes x 8); pad M")
 
-    # HBM image: B, the A tiles, C
+    # the tensors: B, the A tiles, C
     opcode = isa.Opcode.GEMM if kernel == "gemm" else isa.Opcode.SPMM
     base = dict(opcode=opcode, a_format=isa.AFormat[a_format.upper()], k=k, n=n, threshold=threshold,
                 b_addr=b_addr)
-    chunks: list[tuple[int, bytes]] = []
-    cursor = 0
-
-    def put(blob: bytes) -> int:
-        nonlocal cursor
-        at = cursor
-        chunks.append((at, blob))
-        cursor = _align(at + len(blob))
-        return at
-
-    b_hbm = put(b_img.lines[:b_lines].tobytes())
+    blobs = {"B": b_img.lines[:b_lines].tobytes()}
     tiles = []
     for t, i in enumerate(range(0, m, rows)):
         first = b_lines + (t % 2) * buf_lines
         fields, used, img = _encode_tile(cfg, stored, a_format, slice(i, min(i + rows, m)), k, first,
                                          first + buf_lines)
-        tiles.append((i, min(i + rows, m), fields, used, put(img.lines[first:first + used].tobytes()), first))
+        blobs[f"A{t}"] = img.lines[first:first + used].tobytes()
+        tiles.append((i, min(i + rows, m), fields, used, f"A{t}", first))
     out_line_bytes = cfg.out_line_bits // 8
-    c_hbm = put(bytes(m * nbj * out_line_bytes))
-    image = np.zeros(_align(cursor) or ALIGN, dtype=np.uint8)
-    for at, blob in chunks:
-        image[at:at + len(blob)] = np.frombuffer(blob, np.uint8)
+    c_bytes = m * nbj * out_line_bytes
+
+    # pages: place them, write them and the page table into the physical image
+    pb = cfg.memory.page_bytes
+    need = sum(-(-len(blob) // pb) for blob in blobs.values()) + -(-c_bytes // pb)
+    alloc = PageAllocator(cfg, need * pb * (1 if page_seed is None else SCATTER), seed=page_seed)
+    where = {name: alloc.alloc(name, len(blob), writable=False) for name, blob in blobs.items()}
+    where["C"] = alloc.alloc("C", c_bytes)
+    table = alloc.page_table()
+    image = np.zeros(-(-(table.base + table.size_bytes) // pb) * pb, dtype=np.uint8)
+    image[table.base:table.base + table.size_bytes] = np.frombuffer(table.image, np.uint8)
+    for name, blob in blobs.items():
+        table.write(image, where[name].vaddr, blob, check=False)
+    c_hbm = where["C"].vaddr
 
     def load(hbm: int, line: int, lines: int, stream: bool, wait: int = 0) -> int:
         return isa.pack(opcode=isa.Opcode.LOAD, hbm_addr=hbm, a_addr=line, lines=lines, stream=int(stream),
@@ -146,10 +152,10 @@ def compile_matmul_hbm(cfg: HwConfig, a, b: np.ndarray, kernel: str = "spmm", a_
         return isa.pack(**base, **fields, m=i1 - i0, c_addr=(t % 2) * (cfg.out_lines // 2), wait=WAIT_LOAD)
 
     def load_a(t: int) -> int:
-        _, _, _, used, hbm, first = tiles[t]
-        return load(hbm, first, used, stream=True)
+        _, _, _, used, name, first = tiles[t]
+        return load(where[name].vaddr, first, used, stream=True)
 
-    descs = [load(b_hbm, b_addr, b_lines, stream=False), load_a(0)]
+    descs = [load(where["B"].vaddr, b_addr, b_lines, stream=False), load_a(0)]
     for t in range(len(tiles)):
         descs.append(compute(t))
         if t + 1 < len(tiles):
@@ -158,4 +164,7 @@ def compile_matmul_hbm(cfg: HwConfig, a, b: np.ndarray, kernel: str = "spmm", a_
     return Program(config_digest=cfg.digest(), descriptors=tuple(descs), l1=np.zeros((cfg.l1_lines, W), np.uint8),
                    outputs={"C": OutputSpec(0, m, n, hbm_addr=c_hbm)}, l1_lines_used=0,
                    tensors={"A": logical, "B": b}, kernel=kernel, hbm=image,
-                   params={"tiles": len(tiles), "tile_rows": rows, "placement": "hbm"})
+                   params={"tiles": len(tiles), "tile_rows": rows, "placement": "hbm", "page_seed": page_seed,
+                           "pages": {name: t.ppns for name, t in where.items()}},
+                   page_table_base=table.base, page_table_entries=table.num_entries,
+                   fragmentation=alloc.fragmentation())

@@ -1,7 +1,7 @@
 """TLB of the DMA path: virtual -> physical translation with a one-level page-table walk on a miss.
 
-The behaviour is ``sim.memory.paging.Tlb`` exactly (hits, misses, replacement, faults and counters); the entry
-format and the table layout are the ones of ``sim.memory.paging`` (``PTE``, ``PageTable``), imported from
+The behaviour is ``sim.memory.paging.Tlb`` exactly (hits, misses, walks, replacement, faults and counters); the
+entry format and the table layout are the ones of ``hwgen.paging`` (``PTE``, ``PageTable``), imported from
 there, so the format is written once. Sizes come from ``cfg.memory``: ``tlb_entries`` entries in
 ``tlb_sets`` sets of ``tlb_ways`` ways, pages of ``page_bytes``.
 
@@ -23,9 +23,10 @@ Interface
 - ``walk_resp`` (stream in): the 64-bit entry word read there (fields decoded with ``paging.pte_layout``; bits
   above the last field are ignored, the format keeps them zero; ppn bits above ``addr_width - log2(page_bytes)``
   are dropped).
-- ``hits``, ``misses``, ``evictions``, ``faults`` (out, 32 bits, wrapping): the counters of
+- ``hits``, ``misses``, ``walks``, ``evictions``, ``faults`` (out, 32 bits, wrapping): the counters of
   ``Tlb.stats``. An OUTSIDE access counts as a miss and a fault, like the model (which has no entry for it),
-  but no walk is issued: the table has no entry to read.
+  but not as a walk and no walk is issued: the table has no entry to read. ``walks`` counts the misses that
+  read the table (counted when the miss is accepted).
 
 One request is in flight at a time: ``req.ready`` is high when nothing is in flight, or when the response of
 the one in flight is taken in this cycle (and ``flush`` is low).
@@ -60,7 +61,7 @@ from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from sim.memory.paging import PTE, PTE_BITS, PTE_BYTES, pte_layout
+from .paging import PTE, PTE_BITS, PTE_BYTES, pte_layout
 
 MAX_ENTRIES = 64        # registers and one comparator per way: fine up to here
 COUNTER_BITS = 32
@@ -76,6 +77,30 @@ class Fault(enum.Enum, shape=2):
 
 
 FAULT_OF_REASON = {"unmapped": Fault.UNMAPPED, "permission": Fault.PERMISSION, "outside": Fault.OUTSIDE}
+
+#: the engine's ``page_fault`` output: the Fault of each DMA unit (LOAD in bits 0-1, STORE in bits 2-3), held
+#: until reset; any nonzero field halts the engine (``hwgen/engine.py``)
+PAGE_FAULT_UNITS = ("load", "store")
+
+
+def page_fault_layout() -> data.StructLayout:
+    return data.StructLayout({unit: Fault for unit in PAGE_FAULT_UNITS})
+
+
+def decode_page_fault(value: int) -> dict[str, str]:
+    """The ``page_fault`` output read as an int -> {"load": Fault name, "store": Fault name}."""
+    layout = page_fault_layout()
+    return {unit: Fault((int(value) >> layout[unit].offset) & 3).name for unit in PAGE_FAULT_UNITS}
+
+
+def request_layout(addr_width: int) -> data.StructLayout:
+    """A translation request (``req``): the virtual address, and whether the access writes."""
+    return data.StructLayout({"vaddr": addr_width, "write": 1})
+
+
+def response_layout(addr_width: int) -> data.StructLayout:
+    """A translation response (``resp``): the physical address (0 unless ``fault`` is NONE) and the Fault."""
+    return data.StructLayout({"paddr": addr_width, "fault": Fault})
 
 
 def _log2(name: str, value: int) -> int:
@@ -106,13 +131,13 @@ class Tlb(wiring.Component):
         self.tag_bits = self.vpn_bits - self.set_bits
         self.entry_layout = data.StructLayout({"valid": 1, "read": 1, "write": 1, "tag": self.tag_bits,
                                                "ppn": self.ppn_bits})
-        self.req_layout = data.StructLayout({"vaddr": addr_width, "write": 1})
-        self.resp_layout = data.StructLayout({"paddr": addr_width, "fault": Fault})
+        self.req_layout = request_layout(addr_width)
+        self.resp_layout = response_layout(addr_width)
         # not a port: the entries, [set][way], LRU first; testbenches read it through ``contents``
         self.store = Signal(data.ArrayLayout(data.ArrayLayout(self.entry_layout, self.ways), self.sets))
         super().__init__({
             "table_base": In(addr_width),
-            "table_entries": In(self.vpn_bits + 1),   # up to the whole virtual space
+            "table_entries": In(self.entries_bits(cfg, addr_width)),   # up to the whole virtual space
             "flush": In(1),
             "req": In(stream.Signature(self.req_layout)),
             "resp": Out(stream.Signature(self.resp_layout)),
@@ -120,30 +145,25 @@ class Tlb(wiring.Component):
             "walk_resp": In(stream.Signature(PTE_BITS)),
             "hits": Out(COUNTER_BITS),
             "misses": Out(COUNTER_BITS),
+            "walks": Out(COUNTER_BITS),
             "evictions": Out(COUNTER_BITS),
             "faults": Out(COUNTER_BITS),
         })
 
-    # ---- timing, read by tests and the cycle model ----
-    @property
-    def hit_latency(self) -> int:
-        """Cycles from the ``req`` handshake to ``resp.valid`` on a hit or an OUTSIDE fault."""
-        return 1
+    @staticmethod
+    def entries_bits(cfg, addr_width: int = 40) -> int:
+        """Width of ``table_entries``: up to the whole virtual space of ``addr_width`` bits."""
+        return addr_width - _log2("memory.page_bytes", cfg.memory.page_bytes) + 1
 
-    @property
-    def walk_issue_latency(self) -> int:
-        """Cycles from the ``req`` handshake to ``walk_req.valid`` on a miss."""
-        return 1
-
-    @property
-    def fill_latency(self) -> int:
-        """Cycles from the ``walk_resp`` handshake to ``resp.valid``."""
-        return 1
-
-    @property
-    def hit_interval(self) -> int:
-        """Cycles between accepted requests when they hit back to back and ``resp.ready`` stays high."""
-        return 1
+    # ---- timing, read by tests and the cycle model (sim/memory/dma.py) ----
+    #: cycles from the ``req`` handshake to ``resp.valid`` on a hit or an OUTSIDE fault
+    hit_latency = 1
+    #: cycles from the ``req`` handshake to ``walk_req.valid`` on a miss
+    walk_issue_latency = 1
+    #: cycles from the ``walk_resp`` handshake to ``resp.valid``
+    fill_latency = 1
+    #: cycles between accepted requests when they hit back to back and ``resp.ready`` stays high
+    hit_interval = 1
 
     def miss_latency(self, walk_cycles: int) -> int:
         """Cycles from the ``req`` handshake to ``resp.valid`` on a miss whose walk is accepted at once and
@@ -251,7 +271,7 @@ class Tlb(wiring.Component):
                 m.d.sync += [walk_req.valid.eq(1),
                              walk_req.payload.eq(self.table_base + req_vpn * PTE_BYTES),
                              vaddr.eq(req.payload.vaddr), write.eq(req.payload.write),
-                             self.misses.eq(self.misses + 1)]
+                             self.misses.eq(self.misses + 1), self.walks.eq(self.walks + 1)]
 
         with m.If(walk_req.valid & walk_req.ready):
             m.d.sync += [walk_req.valid.eq(0), walking.eq(1)]
@@ -277,4 +297,6 @@ class Tlb(wiring.Component):
         return m
 
 
-__all__ = ["COUNTER_BITS", "FAULT_OF_REASON", "MAX_ENTRIES", "Fault", "Tlb"]
+__all__ = ["COUNTER_BITS", "FAULT_OF_REASON", "MAX_ENTRIES", "PAGE_FAULT_UNITS", "Fault", "Tlb", "decode_page_fault",
+           "page_fault_layout",
+           "request_layout", "response_layout"]

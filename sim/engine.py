@@ -16,6 +16,7 @@ import numpy as np
 from hwgen import isa
 from hwgen.config import HwConfig
 from hwgen.layout import INDEX_BYTES, PTR_BYTES, Layout
+from hwgen.paging import PageFault, PageTable
 from hwgen.program import Program, Result, decode_output, output_lines, output_words, unpermute_rows
 from sim.memory.axi_port import HbmPorts
 from sim.memory.dma import DmaUnits, out_lines_to_bytes
@@ -185,8 +186,12 @@ class EngineModel:
         l1 = program.l1.copy()
         out = np.zeros((cfg.out_lines, cfg.engine.lanes), dtype=np.int64)
         image = np.zeros(0, np.uint8) if program.hbm is None else program.hbm.copy()
+        table = program.page_table(cfg, image)
+        if table is None and any(isa.unit_of(f["opcode"]) != isa.Unit.COMPUTE for f in program.fields):
+            raise ValueError("program: LOAD / STORE tasks but no page table (page_table_base is None); compile "
+                             "operands in HBM with hwgen.tiling.compile_matmul_hbm")
         ports = HbmPorts(cfg)
-        dma = DmaUnits(cfg, ports)
+        dma = DmaUnits(cfg, ports, table)
         stats: dict = {"backend": "sim", "elems": 0, "gated_macs": 0, "unit_busy_cycles": 0, "task_cycles": [],
                        "task_issue": []}
         compute_free, compute_writes_l1, store_reads = 0, False, []   # store_reads: (first, end, free) lines
@@ -204,14 +209,17 @@ class EngineModel:
                 c = max(c, compute_free)
             if unit == isa.Unit.COMPUTE and writes_l1:
                 c = max(c, free_of(isa.Unit.LOAD))
+            dma.run_until(c)
+            if dma.halt_at is not None and dma.halt_at <= c:
+                break                  # a page fault halted the engine: this task and the rest are not taken
             t = c
             stats["task_issue"].append(t)
             if unit == isa.Unit.LOAD:
-                _load(cfg, f, image, l1)
+                _load(cfg, f, image, l1, table)
                 dma.start_load(t, f["hbm_addr"], f["lines"])
                 continue
             if unit == isa.Unit.STORE:
-                _store(cfg, f, image, out)
+                _store(cfg, f, image, out, table)
                 dma.start_store(t, f["hbm_addr"], f["lines"])
                 store_reads.append((f["c_addr"], f["c_addr"] + f["lines"], index))
                 continue
@@ -223,9 +231,10 @@ class EngineModel:
             stats["task_cycles"].append(cycles)
             compute_free, compute_writes_l1 = t + cycles + 1, writes_l1
         ends = [t + 1, compute_free, dma.free_at("load"), dma.free_at("store")]
-        result = {name: read_output(cfg, spec, out, image) for name, spec in program.outputs.items()} \
+        result = {name: read_output(cfg, spec, out, image, table) for name, spec in program.outputs.items()} \
             if outputs else {}
         stats.update(dma.stats)
+        stats["fragmentation"] = program.fragmentation
         stats["hbm"] = ports.stats
         stats["wall_s"] = time.perf_counter() - wall
         return Result(outputs=result, cycles=max(ends), stats=stats)
@@ -284,12 +293,13 @@ def write_rows(cfg: HwConfig, f: dict[str, int], out: np.ndarray, c: np.ndarray,
     out[lay.c_line(f["c_addr"], rows * nbj, cols)] = lines[rows, cols]
 
 
-def read_output(cfg: HwConfig, spec, out: np.ndarray, image: np.ndarray | None = None) -> np.ndarray:
-    """An output as the host reads it back: from HBM where a STORE put it, else from the output buffer
-    (lanes wrap to acc_bits)."""
+def read_output(cfg: HwConfig, spec, out: np.ndarray, image: np.ndarray | None = None,
+                table: PageTable | None = None) -> np.ndarray:
+    """An output as the host reads it back: from HBM where a STORE put it (through the page table: ``hbm_addr``
+    is virtual), else from the output buffer (lanes wrap to acc_bits)."""
     if spec.hbm_addr is not None:
         count = spec.m * Layout.of(cfg).blocks(spec.n)
-        blob = image[spec.hbm_addr:spec.hbm_addr + count * cfg.out_line_bits // 8].tobytes()
+        blob = table.read(image, spec.hbm_addr, count * cfg.out_line_bits // 8)
         return decode_output(cfg, spec, output_words(cfg, blob))
     lines = out[output_lines(cfg, spec)]
     return unpermute_rows(spec, lines.reshape(spec.m, -1)[:, :spec.n])
@@ -298,22 +308,31 @@ def read_output(cfg: HwConfig, spec, out: np.ndarray, image: np.ndarray | None =
 _UNIT_NAMES = {isa.Unit.LOAD: "load", isa.Unit.STORE: "store"}
 
 
-def _load(cfg: HwConfig, f: dict[str, int], image: np.ndarray, l1: np.ndarray) -> None:
-    """A LOAD's data: ``lines`` L1 lines from HBM."""
+def _load(cfg: HwConfig, f: dict[str, int], image: np.ndarray, l1: np.ndarray, table: PageTable) -> None:
+    """A LOAD's data: ``lines`` L1 lines from virtual ``hbm_addr``. A page fault moves nothing here (the DMA
+    model stops the unit; the data of a faulted program is not defined)."""
     W, addr, n = cfg.line_bytes, f["hbm_addr"], f["lines"]
-    if addr + n * W > image.size or f["a_addr"] + n > cfg.l1_lines:
-        raise ValueError(f"LOAD of {n} lines from HBM 0x{addr:x} to L1 line {f['a_addr']}: outside HBM "
-                         f"({image.size} bytes) or L1 ({cfg.l1_lines} lines)")
-    l1[f["a_addr"]:f["a_addr"] + n] = image[addr:addr + n * W].reshape(n, W)
+    if f["a_addr"] + n > cfg.l1_lines:
+        raise ValueError(f"LOAD of {n} lines to L1 line {f['a_addr']}: outside L1 ({cfg.l1_lines} lines)")
+    try:
+        blob = table.read(image, addr, n * W)
+    except PageFault:
+        return
+    if len(blob) != n * W:
+        raise ValueError(f"LOAD of {n} lines from HBM 0x{addr:x}: outside HBM ({image.size} bytes)")
+    l1[f["a_addr"]:f["a_addr"] + n] = np.frombuffer(blob, np.uint8).reshape(n, W)
 
 
-def _store(cfg: HwConfig, f: dict[str, int], image: np.ndarray, out: np.ndarray) -> None:
-    """A STORE's data: ``lines`` output lines to HBM."""
+def _store(cfg: HwConfig, f: dict[str, int], image: np.ndarray, out: np.ndarray, table: PageTable) -> None:
+    """A STORE's data: ``lines`` output lines to virtual ``hbm_addr`` (a page fault writes nothing here)."""
     blob = out_lines_to_bytes(cfg, out[f["c_addr"]:f["c_addr"] + f["lines"]])
-    addr = f["hbm_addr"]
-    if addr + len(blob) > image.size:
-        raise ValueError(f"STORE of {len(blob)} bytes to HBM 0x{addr:x}: outside HBM ({image.size} bytes)")
-    image[addr:addr + len(blob)] = np.frombuffer(blob, np.uint8)
+    try:
+        table.write(image, f["hbm_addr"], blob)
+    except PageFault:
+        return
+    except ValueError as e:
+        raise ValueError(f"STORE of {len(blob)} bytes to HBM 0x{f['hbm_addr']:x}: outside HBM ({image.size} "
+                         f"bytes)") from e
 
 
 def _check_store_hazard(cfg: HwConfig, f: dict[str, int], index: int, store_reads: list, dma: DmaUnits,

@@ -33,6 +33,7 @@ from hwgen import build as hwbuild
 from hwgen import isa
 from hwgen.config import HwConfig
 from hwgen.program import Program, Result, decode_output, output_lines
+from hwgen.tlb import decode_page_fault
 
 WAIVERS = Path(__file__).parent / "tb" / "waivers.vlt"
 TB_MODULE = "sim.tb.dsa_tb"
@@ -237,6 +238,7 @@ def _job(cfg: HwConfig, program: Program, stall: float = 0.0, seed: int = 0) -> 
     return {"lines": [int.from_bytes(program.l1[i].tobytes(), "little") for i in range(program.l1_lines_used)],
             "descs": list(program.descriptors), "budget": cycle_budget(cfg, program), "reads": reads,
             "hbm": hbm.tobytes(), "config": cfg, "stall": stall, "seed": seed,
+            "page_table": (program.page_table_base or 0, program.page_table_entries),
             "shape": f"{_kind(f)} m={f['m']} k={f['k']} n={f['n']} ({len(program.descriptors)} tasks)"}
 
 
@@ -281,7 +283,9 @@ def run_rtl_batch(cfg: HwConfig, programs: list[Program], build_root: str | Path
     return [Result(outputs={name: decode_output(cfg, spec, words)
                             for (name, words), spec in zip(r["outputs"], p.outputs.values())},
                    cycles=r["cycles"], stats={"elems": r["elems"], "gated_macs": r["gated"], "wall_s": r["wall_s"],
-                                              "task_issue": r["task_issue"], "backend": "rtl"})
+                                              "task_issue": r["task_issue"], "backend": "rtl",
+                                              "page_fault": decode_page_fault(r["page_fault"]),
+                                              **{k: r[k] for k in ("tlb_hits", "tlb_misses", "tlb_walks")}})
             for r, p in zip(out["results"], programs)]
 
 

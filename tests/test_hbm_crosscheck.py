@@ -4,13 +4,22 @@ The RTL's HBM port is answered by the cocotb responder timed by the same HbmPort
 so at 0 % stalls every task is taken in the same cycle and the program ends in the same cycle. With stalls
 the RTL is slower (the simulator does not model the random pauses) but must stay bit-exact, and the
 monitor fails the run on any AXI rule broken.
+
+Every HBM program is paged (virtual addresses in the descriptors, the page table in the image, a TLB per DMA
+unit walking over the read channel). The paged tests scatter the physical pages (seeded) and use TLBs small
+enough to miss, so walks run while the other unit moves data; at 0 % stalls the TLB counters agree too. The
+fault tests point a descriptor outside the table, at an unmapped page and (a STORE) at a read-only page:
+the simulator and the RTL report the same fault, take the same tasks and stop in the same cycle.
 """
+import dataclasses
+
 import numpy as np
 import pytest
-from conftest import variant
+from conftest import VARIANTS, variant
 
 from golden import executor
 from golden.workloads import prune_nm, random_operands
+from hwgen import config, isa
 from hwgen.formats import OperandError
 from hwgen.tiling import compile_matmul_hbm
 from sim.engine import EngineModel
@@ -18,9 +27,22 @@ from sim.runner import run_rtl_batch
 
 # tiny: an output line is one beat; odd: two beats per line (8-byte beats); wrap16: two lines per beat
 HBM_VARIANTS = ["tiny", "odd", "wrap16"]
+# small TLBs: 4 KiB pages, one entry per unit (tiny) / 2 sets of 1 way with 8-byte beats (odd); wrap16 keeps
+# the preset's 64 KiB pages and 32 entries (compulsory misses only)
+PAGED = {
+    "tlb1": {**VARIANTS["tiny"], "name": "tlb1", "memory": {"page_bytes": 4096, "tlb_entries": 1}},
+    "odd_tlb2": {**VARIANTS["odd"], "name": "odd_tlb2", "memory": {"page_bytes": 4096, "tlb_entries": 2,
+                                                                   "tlb_sets": 2}},
+    "wrap16": VARIANTS["wrap16"],
+}
+TLB_COUNTERS = ("tlb_hits", "tlb_misses", "tlb_walks")
 
 
-def _programs(cfg, seed=0):
+def paged(name):
+    return config.from_dict(PAGED[name])
+
+
+def _programs(cfg, seed=0, page_seed=None):
     rng = np.random.default_rng(seed)
     out = []
     for kernel, fmt, density in [("spmm", "dense", 0.3), ("spmm", "bitmask", 0.1), ("spmm", "csr", 0.05),
@@ -29,7 +51,8 @@ def _programs(cfg, seed=0):
         a, b = random_operands(m, k, n, density, seed=seed)
         if fmt == "nm":
             a = prune_nm(a, 2, 4)
-        out.append((f"{kernel}/{fmt} {m}x{k}x{n}", compile_matmul_hbm(cfg, a, b, kernel, fmt, tile_rows=16)))
+        out.append((f"{kernel}/{fmt} {m}x{k}x{n}", compile_matmul_hbm(cfg, a, b, kernel, fmt, tile_rows=16,
+                                                                      page_seed=page_seed)))
     return out
 
 
@@ -83,17 +106,169 @@ def test_l1_too_small_for_one_tile():
         compile_matmul_hbm(cfg, a, b)
 
 
-def test_more_than_one_port_is_refused_with_a_clear_error():
-    from hwgen import build, config
-    cfg = config.from_dict({"base": "tiny", "memory": {"ports": 2}})
-    with pytest.raises(ValueError, match=r"^memory.ports: 2 is not supported by the generator yet \(allowed: 1"):
-        build.top_component(cfg)
-    a, b = random_operands(8, 8, 4, 0.5, seed=0)
-    with pytest.raises(ValueError, match=r"^memory.ports: 2 is not supported yet \(allowed: 1"):
-        EngineModel(cfg).run(compile_matmul_hbm(cfg, a, b))
-
-
 def test_bad_nm_ratio_is_refused_like_in_l1():
     a, b = random_operands(8, 16, 4, 0.5, seed=0)
     with pytest.raises(OperandError, match=r"^nm: 3:4 is not allowed"):
         compile_matmul_hbm(variant("tiny"), a, b, "spmm", "nm", nm=(3, 4))
+
+
+# ---- paged tensors: scattered pages, small TLBs, faults ----------------------------------------------
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("name", list(PAGED))
+@pytest.mark.parametrize("stall", [0.0, 0.3, 0.9])
+def test_paged_programs_agree(name, stall, build_root):
+    cfg = paged(name)
+    cases = _programs(cfg, seed=1, page_seed=11)
+    rtl = run_rtl_batch(cfg, [p for _, p in cases], build_root, stall=stall, seed=5)
+    model = EngineModel(cfg)
+    for (label, program), r in zip(cases, rtl):
+        pages = [p for ppns in program.params["pages"].values() for p in ppns]
+        assert pages != sorted(pages), f"{label}: physical pages not scattered"
+        golden = executor.run(cfg.numeric(), program).outputs["C"]
+        sim = model.run(program)
+        assert sim.stats["tlb_walks"] > 0 and sim.stats["page_fault"] == {"load": "NONE", "store": "NONE"}
+        np.testing.assert_array_equal(sim.outputs["C"], golden, err_msg=f"{label}: sim")
+        np.testing.assert_array_equal(r.outputs["C"], golden, err_msg=f"{label}: rtl, stall {stall}")
+        assert r.stats["page_fault"] == sim.stats["page_fault"], label
+        if stall == 0:
+            assert (r.stats["task_issue"], r.cycles) == (sim.stats["task_issue"], sim.cycles), label
+            assert {k: r.stats[k] for k in TLB_COUNTERS} == {k: sim.stats[k] for k in TLB_COUNTERS}, label
+        else:
+            assert r.cycles > sim.cycles, f"{label}: stalls of {stall} should cost cycles"
+
+
+def _with(program, index, **fields):
+    """The program with descriptor ``index`` changed."""
+    descs = list(program.descriptors)
+    descs[index] = isa.pack(**{**isa.unpack(descs[index]), **fields})
+    return dataclasses.replace(program, descriptors=tuple(descs))
+
+
+def _faulty(cfg):
+    """(label, program, expected page_fault) for each fault kind, each hitting a different task."""
+    a, b = random_operands(64, 40, 6, 0.3, seed=4)
+    good = compile_matmul_hbm(cfg, a, b, "spmm", "bitmask", tile_rows=16, page_seed=3)
+    pb, entries = cfg.memory.page_bytes, good.page_table_entries
+    kinds = [isa.unit_of(f["opcode"]) for f in good.fields]
+    loads = [i for i, u in enumerate(kinds) if u == isa.Unit.LOAD]
+    stores = [i for i, u in enumerate(kinds) if u == isa.Unit.STORE]
+    b_vaddr = good.fields[0]["hbm_addr"]
+    mapped = {good.fields[i]["hbm_addr"] // pb for i in loads + stores}
+    unmapped = max(v for v in range(entries) if v not in mapped and v > max(mapped))
+    return [
+        ("outside: a LOAD past the table", _with(good, loads[2], hbm_addr=entries * pb + 64),
+         {"load": "OUTSIDE", "store": "NONE"}),
+        ("unmapped: a LOAD of a page no tensor owns", _with(good, loads[1], hbm_addr=unmapped * pb),
+         {"load": "UNMAPPED", "store": "NONE"}),
+        ("permission: a STORE into read-only B", _with(good, stores[1], hbm_addr=b_vaddr),
+         {"load": "NONE", "store": "PERMISSION"}),
+    ]
+
+
+def test_faults_in_the_simulator():
+    cfg = paged("tlb1")
+    model = EngineModel(cfg)
+    for label, program, want in _faulty(cfg):
+        sim = model.run(program)
+        assert sim.stats["page_fault"] == want, label
+        assert len(sim.stats["task_issue"]) < len(program.descriptors), f"{label}: the engine should halt"
+        assert sim.stats["tlb"]["load" if want["load"] != "NONE" else "store"]["faults"] == 1, label
+
+
+def test_outside_is_a_miss_but_not_a_walk():
+    """The model counts an access beyond the table as a miss and a fault but not a walk, as the RTL does."""
+    cfg = paged("tlb1")
+    label, program, _ = _faulty(cfg)[0]
+    s = EngineModel(cfg).run(program).stats["tlb"]["load"]
+    assert s["misses"] == s["walks"] + 1 and s["faults"] == 1, label
+
+
+@pytest.mark.rtl
+def test_faults_agree(build_root):
+    cfg = paged("tlb1")
+    cases = _faulty(cfg)
+    rtl = run_rtl_batch(cfg, [p for _, p, _ in cases], build_root)
+    model = EngineModel(cfg)
+    for (label, program, want), r in zip(cases, rtl):
+        sim = model.run(program)
+        assert r.stats["page_fault"] == sim.stats["page_fault"] == want, label
+        assert (r.stats["task_issue"], r.cycles) == (sim.stats["task_issue"], sim.cycles), label
+        assert {k: r.stats[k] for k in TLB_COUNTERS} == {k: sim.stats[k] for k in TLB_COUNTERS}, label
+
+
+def test_paging_stats_and_compulsory_misses():
+    """The simulator reports the TLB counters and the allocator's fragmentation. The tiled program touches each
+    tensor's pages once, in order, per unit, so its misses are compulsory: one walk per page a unit touches, as
+    many with one TLB entry per unit as with 32, and a lookup per burst."""
+    a, b = random_operands(96, 64, 8, 0.3, seed=2)
+    runs = {}
+    for entries in (1, 32):
+        cfg = config.from_dict({**VARIANTS["tiny"], "memory": {"page_bytes": 4096, "tlb_entries": entries}})
+        program = compile_matmul_hbm(cfg, a, b, "spmm", "dense", tile_rows=16, page_seed=7)
+        runs[entries] = run = EngineModel(cfg).run(program)
+        f = run.stats["fragmentation"]
+        assert f == program.fragmentation and f["tensors"] == program.params["tiles"] + 2
+        assert f["used_pages"] * 2 == f["physical_pages"] and 0 < f["internal"] < 1
+        pb, W = cfg.memory.page_bytes, cfg.beat_bytes
+        touched = {u: set() for u in (isa.Unit.LOAD, isa.Unit.STORE)}
+        for fl in program.fields:
+            unit = isa.unit_of(fl["opcode"])
+            if unit in touched:
+                beats = fl["lines"] if unit == isa.Unit.LOAD else fl["lines"] * cfg.out_line_bits // (8 * W)
+                touched[unit] |= set(range(fl["hbm_addr"] // pb, (fl["hbm_addr"] + beats * W - 1) // pb + 1))
+        tlb = run.stats["tlb"]
+        assert (tlb["load"]["walks"], tlb["store"]["walks"]) == (len(touched[isa.Unit.LOAD]),
+                                                                len(touched[isa.Unit.STORE]))
+        assert run.stats["tlb_hits"] + run.stats["tlb_misses"] == run.stats["load_bursts"] + run.stats["store_bursts"]
+        assert run.stats["tlb_walk_cycles"] > run.stats["tlb_walks"]
+    assert runs[1].cycles == runs[32].cycles
+
+
+def test_page_seed_scatters_and_default_is_identity():
+    cfg = variant("tiny")
+    a, b = random_operands(64, 40, 6, 0.3, seed=4)
+    plain = compile_matmul_hbm(cfg, a, b, tile_rows=16)
+    pages = [p for ppns in plain.params["pages"].values() for p in ppns]
+    assert pages == list(range(len(pages)))                              # deterministic: virtual == physical
+    assert plain.page_table_base == len(pages) * cfg.memory.page_bytes   # the table right after the pool
+    s1, s2 = (compile_matmul_hbm(cfg, a, b, tile_rows=16, page_seed=s) for s in (1, 2))
+    assert s1.params["pages"] != s2.params["pages"]
+    assert s1.descriptors == plain.descriptors                           # virtual addresses do not move
+    for p in (plain, s1):
+        np.testing.assert_array_equal(EngineModel(cfg).run(p).outputs["C"], executor.run(cfg.numeric(), p).outputs["C"])
+
+
+# ---- several HBM ports: the interleaver (hwgen/hbm_interleaver.py) -------------------------------------
+
+# tiny with 2 ports of 64-byte chunks (bursts of <= 4 beats) and 4 ports of 256-byte chunks (<= 16 beats):
+# bursts rotate over the ports, and a port's beats often wait for an earlier port's
+INTERLEAVED = {
+    "ports2": {**VARIANTS["tiny"], "name": "ports2", "memory": {"ports": 2, "interleave_bytes": 64}},
+    "ports4": {**VARIANTS["tiny"], "name": "ports4", "memory": {"ports": 4, "interleave_bytes": 256}},
+}
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("name", list(INTERLEAVED))
+@pytest.mark.parametrize("stall", [0.0, 0.3, 0.9])
+def test_interleaved_ports_agree(name, stall, build_root):
+    """P ports: RTL == sim == golden; exact cycles at 0 % stalls (the interleaver adds no cycle and returns
+    responses in request order, as sim/memory/dma.py assumes), bit-exact with every port stalled."""
+    cfg = config.from_dict(INTERLEAVED[name])
+    cases = _programs(cfg)
+    rtl = run_rtl_batch(cfg, [p for _, p in cases], build_root, stall=stall, seed=9)
+    model = EngineModel(cfg)
+    read = np.zeros(cfg.memory.ports, dtype=np.int64)
+    for (label, program), r in zip(cases, rtl):
+        golden = executor.run(cfg.numeric(), program).outputs["C"]
+        sim = model.run(program)
+        np.testing.assert_array_equal(sim.outputs["C"], golden, err_msg=f"{label}: sim")
+        np.testing.assert_array_equal(r.outputs["C"], golden, err_msg=f"{label}: rtl, stall {stall}")
+        read += [p["bytes_read"] for p in sim.stats["hbm"]["ports"]]
+        if stall == 0:
+            assert (r.stats["task_issue"], r.cycles) == (sim.stats["task_issue"], sim.cycles), label
+            assert (r.stats["elems"], r.stats["gated_macs"]) == (sim.stats["elems"], sim.stats["gated_macs"]), label
+        else:
+            assert r.cycles > sim.cycles, f"{label}: stalls of {stall} should cost cycles"
+    assert read.all(), f"bytes read per port: {read.tolist()}: a port went untested"

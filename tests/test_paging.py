@@ -1,4 +1,5 @@
-"""Paged tensors (sim/memory/paging.py): entry format, allocator, fragmentation, page table, TLB, bursts."""
+"""Paged tensors: entry format, allocator, fragmentation, page table (hwgen/paging.py); TLB model and bursts
+(sim/memory/paging.py)."""
 import numpy as np
 import pytest
 
@@ -318,6 +319,7 @@ def test_tlb_faults_and_flush():
     with pytest.raises(PageFault, match="outside the page table"):
         t.translate(3 * 4096)
     assert t.stats["faults"] == 4 and t.stats["misses"] == 4 and t.contents() == [[0]]
+    assert t.stats["walks"] == 3                         # the access beyond the table reads no entry
     # the TLB is not coherent with the table: a stale entry stays until flushed
     t.table = PageTable.from_entries([pack_pte(valid=1, read=1, write=1, ppn=99)] * 3, 4096)
     assert t.translate(0)[0] == 7 * 4096
@@ -382,3 +384,49 @@ def test_bursts_split_at_pages():
         [(b.paddr, b.nbytes) for b in bursts]
     assert translate_burst(t, c.vaddr + 10, 100) == [Burst(c.ppns[0] * pb + 10, 100, c.vaddr + 10)]
     assert t.stats["hits"] == 1
+
+
+# ---- one source of the formats; walks as the RTL counts them; the table in an HBM image --------------
+
+def test_formats_live_in_hwgen():
+    import hwgen.paging as hw
+    import sim.memory.paging as model
+    for name in ("PTE", "PTE_BYTES", "PageTable", "PageAllocator", "PageFault", "pack_pte"):
+        assert getattr(model, name) is getattr(hw, name)
+
+
+def test_outside_is_a_miss_and_a_fault_but_no_walk():
+    t = Tlb(identity_table(4), entries=2, miss_penalty=10, record_walks=True)
+    assert t.access(4096 + 5) == (1001 * 4096 + 5, "walk", None)
+    assert t.access(4096 + 6) == (1001 * 4096 + 6, "hit", None)
+    assert t.access(4 * 4096) == (0, "outside", "outside")
+    assert t.access(2 * 4096, write=True) == (1002 * 4096, "walk", None)
+    s = t.stats
+    assert (s["misses"], s["walks"], s["faults"], s["walk_cycles"]) == (3, 2, 1, 20)
+    assert t.walk_log == [0x8000 + 8, 0x8000 + 16]        # no entry address for the page beyond the table
+    words = [pack_pte(valid=1, read=1, write=0, ppn=3), 0]
+    u = Tlb(PageTable.from_entries(words, 4096), entries=2)
+    assert u.access(8, write=True) == (0, "walk", "permission")
+    assert u.access(8, write=True) == (0, "hit", "permission")
+    assert u.access(4096) == (0, "walk", "unmapped")
+
+
+def test_table_in_an_image_reads_and_writes_virtual_ranges():
+    a = PageAllocator(P4K, 8 * 4096, seed=2)
+    x, ro = a.alloc("x", 3 * 4096 - 10), a.alloc("ro", 100, writable=False)
+    table = a.page_table()
+    image = np.zeros(table.base + table.size_bytes, dtype=np.uint8)
+    image[table.base:] = np.frombuffer(table.image, np.uint8)
+    again = PageTable.in_image(image, table.base, table.num_entries, 4096)
+    assert again.image == table.image
+    blob = bytes(range(256)) * 48
+    again.write(image, x.vaddr + 5, blob[:x.nbytes - 5])
+    assert again.read(image, x.vaddr + 5, x.nbytes - 5) == blob[:x.nbytes - 5]
+    pieces = again.pieces(x.vaddr + 5, x.nbytes - 5)
+    assert [n for _, n, _ in pieces] == [4091, 4096, 4086] and [p for p, _, _ in pieces] == \
+        [x.ppns[0] * 4096 + 5, x.ppns[1] * 4096, x.ppns[2] * 4096]
+    with pytest.raises(PageFault, match="write not allowed"):
+        again.write(image, ro.vaddr, b"1")
+    again.write(image, ro.vaddr, b"1", check=False)       # the compiler places read-only tensors
+    with pytest.raises(ValueError, match="do not fit"):
+        PageTable.in_image(image, table.base, table.num_entries + 1, 4096)

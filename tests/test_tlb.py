@@ -2,7 +2,7 @@
 """The RTL TLB (hwgen/tlb.py) in Amaranth's simulator, in lockstep with the model sim.memory.paging.Tlb.
 
 Every response is checked against the model translating the same access at the cycle the request is accepted:
-the physical address, the fault, the four counters and the contents of every set in LRU order; every walk
+the physical address, the fault, the five counters and the contents of every set in LRU order; every walk
 address against ``PageTable.entry_address``; every latency against the component's timing properties. Page
 tables come from ``PageAllocator`` (seeded: scattered physical pages), with read-only tensors and holes left
 by ``free`` (unmapped pages), and accesses beyond the table (outside).
@@ -15,11 +15,11 @@ from amaranth.back import verilog
 from amaranth.sim import Simulator
 
 from hwgen import config
+from hwgen.paging import PageAllocator, PageFault, PageTable
 from hwgen.tlb import FAULT_OF_REASON, MAX_ENTRIES, Fault, Tlb
-from sim.memory.paging import PageAllocator, PageFault, PageTable
 from sim.memory.paging import Tlb as ModelTlb
 
-COUNTERS = ("hits", "misses", "evictions", "faults")
+COUNTERS = ("hits", "misses", "walks", "evictions", "faults")
 
 
 def _config(page_bytes=4096, **memory):
@@ -294,7 +294,7 @@ def test_flush_during_walk_still_fills():
             assert ctx.get(dut.resp.valid) and ctx.get(dut.resp.payload.fault) == Fault.NONE
             await ctx.tick()
         assert dut.contents(ctx.get(dut.store)) == [[b]]
-        assert (ctx.get(dut.misses), ctx.get(dut.evictions)) == (2, 0)
+        assert (ctx.get(dut.misses), ctx.get(dut.walks), ctx.get(dut.evictions)) == (2, 2, 0)
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)

@@ -3,13 +3,16 @@
 Environment: DSA_TB_JOBS (pickle: list of jobs, see sim.runner._job), DSA_TB_RESULTS (pickle written
 here: {"results": [...], "error": str | None}).
 
-Per job (one program): with reset held, the L1 image is written through ``fill_*``; reset is released
+Per job (one program): with reset held, the L1 image is written through ``fill_*`` and the page-table inputs
+(``page_table_base`` / ``page_table_entries``: the program's table in the HBM image) are set; reset is released
 right after a rising edge, and that edge starts cycle 0, in which the first task is offered -- the same
 cycle 0 as the simulator's and as the HBM responder's (``sim/tb/hbm_responder.py``, timed by the shared
-``sim/memory/axi_port.py``), which answers ``m_axi_hbm0`` from the job's HBM image with the job's random
-stalls while ``sim/tb/axi_monitor.py`` checks every AXI rule. Inputs are driven right after a rising edge;
-the testbench reads ``task_ready`` in the read-only phase to know whether the offer is taken at the next
-edge. Python sleeps while it waits (for ``task_ready``, for ``idle``): it does not wake every cycle.
+``sim/memory/axi_port.py``), which answers every ``m_axi_hbm<i>`` port from the job's HBM image with the
+job's random stalls while one ``sim/tb/axi_monitor.py`` per port checks every AXI rule. Inputs are driven
+right after a rising edge; the testbench reads ``task_ready`` in the read-only phase to know whether the
+offer is taken at the next edge. Python sleeps while it waits (for ``task_ready``, for ``idle``): it does
+not wake every cycle. A page fault (``page_fault`` nonzero) halts the engine: the testbench stops offering
+tasks, waits for ``idle`` and reports the fault. C in HBM is read through the page table (virtual addresses).
 """
 import os
 import pickle
@@ -21,13 +24,14 @@ from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import FallingEdge, First, ReadOnly, RisingEdge, Timer
 
+from hwgen.paging import PageTable
 from hwgen.program import output_words
+from hwgen.top import hbm_prefix
 from sim.memory.axi_port import HbmPorts
 from sim.tb.axi_monitor import AxiMonitor
 from sim.tb.hbm_responder import HbmResponder
 
 PERIOD_NS = 2
-HBM_PORT = "m_axi_hbm0"
 
 
 async def run_job(dut, clock, job):
@@ -43,9 +47,13 @@ async def run_job(dut, clock, job):
         dut.fill_data.value = data
         await rise
     dut.fill_en.value = 0
+    table_base, table_entries = job["page_table"]
+    dut.page_table_base.value = table_base
+    dut.page_table_entries.value = table_entries
+    dut.tlb_flush.value = 0
     image = np.frombuffer(job["hbm"], dtype=np.uint8).copy()
     responder = HbmResponder(dut, HbmPorts(cfg), image, clock, dut.rst, stall=job["stall"], seed=job["seed"])
-    monitor = AxiMonitor(dut, HBM_PORT, dut.clk, dut.rst)
+    monitors = [AxiMonitor(dut, hbm_prefix(i), dut.clk, dut.rst) for i in range(cfg.memory.ports)]
     await rise
     # cycle 0 starts here
     dut.rst.value = 0
@@ -61,12 +69,15 @@ async def run_job(dut, clock, job):
         dut.task_payload.value = desc
         dut.task_valid.value = 1
         await ReadOnly()
-        while not dut.task_ready.value:
-            fired = await First(RisingEdge(dut.task_ready), Timer(budget_ns, unit="ns"))
+        while not dut.task_ready.value and not dut.page_fault.value:
+            fired = await First(RisingEdge(dut.task_ready), dut.page_fault.value_change, Timer(budget_ns, unit="ns"))
             if isinstance(fired, Timer):
                 raise TimeoutError(f"{job['shape']}: task {index} not taken by cycle {cycle()} (budget "
                                    f"{job['budget']}, busy units {int(dut.unit_busy.value):03b})")
             await ReadOnly()
+        if dut.page_fault.value:            # halted: this task and the rest are not taken
+            await rise
+            break
         issue.append(cycle())
         await rise
     dut.task_valid.value = 0
@@ -81,11 +92,15 @@ async def run_job(dut, clock, job):
     if int(dut.dma_error.value):
         raise RuntimeError(f"{job['shape']}: DMA error bits {int(dut.dma_error.value):02b}, slave errors "
                            f"{responder.errors[:3]}")
-    monitor.assert_clean()
+    for monitor in monitors:
+        monitor.assert_clean()
     result = {"cycles": int(dut.cycles.value), "elems": int(dut.elems.value), "gated": int(dut.gated.value),
-              "task_issue": issue, "wall_s": wall, "outputs": [], "axi_edges": responder.edges}
+              "task_issue": issue, "wall_s": wall, "outputs": [], "axi_edges": responder.edges,
+              "page_fault": int(dut.page_fault.value), "tlb_hits": int(dut.tlb_hits.value),
+              "tlb_misses": int(dut.tlb_misses.value), "tlb_walks": int(dut.tlb_walks.value)}
     responder.stop()
-    monitor.stop()
+    for monitor in monitors:
+        monitor.stop()
     # results: from HBM where a STORE put them, else from the output buffer (one line per cycle, driven and
     # sampled on the falling edge: the read port's data follows one cycle after its address)
     fall = FallingEdge(dut.clk)
@@ -93,8 +108,9 @@ async def run_job(dut, clock, job):
     dut.out_en.value = 1
     for name, where, addrs in job["reads"]:
         if where == "hbm":
-            start, count, line_bytes = addrs
-            words = output_words(cfg, image[start:start + count * line_bytes].tobytes())
+            start, count, line_bytes = addrs       # start: a virtual address
+            table = PageTable.in_image(image, table_base, table_entries, cfg.memory.page_bytes)
+            words = output_words(cfg, table.read(image, start, count * line_bytes))
         else:
             words = []
             for addr in addrs:
