@@ -20,6 +20,7 @@ from hwgen.paging import PageFault, PageTable
 from hwgen.program import Program, Result, decode_output, output_lines, output_words, unpermute_rows
 from sim.memory.axi_port import HbmPorts
 from sim.memory.dma import DmaUnits, out_lines_to_bytes
+from sim.memory.energy import energy_report
 
 
 @lru_cache(maxsize=64)
@@ -47,6 +48,7 @@ class Scan:
     passing: np.ndarray      # bool (M, K): elements that reach the MACs (gemm: all)
     row_cycles: np.ndarray   # int64 (M,): Σ over the row's scan words of max(1, marked)
     marked: np.ndarray       # int64 (M,): elements the compactor emits per job of the row
+    words: np.ndarray        # int64 (M,): scan words (L1 lines on the A port) per job of the row
 
 
 def _lines(l1: np.ndarray, start: int, nbytes: int) -> np.ndarray:
@@ -77,7 +79,7 @@ def scan(cfg: HwConfig, f: dict[str, int], l1: np.ndarray) -> Scan:
         marks = np.broadcast_to(inside, rows.shape) if gemm else passes(rows) & inside
         a = rows[:, :k].copy()
         passing = np.ones((m, k), bool) if gemm else marks[:, :k]
-        return Scan(a, passing, _word_costs(counts_of(marks)), marks.sum(axis=1))
+        return Scan(a, passing, _word_costs(counts_of(marks)), marks.sum(axis=1), np.full(m, nw))
 
     if fmt == isa.AFormat.BITMASK:
         nw = lay.words(k)
@@ -87,7 +89,7 @@ def scan(cfg: HwConfig, f: dict[str, int], l1: np.ndarray) -> Scan:
         full = np.zeros((m, nw * W), dtype=np.int8)
         full[marks] = _lines(l1, f["a_meta"], int(ptr[-1])).view(np.int8)
         a = full[:, :k]
-        return Scan(a, passes(a), _word_costs(counts_of(marks)), marks.sum(axis=1))
+        return Scan(a, passes(a), _word_costs(counts_of(marks)), marks.sum(axis=1), np.full(m, nw))
 
     if fmt == isa.AFormat.NM:
         n_log2, m_log2 = f["nm_n_log2"], f["nm_m_log2"]
@@ -104,7 +106,7 @@ def scan(cfg: HwConfig, f: dict[str, int], l1: np.ndarray) -> Scan:
         full = np.zeros((m, (kept >> n_log2) * group_size + 1), dtype=np.int8)   # + a column for padding
         np.put_along_axis(full, np.where(stored, cols, full.shape[1] - 1), np.where(stored, vals, 0), axis=1)
         a = full[:, :k].copy()
-        return Scan(a, passes(a), _word_costs(counts_of(marks)), marks.sum(axis=1))
+        return Scan(a, passes(a), _word_costs(counts_of(marks)), marks.sum(axis=1), np.full(m, nw))
 
     # CSR: row i scans the value lines that hold entries ptr[i] .. ptr[i+1]-1 (one line if empty)
     ptr = _lines(l1, f["a_ptr"], (m + 1) * PTR_BYTES).view("<u4").astype(np.int64)
@@ -124,7 +126,7 @@ def scan(cfg: HwConfig, f: dict[str, int], l1: np.ndarray) -> Scan:
     a[np.repeat(np.arange(m), hi - lo), col] = vals
     row_cycles = np.bincount(row_of_word, weights=np.maximum(counts, 1), minlength=m).astype(np.int64)
     marked = np.bincount(row_of_word, weights=counts, minlength=m).astype(np.int64)
-    return Scan(a, passes(a), row_cycles, marked)
+    return Scan(a, passes(a), row_cycles, marked, words)
 
 
 def decode_b(cfg: HwConfig, f: dict[str, int], l1: np.ndarray) -> np.ndarray:
@@ -193,7 +195,8 @@ class EngineModel:
         ports = HbmPorts(cfg)
         dma = DmaUnits(cfg, ports, table)
         stats: dict = {"backend": "sim", "elems": 0, "gated_macs": 0, "unit_busy_cycles": 0, "task_cycles": [],
-                       "task_issue": []}
+                       "task_issue": [], "l1_read_bytes": 0, "l1_write_bytes": 0, "out_read_bytes": 0,
+                       "out_write_bytes": 0}
         compute_free, compute_writes_l1, store_reads = 0, False, []   # store_reads: (first, end, free) lines
         t = -1
         arithmetic = outputs or len(program.descriptors) > 1
@@ -221,6 +224,7 @@ class EngineModel:
             if unit == isa.Unit.STORE:
                 _store(cfg, f, image, out, table)
                 dma.start_store(t, f["hbm_addr"], f["lines"])
+                stats["out_read_bytes"] += f["lines"] * cfg.out_line_bits // 8
                 store_reads.append((f["c_addr"], f["c_addr"] + f["lines"], index))
                 continue
             if f["opcode"] == isa.Opcode.TOPK:
@@ -236,6 +240,9 @@ class EngineModel:
         stats.update(dma.stats)
         stats["fragmentation"] = program.fragmentation
         stats["hbm"] = ports.stats
+        stats["lane_macs"] = stats["elems"] * cfg.engine.lanes
+        stats["l1_write_bytes"] += stats["load_beats"] * cfg.beat_bytes
+        stats["energy"] = energy_report(cfg, stats)
         stats["wall_s"] = time.perf_counter() - wall
         return Result(outputs=result, cycles=max(ends), stats=stats)
 
@@ -249,6 +256,12 @@ class EngineModel:
         cycles, busy = schedule(cfg, s.row_cycles, blocks, f["a_format"], f["requant"])
         stats["elems"] += int(s.marked @ blocks)
         stats["unit_busy_cycles"] += busy
+        # L1 and output-buffer traffic for the energy report: a line per A scan word, L bytes of B per element
+        W = cfg.line_bytes
+        stats["l1_read_bytes"] += int(s.words @ blocks) * W + int(s.marked @ blocks) * cfg.engine.lanes
+        stats["out_write_bytes"] += int(blocks.sum()) * cfg.out_line_bits // 8
+        if f["requant"] != isa.Requant.NONE:
+            stats["l1_write_bytes"] += f["m"] * lay.words(f["n"]) * W
         # a zero in B gates its lane for every element that reaches the MACs, in every block the row runs
         zeros = np.zeros((f["k"], lay.blocks(f["n"]) * cfg.engine.lanes), dtype=np.int64)
         zeros[:, :f["n"]] = b == 0

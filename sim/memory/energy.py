@@ -9,7 +9,8 @@ Counters read from ``stats`` (missing ones count as 0, so a program without HBM 
 ==================  ==============================================================================
 ``lane_macs``       lane-MAC slots of the elements that reached the MACs (elements x L)
 ``gated_macs``      of those, lanes gated by a zero in B (operand register held: no MAC energy)
-``l1_read_bytes``   bytes the row units read from L1 (A scan lines, A values, B segments)
+``l1_read_bytes``   bytes the row units read from L1: one line per A scan word, L bytes of B per element
+                    (value and index side reads of bitmask / N:M / CSR are not counted)
 ``l1_write_bytes``  bytes written into L1 (LOAD beats, requantized C, top-k P)
 ``out_write_bytes`` bytes written into the output buffer (one output line per job)
 ``out_read_bytes``  bytes read from the output buffer (STORE, top-k scores)
