@@ -32,12 +32,32 @@ ROW_ORDERS = ("natural", "longest_first")
 
 @dataclass(frozen=True)
 class OutputSpec:
+    """Where an output lives and how its lines are ordered.
+
+    In the output buffer (``hbm_addr`` None): ``m * ceil(n / L)`` lines from ``c_addr``, row-major over
+    (row, lane block). In HBM (``hbm_addr``: where the STOREs left it, a virtual address when the program is
+    paged): the same number of lines from ``hbm_addr``, row-major over (row, lane block) too, unless
+    ``panel_blocks`` is set: then C is panel-major, as ``hwgen.tiling`` stores B's column panels: panel p
+    covers lane blocks ``p * panel_blocks ..`` (the last panel may have fewer) and holds rows 0..m-1 of them,
+    row-major over (row, lane block of the panel). Whoever reads C back reads the lines in storage order and
+    leaves the reordering to ``decode_output``.
+    """
     c_addr: int
     m: int
     n: int
     row_order: tuple[int, ...] | None = None   # stored row p holds logical row row_order[p]
     hbm_addr: int | None = None                # where a STORE left C in HBM, a virtual address when the program
                                                # is paged (None: read the output buffer)
+    panel_blocks: int | None = None            # C in HBM is panel-major with this many lane blocks per panel
+
+    def __post_init__(self):
+        if self.panel_blocks is not None:
+            if isinstance(self.panel_blocks, bool) or not isinstance(self.panel_blocks, int) or self.panel_blocks < 1:
+                raise ValueError(f"panel_blocks: {self.panel_blocks!r} is not allowed (allowed: None or an "
+                                 "integer >= 1)")
+            if self.hbm_addr is None:
+                raise ValueError("panel_blocks: only allowed for an output in HBM (hbm_addr is None: the output "
+                                 "buffer holds C row-major)")
 
 
 @dataclass(frozen=True)
@@ -86,20 +106,41 @@ class Result:
 
 
 def output_lines(cfg: HwConfig, spec: OutputSpec) -> list[int]:
-    """Output-buffer lines holding C, row-major over (row i, lane block j)."""
+    """Output-buffer lines holding C, row-major over (row i, lane block j). For C in HBM only its length
+    matters: the number of output lines C takes there, in any ``panel_blocks`` order."""
     lay = Layout.of(cfg)
     nbj = lay.blocks(spec.n)
     return [lay.c_line(spec.c_addr, i * nbj, j) for i in range(spec.m) for j in range(nbj)]
 
 
+def stored_line_order(cfg: HwConfig, spec: OutputSpec) -> np.ndarray:
+    """For each (row, lane block), row-major, the index of its line in storage order: ``arange`` for
+    row-major C, the panel-major position when ``spec.panel_blocks`` is set (see ``OutputSpec``)."""
+    nbj = Layout.of(cfg).blocks(spec.n)
+    order = np.arange(spec.m * nbj).reshape(spec.m, nbj)
+    pb = spec.panel_blocks
+    if pb is None or pb >= nbj:
+        return order.reshape(-1)
+    for j0 in range(0, nbj, pb):
+        j1 = min(j0 + pb, nbj)
+        order[:, j0:j1] = spec.m * j0 + np.arange(spec.m * (j1 - j0)).reshape(spec.m, j1 - j0)
+    return order.reshape(-1)
+
+
 def decode_output(cfg: HwConfig, spec: OutputSpec, words: list[int]) -> np.ndarray:
-    """Output lines (as read, in ``output_lines`` order) -> C as int64 (M, N).
+    """Output lines (as read, in storage order: ``output_lines`` order, or panel-major in HBM when
+    ``spec.panel_blocks`` is set) -> C as int64 (M, N).
 
     Lane l of a line is bits [l*acc_bits, (l+1)*acc_bits), two's complement."""
     L, bits = cfg.engine.lanes, cfg.engine.acc_bits
+    expect = spec.m * Layout.of(cfg).blocks(spec.n)
+    if len(words) != expect:
+        raise ValueError(f"output: {len(words)} lines read, expected {expect} ({spec.m}x{spec.n} in lines of "
+                         f"{L} lanes)")
     mask, sign = (1 << bits) - 1, 1 << (bits - 1)
     lanes = [(w >> (lane * bits)) & mask for w in words for lane in range(L)]
-    c = np.array([v - (1 << bits) if v & sign else v for v in lanes], dtype=np.int64)
+    c = np.array([v - (1 << bits) if v & sign else v for v in lanes], dtype=np.int64).reshape(-1, L)
+    c = c[stored_line_order(cfg, spec)]
     return unpermute_rows(spec, c.reshape(spec.m, -1)[:, :spec.n])
 
 
