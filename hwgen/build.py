@@ -1,7 +1,8 @@
 """Generate the Verilog of a config and the sidecar files everyone else reads.
 
 ``generate(cfg, out)`` writes ``out/<name>-<digest>/``:
-  <name>.v        the engine (top module ``dsa_<name>``)
+  <name>.v        the chip (top module ``dsa_<name>``)
+  l3_*_ram_*.v    with the L3: its tag and data RAM modules (behavioural, no initial contents)
   config.json     the full config, its digest and derived values
   component.json  the top's interface (amaranth.lib.meta)
   README.md       a table of the top's ports
@@ -14,9 +15,11 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-from . import isa
+from . import isa, l3_cache
 from .axi import VivadoTop
 from .config import HwConfig
+from .paging import PTE, PTE_BITS
+from .tlb import Fault
 from .top import axi_ports, chip, hbm_prefix
 
 DERIVED = ("line_bytes", "l1_lines", "lines_per_bank", "out_line_bits", "out_lines", "macs_per_cycle",
@@ -50,6 +53,29 @@ def _hbm_text(cfg: HwConfig) -> str:
             "over all ports, and a port's response waits (VALID high) until the earlier ports' are taken")
 
 
+def _paging_text(cfg: HwConfig) -> str:
+    pte = ", ".join(f"{f.name} bit{'s' if f.bits > 1 else ''} {PTE.shift[f.name]}"
+                    + (f"..{PTE.shift[f.name] + f.bits - 1}" if f.bits > 1 else "") for f in PTE)
+    return ("Paging: LOAD / STORE `hbm_addr` are virtual. Before offering tasks set `page_table_base` (physical "
+            f"byte address of the table: one {PTE_BITS}-bit little-endian entry per virtual page of "
+            f"{cfg.memory.page_bytes} bytes; {pte}) and `page_table_entries` (its length; a page at or beyond it "
+            "faults without a walk); pulse `tlb_flush` after changing the table. Each DMA unit translates every "
+            f"burst through its own TLB ({cfg.memory.tlb_entries} entries, {cfg.memory.tlb_sets} set(s)); a miss "
+            "reads the entry with ARID 1. `page_fault` holds the LOAD (bits 1:0) and STORE (bits 3:2) fault: "
+            + ", ".join(f"{f.value} {f.name.lower()}" for f in Fault) + "; while nonzero no task is taken (reset "
+            "clears it). `tlb_hits` / `tlb_misses` / `tlb_walks` count over both TLBs since reset.\n\n")
+
+
+def _l3_text(cfg: HwConfig) -> str:
+    if not cfg.l3.enabled:
+        return ""
+    c = cfg.l3
+    return (f"L3: {c.bytes} B, {c.ways} ways, {c.line_bytes}-byte lines, {c.banks} banks, {c.mshrs} MSHRs, "
+            f"{c.replacement}, {c.write_policy}, bypass {c.bypass}, hit {c.hit_cycles} cycles, between the engine "
+            "and the HBM port(s). After reset it clears its tags; `l3_ready` rises when it is done: offer the "
+            "first task then. Its tag and data arrays are the RAM modules in the `*.v` files beside this one.\n\n")
+
+
 def _ports_readme(cfg: HwConfig, meta: dict) -> str:
     rows = []
 
@@ -73,9 +99,20 @@ def _ports_readme(cfg: HwConfig, meta: dict) -> str:
             "tasks run on the row units. When `idle` is high again, every task has finished. "
             "`fill_*` writes L1 lines and `out_*` reads the output buffer (one cycle latency) while idle; "
             "`clear` zeroes `cycles` (cycles with a task offered or a unit busy), `elems` and `gated`.\n\n"
+            + _paging_text(cfg) + _l3_text(cfg) +
             "| port | dir | width |\n|---|---|---|\n" + "\n".join(rows) +
             "\n\n## Descriptor (`desc`, fields LSB first)\n\n| field | bits | meaning |\n|---|---|---|\n"
             + fields + "\n")
+
+
+def extra_sources(cfg: HwConfig) -> dict[str, str]:
+    """Verilog files the top instantiates besides its own (the L3's RAM modules): {file name: text}."""
+    return l3_cache.ram_modules(cfg) if cfg.l3.enabled else {}
+
+
+def verilog_sources(cfg: HwConfig) -> list[str]:
+    """File names of a build folder to compile, in order: the RAM modules, then the top."""
+    return [*sorted(extra_sources(cfg)), f"{cfg.name}.v"]
 
 
 def top_component(cfg: HwConfig) -> VivadoTop:
@@ -92,6 +129,8 @@ def generate(cfg: HwConfig, out: str | Path) -> Path:
     meta = top.metadata.as_json()
     text = verilog.convert(top, name=top_name(cfg), emit_src=False)
     (folder / f"{cfg.name}.v").write_text(text)
+    for name, module in extra_sources(cfg).items():
+        (folder / name).write_text(module)
     (folder / "config.json").write_text(json.dumps(config_json(cfg), indent=2, sort_keys=True) + "\n")
     (folder / "component.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     (folder / "README.md").write_text(_ports_readme(cfg, meta))

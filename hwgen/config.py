@@ -212,16 +212,19 @@ class MemoryConfig(_Section):
 
 
 class L3Config(_Section):
-    """The cache shared by the engines, between their DMA and the HBM ports (sim/memory/l3.py).
+    """The cache shared by the engines, between their DMA and the HBM ports (hwgen/l3_cache.py, timed by
+    sim/memory/l3.py).
 
-    ``bytes / (line_bytes x ways)`` sets, interleaved over ``banks`` by set (low set bits); a miss takes an
-    MSHR until its line is back (misses to a line already in flight merge into its MSHR)."""
+    ``bytes / (line_bytes x ways)`` sets, interleaved over ``banks`` RAMs by set (low set bits); a miss takes
+    an MSHR until its line is back (a later access to a line still in flight is a hit)."""
 
     enabled: bool = Field(True, description="false: the DMA talks to HBM directly")
     bytes: int = Field(128 << 20, description="capacity")
     line_bytes: int = Field(64, description="line (block) size; a multiple of one DMA beat")
     ways: int = Field(16, description="associativity")
-    banks: int = Field(16, description="independent tag/data banks, each serving one access per cycle")
+    banks: int = Field(16, description="tag and data RAMs per array, interleaved by set (set % banks), each "
+                       "sets / banks rows deep; the tag stage still takes one access per cycle, so banking only "
+                       "shortens the reset clear of the tags to sets / banks cycles")
     mshrs: int = Field(64, ge=1, le=256, description="misses in flight (non-blocking cache)")
     replacement: Literal["lru", "random"] = Field("lru", description="victim choice within a set")
     write_policy: Literal["write_back", "write_through"] = Field("write_back")
@@ -301,6 +304,9 @@ class HwConfig(_Section):
         if self.memory.page_bytes % self.l3.line_bytes:
             problems.append(f"memory.page_bytes: {self.memory.page_bytes} is not allowed: must be a multiple of "
                             f"l3.line_bytes ({self.l3.line_bytes})")
+        if self.l3.enabled and self.memory.ports > 1:
+            problems.append(f"memory.ports: {self.memory.ports} is not supported with l3.enabled yet (allowed: 1 "
+                            "with the L3; more ports need l3.enabled: false)")
         if self.l1.out_bytes * 8 < self.out_line_bits * 2:
             problems.append(f"l1.out_bytes: {self.l1.out_bytes} is too small: must hold >= 2 output lines "
                             f"of {self.out_line_bits // 8} bytes")

@@ -83,6 +83,7 @@ class DsaEngine(wiring.Component):
             "fill": Out(signatures.l1_write(cfg, byte_enables=False)),
             "out": Out(signatures.out_read(cfg)),
             "hbm": Out(signatures.hbm_axi(cfg)),
+            "hbm_ar_stream": Out(1),      # with an AR on `hbm`: the LOAD's `stream` bit (read-once data); walks: 0
         })
 
     def elaborate(self, platform):
@@ -120,6 +121,8 @@ class DsaEngine(wiring.Component):
                      self.page_fault.load.eq(load.fault), self.page_fault.store.eq(store.fault)]
         halted = (load.fault != Fault.NONE) | (store.fault != Fault.NONE)
         connect(m, load.ar, wiring.flipped(self.hbm.ar))
+        load_stream = Signal()                        # the running LOAD's `stream` bit, a hint for the L3
+        m.d.comb += self.hbm_ar_stream.eq(load_stream & (self.hbm.ar.payload.id == 0))
         connect(m, load.r, wiring.flipped(self.hbm.r))
         connect(m, store.aw, wiring.flipped(self.hbm.aw))
         connect(m, store.w, wiring.flipped(self.hbm.w))
@@ -145,6 +148,8 @@ class DsaEngine(wiring.Component):
         l1_port_free = Mux(head_load, ~(running & writes_l1), ~(head_writes_l1 & load.busy))
         m.d.comb += self.task.ready.eq(unit_free & ((head.wait & busy) == 0) & l1_port_free & ~halted)
         taken = self.task.valid & self.task.ready
+        with m.If(taken & head_load):
+            m.d.sync += load_stream.eq(head.stream)
         m.d.comb += [load.start.eq(taken & head_load), load.hbm_addr.eq(head.hbm_addr),
                      load.l1_line.eq(head.a_addr), load.lines.eq(head.lines),
                      store.start.eq(taken & head_store), store.hbm_addr.eq(head.hbm_addr),

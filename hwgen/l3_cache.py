@@ -1,6 +1,6 @@
 """The L3 shared cache: an AXI4 slave toward the engines' DMA, an AXI4 master toward HBM.
 
-Everything comes from ``cfg.l3`` (bytes, line_bytes, ways, mshrs, replacement, write_policy, bypass,
+Everything comes from ``cfg.l3`` (bytes, line_bytes, ways, banks, mshrs, replacement, write_policy, bypass,
 hit_cycles), ``cfg.beat_bytes`` (one AXI beat) and ``cfg.memory`` (outstanding, burst_beats: the request
 buffers). ``L3Timing.of(cfg)`` holds every derived number; ``sim/memory/l3.py`` (``L3Ports``) reads it and
 reproduces this component's timing cycle for cycle.
@@ -9,7 +9,19 @@ Ports: ``bus`` (``In(signatures.hbm_axi(cfg))``, the slave the DMA talks to), ``
 signature, the master toward HBM), ``ar_stream`` (In(1): sampled with the slave AR handshake, 1 marks a
 read-once burst, the AXI ``aruser``-style hint the DMA's ``stream`` bit drives; ignored unless
 ``l3.bypass = streaming``) and the counters ``hits``, ``misses``, ``evictions``, ``writebacks``,
-``bypassed`` (Out(32), line accesses, wrapping).
+``bypassed`` (Out(32), line accesses, wrapping), ``flush_writebacks`` (Out(32), lines written back by
+flushes), ``ready`` (Out(1): low from reset until the tag RAMs are clear, high from the first cycle the tag
+stage can take a line access; see 1.), ``idle`` (Out(1)), ``flush`` (In(1)) and ``flushing`` (Out(1)): see 6.
+
+RAMs. The tag and data arrays are ``l3.banks`` RAM modules each, interleaved by set (set ``s`` lives in bank
+``s % banks``, row ``s // banks``), instantiated with ``Instance`` and defined outside the Amaranth design by
+``ram_modules(cfg)`` (behavioural Verilog, one file per module; a real flow puts SRAM macros there). Each
+has one clock, one read port with a registered output (``rd_data`` holds ``mem[rd_addr]`` of the previous
+cycle's enabled read; a read of the row written in the same cycle returns the old contents) and one write
+port (the data RAM with byte enables), no reset and no initial contents (see ``RamShape``). The in-order
+pipeline touches one set per cycle, so banking changes no timing except the reset clear, which writes one
+row of every bank per cycle. The tag stage's view of the word it just wrote (what a transparent RAM would
+give) is a bypass register outside the RAM.
 
 Micro-architecture (everything in order; one line access per cycle; cycle numbers as in
 ``sim/memory/axi_port.py``)
@@ -20,8 +32,10 @@ Micro-architecture (everything in order; one line access per cycle; cycle number
    HbmPorts calls: cycle by cycle, the AR before the completed write. ARREADY / AWREADY / WREADY stay high
    while the master keeps at most ``2 x memory.outstanding`` bursts of at most ``memory.burst_beats`` beats
    per direction waiting (the DMA keeps ``outstanding``).
-   After reset the tag RAM is cleared, one set per cycle (``init_cycles = sets`` cycles, RAM contents survive
-   a reset); requests are accepted meanwhile and the tag stage starts in cycle ``init_cycles``.
+   After reset the tag RAMs are cleared, one row of every bank per cycle (``init_cycles = sets / banks``
+   cycles, cycles ``0 .. init_cycles - 1``; RAM contents survive a reset); requests are accepted meanwhile,
+   ``ready`` rises and the tag stage starts in cycle ``init_cycles``. A master that waits for ``ready`` before
+   its first request sees the timing of ``L3Ports(cfg, cleared=True)`` with cycle 0 = the first ``ready`` cycle.
 2. Line generator + tag stage (S1). A request is split into line accesses (the beats of the request in one
    line). A line access enters S1 in the cycle after the previous one left S1 at the earliest, and one cycle
    after its request is visible. The tag RAM (one word per set: valid, dirty, tag per way and the LRU ages)
@@ -48,6 +62,27 @@ Micro-architecture (everything in order; one line access per cycle; cycle number
    a master write (write-back or write-through) presents AW with its first W beat and its last W beat in
    ``u_last + 2``. Because the data RAM is touched only here, in request order, a line still in flight may
    be hit, evicted or written back and every beat still holds the right data.
+6. Idle and flush. ``idle`` is high in a cycle when ``ready`` is, no flush has been taken and not finished,
+   and nothing is in the cache: no request or W beat in the slave buffers, no line access in S1, the delay
+   line, the line queue or the data stage, no fill outstanding, no response in the output register or the
+   R / B FIFOs (every R beat and B response handshaken by the master) and no HBM write without its B (the
+   write-backs of evictions included). ``flush`` is a one-cycle request (a pulse) in cycle ``r``: the flush is
+   *taken* in the first cycle ``c >= r`` with ``idle`` high (``c = r`` when the cache is idle then; else it waits
+   for the in-flight work to drain, and the master must send no new request, AR, AW or W, before ``c``). A
+   ``flush`` while a taken flush runs is ignored; more pulses before the take are one request. ``flushing`` is
+   high from ``r + 1`` until the flush is done and low again from ``F``: ``F = c + 2`` when no line is dirty at
+   the take (``flushing`` high for one cycle when ``c = r``; a write-through cache is never dirty), else
+   ``F = b + 1`` for ``b`` the B handshake of the last flush write-back. Requests keep being accepted into the
+   slave buffers while the flush runs; S1 takes none from ``c + 1`` while ``flushing`` is high (the first can
+   enter S1 in ``F + 1``). The walk: with ``d > 0`` dirty lines (a counter kept at S1), flush ops enter S1 from
+   ``c + 1``, one per cycle unless S1 stalls, for set 0, 1, 2, ...; an op on a set with no dirty line does
+   nothing and moves on (one cycle); else it takes the lowest-numbered dirty way, clears its dirty bit (valid,
+   tag and LRU ages stay) and sends a write-back entry down the delay line and line queue exactly like an
+   eviction's (same S1 stalls: a free line-queue slot and a free ``pending_writes`` slot; ``L`` data micro-ops
+   reading the line out to the master AW / W at the normal output timing), then stays on the set while it has
+   another dirty way. The walk ends with the op that cleans the ``d``-th line, so with no stalls S1 spends one
+   cycle per set up to the last set holding a dirty line plus one per further dirty line in a set; write-backs
+   then go out one line per ``L`` cycles. ``L3Ports.flush`` gives ``c`` and ``F`` cycle for cycle.
 A lone read hit takes ``hit_cycles`` from its AR handshake to its first RVALID; responses are in request
 order on R and on B (the slave answers every ID in order, which AXI allows).
 """
@@ -55,8 +90,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth import Cat, Const, Module, Mux, Signal
-from amaranth.lib import data, fifo, memory, wiring
+from amaranth import Cat, ClockSignal, Const, Instance, Module, Mux, Signal
+from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
@@ -84,7 +119,8 @@ class L3Timing:
     request_fifo: int       # read requests (and write requests) waiting for the tag stage
     w_fifo: int             # W beats buffered at the slave
     pending_writes: int     # HBM writes (write-backs, write-through) tracked from S1 to their B
-    init_cycles: int        # after reset, the tag RAM is cleared one set per cycle; S1 starts after it
+    banks: int              # tag and data RAMs per array, interleaved by set (set % banks)
+    init_cycles: int        # after reset, one tag row of every bank is cleared per cycle; S1 starts after it
 
     @classmethod
     def of(cls, cfg) -> "L3Timing":
@@ -101,8 +137,111 @@ class L3Timing:
         out = cfg.memory.outstanding
         return cls(line_beats=c.line_bytes // B, sets=c.sets, ways=c.ways, mshrs=c.mshrs, hit_cycles=c.hit_cycles,
                    hit_delay=c.hit_cycles - MIN_HIT_CYCLES, line_queue=max(2 * c.mshrs, 4),
-                   request_fifo=2 * out, w_fifo=2 * out * cfg.memory.burst_beats, init_cycles=c.sets,
-                   pending_writes=max(2 * c.mshrs, 4))
+                   request_fifo=2 * out, w_fifo=2 * out * cfg.memory.burst_beats, banks=c.banks,
+                   init_cycles=c.sets // c.banks, pending_writes=max(2 * c.mshrs, 4))
+
+
+@dataclass(frozen=True)
+class RamShape:
+    """One RAM module of the cache (``banks`` instances of it per array): ``width`` x ``depth`` bits.
+
+    Ports (all synchronous to the rising edge of ``clk``): ``rd_en`` (1), ``rd_addr`` (``addr_bits``),
+    ``rd_data`` (``width``; a register: ``mem[rd_addr]`` after a cycle with ``rd_en`` high, held otherwise; a
+    read of the row written in the same cycle gives the old contents), ``wr_en`` (``width / 8`` byte enables
+    when ``byte_enables``, else 1), ``wr_addr`` (``addr_bits``), ``wr_data`` (``width``). No reset, no initial
+    contents."""
+
+    kind: str               # "tag" or "data"
+    width: int
+    depth: int
+    byte_enables: bool
+
+    @property
+    def module(self) -> str:
+        """Verilog module name (and file name without ``.v``); one per kind and shape."""
+        return f"l3_{self.kind}_ram_w{self.width}_d{self.depth}"
+
+    @property
+    def addr_bits(self) -> int:
+        return max(ceil_log2(self.depth), 1)
+
+    @property
+    def we_bits(self) -> int:
+        return self.width // 8 if self.byte_enables else 1
+
+    def verilog(self) -> str:
+        """Behavioural Verilog of the module (Verilator simulates it; a real flow swaps in a macro)."""
+        return ram_verilog(self.module, self.width, self.depth, self.byte_enables, what=f"{self.kind} array")
+
+
+def ram_verilog(module: str, width: int, depth: int, byte_enables: bool = False, what: str = "RAM") -> str:
+    """Verilog text of a single-clock RAM of ``depth`` words of ``width`` bits with the ports of ``RamShape``
+    (``byte_enables``: one write enable per byte, ``width`` a multiple of 8). No ``initial`` block: the
+    contents are allocated by the simulator at run time and start undefined."""
+    for name, value in (("width", width), ("depth", depth)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: {value!r} is not allowed: must be an integer >= 1")
+    if byte_enables and width % 8:
+        raise ValueError(f"width: {width} is not allowed with byte enables: must be a multiple of 8")
+    ab = max(ceil_log2(depth), 1)
+    we = width // 8 if byte_enables else 1
+    if byte_enables:
+        decl = ["    integer i;"]
+        write = [f"        for (i = 0; i < {we}; i = i + 1)",
+                 "            if (wr_en[i])",
+                 "                mem[wr_addr][i*8 +: 8] <= wr_data[i*8 +: 8];"]
+    else:
+        decl = []
+        write = ["        if (wr_en)",
+                 "            mem[wr_addr] <= wr_data;"]
+    lines = [
+        f"// {module}: L3 cache {what} RAM (hwgen/l3_cache.py), {depth} words x {width} bits.",
+        "// Generated, do not edit. Single clock; read port with a registered output (a read of the word written",
+        "// in the same cycle returns the old contents); write port" + (" with byte enables" if byte_enables else "")
+        + ". Behavioural:",
+        "// no reset, no initial contents. A real flow replaces it by an SRAM macro wrapper with the same ports.",
+        f"module {module} (",
+        "    input  wire clk,",
+        "    input  wire rd_en,",
+        f"    input  wire [{ab - 1}:0] rd_addr,",
+        f"    output reg  [{width - 1}:0] rd_data,",
+        f"    input  wire [{we - 1}:0] wr_en,",
+        f"    input  wire [{ab - 1}:0] wr_addr,",
+        f"    input  wire [{width - 1}:0] wr_data",
+        ");",
+        f"    reg [{width - 1}:0] mem [0:{depth - 1}];",
+        *decl,
+        "    always @(posedge clk) begin",
+        "        if (rd_en)",
+        "            rd_data <= mem[rd_addr];",
+        *write,
+        "    end",
+        "endmodule",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def ram_shapes(cfg) -> tuple[RamShape, RamShape]:
+    """The tag RAM and data RAM modules of ``L3Cache(cfg)`` (each instantiated ``l3.banks`` times).
+
+    Tag RAM: one word per set, ``ways x (valid, dirty, tag)`` then ``ways`` LRU ages (``log2 ways`` bits each,
+    LRU only), ``sets / banks`` deep. Data RAM: one beat per word (``8 x beat_bytes`` bits, byte enables),
+    ``sets / banks x ways x line_beats`` deep (row = set // banks, way, beat, beat lowest)."""
+    t = L3Timing.of(cfg)
+    c3 = cfg.l3
+    aw = signatures.hbm_axi(cfg).addr_width
+    tag_bits = aw - exact_log2(c3.line_bytes) - exact_log2(t.sets)
+    age_bits = exact_log2(t.ways) if c3.replacement == "lru" and t.ways > 1 else 0
+    rows = t.sets // t.banks
+    tag = RamShape("tag", t.ways * (2 + tag_bits) + t.ways * age_bits, rows, False)
+    array = RamShape("data", 8 * cfg.beat_bytes, rows * t.ways * t.line_beats, True)
+    return tag, array
+
+
+def ram_modules(cfg) -> dict[str, str]:
+    """``{file name: Verilog text}`` of the RAM modules ``L3Cache(cfg)`` instantiates: write them next to the
+    generated top and give them to every tool that reads it (Verilator, Yosys, Vivado)."""
+    return {f"{shape.module}.v": shape.verilog() for shape in ram_shapes(cfg)}
 
 
 class L3Cache(wiring.Component):
@@ -116,12 +255,22 @@ class L3Cache(wiring.Component):
         super().__init__({
             "bus": In(sig), "ar_stream": In(1), "hbm": Out(sig),
             "hits": Out(32), "misses": Out(32), "evictions": Out(32), "writebacks": Out(32), "bypassed": Out(32),
+            "ready": Out(1), "flush": In(1), "flushing": Out(1), "idle": Out(1), "flush_writebacks": Out(32),
         })
 
     @property
     def hit_latency(self) -> int:
         """AR handshake to the first RVALID of a lone read hit."""
         return self.timing.hit_cycles
+
+    @property
+    def init_cycles(self) -> int:
+        """Cycles from reset to the first cycle ``ready`` is high (the tag RAMs are being cleared)."""
+        return self.timing.init_cycles
+
+    def ram_modules(self) -> dict[str, str]:
+        """The Verilog of the RAM modules this component instantiates (``ram_modules(cfg)``)."""
+        return ram_modules(self.cfg)
 
     def elaborate(self, platform):
         m = Module()
@@ -144,6 +293,13 @@ class L3Cache(wiring.Component):
         full_strb = (1 << B) - 1
         id_w = sig.id_width
         cnt_w = ceil_log2(L + 1)
+        NB = t.banks
+        bb = exact_log2(NB)                       # bank bits: the low bits of the set
+        rb = sb - bb                              # row bits within a bank
+        tag_shape, data_shape = ram_shapes(cfg)
+        set_of = lambda line: line[:sb] if sb else Const(0, 1)          # noqa: E731
+        bank_of = lambda set_: set_[:bb] if bb else Const(0, 1)         # noqa: E731
+        row_of = lambda set_: set_[bb:sb] if rb else Const(0, 1)        # noqa: E731
 
         # ---- 1. requests --------------------------------------------------------------------------
         tick_w = ceil_log2(2 * t.request_fifo + 1) + 1
@@ -202,15 +358,21 @@ class L3Cache(wiring.Component):
         cur_last = cur_rem <= span
 
         s1 = Signal(data.StructLayout({"line": AW - off, "first": max(lb, 1), "cnt": cnt_w, "last": 1,
-                                       "write": 1, "id": id_w, "flag": 1}))
+                                       "write": 1, "id": id_w, "flag": 1, "flush": 1}))
         s1_valid = Signal()
         s1_go = Signal()
-        init = Signal(init=1)                 # after reset: every set is written empty, one per cycle
-        init_set = Signal(max(sb, 1))
-        load = have & (~s1_valid | s1_go) & ~init
+        init = Signal(init=1)                 # after reset: one row of every bank is written empty per cycle
+        init_row = Signal(max(rb, 1))
+        flushing = Signal()                   # a flush is taken and not done (the walk, its write-backs)
+        f_pend = Signal()                     # a flush was requested while the cache was not idle
+        take = Signal()                       # a flush starts this cycle (``(flush | f_pend) & idle``)
+        f_next, f_end = Signal(), Signal()    # S1's flush op goes on to the next set / ends the walk
+        ndirty = Signal(range(S * W + 1))     # dirty lines in the cache (write-back), counted at S1
+        m.d.comb += [self.ready.eq(~init), self.flushing.eq(flushing | f_pend)]
+        load = have & (~s1_valid | s1_go) & ~init & ~flushing
         with m.If(load):
             m.d.sync += [s1.line.eq(cur_line), s1.first.eq(cur_first), s1.cnt.eq(cur_cnt), s1.last.eq(cur_last),
-                         s1.write.eq(pick_w), s1.id.eq(head.id), s1.flag.eq(head.flag)]
+                         s1.write.eq(pick_w), s1.id.eq(head.id), s1.flag.eq(head.flag), s1.flush.eq(0)]
             with m.If(cur_last):
                 m.d.sync += [g_active.eq(0), serve.eq(serve + 1)]
                 m.d.comb += [rq.r_en.eq(pick_r), wq.r_en.eq(pick_w)]
@@ -218,26 +380,38 @@ class L3Cache(wiring.Component):
                 m.d.sync += [g_active.eq(1), g_line.eq(cur_line + 1), g_first.eq(0), g_rem.eq(cur_rem - cur_cnt)]
         with m.If(load):
             m.d.sync += s1_valid.eq(1)
+        with m.Elif(take & (ndirty != 0)):  # the flush walk starts with set 0 (S1 is empty: the cache is idle)
+            m.d.sync += [s1_valid.eq(1), s1.flush.eq(1), s1.line.eq(0)]
+        with m.Elif(s1_go & s1.flush):      # next flush op: the same set again, the next set, or the end
+            with m.If(f_end):
+                m.d.sync += [s1_valid.eq(0), s1.flush.eq(0)]
+            with m.Elif(f_next):
+                m.d.sync += s1.line.eq(s1.line + 1)
         with m.Elif(s1_go):
             m.d.sync += s1_valid.eq(0)
 
-        # ---- tag RAM ------------------------------------------------------------------------------
+        # ---- tag RAMs (read side; the instances follow the new tag word) --------------------------
         way_bits = 2 + tag_bits
         tag_width = W * way_bits + W * age_bits
-        m.submodules.tags = tags = memory.Memory(shape=tag_width, depth=S, init=[])
-        tw = tags.write_port()
-        tr = tags.read_port(transparent_for=(tw,))
-        set_of = lambda line: line[:sb] if sb else Const(0, 1)          # noqa: E731
-        m.d.comb += tr.addr.eq(Mux(load, set_of(cur_line), set_of(s1.line)))
-        word = tr.data
+        assert tag_width == tag_shape.width
+        rd_set = Signal(max(sb, 1))               # the set read this cycle, seen by S1 in the next
+        rd_bank = Signal(max(bb, 1))              # its bank, registered with the RAM outputs
+        tag_q = [Signal(tag_width, name=f"tag_q{b}") for b in range(NB)]
+        fwd, fwd_word = Signal(), Signal(tag_width)      # the set read was written in the same cycle
+        word = Signal(tag_width)
+        m.d.comb += [rd_set.eq(Mux(load, set_of(cur_line), Mux(take, 0, Mux(s1_go & s1.flush & f_next,
+                                                                              set_of(s1.line + 1), set_of(s1.line))))),
+                     word.eq(Mux(fwd, fwd_word, Cat(*tag_q).word_select(rd_bank, tag_width) if NB > 1 else tag_q[0]))]
+        m.d.sync += rd_bank.eq(bank_of(rd_set))
         valid = [word[w * way_bits] for w in range(W)]
         dirty = [word[w * way_bits + 1] for w in range(W)]
         tagv = [word[w * way_bits + 2:(w + 1) * way_bits] for w in range(W)]
         ages = [word[W * way_bits + w * age_bits:W * way_bits + (w + 1) * age_bits] for w in range(W)]
         s1_set, s1_tag = set_of(s1.line), s1.line[sb:]
 
+        fl = s1.flush                             # S1 holds a flush op (set s1_set), not a line access
         hitv = Cat(*[valid[w] & (tagv[w] == s1_tag) for w in range(W)])
-        hit = hitv.any()
+        hit = hitv.any() & ~fl
         hit_way, empty_way, lru_way = Signal(max(wb_bits, 1)), Signal(max(wb_bits, 1)), Signal(max(wb_bits, 1))
         for w in reversed(range(W)):
             with m.If(hitv[w]):
@@ -257,6 +431,15 @@ class L3Cache(wiring.Component):
         else:
             evict_way = Const(0, 1)
         victim = Mux(full_set, evict_way, empty_way)
+        # flush op: write back the lowest-numbered dirty way of the set (write-back only; else nothing is dirty)
+        dmask = Cat(*[valid[w] & dirty[w] for w in range(W)]) if write_back else Const(0, W)
+        f_way = Signal(max(wb_bits, 1))
+        for w in reversed(range(W)):
+            with m.If(dmask[w]):
+                m.d.comb += f_way.eq(w)
+        f_wb = Signal()                           # this flush op writes a line back
+        f_more = Signal()                         # another dirty way is left in the set after it
+        m.d.comb += [f_wb.eq(fl & dmask.any()), f_more.eq((dmask & (dmask - 1)[:W]).any())]
 
         wr = s1.write
         pw_push = Signal()
@@ -265,20 +448,20 @@ class L3Cache(wiring.Component):
         do_alloc, need_fill, evict, wb = Signal(), Signal(), Signal(), Signal()
         full_line = (s1.first == 0) & (s1.cnt == L) & s1.flag
         m.d.comb += [
-            stream_miss.eq(~hit & ~wr & s1.flag if bypass_on else 0),
-            do_alloc.eq(~hit & ~stream_miss & (~wr if not write_back else 1)),
+            stream_miss.eq(~hit & ~wr & s1.flag & ~fl if bypass_on else 0),
+            do_alloc.eq(~hit & ~stream_miss & ~fl & (~wr if not write_back else 1)),
             need_fill.eq((do_alloc & ~(wr & full_line)) | stream_miss),
             evict.eq(do_alloc & full_set),
         ]
         way = Signal(max(wb_bits, 1))
-        m.d.comb += way.eq(Mux(hit, hit_way, victim))
+        m.d.comb += way.eq(Mux(fl, f_way, Mux(hit, hit_way, victim)))
         m.d.comb += wb.eq(evict & Cat(*dirty).bit_select(victim, 1) if write_back else 0)
-        victim_tag = Signal(tag_bits)
+        victim_tag = Signal(tag_bits)             # the line written back: the victim's, or the flush op's
         for w in range(W):
-            with m.If(victim == w):
+            with m.If(Mux(fl, f_way, victim) == w):
                 m.d.comb += victim_tag.eq(tagv[w])
-        m.d.comb += [pw_push.eq(wb | (wr if not write_back else 0)),
-                     pw_in.eq(Mux(wb, Cat(s1_set if sb else Const(0, 0), victim_tag), s1.line))]
+        m.d.comb += [pw_push.eq(wb | f_wb | (wr & ~fl if not write_back else 0)),
+                     pw_in.eq(Mux(wb | f_wb, Cat(s1_set if sb else Const(0, 0), victim_tag), s1.line))]
 
         mshr_used = Signal(range(t.mshrs + 1))
         line_used = Signal(range(t.line_queue + 1))
@@ -292,8 +475,9 @@ class L3Cache(wiring.Component):
         pw_head, pw_tail = Signal(range(P)), Signal(range(P))
         pw_count = Signal(range(P + 1))
         conflict = Cat(*[pw_valid[i] & (pw_line[i] == s1.line) for i in range(P)]).any()
+        lq_push = ~fl | f_wb                      # S1 makes a line queue entry (a flush op only to write back)
         m.d.comb += s1_go.eq(s1_valid & ~(need_fill & ((mshr_used == t.mshrs) | conflict)) &
-                             (line_used != t.line_queue) & ~(pw_push & (pw_count == P)))
+                             ~(lq_push & (line_used == t.line_queue)) & ~(pw_push & (pw_count == P)))
         pw_pop = hbm.b.valid & hbm.b.ready
         with m.If(s1_go & pw_push):
             for i in range(P):
@@ -306,8 +490,9 @@ class L3Cache(wiring.Component):
                      pw_valid.eq((pw_valid | Mux(s1_go & pw_push, Const(1, P) << pw_tail, 0)) &
                                  ~Mux(pw_pop, Const(1, P) << pw_head, 0))]
 
-        # new tag word
+        # new tag word -> tag RAMs (during the clear: row init_row of every bank)
         new = Signal(tag_width)
+        tag_we = Signal()
         touch = hit | do_alloc
         parts = []
         for w in range(W):
@@ -320,18 +505,33 @@ class L3Cache(wiring.Component):
             m.d.comb += old.eq(Mux(Cat(*valid).bit_select(way, 1), Cat(*ages).word_select(way, age_bits), W))
             for w in range(W):
                 parts.append(Mux(way == w, 0, Mux(valid[w] & (ages[w] < old), ages[w] + 1, ages[w]))[:age_bits])
-        m.d.comb += [new.eq(Cat(*parts)), tw.addr.eq(Mux(init, init_set, s1_set)), tw.data.eq(Mux(init, 0, new)),
-                     tw.en.eq(init | (s1_go & touch))]
+        cleaned = Cat(*[Cat(valid[w], dirty[w] & (f_way != w), tagv[w]) for w in range(W)], word[W * way_bits:])
+        m.d.comb += [new.eq(Mux(fl, cleaned, Cat(*parts))), tag_we.eq(s1_go & (touch | f_wb))]
+        for b in range(NB):
+            m.submodules[f"tag_ram{b}"] = Instance(
+                tag_shape.module, i_clk=ClockSignal("sync"),
+                i_rd_en=bank_of(rd_set) == b, i_rd_addr=row_of(rd_set), o_rd_data=tag_q[b],
+                i_wr_en=init | (tag_we & (bank_of(s1_set) == b)), i_wr_addr=Mux(init, init_row, row_of(s1_set)),
+                i_wr_data=Mux(init, 0, new))
+        m.d.sync += [fwd.eq(tag_we & (s1_set == rd_set)), fwd_word.eq(new)]
         with m.If(init):
-            m.d.sync += init_set.eq(init_set + 1)
-            with m.If(init_set == S - 1):
+            m.d.sync += init_row.eq(init_row + 1)
+            with m.If(init_row == S // NB - 1):
                 m.d.sync += init.eq(0)
         if c3.replacement == "random" and W > 1:
             with m.If(s1_go & evict):
                 m.d.sync += lfsr.eq(lfsr_next)
 
-        for name, cond in (("hits", hit), ("misses", ~hit), ("evictions", evict), ("writebacks", wb),
-                           ("bypassed", stream_miss)):
+        # dirty lines in the cache (write-back): a write makes a clean line dirty, a write-back cleans one
+        if write_back:
+            dirtied = wr & ~fl & Mux(hit, ~Cat(*dirty).bit_select(hit_way, 1), do_alloc)
+            m.d.sync += ndirty.eq(ndirty + (s1_go & dirtied) - (s1_go & (wb | f_wb)))
+        # the flush walk: ends with the op that cleans the last dirty line; else stays on the set while it has
+        # another dirty way, then goes on to the next set
+        m.d.comb += [f_end.eq(f_wb & (ndirty == 1)), f_next.eq(~f_wb | ~f_more)]
+
+        for name, cond in (("hits", hit), ("misses", ~hit & ~fl), ("evictions", evict), ("writebacks", wb),
+                           ("bypassed", stream_miss), ("flush_writebacks", f_wb)):
             counter = getattr(self, name)
             with m.If(s1_go & cond):
                 m.d.sync += counter.eq(counter + 1)
@@ -351,18 +551,18 @@ class L3Cache(wiring.Component):
             hbm.r.ready.eq(fillq.w_rdy), fillq.w_en.eq(hbm.r.valid), fillq.w_data.eq(hbm.r.payload.data),
         ]
         m.d.sync += mshr_used.eq(mshr_used + (s1_go & need_fill) - mshr_free)
-        m.d.sync += line_used.eq(line_used + s1_go - line_pop)
+        m.d.sync += line_used.eq(line_used + (s1_go & lq_push) - line_pop)
 
         # ---- 4. delay line -> line queue -------------------------------------------------------------
         ent = data.StructLayout({"write": 1, "id": id_w, "last": 1, "first": max(lb, 1), "cnt": cnt_w,
                                  "way": max(wb_bits, 1), "line": AW - off, "victim_tag": tag_bits,
-                                 "fill": 1, "stream": 1, "present": 1, "wt": 1, "wb": 1})
+                                 "fill": 1, "stream": 1, "present": 1, "wt": 1, "wb": 1, "flush": 1})
         e_in = Signal(ent)
         m.d.comb += [e_in.write.eq(wr), e_in.id.eq(s1.id), e_in.last.eq(s1.last), e_in.first.eq(s1.first),
                      e_in.cnt.eq(s1.cnt), e_in.way.eq(way), e_in.line.eq(s1.line), e_in.victim_tag.eq(victim_tag),
                      e_in.fill.eq(need_fill), e_in.stream.eq(stream_miss), e_in.present.eq(touch),
-                     e_in.wt.eq(wr if not write_back else 0), e_in.wb.eq(wb)]
-        valid_d, ent_d = s1_go, e_in.as_value()
+                     e_in.wt.eq(wr & ~fl if not write_back else 0), e_in.wb.eq(wb | f_wb), e_in.flush.eq(fl)]
+        valid_d, ent_d = s1_go & lq_push, e_in.as_value()
         for i in range(t.hit_delay):
             v, e = Signal(name=f"delay{i}_valid"), Signal(ent.size, name=f"delay{i}")
             m.d.sync += [v.eq(valid_d), e.eq(ent_d)]
@@ -371,9 +571,6 @@ class L3Cache(wiring.Component):
         m.d.comb += [lq.w_en.eq(valid_d), lq.w_data.eq(ent_d)]
 
         # ---- 5. data stage --------------------------------------------------------------------------
-        m.submodules.array = array = memory.Memory(shape=8 * B, depth=S * W * L, init=[])
-        aw_port = array.write_port(granularity=8)
-        ar_port = array.read_port(transparent_for=(aw_port,))
         m.submodules.rout = rout = fifo.SyncFIFO(width=8 * B + id_w + 1, depth=4)
         m.submodules.bout = bout = fifo.SyncFIFO(width=id_w, depth=4)
         m.submodules.maw = maw = fifo.SyncFIFO(width=AW + 8, depth=4)
@@ -414,23 +611,37 @@ class L3Cache(wiring.Component):
                 (~first_mw | (maw.level + p_aw < maw.depth)) & (~to_b | (bout.level + p_b < bout.depth)))
         uop = lq.r_rdy & (~use_fill | fillq.r_rdy) & room
 
-        index = lambda w_, b_: Cat(b_ if lb else Const(0, 0), w_ if wb_bits else Const(0, 0),  # noqa: E731
-                                   set_of(e.line) if sb else Const(0, 0))
         merged = Cat(*[Mux(use_w & wstrb[i], wdata.word_select(i, 8), fdata.word_select(i, 8)) for i in range(B)])
         write_ram = is_write & e.present & ~e.fill & covered
         fill_ram = use_fill & ~e.stream
+        # data RAMs: bank set % banks, row (set // banks, way, beat); read and written by the current micro-op
+        e_set = set_of(e.line)
+        d_row, d_we, d_wdata = Signal(data_shape.addr_bits), Signal(B), Signal(8 * B)
+        d_bank, d_bank_q = Signal(max(bb, 1)), Signal(max(bb, 1))
+        ram_data = Signal(8 * B)                 # the word read by the previous cycle's micro-op
+        d_q = [Signal(8 * B, name=f"data_q{b}") for b in range(NB)]
         m.d.comb += [
-            ar_port.addr.eq(index(e.way, beat)),
-            aw_port.addr.eq(index(e.way, beat)),
-            aw_port.data.eq(Mux(fill_ram, merged, wdata)),
-            aw_port.en.eq(Mux(uop & (fill_ram | write_ram), Mux(fill_ram, full_strb, wstrb), 0)),
+            d_row.eq(Cat(beat if lb else Const(0, 0), e.way if wb_bits else Const(0, 0),
+                         e_set[bb:sb] if rb else Const(0, 0))),
+            d_bank.eq(bank_of(e_set)),
+            d_wdata.eq(Mux(fill_ram, merged, wdata)),
+            d_we.eq(Mux(uop & (fill_ram | write_ram), Mux(fill_ram, full_strb, wstrb), 0)),
+            ram_data.eq(Cat(*d_q).word_select(d_bank_q, 8 * B) if NB > 1 else d_q[0]),
+        ]
+        m.d.sync += d_bank_q.eq(d_bank)
+        for b in range(NB):
+            m.submodules[f"data_ram{b}"] = Instance(
+                data_shape.module, i_clk=ClockSignal("sync"),
+                i_rd_en=d_bank == b, i_rd_addr=d_row, o_rd_data=d_q[b],
+                i_wr_en=Mux(d_bank == b, d_we, 0), i_wr_addr=d_row, i_wr_data=d_wdata)
+        m.d.comb += [
             fillq.r_en.eq(uop & use_fill),
             wdq.r_en.eq(uop & use_w),
             mshr_free.eq(uop & use_fill & last_uop),
         ]
         with m.If(uop):
             with m.If(last_uop):
-                with m.If(in_wb):
+                with m.If(in_wb & ~e.flush):
                     m.d.sync += [wb_done.eq(1), k.eq(0)]
                 with m.Else():
                     m.d.sync += [wb_done.eq(0), k.eq(0)]
@@ -449,9 +660,9 @@ class L3Cache(wiring.Component):
             p_b.eq(uop & to_b),
         ]
         m.d.comb += [
-            rout.w_en.eq(p_r), rout.w_data.eq(Cat(Mux(p_r_ram, ar_port.data, p_data), p_id, p_r_last)),
+            rout.w_en.eq(p_r), rout.w_data.eq(Cat(Mux(p_r_ram, ram_data, p_data), p_id, p_r_last)),
             bout.w_en.eq(p_b), bout.w_data.eq(p_id),
-            mw.w_en.eq(p_mw), mw.w_data.eq(Cat(Mux(p_mw_ram, ar_port.data, p_data), p_strb, p_mw_last)),
+            mw.w_en.eq(p_mw), mw.w_data.eq(Cat(Mux(p_mw_ram, ram_data, p_data), p_strb, p_mw_last)),
             maw.w_en.eq(p_aw), maw.w_data.eq(Cat(p_aw_addr, p_aw_len)),
             # slave responses
             bus.r.valid.eq(rout.r_rdy), bus.r.payload.data.eq(rout.r_data[:8 * B]),
@@ -468,7 +679,29 @@ class L3Cache(wiring.Component):
             mw.r_en.eq(hbm.w.ready),
             hbm.b.ready.eq(1),
         ]
+
+        # ---- 6. idle and flush -----------------------------------------------------------------------
+        # idle: nothing buffered, in the pipeline, on an output or in flight on the master (B of every HBM write
+        # received); the clear is done and no flush runs
+        idle = Signal()
+        m.d.comb += [
+            idle.eq(~init & ~flushing & ~rq.r_rdy & ~wq.r_rdy & ~awq.r_rdy & ~wlq.r_rdy & ~wdq.r_rdy & ~g_active &
+                    ~s1_valid & (line_used == 0) & (mshr_used == 0) & (pw_count == 0) & ~mar.r_rdy & ~fillq.r_rdy &
+                    ~p_r & ~p_b & ~p_mw & ~p_aw & ~rout.r_rdy & ~bout.r_rdy & ~maw.r_rdy & ~mw.r_rdy),
+            self.idle.eq(idle),
+            take.eq((self.flush | f_pend) & idle),
+        ]
+        # a request while the cache is busy waits in f_pend (a request while a flush runs is ignored); flushing:
+        # from the cycle after the take until the cycle after the last flush write-back's B handshake (the walk
+        # is over, the data stage done, every HBM write's B received, counting the one of this cycle)
+        with m.If(take):
+            m.d.sync += [flushing.eq(1), f_pend.eq(0)]
+        with m.Elif(self.flush & ~flushing):
+            m.d.sync += f_pend.eq(1)
+        with m.If(flushing & ~s1_valid & (line_used == 0) & (pw_count == pw_pop)):
+            m.d.sync += flushing.eq(0)
         return m
 
 
-__all__ = ["LFSR_POLY", "LFSR_SEED", "MIN_HIT_CYCLES", "L3Cache", "L3Timing"]
+__all__ = ["LFSR_POLY", "LFSR_SEED", "MIN_HIT_CYCLES", "L3Cache", "L3Timing", "RamShape", "ram_modules", "ram_shapes",
+           "ram_verilog"]

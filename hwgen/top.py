@@ -1,18 +1,22 @@
 """The chip: the DSA engine and its memory side, up to the HBM ports.
 
 ```
- engine.hbm (one AXI4 master: LOAD reads, STORE writes, TLB walks)
+ engine.hbm (one AXI4 master: LOAD reads, STORE writes, TLB walks; hbm_ar_stream: the read-once hint)
      |
-   [ L3 cache: goes here, between the engine's master and the interleaver's slave ]
+ L3Cache (hwgen/l3_cache.py), when l3.enabled: the shared cache, write-back, MSHRs
      |
- HbmInterleaver (hwgen/hbm_interleaver.py): burst at address a -> port (a // interleave_bytes) % ports
+ HbmInterleaver (hwgen/hbm_interleaver.py), when memory.ports > 1: burst at a -> port (a // interleave) % P
      |
  hbm0 .. hbm<P-1> (AXI4 masters, outside the chip; build.top_component names them m_axi_hbm<i>_*)
 ```
 
-``DsaTop`` has every port of ``DsaEngine`` but ``hbm`` under the same name, plus ``hbm0`` .. ``hbm<P-1>``.
-The memory side adds no cycle on any AXI channel (see the interleaver's timing rule), so the engine's timing
-and the simulator's model (``sim/memory/dma.py``) hold unchanged.
+``DsaTop`` has every port of ``DsaEngine`` but ``hbm`` / ``hbm_ar_stream`` under the same name, plus
+``hbm0`` .. ``hbm<P-1>`` and, with the L3, ``l3_ready`` (low after reset while the L3 clears its tags: offer
+the first task once it is high; the simulator counts a program's cycles from that cycle) and ``l3_flush`` /
+``l3_flushing`` (while the engine is idle, a pulse writes every dirty L3 line back to HBM; ``l3_flushing``
+is high until the last write-back's response: the host reads results from HBM after that). The interleaver adds
+no cycle on any AXI channel (see its timing rule); the L3's timing is ``sim/memory/l3.py``'s ``L3Ports``,
+which the simulator's DMA model (``sim/memory/dma.py``) then talks to instead of ``HbmPorts``.
 
 ``chip(cfg)`` is the component the generator wraps in Vivado names: the engine alone while the memory side
 is a single wire (one port, no L3), so that configuration's Verilog stays exactly the engine's; ``DsaTop``
@@ -23,14 +27,16 @@ from __future__ import annotations
 from amaranth import Module
 from amaranth.hdl import ValueCastable
 from amaranth.lib import wiring
-from amaranth.lib.wiring import Out, connect, flipped
+from amaranth.lib.wiring import In, Out, connect, flipped
 
 from . import signatures
 from .engine import DsaEngine
 from .hbm_interleaver import HbmInterleaver
+from .l3_cache import L3Cache
 
-#: the engine's AXI4 master toward memory
+#: the engine's AXI4 master toward memory and its sideband
 ENGINE_HBM = "hbm"
+ENGINE_HBM_SIDEBAND = ("hbm_ar_stream",)
 
 
 def hbm_prefix(port: int) -> str:
@@ -44,8 +50,11 @@ class DsaTop(wiring.Component):
     def __init__(self, cfg):
         self._cfg = cfg
         self._engine = DsaEngine(cfg)
-        members = {name: member for name, member in self._engine.signature.members.items() if name != ENGINE_HBM}
+        members = {name: member for name, member in self._engine.signature.members.items()
+                   if name not in (ENGINE_HBM, *ENGINE_HBM_SIDEBAND)}
         members.update({f"hbm{i}": Out(signatures.hbm_axi(cfg)) for i in range(cfg.memory.ports)})
+        if cfg.l3.enabled:
+            members.update(l3_ready=Out(1), l3_flush=In(1), l3_flushing=Out(1))
         super().__init__(members)
 
     @property
@@ -57,7 +66,7 @@ class DsaTop(wiring.Component):
         cfg = self._cfg
         m.submodules.engine = engine = self._engine
         for path, member, inner in engine.signature.flatten(engine):
-            if path[0] == ENGINE_HBM:
+            if path[0] in (ENGINE_HBM, *ENGINE_HBM_SIDEBAND):
                 continue
             outer = self
             for name in path:
@@ -65,24 +74,36 @@ class DsaTop(wiring.Component):
             outer, inner = (x.as_value() if isinstance(x, ValueCastable) else x for x in (outer, inner))
             m.d.comb += outer.eq(inner) if member.flow == Out else inner.eq(outer)
 
-        # the master the memory side serves; an L3 cache would sit here: engine.hbm -> L3 -> interleaver.bus
-        upstream = engine.hbm
-
-        m.submodules.interleaver = interleaver = HbmInterleaver(cfg)
-        connect(m, upstream, interleaver.bus)
-        for i in range(cfg.memory.ports):
-            connect(m, getattr(interleaver, f"port{i}"), flipped(getattr(self, f"hbm{i}")))
+        upstream = engine.hbm                         # the master the next stage serves
+        if cfg.l3.enabled:
+            m.submodules.l3 = l3 = L3Cache(cfg)
+            connect(m, upstream, l3.bus)
+            m.d.comb += [l3.ar_stream.eq(engine.hbm_ar_stream), self.l3_ready.eq(l3.ready),
+                         l3.flush.eq(self.l3_flush), self.l3_flushing.eq(l3.flushing)]
+            upstream = l3.hbm
+        if cfg.memory.ports == 1:
+            connect(m, upstream, flipped(self.hbm0))
+        else:
+            m.submodules.interleaver = interleaver = HbmInterleaver(cfg)
+            connect(m, upstream, interleaver.bus)
+            for i in range(cfg.memory.ports):
+                connect(m, getattr(interleaver, f"port{i}"), flipped(getattr(self, f"hbm{i}")))
         return m
 
 
+def _bare(cfg) -> bool:
+    """No memory side to add: one port and no L3."""
+    return cfg.memory.ports == 1 and not cfg.l3.enabled
+
+
 def chip(cfg) -> wiring.Component:
-    """The component behind the top-level names: ``DsaEngine`` for one port (no memory side to add),
-    else ``DsaTop``."""
-    return DsaEngine(cfg) if cfg.memory.ports == 1 else DsaTop(cfg)
+    """The component behind the top-level names: ``DsaEngine`` when the memory side is a wire, else
+    ``DsaTop``."""
+    return DsaEngine(cfg) if _bare(cfg) else DsaTop(cfg)
 
 
 def axi_ports(cfg) -> dict[str, str]:
     """AXI members of ``chip(cfg)`` -> top-level prefix (``hwgen.axi.VivadoTop``'s map)."""
-    if cfg.memory.ports == 1:
+    if _bare(cfg):
         return {ENGINE_HBM: hbm_prefix(0)}
     return {f"hbm{i}": hbm_prefix(i) for i in range(cfg.memory.ports)}

@@ -15,12 +15,14 @@ import numpy as np
 
 from hwgen import isa
 from hwgen.config import HwConfig
+from hwgen.l3_cache import L3Timing
 from hwgen.layout import INDEX_BYTES, PTR_BYTES, Layout
 from hwgen.paging import PageFault, PageTable
 from hwgen.program import Program, Result, decode_output, output_lines, output_words, unpermute_rows
 from sim.memory.axi_port import HbmPorts
 from sim.memory.dma import DmaUnits, out_lines_to_bytes
 from sim.memory.energy import energy_report
+from sim.memory.l3 import L3Ports
 
 
 @lru_cache(maxsize=64)
@@ -192,13 +194,17 @@ class EngineModel:
         if table is None and any(isa.unit_of(f["opcode"]) != isa.Unit.COMPUTE for f in program.fields):
             raise ValueError("program: LOAD / STORE tasks but no page table (page_table_base is None); compile "
                              "operands in HBM with hwgen.tiling.compile_matmul_hbm")
-        ports = HbmPorts(cfg)
+        hbm = HbmPorts(cfg)
+        # the memory side the DMA talks to: the L3 in front of HBM, or HBM; tasks are offered from the first
+        # cycle the L3 is ready (its tags are cleared after reset), and cycles count from there
+        ports = L3Ports(cfg, hbm) if cfg.l3.enabled else hbm
+        start = L3Timing.of(cfg).init_cycles if cfg.l3.enabled else 0
         dma = DmaUnits(cfg, ports, table)
         stats: dict = {"backend": "sim", "elems": 0, "gated_macs": 0, "unit_busy_cycles": 0, "task_cycles": [],
                        "task_issue": [], "l1_read_bytes": 0, "l1_write_bytes": 0, "out_read_bytes": 0,
                        "out_write_bytes": 0}
         compute_free, compute_writes_l1, store_reads = 0, False, []   # store_reads: (first, end, free) lines
-        t = -1
+        t = start - 1
         arithmetic = outputs or len(program.descriptors) > 1
         for index, f in enumerate(program.fields):
             unit = isa.unit_of(f["opcode"])
@@ -219,7 +225,7 @@ class EngineModel:
             stats["task_issue"].append(t)
             if unit == isa.Unit.LOAD:
                 _load(cfg, f, image, l1, table)
-                dma.start_load(t, f["hbm_addr"], f["lines"])
+                dma.start_load(t, f["hbm_addr"], f["lines"], bool(f["stream"]))
                 continue
             if unit == isa.Unit.STORE:
                 _store(cfg, f, image, out, table)
@@ -239,12 +245,16 @@ class EngineModel:
             if outputs else {}
         stats.update(dma.stats)
         stats["fragmentation"] = program.fragmentation
-        stats["hbm"] = ports.stats
+        stats["hbm"] = hbm.stats
+        if cfg.l3.enabled:
+            stats["l3"] = ports.stats
+        stats["start_cycle"] = start
+        stats["task_issue"] = [c - start for c in stats["task_issue"]]   # counted from the first task offered
         stats["lane_macs"] = stats["elems"] * cfg.engine.lanes
         stats["l1_write_bytes"] += stats["load_beats"] * cfg.beat_bytes
         stats["energy"] = energy_report(cfg, stats)
         stats["wall_s"] = time.perf_counter() - wall
-        return Result(outputs=result, cycles=max(ends), stats=stats)
+        return Result(outputs=result, cycles=max(ends) - start, stats=stats)
 
     def _matmul(self, f: dict[str, int], l1: np.ndarray, out: np.ndarray, stats: dict, arithmetic: bool) -> int:
         cfg, lay = self.cfg, Layout.of(self.cfg)

@@ -159,9 +159,9 @@ def _generate(cfg: HwConfig, build_root: str | Path) -> Path:
     return folder
 
 
-def _model_hash(verilog: Path) -> str:
+def _model_hash(sources: list[Path]) -> str:
     import cocotb
-    return _hash(verilog.read_bytes(), WAIVERS.read_bytes(), repr((BUILD_ARGS, TIMESCALE, MAKE_VARS)),
+    return _hash(*(f.read_bytes() for f in sources), WAIVERS.read_bytes(), repr((BUILD_ARGS, TIMESCALE, MAKE_VARS)),
                  cocotb.__version__, str(_verilator_root()))
 
 
@@ -176,14 +176,15 @@ def build(cfg: HwConfig, build_root: str | Path = "build/rtl") -> Path:
     with _locked(folder):
         _generate(cfg, build_root)
         sim_build, top = folder / "sim_build", hwbuild.top_name(cfg)
-        stamp, want = sim_build / ".stamp", _model_hash(folder / f"{cfg.name}.v")
+        sources = [folder / name for name in hwbuild.verilog_sources(cfg)]
+        stamp, want = sim_build / ".stamp", _model_hash(sources)
         if (sim_build / top).is_file() and stamp.is_file() and stamp.read_text() == want:
             return folder
         stamp.unlink(missing_ok=True)
         sim_build.mkdir(parents=True, exist_ok=True)
         log = sim_build / "build.log"
         try:
-            _runner_class()().build(sources=[WAIVERS, folder / f"{cfg.name}.v"], hdl_toplevel=top,
+            _runner_class()().build(sources=[WAIVERS, *sources], hdl_toplevel=top,
                                     build_dir=sim_build, build_args=BUILD_ARGS, timescale=TIMESCALE,
                                     log_file=log)
         except (RuntimeError, SystemExit) as err:
@@ -200,7 +201,8 @@ def lint(cfg: HwConfig, build_root: str | Path = "build/rtl") -> tuple[bool, str
     with _locked(folder):
         _generate(cfg, build_root)
         cmd = [str(_verilator_root() / "bin" / "verilator"), "--lint-only", "-Wall", "--quiet-stats",
-               "--top-module", hwbuild.top_name(cfg), str(WAIVERS), str(folder / f"{cfg.name}.v")]
+               "--top-module", hwbuild.top_name(cfg), str(WAIVERS),
+               *(str(folder / name) for name in hwbuild.verilog_sources(cfg))]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     return proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -298,27 +300,32 @@ def ports_vlt(top, name: str) -> str:
     return "`verilator_config\n" + "".join(f'public_flat_rw -module "{name}" -var "{p}"\n' for p in ports)
 
 
-def build_component(top, name: str, build_root: Path) -> Path:
-    """Verilog + Verilator model of ``top`` in ``<build_root>/<name>-<digest>/``; rebuilt only on change."""
+def build_component(top, name: str, build_root: Path, files: dict[str, str] | None = None) -> Path:
+    """Verilog + Verilator model of ``top`` in ``<build_root>/<name>-<digest>/``; rebuilt only on change.
+    ``files``: more Verilog the top instantiates ({file name: text}), compiled before it."""
     import cocotb
     from amaranth.back import verilog
     toolchain_env()
     text = verilog.convert(top, name=name, emit_src=False)
     vlt = ports_vlt(top, name)
-    digest = _hash(text, vlt, WAIVERS.read_bytes(), cocotb.__version__, str(_verilator_root()),
-                          repr((BUILD_ARGS, TIMESCALE, MAKE_VARS)))
+    files = files or {}
+    digest = _hash(text, vlt, *(f"{k}\0{v}" for k, v in sorted(files.items())), WAIVERS.read_bytes(),
+                   cocotb.__version__, str(_verilator_root()), repr((BUILD_ARGS, TIMESCALE, MAKE_VARS)))
     folder = (build_root / f"{name}-{digest[:12]}").resolve()
     sim_build = folder / "sim_build"
     with _locked(folder):
         if (sim_build / name).is_file() and (sim_build / ".stamp").is_file():
             return folder
+        for fname, ftext in files.items():
+            (folder / fname).write_text(ftext)
         (folder / f"{name}.v").write_text(text)
         (folder / "ports.vlt").write_text(vlt)
         sim_build.mkdir(exist_ok=True)
         log = sim_build / "build.log"
         try:
             _runner_class()().build(
-                sources=[WAIVERS, folder / "ports.vlt", folder / f"{name}.v"], hdl_toplevel=name,
+                sources=[WAIVERS, folder / "ports.vlt", *(folder / f for f in sorted(files)), folder / f"{name}.v"],
+                hdl_toplevel=name,
                 build_dir=sim_build, build_args=BUILD_ARGS, timescale=TIMESCALE, log_file=log)
         except (RuntimeError, SystemExit) as err:
             raise RtlError(f"Verilator build of {folder.name} failed ({err}); last lines of {log}:\n"

@@ -21,7 +21,9 @@ def test_generate_is_deterministic(tmp_path):
     (folder,) = first.iterdir()
     assert folder.name.startswith("tiny-")
     names = sorted(p.name for p in folder.iterdir())
-    assert names == ["README.md", "component.json", "config.json", "tiny.v"]
+    # tiny has an L3: its tag and data RAM modules come beside the top
+    assert names == ["README.md", "component.json", "config.json", "l3_data_ram_w128_d2048.v",
+                     "l3_tag_ram_w120_d128.v", "tiny.v"]
     for name in names:
         assert (folder / name).read_bytes() == (second / folder.name / name).read_bytes(), name
     assert "module dsa_tiny(" in (folder / "tiny.v").read_text()

@@ -244,8 +244,10 @@ def test_page_seed_scatters_and_default_is_identity():
 # tiny with 2 ports of 64-byte chunks (bursts of <= 4 beats) and 4 ports of 256-byte chunks (<= 16 beats):
 # bursts rotate over the ports, and a port's beats often wait for an earlier port's
 INTERLEAVED = {
-    "ports2": {**VARIANTS["tiny"], "name": "ports2", "memory": {"ports": 2, "interleave_bytes": 64}},
-    "ports4": {**VARIANTS["tiny"], "name": "ports4", "memory": {"ports": 4, "interleave_bytes": 256}},
+    "ports2": {**VARIANTS["tiny"], "name": "ports2", "memory": {"ports": 2, "interleave_bytes": 64},
+               "l3": {"enabled": False}},
+    "ports4": {**VARIANTS["tiny"], "name": "ports4", "memory": {"ports": 4, "interleave_bytes": 256},
+               "l3": {"enabled": False}},
 }
 
 

@@ -33,7 +33,7 @@ POINTS = [(2, 64), (4, 256), (8, 4096)]
 
 def point_dict(ports: int, interleave: int) -> dict:
     return {"base": "tiny", "name": f"il{ports}x{interleave}",
-            "memory": {"ports": ports, "interleave_bytes": interleave}}
+            "memory": {"ports": ports, "interleave_bytes": interleave}, "l3": {"enabled": False}}
 
 
 def interleaver_top(cfg) -> VivadoTop:

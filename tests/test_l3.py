@@ -1,7 +1,8 @@
 """The L3 timing model (sim/memory/l3.py ``L3Ports``): tags and replacement in lockstep with a naive reference
-over many small configs, the timing rules one at a time (hit, miss, reset clear, MSHRs, HBM writes in flight,
-write-through, bypass, disabled), call-order and buffer errors, and the AMAT bench. The RTL itself is checked
-against this model cycle for cycle in tests/test_l3_rtl.py.
+over many small configs, the timing rules one at a time (hit, miss, reset clear over the banks, starting
+cleared, banks changing nothing else, MSHRs, HBM writes in flight, write-through, bypass, disabled),
+call-order and buffer errors, and the AMAT bench. The RTL itself is checked against this model cycle for
+cycle in tests/test_l3_rtl.py.
 
 Expected cycles come from a second, fresh HbmPorts given the requests the module docstring says the cache
 makes, so every timing test is exact at any HBM setting.
@@ -102,20 +103,22 @@ def random_trace(cfg: config.HwConfig, n: int, rng: random.Random, spacing: int)
     return out
 
 
-def run(cache: L3Ports, trace) -> None:
+def run(cache: L3Ports, trace) -> list[int]:
     """Each request at its cycle, or later: at most ``memory.outstanding`` in flight per direction (as the
-    DMA keeps them), cycles never decreasing."""
+    DMA keeps them), cycles never decreasing. Returns each request's completion (last R or B handshake)."""
     import heapq
-    now, inflight = 0, {False: [], True: []}
+    now, inflight, done = 0, {False: [], True: []}, []
     for cycle, address, beats, write, flag in trace:
         now = max(now + 1, cycle)
         heap = inflight[write]
         if len(heap) == cache.cfg.memory.outstanding:
             now = max(now, heapq.heappop(heap) + 1)
         if write:
-            heapq.heappush(heap, cache.serve_write(now, 0, address, beats, flag))
+            done.append(cache.serve_write(now, 0, address, beats, flag))
         else:
-            heapq.heappush(heap, cache.serve_read(now, 0, address, beats, flag)[-1])
+            done.append(cache.serve_read(now, 0, address, beats, flag)[-1])
+        heapq.heappush(heap, done[-1])
+    return done
 
 
 SHAPES = [  # bytes, line_bytes, ways
@@ -198,15 +201,42 @@ def test_read_miss_timing():
     assert cache.master_calls == [(c + 3, 0, "read", 0x1000, 4)]                 # the whole line
 
 
-def test_reset_clears_tags_before_the_first_access():
-    cfg = cfg_with()
+@pytest.mark.parametrize("banks", [1, 2, 8])
+def test_reset_clears_tags_before_the_first_access(banks):
+    cfg = cfg_with(banks=banks)
     cache = L3Ports(cfg)
     S = cache.timing.init_cycles
-    assert S == cfg.l3.sets
+    assert S == cfg.l3.sets // banks == cache.ready_cycle                        # one row of every bank per cycle
     first = cache.read(0, 0, 0, 1)
     assert cache.master_calls[0][0] == S + 2                                     # S1 in S + 1, AR a cycle later
     cache.reset()
     assert cache.read(0, 0, 0, 1) == first and not cache.r[0].count
+
+
+def test_cleared_starts_at_the_first_ready_cycle():
+    """``cleared=True``: cycle 0 is the first cycle ``ready`` is high, the tag stage can take a request at once."""
+    cfg = cfg_with(hit_cycles=7)
+    cache = L3Ports(cfg, cleared=True)
+    assert cache.ready_cycle == 0
+    assert cache.read(0, 0, 0x1000 + 32, 2) == lone_miss(cfg, 0, 0x1000 + 32, 2)
+    assert cache.master_calls == [(3, 0, "read", 0x1000, 4)]                     # S1 in 2, AR in 3
+    cache.reset()
+    assert cache.ready_cycle == 0 and cache.read(0, 0, 0x1000 + 32, 2) == lone_miss(cfg, 0, 0x1000 + 32, 2)
+    assert L3Ports(cfg_with(enabled=False)).ready_cycle == 0
+    with pytest.raises(ValueError, match=r"cleared: 1 is not allowed: must be True or False"):
+        L3Ports(cfg, cleared=1)
+
+
+def test_banks_change_only_the_clear():
+    """Banking splits the RAMs by set; past the reset clear, timing and policies are those of one bank."""
+    runs = []
+    for banks in (1, 4, 16):
+        cfg = cfg_with(bytes=2048, line_bytes=32, ways=2, banks=banks, mshrs=2, bypass="streaming")
+        cache = L3Ports(cfg, cleared=True)
+        done = run(cache, random_trace(cfg, 200, random.Random(3), 3))
+        runs.append((done, cache.master_calls, cache.stats))
+        assert L3Ports(cfg).ready_cycle == cfg.l3.sets // banks
+    assert runs[0] == runs[1] == runs[2]
 
 
 def test_mshrs_bound_the_fills_in_flight():
@@ -321,3 +351,111 @@ def test_amat_bench_on_tiny():
     assert out["pure_stream"]["hit_rate"] == 0.0
     assert out["pure_stream"]["amat_change_pct"] > 0                      # hit path and MSHRs only cost
     assert out["write_then_read"]["read_hit_rate"] == 1.0
+
+
+# ---- flush ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("replacement", ["lru", "random"])
+@pytest.mark.parametrize("write_policy", ["write_back", "write_through"])
+def test_flush_writes_back_every_dirty_line(shape, replacement, write_policy):
+    """After a write-heavy trace: the flush writes each dirty line back (whole line, set by set, lowest way
+    first), counts them in ``flush_writebacks``, leaves no dirty line and every line present; a second flush
+    finds nothing and ends two cycles after it is taken."""
+    size, lb, ways = shape
+    cfg = cfg_with(bytes=size, line_bytes=lb, ways=ways, banks=1, mshrs=2, replacement=replacement,
+                   write_policy=write_policy)
+    cache, ref = L3Ports(cfg), Reference(cfg.l3, cfg.beat_bytes)
+    rng = random.Random(f"flush{shape}{replacement}")
+    trace = [(c, a, n, w or rng.random() < 0.5, f) for c, a, n, w, f in random_trace(cfg, 300, rng, 3)]
+    run(cache, trace)
+    for req in trace:
+        ref.access(*req[1:])
+    before = ref.contents()
+    dirty = sorted((line % cache.sets, line) for line, d in before.items() if d)
+    assert cache.dirty_lines == len(dirty) and (len(dirty) > 0) == (write_policy == "write_back")
+    ways_of = {line: cache._tags[line % cache.sets].order[line] for _, line in dirty}
+    order = [line for *_, line in sorted((s, ways_of[line], line) for s, line in dirty)]   # set, then way
+    cache.drain()
+    calls, hbm_written = len(cache.master_calls), cache.stats["hbm_bytes_written"]
+    c = cache.idle_cycle
+    end = cache.flush(c)
+    cache.drain()
+    new = cache.master_calls[calls:]
+    assert [(k, a, n) for _, _, k, a, n in new] == [("write", line * lb, lb // cfg.beat_bytes) for line in order]
+    probe = range(0, 4 * size + 4 * lb, lb)
+    assert {a // lb: cache.dirty(a) for a in probe if cache.contains(a)} == dict.fromkeys(before, False)
+    s = cache.stats
+    assert cache.dirty_lines == 0 and s["flush_writebacks"] == len(dirty) and s["flushes"] == 1
+    assert s["hbm_bytes_written"] - hbm_written == len(dirty) * lb
+    hbm = HbmPorts(cfg)                                                          # every HBM call again
+    last_b = max([hbm.r[0].take_all(hbm.read(*x[:2], *x[3:]))[-1] if x[2] == "read" else
+                  hbm.b[0].take(hbm.write(*x[:2], *x[3:])) for x in cache.master_calls])
+    assert end == (last_b + 1 if dirty else c + 2)
+    assert cache.flush(end) == end + 2 and cache.master_calls[calls + len(new):] == []   # nothing dirty: at once
+    assert cache.stats["flush_writebacks"] == len(dirty) and cache.stats["flush_cycles"] == end - c + 2
+
+
+def test_flush_timing():
+    """Two dirty lines (sets 0 and 3, full-line writes: no fills): flush ops enter S1 one per cycle from the
+    cycle after the take (sets 0, 1, 2, 3; the walk ends with the last dirty line); each write-back is L
+    micro-ops from T + hit_delay + 1 and an HBM write 2 cycles after its last; ``flushing`` falls in the
+    cycle after the last B handshake. A read called during the flush enters S1 after the fall."""
+    cfg = cfg_with(hit_cycles=7)
+    cache = L3Ports(cfg, cleared=True)
+    t = cache.timing
+    L, lb, S = t.line_beats, cfg.l3.line_bytes, cache.sets
+    cache.write(10, 0, 3 * lb, L)                                                # set 3
+    cache.write(11, 0, 5 * S * lb, L)                                            # set 0
+    assert cache.master_calls == [] and cache.dirty_lines == 2
+    c = cache.idle_cycle + 7
+    ref = HbmPorts(cfg)
+    u0 = (c + 1) + t.hit_delay + 1 + L - 1                                       # set 0: S1 in c + 1
+    b0 = ref.b[0].take(ref.write(u0 + 2, 0, 5 * S * lb, L))
+    u1 = max(u0 + 1, (c + 4) + t.hit_delay + 1) + L - 1                          # set 3: S1 in c + 4
+    b1 = ref.b[0].take(ref.write(u1 + 2, 0, 3 * lb, L))
+    end = cache.flush(c)
+    assert end == b1 + 1 and b0 < b1
+    assert cache.read(c, 0, 3 * lb, 1) == [end + cfg.l3.hit_cycles - 1]         # waits: S1 in end + 1, a hit
+    cache.drain()
+    assert cache.master_calls == [(u0 + 2, 0, "write", 5 * S * lb, L), (u1 + 2, 0, "write", 3 * lb, L)]
+    assert cache.stats["hits"] == 1 and cache.dirty_lines == 0
+
+
+def test_flush_with_nothing_dirty_ends_at_once():
+    for cfg in (cfg_with(), cfg_with(write_policy="write_through"), cfg_with(enabled=False)):
+        cache = L3Ports(cfg, cleared=True)
+        assert cache.flush(0) == 2 and cache.flush_take == 0                     # flushing high in 1 only
+        cache.write(5, 0, 0, 2)
+        cache.read(6, 0, 0, 2)
+        c = cache.idle_cycle
+        assert cache.flush(c) == c + 2 or cfg.l3.write_policy == "write_back"
+    cache = L3Ports(cfg_with(), cleared=True)
+    cache.read(0, 0, 0, 4)
+    c = cache.idle_cycle
+    assert cache.flush(c) == c + 2 and cache.master_calls[-1][2] == "read"
+
+
+def test_flush_waits_for_idle():
+    """A flush requested while the cache is busy (clearing its tags, requests or HBM writes in flight) is
+    taken in the first idle cycle; a request before the take is an error."""
+    cache = L3Ports(cfg_with())
+    S = cache.timing.init_cycles
+    assert cache.flush(3) == S + 2 and cache.flush_take == S                     # tag RAMs still being cleared
+    cache.write(S + 2, 0, 0, 1)
+    busy = cache.idle_cycle
+    end = cache.flush(busy - 5)
+    assert cache.flush_take == busy and end > busy + 2 and cache.dirty_lines == 0
+    with pytest.raises(ValueError, match=f"out of order after flush in cycle {busy - 5}"):
+        cache.read(busy - 6, 0, 64, 1)
+    cache.read(busy, 0, 64, 1)                                                   # at the take: waits for the fall
+    with pytest.raises(ValueError, match=f"flush\\(cycle={busy}\\): out of order after read in cycle {busy}"):
+        cache.flush(busy)                                                        # the flush comes before the AR
+    with pytest.raises(ValueError, match=re.escape("cycle True is not allowed: must be an integer >= 0")):
+        cache.flush(True)
+    c = cache.idle_cycle
+    assert cache.flush(c - 3) == c + 2 and cache.flush_take == c
+    with pytest.raises(ValueError, match=f"a request while the flush requested in cycle {c - 3} waits .* "
+                                         f"\\(taken in cycle {c}\\)"):
+        cache.write(c - 1, 0, 0, 1)
+    cache.write(c, 0, 0, 1)

@@ -140,8 +140,9 @@ class HbmPorts:
         return (address // self.interleave_bytes) % self.ports
 
     # -- requests ------------------------------------------------------------------------------------
-    def read(self, cycle: int, port: int, address: int, beats: int) -> list[int]:
-        """AR handshake in ``cycle``: per beat, the first cycle its RVALID may be high."""
+    def read(self, cycle: int, port: int, address: int, beats: int, stream: bool = False) -> list[int]:
+        """AR handshake in ``cycle``: per beat, the first cycle its RVALID may be high. ``stream`` (the
+        read-once hint a cache in front may use) means nothing to HBM; it keeps one interface for both."""
         done, group = self._serve(cycle, port, address, beats, READ)
         floor = cycle + 1
         ready = [max(int(done[g]), floor) for g in group]

@@ -122,6 +122,7 @@ class _Load:
         self.ar = None                 # (address, beats, walk owner or None) of the registered AR
         self.plan_addr = self.to_plan = self.xl_beats = self.to_receive = self.in_flight = 0
         self.walk_pending = False
+        self.stream = False            # the running LOAD's read-once hint
         self.beats = deque()           # (ready cycle, port, last beat of its burst, walk owner) in AR order
 
 
@@ -157,11 +158,13 @@ class DmaUnits:
         self.counts = {"load_beats": 0, "store_beats": 0, "load_bursts": 0, "store_bursts": 0, "walk_reads": 0}
 
     # -- tasks ----------------------------------------------------------------------------------------
-    def start_load(self, t: int, hbm_addr: int, lines: int) -> None:
-        """A LOAD taken in cycle ``t`` (``hbm_addr`` virtual)."""
+    def start_load(self, t: int, hbm_addr: int, lines: int, stream: bool = False) -> None:
+        """A LOAD taken in cycle ``t`` (``hbm_addr`` virtual; ``stream``: its data is read once, a hint the
+        memory side may use, sent with each data AR as the engine's ``hbm_ar_stream``)."""
         self.run_until(t + 1)
         u = self.load
         assert not u.busy
+        u.stream = bool(stream)
         u.busy = lines != 0
         u.free = t + 1
         u.fault = NONE
@@ -286,8 +289,8 @@ class DmaUnits:
             addr, beats, owner = u.ar
             port = self.ports.port_of(addr)
 
-            def read(addr=addr, beats=beats, port=port, owner=owner):
-                ready = self.ports.read(c, port, addr, beats)
+            def read(addr=addr, beats=beats, port=port, owner=owner, stream=u.stream and owner is None):
+                ready = self.ports.read(c, port, addr, beats, stream)
                 u.beats.extend((r, port, k == beats - 1, owner) for k, r in enumerate(ready))
             calls.append((port, 0, read))
             self.counts["load_bursts" if owner is None else "walk_reads"] += 1

@@ -1,20 +1,31 @@
 """L3 shared cache: the timing of the RTL cache (``hwgen/l3_cache.py``), cycle for cycle, and its statistics.
 
-``L3Ports(cfg, hbm=None, seed=LFSR_SEED)`` has the memory interface ``DmaUnits`` (sim/memory/dma.py) uses,
-the one ``HbmPorts`` (sim/memory/axi_port.py) has, so the simulator can put it between the DMA and the HBM:
-one slave port (``port_of(address) == 0``), ``read(cycle, port, address, beats, stream=False) -> list[int]``
-(called for the AR handshake in ``cycle``: per beat, the first cycle its RVALID may be high),
-``write(cycle, port, address, beats, full=True) -> int`` (called in the cycle the write burst is complete at
-the port, ``max(AW, last W handshake)``: the first cycle BVALID may be high; ``full`` says every WSTRB bit
-was set), the response channels ``r[0]`` / ``b[0]`` (``ResponseChannel``), ``serve_read`` / ``serve_write``
-(request + channel with no stalls: the handshake cycles), ``reset()``, ``stats``, and ``contains`` /
-``dirty`` (tag state). Calls come in HbmPorts' order: nondecreasing cycles, within a cycle the AR before the
-completed write; out of order raises ValueError. ``stream`` is the slave's ``ar_stream`` input (the DMA's
-read-once hint). Its master side is an ``HbmPorts`` (``hbm``, made from ``cfg`` when not given), called in
-HbmPorts' order on its port 0 exactly when the RTL's master port makes the same calls, so a cocotb
-``HbmResponder`` answering the RTL's master sees the same timing. Master writes are handed to ``hbm`` when a
-later master read needs the HBM state or at ``drain()`` (``stats`` drains). All numbers come from
-``hwgen.l3_cache.L3Timing.of(cfg)``, i.e. from ``cfg.l3``, ``cfg.beat_bytes`` and ``cfg.memory``.
+``L3Ports(cfg, hbm=None, seed=LFSR_SEED, cleared=False)`` has the memory interface ``DmaUnits``
+(sim/memory/dma.py) uses, the one ``HbmPorts`` (sim/memory/axi_port.py) has, so the simulator can put it
+between the DMA and the HBM: one slave port (``port_of(address) == 0``), ``read(cycle, port, address, beats,
+stream=False) -> list[int]`` (called for the AR handshake in ``cycle``: per beat, the first cycle its RVALID
+may be high), ``write(cycle, port, address, beats, full=True) -> int`` (called in the cycle the write burst is
+complete at the port, ``max(AW, last W handshake)``: the first cycle BVALID may be high; ``full`` says every
+WSTRB bit was set), the response channels ``r[0]`` / ``b[0]`` (``ResponseChannel``), ``serve_read`` /
+``serve_write`` (request + channel with no stalls: the handshake cycles), ``reset()``, ``stats``, ``contains``
+/ ``dirty`` / ``dirty_lines`` (tag state), and the RTL's flush: ``idle_cycle`` (the first cycle its ``idle``
+output is high) and ``flush(cycle) -> int`` (its ``flush`` input taken in ``cycle``: every dirty line written
+back and cleaned; returns the first cycle ``flushing`` is low again, see the table). Calls come in HbmPorts'
+order: nondecreasing cycles, within a cycle a flush before the AR and the AR before the completed write; out
+of order raises ValueError. ``stream`` is the slave's ``ar_stream`` input (the DMA's read-once hint). Its
+master side is an ``HbmPorts`` (``hbm``, made from ``cfg`` when not given), called in HbmPorts' order on its
+port 0 exactly when the RTL's master port makes the same calls, so a cocotb ``HbmResponder`` answering the
+RTL's master sees the same timing. Master writes are handed to ``hbm`` when a later master read needs the HBM
+state or at ``drain()`` (``stats`` drains). All numbers come from ``hwgen.l3_cache.L3Timing.of(cfg)``, i.e.
+from ``cfg.l3``, ``cfg.beat_bytes`` and ``cfg.memory``.
+
+Cycle 0. By default cycle 0 is the first cycle after reset, as in the RTL: the tag RAMs are being cleared
+until cycle ``init_cycles = sets / banks`` (one row of each of the ``banks`` tag RAMs per cycle), requests
+are accepted meanwhile and wait. ``cleared=True`` starts with the clear done: cycle 0 is the first cycle the
+RTL's ``ready`` output is high (``init_cycles`` after reset), for a master (the engine testbench, the
+simulator) that waits for ``ready`` before its first request and counts cycles from there; the HBM behind
+must count from there too. ``ready_cycle`` is that first cycle in this object's numbering (0 with
+``cleared``, else ``init_cycles``; 0 when the cache is disabled).
 
 Timing rules (those of the RTL; its module docstring explains the structures)
 ------------------------------------------------------------------------------
@@ -27,7 +38,7 @@ event                  cycle
 =====================  ===================================================================================
 request visible        read: ``c + 1``; write: ``c + 2`` (``c``: the call's cycle)
 tag stage (S1)         line access ``i`` enters S1 at ``E_i = max(T_{i-1} + 1, visible + 1)`` (``T_{-1} =
-                       init_cycles = sets``: after reset the tag RAM is cleared one set per cycle) and decides
+                       ready_cycle``: after reset the tag RAMs are cleared, ``sets / banks`` cycles) and decides
                        (hit or miss, victim, tag write) at ``T_i``, the first cycle ``>= E_i`` with a free
                        line-queue slot (``T_i > pop_{i-Q}``) and, if it needs a fill, a free MSHR
                        (``T_i > release`` of the fill ``M`` fills before) and no HBM write of its line in
@@ -49,6 +60,12 @@ master writes          a write-back (the victim line, ``L`` beats) or write-thro
                        completes at the master port 2 cycles after its last micro-op:
                        ``hbm.write(that cycle, 0, ...)``; its B response is taken when presented
 pop / MSHR release     the entry's last micro-op (``pop_i``); a fill's MSHR is released by its last beat's
+flush taken in ``c``   (``c >= idle_cycle``; calls of cycle ``c`` come after it) flush ops enter S1 from
+                       ``c + 1``, one per set (0, 1, ...) without a dirty line, one per dirty line (lowest way
+                       first), until the last dirty line; each write-back op follows the S1 rules above
+                       (line-queue and ``pending_writes`` slots) and the data stage as a victim's write-back.
+                       ``flushing`` falls in ``c + 2`` with nothing dirty, else one cycle after the B of the
+                       last write-back; line accesses enter S1 from one cycle after the fall
 =====================  ===================================================================================
 
 A lone read hit is ready ``hit_cycles`` after its AR; a lone read miss ``hit_cycles + 1`` after its first
@@ -79,13 +96,15 @@ Policies (tags change in request order at S1, so counts do not depend on timing)
 Statistics (``stats``)
 ----------------------
 ``requests`` (``reads`` + ``writes``), ``accesses`` (line accesses, ``hits + misses``), ``hits``,
-``read_hits``, ``misses``, ``evictions``, ``writebacks``, ``bypassed``, ``hit_rate``, ``read_hit_rate``,
+``read_hits``, ``misses``, ``evictions``, ``writebacks``, ``bypassed``, ``flushes``, ``flush_writebacks``
+(lines written back by flushes; ``writebacks`` counts evictions only), ``flush_cycles`` (take to fall, summed),
+``hit_rate``, ``read_hit_rate``,
 ``bytes_read`` / ``bytes_written`` (beats x beat_bytes asked for), ``mshr_stall_cycles``,
 ``queue_stall_cycles``, ``amat_cycles`` (mean of ready - call cycle: the last R beat of a read, the B of a
 write) and ``amat_ns``, ``bandwidth_gbytes_per_s`` (bytes over first call .. last ready). Energy:
 ``l3_energy_pj = energy.l3_pj_per_64b`` per 64 bits moved into or out of the data array (``array_bytes``: read
-hit beats, write beats into a present line, ``line_bytes`` per allocating fill and per write-back), plus
-the HBM's own ``hbm_*`` counters since this object was made or reset, ``energy_pj`` their sum.
+hit beats, write beats into a present line, ``line_bytes`` per allocating fill and per write-back, flushes
+included), plus the HBM's own ``hbm_*`` counters since this object was made or reset, ``energy_pj`` their sum.
 
 ``amat_bench(cfg)`` times named DMA-like traces with and without the cache (see its docstring).
 """
@@ -102,6 +121,7 @@ from sim.memory.axi_port import KINDS, MAX_BEATS, HbmPorts, ResponseChannel
 from sim.memory.axi_port import controller_cycles as controller_cycles
 
 READ, WRITE = 0, 1
+FLUSH = -1                  # a flush request orders before the AR of its cycle (see ``L3Ports.flush``)
 
 
 def lfsr_step(state: int) -> int:
@@ -123,9 +143,11 @@ class _Set:
 class L3Ports:
     """The RTL cache's timing and statistics behind HbmPorts' interface; see the module docstring."""
 
-    def __init__(self, cfg: HwConfig, hbm: HbmPorts | None = None, seed: int = LFSR_SEED):
+    def __init__(self, cfg: HwConfig, hbm: HbmPorts | None = None, seed: int = LFSR_SEED, cleared: bool = False):
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 < seed < 1 << 16:
             raise ValueError(f"seed: {seed!r} is not allowed: must be in [1, 65535] (a 16-bit LFSR state, not 0)")
+        if not isinstance(cleared, bool):
+            raise ValueError(f"cleared: {cleared!r} is not allowed: must be True or False")
         self.cfg = cfg
         self.timing = L3Timing.of(cfg)
         self.hbm = HbmPorts(cfg) if hbm is None else hbm
@@ -138,6 +160,7 @@ class L3Ports:
         self._write_back = cfg.l3.write_policy == "write_back"
         self._bypass = cfg.l3.bypass == "streaming"
         self._seed = seed
+        self.cleared = cleared
         self.r = [ResponseChannel()]
         self.b = [ResponseChannel()]
         self._clear()
@@ -147,7 +170,7 @@ class L3Ports:
         self._lfsr = self._seed
         self._tags: dict[int, _Set] = {}
         self._last = (-1, -1)                       # (cycle, kind) of the previous call
-        self._T = t.init_cycles                     # S1 of the previous access (none before the tag RAM is clear)
+        self._T = self.ready_cycle                  # S1 of the previous access (none before the tag RAMs are clear)
         self._u = -1                                # the previous data micro-op
         self._pops: deque[int] = deque(maxlen=t.line_queue)
         self._releases: deque[int] = deque(maxlen=t.mshrs)
@@ -157,15 +180,24 @@ class L3Ports:
         self._seq = 0
         self.master_calls: list[tuple[int, int, str, int, int]] = []   # as HbmResponder.calls records them
         self._hbm_base = self._hbm_counters()
+        self._idle_from = 0                         # the first cycle nothing is in flight (see ``idle_cycle``)
+        self._flush_wait = (0, 0)                   # (request, take) of the last flush: no request between
+        self.flush_take = None                      # the cycle the last flush was taken
         self._n = dict.fromkeys(("requests", "reads", "writes", "accesses", "hits", "read_hits", "misses",
                                  "read_accesses", "evictions", "writebacks", "bypassed", "bytes_read", "bytes_written",
                                  "array_bytes", "mshr_stall_cycles", "queue_stall_cycles", "write_wait_cycles",
-                                 "latency_sum"), 0)
+                                 "flushes", "flush_writebacks", "flush_cycles", "latency_sum"), 0)
         self._first: int | None = None
         self._end = 0
 
+    @property
+    def ready_cycle(self) -> int:
+        """The first cycle the RTL's ``ready`` is high (the tag stage can start), in this object's cycles."""
+        return 0 if self.cleared or not self.enabled else self.timing.init_cycles
+
     def reset(self) -> None:
-        """Back to cycle 0 and an empty cache: tags, LFSR, timing, counters and the HbmPorts behind."""
+        """Back to cycle 0 and an empty cache (tag RAMs cleared again unless ``cleared``): tags, LFSR, timing,
+        counters and the HbmPorts behind."""
         self.hbm.reset()
         for ch in (*self.r, *self.b):
             ch.reset()
@@ -219,6 +251,96 @@ class L3Ports:
         st = self._tags.get(line % self.sets)
         return st is not None and line in st.order and st.dirty[st.order[line]]
 
+    @property
+    def dirty_lines(self) -> int:
+        """Number of dirty lines in the cache (the RTL counts them at S1)."""
+        return sum(st.dirty[w] for st in self._tags.values() for w in st.order.values())
+
+    @property
+    def idle_cycle(self) -> int:
+        """The first cycle the RTL's ``idle`` output is high if no further request comes: the tag RAMs are
+        clear, no flush runs, every line access has left S1 and the data stage, every response given to the
+        slave's R / B channels (``r[0]`` / ``b[0]``, or the ready cycles when the caller takes them elsewhere)
+        has been handshaken and every HBM write's B received. Hands ``hbm`` every master write held back (as
+        ``drain``): ask for it only once no request of an earlier cycle is still to come."""
+        self.drain()
+        answered = self._end + 1 if self._first is not None else 0                  # the last ready response
+        return max(self.ready_cycle, self._idle_from, answered, self.r[0].last + 1, self.b[0].last + 1)
+
+    def flush(self, cycle: int) -> int:
+        """The RTL's ``flush`` input pulsed in ``cycle``: write every dirty line back to HBM and mark it clean
+        (lines stay valid, replacement state unchanged). The flush is taken in ``c = max(cycle, idle_cycle)``
+        (``flush_take``); returns ``F``, the first cycle the RTL's ``flushing`` output is low again (it is high
+        from ``cycle + 1``): ``c + 2`` when nothing is dirty, else the cycle after the B handshake of the last
+        write-back.
+
+        The walk (see ``hwgen/l3_cache.py``, 6.): flush ops enter S1 one after another from ``c + 1``; set
+        ``s = 0, 1, ...`` takes one op if it holds no dirty line, else one op per dirty line (lowest way
+        first), each S1 decision as a line access's (a free line-queue slot, a free ``pending_writes`` slot),
+        each write-back ``L`` data micro-ops and a master write of the line, exactly as an eviction's; the walk
+        ends with the op that cleans the last dirty line. A request may be called in ``c`` (after this) or
+        later: the slave buffers it and it enters S1 from the cycle after ``F``. A request in ``cycle .. c - 1``
+        would delay the take: ``read`` / ``write`` raise ValueError for it (the master must also not start an AW
+        or W before ``c``, which this model cannot see).
+
+        Raises ValueError for a ``cycle`` before the previous call. A disabled cache (``l3.enabled = False``)
+        holds nothing: returns ``cycle + 2``."""
+        what = f"flush(cycle={cycle})"
+        if isinstance(cycle, bool) or not isinstance(cycle, int) or cycle < 0:
+            raise ValueError(f"{what}: cycle {cycle!r} is not allowed: must be an integer >= 0")
+        if (cycle, FLUSH) <= self._last:
+            raise ValueError(f"{what}: out of order after {KINDS[self._last[1]] if self._last[1] >= 0 else 'flush'} "
+                             f"in cycle {self._last[0]}: cycles must not decrease, and within a cycle the flush "
+                             f"comes before the AR")
+        if not self.enabled:
+            self._last = (cycle, FLUSH)
+            self.flush_take = cycle
+            return cycle + 2
+        take = max(cycle, self.idle_cycle)
+        self._last = (cycle, FLUSH)
+        self._flush_wait = (cycle, take)
+        self.flush_take = cycle = take
+        t, n = self.timing, self._n
+        L, lb, P = t.line_beats, self.line_bytes, t.pending_writes
+        n["flushes"] += 1
+        left = self.dirty_lines
+        T = cycle                                                   # the first op enters S1 in cycle + 1
+        last = None
+        for s in range(self.sets):
+            if not left:
+                break
+            st = self._tags.get(s)
+            ways = [w for w in range(self.ways) if st is not None and st.line[w] != -1 and st.dirty[w]]
+            if not ways:
+                T += 1                                              # an op that finds nothing: one cycle
+                continue
+            for w in ways:
+                T += 1
+                if len(self._pw) >= P:                              # a free slot: the B of the write P before
+                    T = max(T, self._b_of(self._pw[len(self._pw) - P]) + 1)
+                if len(self._pops) == t.line_queue and self._pops[0] + 1 > T:
+                    n["queue_stall_cycles"] += self._pops[0] + 1 - T
+                    T = self._pops[0] + 1
+                while len(self._pw) > P and self._pw[0][4] is not None and self._pw[0][4] < T:
+                    self._pw.popleft()
+                victim = st.line[w]
+                rec = [victim, None, None, None, None]
+                self._pw.append(rec)
+                u = max(self._u + 1, T + t.hit_delay + 1) + L - 1    # the line's L micro-ops, from the RAM
+                self._master_write(rec, u + 2, victim * lb, L)
+                self._u = u
+                self._pops.append(u)
+                st.dirty[w] = False
+                left -= 1
+                n["flush_writebacks"] += 1
+                n["array_bytes"] += lb
+                last = rec
+        end = cycle + 2 if last is None else self._b_of(last) + 1
+        n["flush_cycles"] += end - cycle
+        self._T = end                                               # requests enter S1 from end + 1
+        self._idle_from = max(self._idle_from, end)
+        return end
+
     def _check(self, cycle: int, port: int, address: int, beats: int, kind: int) -> None:
         what = f"{KINDS[kind]}(cycle={cycle}, port={port}, address={address}, beats={beats})"
         for name, value, low, high in (("cycle", cycle, 0, None), ("port", port, 0, 0),
@@ -227,9 +349,14 @@ class L3Ports:
                                                                                         and value > high):
                 bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
                 raise ValueError(f"{what}: {name} {value!r} is not allowed: must be an integer {bound}")
+        if self._flush_wait[0] <= cycle < self._flush_wait[1]:
+            r, c = self._flush_wait
+            raise ValueError(f"{what}: a request while the flush requested in cycle {r} waits for the cache to go "
+                             f"idle (taken in cycle {c}): send none before the take")
         if (cycle, kind) <= self._last:
             rule = "cycles must not decrease" if cycle < self._last[0] else "within a cycle, the AR before the write"
-            raise ValueError(f"{what}: out of order after {KINDS[self._last[1]]} in cycle {self._last[0]}: {rule}")
+            prev = KINDS[self._last[1]] if self._last[1] >= 0 else "flush"
+            raise ValueError(f"{what}: out of order after {prev} in cycle {self._last[0]}: {rule}")
         start = address - address % self.beat_bytes
         if start // 4096 != (start + beats * self.beat_bytes - 1) // 4096:
             raise ValueError(f"{what}: address {address:#x} is not allowed: the burst crosses a 4 KiB boundary")
@@ -369,6 +496,7 @@ class L3Ports:
             self._master_write(rec, u + 2, line * lb + first * B, cnt)
         self._u = u
         self._pops.append(u)
+        self._idle_from = max(self._idle_from, T + 1, u + 2)
         if fill:
             self._releases.append(u)
         if write:
@@ -416,6 +544,7 @@ class L3Ports:
             _, _, address, beats, _ = rec
             self.master_calls.append((cycle, 0, KINDS[WRITE], address, beats))
             rec[4] = self.hbm.b[0].take(self.hbm.write(cycle, 0, address, beats))
+            self._idle_from = max(self._idle_from, rec[4] + 1)
 
     # -- statistics ----------------------------------------------------------------------------------
     def _hbm_counters(self) -> dict[str, float]:
@@ -507,11 +636,11 @@ def run_closed_loop(mem: L3Ports | HbmPorts, trace: list[tuple[int, int, bool, b
     ``outstanding`` in flight per direction (a new one goes out in the cycle after the earliest completes);
     a write's W beats follow its AW one per cycle and the write is complete with its last beat (the next
     burst goes out after it); a burst marked ``barrier`` waits for every earlier one. An L3 gets its first
-    burst when its tag RAM is clear (cycle ``init_cycles``), and its AMAT counts from there. Returns the last
-    completion (R handshake of a read's last beat, B handshake of a write)."""
+    burst when its tag RAMs are clear (cycle ``ready_cycle``), and its AMAT counts from there. Returns the
+    last completion (R handshake of a read's last beat, B handshake of a write)."""
     B = mem.beat_bytes
     l3 = isinstance(mem, L3Ports)
-    cycle = mem.timing.init_cycles if l3 and mem.enabled else 0          # the cache clears its tags first
+    cycle = mem.ready_cycle if l3 else 0                                 # the cache clears its tags first
     last = cycle
     inflight: dict[bool, list[int]] = {False: [], True: []}
     for address, nbytes, write, stream, barrier in trace:

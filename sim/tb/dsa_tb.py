@@ -5,13 +5,17 @@ here: {"results": [...], "error": str | None}).
 
 Per job (one program): with reset held, the L1 image is written through ``fill_*`` and the page-table inputs
 (``page_table_base`` / ``page_table_entries``: the program's table in the HBM image) are set; reset is released
-right after a rising edge, and that edge starts cycle 0, in which the first task is offered -- the same
-cycle 0 as the simulator's and as the HBM responder's (``sim/tb/hbm_responder.py``, timed by the shared
-``sim/memory/axi_port.py``), which answers every ``m_axi_hbm<i>`` port from the job's HBM image with the
-job's random stalls while one ``sim/tb/axi_monitor.py`` per port checks every AXI rule. Inputs are driven
+right after a rising edge, and that edge starts cycle 0 -- the same cycle 0 as the simulator's and as the
+HBM responder's (``sim/tb/hbm_responder.py``, timed by the shared ``sim/memory/axi_port.py``), which answers
+every ``m_axi_hbm<i>`` port from the job's HBM image with the job's random stalls while one
+``sim/tb/axi_monitor.py`` per port checks every AXI rule. The first task is offered in cycle 0, or with an
+L3 in the first cycle ``l3_ready`` is high (the simulator's ``start_cycle``); task issue cycles count from
+that offer. Inputs are driven
 right after a rising edge; the testbench reads ``task_ready`` in the read-only phase to know whether the
 offer is taken at the next edge. Python sleeps while it waits (for ``task_ready``, for ``idle``): it does
-not wake every cycle. A page fault (``page_fault`` nonzero) halts the engine: the testbench stops offering
+not wake every cycle. With an L3, once idle the testbench flushes it (``l3_flush``, then waits for
+``l3_flushing`` to fall) so the dirty lines reach HBM before C is read there; the flush is not counted.
+A page fault (``page_fault`` nonzero) halts the engine: the testbench stops offering
 tasks, waits for ``idle`` and reports the fault. C in HBM is read through the page table (virtual addresses).
 """
 import os
@@ -51,6 +55,8 @@ async def run_job(dut, clock, job):
     dut.page_table_base.value = table_base
     dut.page_table_entries.value = table_entries
     dut.tlb_flush.value = 0
+    if cfg.l3.enabled:
+        dut.l3_flush.value = 0
     image = np.frombuffer(job["hbm"], dtype=np.uint8).copy()
     responder = HbmResponder(dut, HbmPorts(cfg), image, clock, dut.rst, stall=job["stall"], seed=job["seed"])
     monitors = [AxiMonitor(dut, hbm_prefix(i), dut.clk, dut.rst) for i in range(cfg.memory.ports)]
@@ -60,6 +66,12 @@ async def run_job(dut, clock, job):
     t0_ns = get_sim_time("ns")
     wall = time.perf_counter()
     issue = []
+
+    if cfg.l3.enabled:                     # the L3 clears its tags after reset: offer tasks once it is ready
+        await ReadOnly()
+        if not dut.l3_ready.value:
+            await RisingEdge(dut.l3_ready)
+        t0_ns = get_sim_time("ns")          # task issue cycles count from the first task offered
 
     def cycle() -> int:
         return int((get_sim_time("ns") - t0_ns) // PERIOD_NS)
@@ -89,6 +101,18 @@ async def run_job(dut, clock, job):
                                f"units {int(dut.unit_busy.value):03b})")
     await rise
     wall = time.perf_counter() - wall
+    if cfg.l3.enabled:                     # write the L3's dirty lines back, as a host does before reading HBM
+        dut.l3_flush.value = 1
+        await rise
+        dut.l3_flush.value = 0
+        await ReadOnly()
+        if dut.l3_flushing.value:
+            # bound: a walk step per set, and every line of every set dirty, written back beat by beat
+            bound = job["budget"] + cfg.l3.sets * (1 + cfg.l3.ways * (cfg.l3.line_bytes // cfg.beat_bytes + 1))
+            fired = await First(FallingEdge(dut.l3_flushing), Timer(bound * PERIOD_NS, unit="ns"))
+            if isinstance(fired, Timer):
+                raise TimeoutError(f"{job['shape']}: the L3 flush did not end within {bound} cycles")
+        await rise
     if int(dut.dma_error.value):
         raise RuntimeError(f"{job['shape']}: DMA error bits {int(dut.dma_error.value):02b}, slave errors "
                            f"{responder.errors[:3]}")

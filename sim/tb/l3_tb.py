@@ -1,8 +1,16 @@
 """cocotb tests of the L3 cache RTL (hwgen/l3_cache.py) against its model (sim/memory/l3.py ``L3Ports``).
 
 The top (built by tests/test_l3_rtl.py) is ``L3Cache`` in ``VivadoTop``: slave ``s_axi_l3_*`` (driven here),
-master ``m_axi_hbm0_*`` (answered by ``HbmResponder`` from a byte image), ``ar_stream`` and the counters.
-The config comes as JSON in L3_TB_CONFIG; randomness from L3_TB_SEED (default 1).
+master ``m_axi_hbm0_*`` (answered by ``HbmResponder`` from a byte image), ``ar_stream``, ``ready`` and the
+counters. The config comes as JSON in L3_TB_CONFIG; randomness from L3_TB_SEED (default 1).
+
+Two ways to start. ``reset``: the trace starts in the cycle after reset, while the tag RAMs are being cleared
+(requests wait); cycle 0 is the first cycle out of reset for the master, the responder and the model
+(``L3Ports(cfg)``), and ``ready`` must rise in cycle ``init_cycles = sets / banks``. ``ready``: the
+testbench waits for ``ready`` (after checking it rises in cycle ``init_cycles``); cycle 0 is the first
+cycle ``ready`` is high for the master, the responder (its reset is ``ready`` low) and the model
+(``L3Ports(cfg, cleared=True)``); the master presents its first request in the cycle after it saw
+``ready``, as a master that waits for it does.
 
 A master (``Master``) issues a random trace of read and write bursts (1..8 beats, any start beat, full or
 random WSTRB, some reads marked ``stream``) on the slave, at most ``memory.outstanding`` per direction in
@@ -15,7 +23,19 @@ Checked:
 (b) at 0 % stalls: every R and B handshake cycle equals the model's prediction, and the responder's HbmPorts
     calls (the master's AR and completed writes) equal the model's ``master_calls``;
 (c) under random stalls on both sides: data exact, an ``AxiMonitor`` on each port clean;
-(d) the RTL counters (hits, misses, evictions, writebacks, bypassed) equal the model's.
+(d) the RTL counters (hits, misses, evictions, writebacks, bypassed) equal the model's;
+(e) ``ready`` is low for exactly ``init_cycles`` cycles after reset;
+(f) flush (``flush_*``): after a write-heavy trace the testbench pulses ``flush`` in the cycle after the
+    last response (write-backs may still be in flight: the cache takes it in its first ``idle`` cycle) and a
+    second trace starts in the cycle after the take, so its requests wait in the slave buffers while
+    ``flushing`` is high; ``flushing`` must be high from the cycle after the pulse until it falls, with
+    ``idle`` low from the cycle after the take. When it falls the HBM image holds every byte the first trace
+    wrote (the whole region equals the reference); after the second trace a second flush leaves the image
+    equal to the reference again and a third one, pulsed in the cycle after that fall with nothing dirty, is
+    taken at once, has ``flushing`` high for exactly one cycle (it falls two cycles after the pulse) and makes
+    no HBM call. At 0 % stalls every take and fall cycle, R / B handshake and master HbmPorts call equals the
+    model's (``L3Ports.flush``, ``flush_take``); at any stall rate the data are exact, the counters (with
+    ``flush_writebacks``) equal the model's and the AXI monitors are clean.
 """
 from __future__ import annotations
 
@@ -32,6 +52,7 @@ from cocotb.triggers import ClockCycles, RisingEdge
 from cocotb.utils import get_sim_steps
 
 from hwgen import config
+from hwgen.l3_cache import L3Timing
 from sim.memory.axi_port import HbmPorts
 from sim.memory.l3 import L3Ports
 from sim.tb.axi_monitor import AxiMonitor
@@ -48,7 +69,8 @@ B = CFG.beat_bytes
 LB = CFG.l3.line_bytes
 WAY_BYTES = CFG.l3.sets * LB                 # addresses this far apart share a set
 FULL = (1 << B) - 1
-COUNTERS = ("hits", "misses", "evictions", "writebacks", "bypassed")
+INIT_CYCLES = L3Timing.of(CFG).init_cycles
+COUNTERS = ("hits", "misses", "evictions", "writebacks", "bypassed", "flush_writebacks")
 
 
 class Master:
@@ -74,6 +96,7 @@ class Master:
         self.wlast_cycle: dict[int, int] = {}
         self.rready = self.bready = 1
         self.done = False
+        self.ready_cycle: int | None = None      # the first cycle ``ready`` was seen high
 
     def _go(self) -> bool:
         return self.p == 0 or self.rng.random() >= self.p
@@ -81,6 +104,8 @@ class Master:
     def sample(self, n: int) -> None:
         """Handshakes of cycle ``n`` (called at the edge that ends it)."""
         d = self.dut
+        if self.ready_cycle is None and int(d.ready.value):
+            self.ready_cycle = n
         if self.ar is not None and int(d.s_axi_l3_arready.value):
             self.ar_cycle[self.ar[0]] = n
             self.ar = None
@@ -158,9 +183,9 @@ def beat_data(rng: random.Random, beats: int, partial: float) -> list[tuple[int,
     return [(rng.getrandbits(8 * B), FULL if rng.random() >= partial else rng.getrandbits(B)) for _ in range(beats)]
 
 
-def random_trace(rng: random.Random, n: int, hot_sets: int, tags: int) -> list:
+def random_trace(rng: random.Random, n: int, hot_sets: int, tags: int, writes: float = 0.45) -> list:
     """Bursts over ``hot_sets`` sets x ``tags`` lines each (more lines than ways: conflicts), plus runs of
-    consecutive lines (several misses at once: full MSHRs)."""
+    consecutive lines (several misses at once: full MSHRs); a burst is a write with probability ``writes``."""
     out = []
     for _ in range(n):
         if rng.random() < 0.15:                          # a run of whole lines
@@ -169,7 +194,7 @@ def random_trace(rng: random.Random, n: int, hot_sets: int, tags: int) -> list:
         else:
             base = rng.randrange(tags) * WAY_BYTES + rng.randrange(hot_sets) * LB + rng.randrange(LB // B) * B
             beats = rng.randint(1, min(8, (4096 - base % 4096) // B))
-        if rng.random() < 0.45:
+        if rng.random() < writes:
             out.append(("w", base, beats, beat_data(rng, beats, 0.3)))
         else:
             out.append(("r", base, beats, rng.random() < 0.3))
@@ -221,56 +246,83 @@ def check_data(master: Master, ref: np.ndarray) -> None:
             assert rid == i % 2 and last == (k == len(got) - 1), f"read {i} beat {k}: rid {rid}, rlast {last}"
 
 
-def replay(master: Master, cfg) -> L3Ports:
-    """The model fed with the calls the slave saw; its R/B predictions under no stalls checked by the caller."""
-    model = L3Ports(cfg)
-    model.predicted_r, model.predicted_b = [], []
+def replay(master: Master, cfg, cleared: bool = False, model: L3Ports | None = None, shift: int = 0) -> L3Ports:
+    """The model (a new one unless given) fed with the calls the slave saw, ``shift`` cycles later; its R/B
+    predictions under no stalls are checked by the caller."""
+    if model is None:
+        model = L3Ports(cfg, cleared=cleared)
+        model.predicted_r, model.predicted_b = [], []
     for cycle, kind, i in calls_in_order(master):
         item = master.trace[i]
         if kind == 0:
-            model.predicted_r += model.serve_read(cycle, 0, item[1], item[2], item[3])
+            model.predicted_r += model.serve_read(cycle + shift, 0, item[1], item[2], item[3])
         else:
             full = all(strb == FULL for _, strb in item[3])
-            model.predicted_b.append(model.serve_write(cycle, 0, item[1], item[2], full))
+            model.predicted_b.append(model.serve_write(cycle + shift, 0, item[1], item[2], full))
     model.drain()
     return model
+
+
+def diff(got: list, want: list) -> str:
+    """Where two lists of cycles (or calls) first differ."""
+    for i, (g, w) in enumerate(zip(got, want)):
+        if g != w:
+            return f"item {i}: RTL {g} != model {w} (RTL {got[max(i - 2, 0):i + 3]}, model {want[max(i - 2, 0):i + 3]})"
+    return f"lengths: RTL {len(got)} != model {len(want)}"
 
 
 def counters(dut) -> dict[str, int]:
     return {name: int(getattr(dut, name).value) for name in COUNTERS}
 
 
-async def setup(dut, image, p: float):
+async def setup(dut, image, p: float, start: str):
+    """Clock, reset, responder and monitors; returns them and the simulation step of the edge that starts
+    cycle 0 (``start``: "reset" or "ready", see the module docstring)."""
     clock = Clock(dut.clk, PERIOD_NS, unit="ns", impl="gpi")
     clock.start()
     dut.rst.value = 1
     for sig in ("arvalid", "awvalid", "wvalid", "rready", "bready"):
         getattr(dut, f"{SLAVE}_{sig}").value = 0
     dut.ar_stream.value = 0
+    dut.flush.value = 0
     for sig in ("arready", "rvalid", "awready", "wready", "bvalid"):
         getattr(dut, f"{MASTER}_{sig}").value = 0
-    resp = HbmResponder(dut, HbmPorts(CFG), image, clock, dut.rst, ports={MASTER: 0}, stall=p, seed=SEED)
+    if start == "reset":
+        resp = HbmResponder(dut, HbmPorts(CFG), image, clock, dut.rst, ports={MASTER: 0}, stall=p, seed=SEED)
     mons = [AxiMonitor(dut, prefix, dut.clk, dut.rst) for prefix in (SLAVE, MASTER)]
     await ClockCycles(dut.clk, 2)
+    if start == "ready":
+        # the responder's cycle 0 is the first cycle ``ready`` is high; made once the reset has pulled it low
+        resp = HbmResponder(dut, HbmPorts(CFG), image, clock, dut.ready, ports={MASTER: 0}, stall=p, seed=SEED,
+                            reset_active_level=False)
     await RisingEdge(dut.clk)
-    dut.rst.value = 0                    # this edge starts cycle 0
-    return resp, mons, get_sim_time("step")
+    dut.rst.value = 0                    # this edge starts cycle 0 (out of reset)
+    t0 = get_sim_time("step")
+    if start == "ready":                 # the master sees ready high in its cycle 0 (checked: (e))
+        for n in range(INIT_CYCLES):
+            await RisingEdge(dut.clk)    # ends cycle n: reads its values
+            assert not int(dut.ready.value), f"ready high in cycle {n} after reset (init_cycles {INIT_CYCLES})"
+        t0 = get_sim_time("step")        # this edge starts the first ready cycle
+    return resp, mons, t0
 
 
-async def body(dut, p: float) -> None:
-    rng = random.Random(f"{SEED}-{p}")
+async def body(dut, p: float, start: str = "reset", sweep_after: bool = True) -> None:
+    rng = random.Random(f"{SEED}-{p}-{start}")
     tags = max(2 * CFG.l3.ways + 2, 4)
     hot = min(8, CFG.l3.sets)
     region = tags * WAY_BYTES
     image = np.frombuffer(rng.randbytes(region + 2 * CFG.l3.bytes), dtype=np.uint8).copy()
     ref = image.copy()
-    resp, mons, t0 = await setup(dut, image, p)
+    resp, mons, t0 = await setup(dut, image, p, start)
+    cleared = start == "ready"
     trace = random_trace(rng, 250, hot, tags)
     master = Master(dut, trace, p, random.Random(f"{SEED}-{p}-master"), CFG.memory.outstanding)
     await run_master(dut, master, t0, budget=400 * len(trace) + 2000)
     await ClockCycles(dut.clk, 200)
+    want_ready = 0 if cleared else INIT_CYCLES                                # (e)
+    assert master.ready_cycle == want_ready, f"ready first high in cycle {master.ready_cycle}, not {want_ready}"
     check_data(master, ref)                                                   # (a) reads
-    model = replay(master, CFG)
+    model = replay(master, CFG, cleared)
     got = counters(dut)
     want = {name: model.stats[name] for name in COUNTERS}
     assert got == want, f"counters: RTL {got} != model {want}"               # (d)
@@ -278,12 +330,14 @@ async def body(dut, p: float) -> None:
         if not model.dirty(line):
             assert bytes(image[line:line + LB]) == bytes(ref[line:line + LB]), f"HBM line {line:#x} stale"
     if p == 0:                                                                # (b) exact timing
-        assert [c for c, *_ in master.r_beats] == model.predicted_r, "R handshakes != model"
-        assert master.b_cycles == model.predicted_b, "B handshakes != model"
-        assert resp.calls == model.master_calls, "master HbmPorts calls != model"
+        got_r = [c for c, *_ in master.r_beats]
+        bad = [f"{what} != model: {diff(got, want)}" for what, got, want in (
+            ("master HbmPorts calls", resp.calls, model.master_calls), ("R handshakes", got_r, model.predicted_r),
+            ("B handshakes", master.b_cycles, model.predicted_b)) if got != want]
+        assert not bad, "; ".join(bad)
     for m in mons:                                                            # (c)
         m.assert_clean()
-    if p > 0:
+    if p > 0 or not sweep_after:
         assert not resp.errors, resp.errors[:3]
         return
     # sweep: read twice the capacity elsewhere, then every line of the hot region must be in HBM
@@ -297,7 +351,7 @@ async def body(dut, p: float) -> None:
     n0 = len(master.trace)
     combined.ar_cycle = {**master.ar_cycle, **{n0 + i: c for i, c in m2.ar_cycle.items()}}
     combined.aw_cycle, combined.wlast_cycle = master.aw_cycle, master.wlast_cycle
-    model = replay(combined, CFG)
+    model = replay(combined, CFG, cleared)
     got = counters(dut)
     assert got == {name: model.stats[name] for name in COUNTERS}, f"counters after the sweep: {got}"
     for line in range(0, region, LB):
@@ -314,10 +368,130 @@ async def body(dut, p: float) -> None:
                   model.stats["mshr_stall_cycles"])
 
 
+async def request_flush(dut, t0: int, then: Master | None = None, budget: int = 100_000) -> tuple[int, int, int]:
+    """Pulse ``flush`` in the cycle that starts now (``r``); find the take (the first cycle ``>= r`` with
+    ``idle`` high) and wait until ``flushing`` falls. Checks ``flushing`` is low in ``r`` and high from
+    ``r + 1`` until the fall, ``idle`` low from the cycle after the take. ``then``: a master that starts its
+    trace in the cycle after the take (its requests wait while ``flushing`` is high); ``then.finished`` is the
+    task that runs it. Returns (r, take, first cycle ``flushing`` is low again) at the edge that ends the fall
+    cycle."""
+    period = get_sim_steps(PERIOD_NS, "ns")
+    dut.flush.value = 1
+    r = take = None
+    for _ in range(budget):
+        await RisingEdge(dut.clk)
+        n = (get_sim_time("step") - t0) // period - 1      # the cycle that just ended: its values
+        flushing, idle = int(dut.flushing.value), int(dut.idle.value)
+        if r is None:
+            r = n
+            dut.flush.value = 0
+            assert not flushing, f"flushing high in cycle {n}, the cycle of the request"
+        elif take is None or n == r + 1 or flushing:
+            assert flushing, f"flushing low in cycle {n} (request {r}, take {take})"
+            assert take is None or not idle, f"idle high in cycle {n} during the flush taken in {take}"
+        else:
+            return r, take, n
+        if take is None and idle:
+            take = n
+            if then is not None:
+                then.drive()                        # the cycle after the take: its first request
+                then.finished = cocotb.start_soon(run_master(dut, then, t0, 400 * len(then.trace) + budget))
+    raise TimeoutError(f"flush not {'taken' if take is None else 'done'} after {budget} cycles")
+
+
+async def flush_body(dut, p: float) -> None:
+    """(f) of the module docstring."""
+    rng = random.Random(f"{SEED}-{p}-flush")
+    tags = max(2 * CFG.l3.ways + 2, 4)
+    hot = min(8, CFG.l3.sets)
+    region = tags * WAY_BYTES
+    image = np.frombuffer(rng.randbytes(region + 2 * CFG.l3.bytes), dtype=np.uint8).copy()
+    ref = image.copy()
+    resp, mons, t0 = await setup(dut, image, p, "reset")
+    trace1 = random_trace(rng, 150, hot, tags, writes=0.75)
+    trace2 = random_trace(rng, 60, hot, tags, writes=0.6)
+    m1 = Master(dut, trace1, p, random.Random(f"{SEED}-{p}-flush1"), CFG.memory.outstanding)
+    m2 = Master(dut, trace2, p, random.Random(f"{SEED}-{p}-flush2"), CFG.memory.outstanding)
+    await run_master(dut, m1, t0, budget=400 * len(trace1) + 2000)
+    req1, take1, fall1 = await request_flush(dut, t0, then=m2)    # pulse in the cycle after the last response
+    calls1 = len(resp.calls)
+    snapshot1 = image[:region].copy()                    # nothing of trace 2 reached HBM before fall1 + 1
+    await m2.finished
+    req2, take2, fall2 = await request_flush(dut, t0)
+    calls2 = len(resp.calls)
+    req3, take3, fall3 = await request_flush(dut, t0)
+    await ClockCycles(dut.clk, 50)
+    assert len(resp.calls) == calls2, f"the flush with nothing dirty made HBM calls: {resp.calls[calls2:]}"
+    assert req3 == take3 and fall3 == take3 + 2, f"flush with nothing dirty: requested {req3}, taken {take3}, " \
+        f"flushing fell in {fall3}, not {take3 + 2}"
+    check_data(m1, ref)
+    bad = np.flatnonzero(snapshot1 != ref[:region])
+    assert not bad.size, f"after the first flush, HBM byte {bad[0]:#x} (and {bad.size - 1} more) != reference"
+    check_data(m2, ref)
+    bad = np.flatnonzero(image != ref)
+    assert not bad.size, f"after the second flush, HBM byte {bad[0]:#x} (and {bad.size - 1} more) != reference"
+    # the model: trace 1, flush, trace 2 (shifted by as much as the model's take is later), two flushes
+    model = replay(m1, CFG)
+    dirty1 = model.dirty_lines
+    assert dirty1 or CFG.l3.write_policy != "write_back", "the write-heavy trace left no dirty line"
+    want1 = model.flush(req1)
+    at1 = model.flush_take
+    shift = max(at1 - take1, 0)
+    replay(m2, CFG, model=model, shift=shift)
+    want2 = model.flush(req2 + shift)
+    at2 = model.flush_take
+    shift = want2 - fall2                                # the third request: the cycle after the fall
+    want3 = model.flush(req3 + shift)
+    assert model.dirty_lines == 0 and want3 == req3 + shift + 2
+    got, want = counters(dut), {name: model.stats[name] for name in COUNTERS}
+    assert got == want, f"counters: RTL {got} != model {want}"               # (d)
+    assert got["flush_writebacks"] >= dirty1
+    if p == 0:                                                                # (b), (f) exact timing
+        assert (at1, at2) == (take1, take2), f"flushes taken in {take1}, {take2}; the model's: {at1}, {at2}"
+        assert (fall1, fall2) == (want1, want2), f"flushing fell in {fall1}, {fall2}; model {want1}, {want2}"
+        got_r = [c for c, *_ in m1.r_beats + m2.r_beats]
+        bad = [f"{what} != model: {diff(got, want)}" for what, got, want in (
+            ("master HbmPorts calls", resp.calls, model.master_calls), ("R handshakes", got_r, model.predicted_r),
+            ("B handshakes", m1.b_cycles + m2.b_cycles, model.predicted_b)) if got != want]
+        assert not bad, "; ".join(bad)
+        assert calls1 == len([c for c in model.master_calls if c[0] < fall1]), "HBM calls before the first fall"
+    for m in mons:
+        m.assert_clean()
+    assert not resp.errors, resp.errors[:3]
+    dut._log.info("p=%s: flushes requested %s taken %s fell %s (%d dirty lines at the first), counters %s", p,
+                  (req1, req2, req3), (take1, take2, take3), (fall1, fall2, fall3), dirty1, got)
+
+
+@cocotb.test()
+async def flush_exact_p0(dut):
+    """Flush at 0 % stalls: HBM image = reference after each flush, fall cycles, R/B handshakes and master
+    calls exact (requests waiting during the flush included), a flush with nothing dirty ends at once."""
+    await flush_body(dut, 0.0)
+
+
+@cocotb.test()
+async def flush_stalls_p05(dut):
+    """Flush under 50 % stalls on both sides: data exact, counters, AXI monitors clean."""
+    await flush_body(dut, 0.5)
+
+
+@cocotb.test()
+async def flush_stalls_p09(dut):
+    """Flush under 90 % stalls on both sides: data exact, counters, AXI monitors clean."""
+    await flush_body(dut, 0.9)
+
+
 @cocotb.test()
 async def trace_exact_p0(dut):
     """0 % stalls: data, exact R/B cycles, exact master calls, counters, HBM image."""
     await body(dut, 0.0)
+
+
+@cocotb.test()
+async def ready_exact_p0(dut):
+    """0 % stalls, the trace started after ``ready``: exact R/B cycles and master calls of the model with
+    ``cleared=True`` (cycle 0 = the first ready cycle), data, counters, HBM image."""
+    await body(dut, 0.0, start="ready", sweep_after=False)
 
 
 @cocotb.test()
