@@ -306,7 +306,7 @@ class HwConfig(_Section):
                             f"l3.line_bytes ({self.l3.line_bytes})")
         if self.l3.enabled and self.memory.ports > 1:
             problems.append(f"memory.ports: {self.memory.ports} is not supported with l3.enabled yet (allowed: 1 "
-                            "with the L3; more ports need l3.enabled: false)")
+                            "with the L3, or l3.enabled: false for more ports)")
         if self.l1.out_bytes * 8 < self.out_line_bits * 2:
             problems.append(f"l1.out_bytes: {self.l1.out_bytes} is too small: must hold >= 2 output lines "
                             f"of {self.out_line_bits // 8} bytes")

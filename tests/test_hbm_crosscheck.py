@@ -274,3 +274,30 @@ def test_interleaved_ports_agree(name, stall, build_root):
         else:
             assert r.cycles > sim.cycles, f"{label}: stalls of {stall} should cost cycles"
     assert read.all(), f"bytes read per port: {read.tolist()}: a port went untested"
+
+
+# the L3's other policies in the chip: streaming bypass (the LOADs of A tiles carry `stream`, sent to the
+# L3 as `hbm_ar_stream`) and write-through (no dirty lines: the flush before the readback has nothing to do)
+L3_POLICIES = {
+    "l3_stream_wt": {**VARIANTS["tiny"], "name": "l3_stream_wt",
+                     "l3": {"bypass": "streaming", "write_policy": "write_through", "replacement": "random"}},
+}
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("stall", [0.0, 0.9])
+def test_l3_policies_in_the_chip(stall, build_root):
+    cfg = config.from_dict(L3_POLICIES["l3_stream_wt"])
+    cases = _programs(cfg)
+    rtl = run_rtl_batch(cfg, [p for _, p in cases], build_root, stall=stall, seed=5)
+    model = EngineModel(cfg)
+    bypassed = 0
+    for (label, program), r in zip(cases, rtl):
+        golden = executor.run(cfg.numeric(), program).outputs["C"]
+        sim = model.run(program)
+        np.testing.assert_array_equal(sim.outputs["C"], golden, err_msg=f"{label}: sim")
+        np.testing.assert_array_equal(r.outputs["C"], golden, err_msg=f"{label}: rtl, stall {stall}")
+        bypassed += sim.stats["l3"]["bypassed"]
+        if stall == 0:
+            assert (r.stats["task_issue"], r.cycles) == (sim.stats["task_issue"], sim.cycles), label
+    assert bypassed > 0          # the A tiles' read-once loads did skip allocation
