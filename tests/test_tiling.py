@@ -12,7 +12,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from conftest import variant
+from conftest import three_way, variant
 from test_hbm_crosscheck import PAGED, paged
 
 from golden import executor
@@ -199,14 +199,4 @@ def test_panels_rtl_equals_sim_and_golden(stall, build_root):
     programs = [_compile(cfg, *case) for case in RTL_CASES]
     assert [p.params["panels"] for p in programs] == [3, 2, 2]
     rtl = run_rtl_batch(cfg, programs, build_root, stall=stall, seed=3)
-    model = EngineModel(cfg)
-    for case, program, r in zip(RTL_CASES, programs, rtl):
-        golden = executor.run(cfg.numeric(), program).outputs["C"]
-        sim = model.run(program)
-        np.testing.assert_array_equal(sim.outputs["C"], golden, err_msg=f"{case}: sim")
-        np.testing.assert_array_equal(r.outputs["C"], golden, err_msg=f"{case}: rtl, stall {stall}")
-        if stall == 0:
-            assert (r.stats["task_issue"], r.cycles) == (sim.stats["task_issue"], sim.cycles), case
-            assert (r.stats["elems"], r.stats["gated_macs"]) == (sim.stats["elems"], sim.stats["gated_macs"]), case
-        else:
-            assert r.cycles > sim.cycles, f"{case}: stalls of {stall} should cost cycles"
+    three_way(cfg, list(zip(RTL_CASES, programs)), rtl, stall)
