@@ -304,9 +304,6 @@ class HwConfig(_Section):
         if self.memory.page_bytes % self.l3.line_bytes:
             problems.append(f"memory.page_bytes: {self.memory.page_bytes} is not allowed: must be a multiple of "
                             f"l3.line_bytes ({self.l3.line_bytes})")
-        if self.l3.enabled and self.memory.ports > 1:
-            problems.append(f"memory.ports: {self.memory.ports} is not supported with l3.enabled yet (allowed: 1 "
-                            "with the L3, or l3.enabled: false for more ports)")
         if self.l1.out_bytes * 8 < self.out_line_bits * 2:
             problems.append(f"l1.out_bytes: {self.l1.out_bytes} is too small: must hold >= 2 output lines "
                             f"of {self.out_line_bits // 8} bytes")

@@ -91,6 +91,13 @@ class DsaTop(wiring.Component):
         return m
 
 
+def check_memory_side(cfg) -> None:
+    """Refuse what the memory side cannot build yet (the generator and the simulator both ask)."""
+    if cfg.l3.enabled and cfg.memory.ports > 1:
+        raise ValueError(f"memory.ports: {cfg.memory.ports} is not supported with l3.enabled yet (allowed: 1 "
+                         "with the L3, or l3.enabled: false for more ports)")
+
+
 def _bare(cfg) -> bool:
     """No memory side to add: one port and no L3."""
     return cfg.memory.ports == 1 and not cfg.l3.enabled
@@ -99,6 +106,7 @@ def _bare(cfg) -> bool:
 def chip(cfg) -> wiring.Component:
     """The component behind the top-level names: ``DsaEngine`` when the memory side is a wire, else
     ``DsaTop``."""
+    check_memory_side(cfg)
     return DsaEngine(cfg) if _bare(cfg) else DsaTop(cfg)
 
 

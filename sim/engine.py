@@ -19,6 +19,7 @@ from hwgen.l3_cache import L3Timing
 from hwgen.layout import INDEX_BYTES, PTR_BYTES, Layout
 from hwgen.paging import PageFault, PageTable
 from hwgen.program import Program, Result, decode_output, output_lines, output_words, unpermute_rows
+from hwgen.top import check_memory_side
 from sim.memory.axi_port import HbmPorts
 from sim.memory.dma import DmaUnits, out_lines_to_bytes
 from sim.memory.energy import energy_report
@@ -194,6 +195,7 @@ class EngineModel:
         if table is None and any(isa.unit_of(f["opcode"]) != isa.Unit.COMPUTE for f in program.fields):
             raise ValueError("program: LOAD / STORE tasks but no page table (page_table_base is None); compile "
                              "operands in HBM with hwgen.tiling.compile_matmul_hbm")
+        check_memory_side(cfg)
         hbm = HbmPorts(cfg)
         # the memory side the DMA talks to: the L3 in front of HBM, or HBM; tasks are offered from the first
         # cycle the L3 is ready (its tags are cleared after reset), and cycles count from there

@@ -295,8 +295,6 @@ def test_frozen():
     ({"memory": {"interleave_bytes": 64}, "engine": {"scan_bytes": 128}, "l3": {"line_bytes": 128}},
      "memory.interleave_bytes: 64 is not allowed: must be >= one L1 line (128), the AXI beat"),
     ({"l3": {"replacement": "plru"}}, "l3.replacement: 'plru' is not allowed: Input should be 'lru' or 'random'"),
-    ({"memory": {"ports": 2}}, "memory.ports: 2 is not supported with l3.enabled yet (allowed: 1 with the L3, "
-                               "or l3.enabled: false for more ports)"),
 ])
 def test_memory_hierarchy_problems(data, problem):
     with pytest.raises(ConfigError) as err:

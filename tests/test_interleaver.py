@@ -19,7 +19,7 @@ from hwgen import build, config
 from hwgen.axi import VivadoTop
 from hwgen.engine import DsaEngine
 from hwgen.hbm_interleaver import TLB_WALKS, HbmInterleaver, read_depth, write_depth
-from hwgen.top import DsaTop, axi_ports
+from hwgen.top import ENGINE_HBM_SIDEBAND, DsaTop, axi_ports
 from sim import runner
 from sim.memory.axi_port import HbmPorts
 
@@ -51,14 +51,16 @@ def test_port_select_is_port_of():
 
 
 def test_fifo_depths_follow_the_config():
-    cfg = config.from_dict({"base": "tiny", "memory": {"ports": 4, "outstanding": 8}})
+    cfg = config.from_dict({"base": "tiny", "memory": {"ports": 4, "outstanding": 8}, "l3": {"enabled": False}})
     assert (read_depth(cfg), write_depth(cfg)) == (8 + TLB_WALKS, 8)
     il = HbmInterleaver(cfg)
     assert (il.read_depth, il.write_depth) == (read_depth(cfg), write_depth(cfg))
 
 
 def test_one_port_keeps_the_engine_top():
-    cfg = config.load("tiny")
+    with_l3 = build.top_component(config.load("tiny"))           # tiny has an L3: the memory side is not a wire
+    assert isinstance(with_l3.inner, DsaTop) and {"l3_ready", "m_axi_hbm0_araddr"} <= set(with_l3.signature.members)
+    cfg = config.from_dict({"base": "tiny", "l3": {"enabled": False}})
     top = build.top_component(cfg)
     assert isinstance(top.inner, DsaEngine) and axi_ports(cfg) == {"hbm": "m_axi_hbm0"}
     names = set(top.signature.members)
@@ -68,7 +70,7 @@ def test_one_port_keeps_the_engine_top():
 
 @pytest.mark.parametrize("ports", [2, 32])
 def test_top_has_every_port_under_vivado_names(ports):
-    cfg = config.from_dict({"base": "tiny", "memory": {"ports": ports}})
+    cfg = config.from_dict({"base": "tiny", "memory": {"ports": ports}, "l3": {"enabled": False}})
     top = build.top_component(cfg)
     assert isinstance(top.inner, DsaTop)
     names = set(top.signature.members)
@@ -76,13 +78,13 @@ def test_top_has_every_port_under_vivado_names(ports):
         assert {f"m_axi_hbm{i}_{sig}" for sig in ("araddr", "arvalid", "rdata", "rready", "awlen", "wlast",
                                                   "bresp", "bvalid")} <= names
     assert f"m_axi_hbm{ports}_araddr" not in names
-    engine = {name for name in top.inner.engine.signature.members if name != "hbm"}
+    engine = {name for name in top.inner.engine.signature.members if name not in ("hbm", *ENGINE_HBM_SIDEBAND)}
     assert engine and engine <= set(top.inner.signature.members)
     Fragment.get(top, None)          # elaborates
 
 
 def test_readme_names_every_port(tmp_path):
-    cfg = config.from_dict({"base": "tiny", "memory": {"ports": 4, "interleave_bytes": 256}})
+    cfg = config.from_dict({"base": "tiny", "memory": {"ports": 4, "interleave_bytes": 256}, "l3": {"enabled": False}})
     text = (build.generate(cfg, tmp_path) / "README.md").read_text()
     assert "the 4 AXI4 masters `m_axi_hbm0_*` .. `m_axi_hbm3_*`" in text
     assert "(a / 256) mod 4" in text and "| `m_axi_hbm3_bready` | out | 1 |" in text
