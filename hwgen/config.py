@@ -159,7 +159,7 @@ class HbmConfig(_Section):
 
 
 class MemoryConfig(_Section):
-    """The memory hierarchy beyond L1: HBM, and the pages tensors live in (sim/memory/paging.py).
+    """The memory hierarchy beyond L1: HBM, and the pages tensors live in (hwgen/paging.py).
 
     The TLB has ``tlb_entries`` entries in ``tlb_sets`` sets of ``tlb_entries // tlb_sets`` ways (LRU within
     a set; the set is the low bits of the virtual page number); the default, one set, is fully associative."""

@@ -1,6 +1,6 @@
 """Field tables: a binary format written once, from which the packer, the unpacker and the Amaranth
 layout are all derived. The task descriptor (``hwgen/isa.py``) and the page-table entry
-(``sim/memory/paging.py``) are field tables. Fields are packed LSB-first in table order.
+(``hwgen/paging.py``) are field tables. Fields are packed LSB-first in table order.
 """
 from __future__ import annotations
 
