@@ -15,7 +15,6 @@ import numpy as np
 
 from hwgen import isa
 from hwgen.config import HwConfig
-from hwgen.l3_cache import L3Timing
 from hwgen.layout import INDEX_BYTES, PTR_BYTES, Layout
 from hwgen.paging import PageFault, PageTable
 from hwgen.program import Program, Result, decode_output, output_lines, output_words, unpermute_rows
@@ -200,7 +199,7 @@ class EngineModel:
         # the memory side the DMA talks to: the L3 in front of HBM, or HBM; tasks are offered from the first
         # cycle the L3 is ready (its tags are cleared after reset), and cycles count from there
         ports = L3Ports(cfg, hbm) if cfg.l3.enabled else hbm
-        start = L3Timing.of(cfg).init_cycles if cfg.l3.enabled else 0
+        start = ports.ready_cycle if cfg.l3.enabled else 0
         dma = DmaUnits(cfg, ports, table)
         stats: dict = {"backend": "sim", "elems": 0, "gated_macs": 0, "unit_busy_cycles": 0, "task_cycles": [],
                        "task_issue": [], "l1_read_bytes": 0, "l1_write_bytes": 0, "out_read_bytes": 0,
