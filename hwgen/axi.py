@@ -22,7 +22,7 @@ cocotbext-axi treat them as optional), PROT on AXI4-Lite.
 """
 from __future__ import annotations
 
-from amaranth import Const, Module, Signal
+from amaranth import Cat, Const, Module, Signal, Value
 from amaranth.hdl import ValueCastable
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -220,6 +220,32 @@ class VivadoTop(wiring.Component):
 # ---------------------------------------------------------------------------------------------------
 # AXI4-Lite register block
 
+def axilite_handshake(m: Module, bus) -> tuple[Signal, Signal]:
+    """The handshake of a simple AXI4-Lite slave (``bus`` is its ``In(AxiLiteSignature)`` member).
+
+    A write is taken when AW and W are both valid and no B response is pending; a read when no R response
+    is pending. BVALID / RVALID rise the cycle after and fall once the master takes the response. Returns
+    (take_write, take_read); the caller registers ``b.payload`` / ``r.payload`` on those strobes.
+    """
+    take_write, take_read = Signal(), Signal()
+    m.d.comb += [
+        take_write.eq(bus.aw.valid & bus.w.valid & ~bus.b.valid),
+        take_read.eq(bus.ar.valid & ~bus.r.valid),
+        bus.aw.ready.eq(take_write), bus.w.ready.eq(take_write), bus.ar.ready.eq(take_read),
+    ]
+    for take, resp in ((take_write, bus.b), (take_read, bus.r)):
+        with m.If(take):
+            m.d.sync += resp.valid.eq(1)
+        with m.Elif(resp.ready):
+            m.d.sync += resp.valid.eq(0)
+    return take_write, take_read
+
+
+def byte_mask(strb) -> Value:
+    """WSTRB widened to a bit mask: each strobe bit covers its 8 data bits."""
+    return Cat(bit.replicate(8) for bit in strb)
+
+
 class AxiLiteRegisters(wiring.Component):
     """``count`` read/write registers behind an AXI4-Lite slave port (CSR block skeleton).
 
@@ -227,6 +253,7 @@ class AxiLiteRegisters(wiring.Component):
     ignored (the block aliases). Writes honour ``wstrb``. A write is taken when AW and W are both valid
     and no B response is pending; a read when no R response is pending. Every response is OKAY, one cycle
     after the handshake. ``regs`` shows the register values to the rest of the design.
+    (``hwgen.csr.CsrBlock`` is the full CSR block: a register table, access types, SLVERR on holes.)
     """
 
     def __init__(self, count: int, *, addr_width: int = 12, data_width: int = 32):
@@ -244,33 +271,22 @@ class AxiLiteRegisters(wiring.Component):
         index_bits = ceil_log2(self.count)
         regs = [Signal(sig.data_width, name=f"reg{i}") for i in range(self.count)]
         m.d.comb += [port.eq(reg) for port, reg in zip(self.regs, regs)]
+        take_write, take_read = axilite_handshake(m, bus)
+        m.d.comb += [bus.b.payload.resp.eq(RESP_OKAY), bus.r.payload.resp.eq(RESP_OKAY)]
 
-        # write: AW and W together, then B
-        take_write = bus.aw.valid & bus.w.valid & ~bus.b.valid
-        m.d.comb += [bus.aw.ready.eq(take_write), bus.w.ready.eq(take_write), bus.b.payload.resp.eq(RESP_OKAY)]
         windex = bus.aw.payload.addr[lsb:lsb + index_bits] if index_bits else Const(0)
+        mask = byte_mask(bus.w.payload.strb)
         with m.If(take_write):
-            m.d.sync += bus.b.valid.eq(1)
             for i, reg in enumerate(regs):
                 with m.If(windex == i):
-                    for b in range(sig.bytes_per_beat):
-                        with m.If(bus.w.payload.strb[b]):
-                            m.d.sync += reg.word_select(b, 8).eq(bus.w.payload.data.word_select(b, 8))
-        with m.Elif(bus.b.ready):
-            m.d.sync += bus.b.valid.eq(0)
+                    m.d.sync += reg.eq((reg & ~mask) | (bus.w.payload.data & mask))
 
-        # read: AR, then R with the register's value
-        take_read = bus.ar.valid & ~bus.r.valid
-        m.d.comb += [bus.ar.ready.eq(take_read), bus.r.payload.resp.eq(RESP_OKAY)]
         rindex = bus.ar.payload.addr[lsb:lsb + index_bits] if index_bits else Const(0)
         with m.If(take_read):
-            m.d.sync += bus.r.valid.eq(1)
             with m.Switch(rindex):
                 for i, reg in enumerate(regs):
                     with m.Case(i):
                         m.d.sync += bus.r.payload.data.eq(reg)
                 with m.Default():
                     m.d.sync += bus.r.payload.data.eq(0)
-        with m.Elif(bus.r.ready):
-            m.d.sync += bus.r.valid.eq(0)
         return m
