@@ -21,6 +21,7 @@ demo: setup
 	$(BIN)/dsa generate --config default --out rtl_out
 	$(BIN)/dsa compare --config default --m 64 --k 256 --n 64 --density 0.1 --seed 0
 	$(BIN)/dsa compare --config default --m 512 --k 256 --n 16 --density 0.1 --format bitmask --seed 0 --hbm
+	$(BIN)/dsa compare --config tiny --workload workloads/multimodal.yaml
 
 ## test: the CI suite (< 30 min on 2 cores)
 test: setup

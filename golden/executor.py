@@ -26,6 +26,13 @@ def run(numeric: dict, program: Program, device: str | None = None) -> Result:
         return Result(outputs={"O": res["out"].cpu().numpy()}, cycles=None,
                       stats={"backend": "golden", "device": str(device or "cpu"), "wall_s": time.perf_counter() - wall,
                              "p_nnz": int(res["rowptr"][-1])})
+    if program.kernel == "workload":      # a DAG program (hwgen/compiler.py): the workload's graph semantics
+        from .graph import run_workload
+        res = run_workload(numeric, program.params["workload"], device=device)
+        return Result(outputs={name: np.asarray(res.tensors[name]).astype(np.int64) for name in program.outputs},
+                      cycles=None,
+                      stats={"backend": "golden", "device": str(device or "cpu"), "wall_s": time.perf_counter() - wall,
+                             "predicates": res.predicates, "skipped": res.skipped})
     if program.kernel == "layers":
         x = program.tensors["A"]
         for index in range(program.params["layers"]):

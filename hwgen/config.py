@@ -273,8 +273,40 @@ class ClockConfig(_Section):
     mhz: float = Field(1000.0, gt=0, le=5000, description="clock used to turn cycles into time")
 
 
+class SchedulerConfig(_Section):
+    """The ASA task scheduler and the engines it feeds (``hwgen/asa.py``, modelled by ``sim/scheduler.py``).
+
+    A program is a DAG of tasks (kernel tiles); the table, successor lists and descriptors are read from HBM
+    into on-chip RAMs of the sizes below, so a program larger than any of them is refused by the compiler."""
+
+    engines: int = Field(4, ge=1, le=16, description="DSA engines the scheduler issues tasks to")
+    policy: Literal["in_order", "static_list", "adaptive"] = Field(
+        "adaptive", description="in_order: table order; static_list: compiler's critical-path rank; adaptive: "
+                                "rank rescaled by the measured/estimated time of the task that released it")
+    window: int = Field(16, description="tasks held at once (loaded in table order, freed on completion)")
+    tasks: int = Field(256, description="task-table entries")
+    successors: int = Field(1024, description="successor-list entries, over the whole program")
+    descriptors: int = Field(2048, description="engine descriptors, over the whole program")
+    predicates: int = Field(64, description="predicate bits gate tasks write and predicated tasks read")
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v: int) -> int:
+        return _power_of_two(v, 2, 64)
+
+    @field_validator("tasks", "successors", "descriptors")
+    @classmethod
+    def _tables(cls, v: int) -> int:
+        return _power_of_two(v, 16, 65536)
+
+    @field_validator("predicates")
+    @classmethod
+    def _predicates(cls, v: int) -> int:
+        return _power_of_two(v, 8, 256)
+
+
 class HwConfig(_Section):
-    """The whole accelerator. Later sections (memory, scheduler) are added beside these."""
+    """The whole accelerator."""
 
     name: str = Field("base", pattern=r"^[a-z][a-z0-9_]{0,31}$")
     engine: EngineConfig = EngineConfig()
@@ -282,6 +314,7 @@ class HwConfig(_Section):
     attention: AttentionConfig = AttentionConfig()
     memory: MemoryConfig = MemoryConfig()
     l3: L3Config = L3Config()
+    scheduler: SchedulerConfig = SchedulerConfig()
     energy: EnergyConfig = EnergyConfig()
     clock: ClockConfig = ClockConfig()
 

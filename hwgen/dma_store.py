@@ -1,13 +1,17 @@
-"""DMA out: a STORE task writes ``lines`` output-buffer lines from ``out_line`` to VIRTUAL byte address ``hbm_addr``.
+"""DMA out: a STORE task writes ``lines`` lines to VIRTUAL byte address ``hbm_addr``: output-buffer lines from
+``out_line`` (``source`` 0), or L1 lines from ``l1_line`` (``source`` 1: requantized int8 rows, so that a layer
+on another engine can read them from HBM).
 
 An output line (L accumulators) and an AXI beat (one L1 line) differ in width by a power of two: a line
 is cut into ``parts`` beats (line >= beat), or ``gather`` lines make one beat (line < beat; ``lines`` must
-then be a multiple of ``gather``). Bursts are cut as for loads (``dma_load.plan``); AWID is 0, so B
-responses come back in order.
+then be a multiple of ``gather``). An L1 line is one beat, so a ``source`` 1 task runs, cycle for cycle, as
+an output-buffer task would with ``parts`` = ``gather`` = 1. Bursts are cut as for loads (``dma_load.plan``);
+AWID is 0, so B responses come back in order.
 
 Three independent pieces, each a few registers:
-- lines: the output-buffer read port runs as a pipeline (``en`` only when the line it holds is used up), so
-  a beat is ready every cycle while the W channel takes them;
+- lines: the task's read port (``out_read`` or ``l1_read``, one cycle of latency each) runs as a pipeline
+  (``en`` only when the line it holds is used up), so a beat is ready every cycle while the W channel takes
+  them;
 - AW: like the LOAD's AR: each burst's virtual address is translated by the unit's TLB (``xlate_req`` /
   ``xlate_resp``, requests as early as the TLB takes them, ``write`` = 1), and the AW is registered with the
   physical address in a cycle where the AW register is free and fewer than ``memory.outstanding`` bursts
@@ -23,7 +27,7 @@ finish (their W beats, their B), and ``busy`` drops in the cycle after the one i
 """
 from __future__ import annotations
 
-from amaranth import Module, Signal
+from amaranth import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
@@ -57,6 +61,8 @@ class DmaStore(wiring.Component):
             "start": In(1),
             "hbm_addr": In(addr_bits),
             "out_line": In(isa.DESCRIPTOR.bits("c_addr")),
+            "l1_line": In(isa.DESCRIPTOR.bits("d_addr")),
+            "source": In(isa.DESCRIPTOR.bits("source")),       # 0: out_line.., 1: l1_line..
             "lines": In(isa.DESCRIPTOR.bits("lines")),
             "busy": Out(1),
             "error": Out(1),
@@ -68,19 +74,21 @@ class DmaStore(wiring.Component):
             "w": Out(axi.members["w"].signature),
             "b": In(axi.members["b"].signature.flip()),
             "out_read": In(signatures.out_read(cfg)),
+            "l1_read": In(signatures.l1_read(cfg)),
         })
 
     def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
-        aw, w, b, rd = self.aw, self.w, self.b, self.out_read
+        aw, w, b, rd, l1 = self.aw, self.w, self.b, self.out_read, self.l1_read
         size = exact_log2(cfg.beat_bytes)
         beat_bits = cfg.beat_bytes * 8
         parts, gather = beats_per_line(cfg)
         nbits = len(self.lines) + exact_log2(parts)            # beats of one task
 
         # ---- lines: the read port's data register holds the line being cut or gathered ----
-        rd_next = Signal(len(rd.addr))
+        src = Signal()                                         # the running task reads L1 (one line per beat)
+        rd_next = Signal(max(len(rd.addr), len(l1.addr)))
         rd_left = Signal(len(self.lines))
         have = Signal()                                        # rd.data holds a line not yet used up
         beat_valid = Signal()
@@ -89,9 +97,9 @@ class DmaStore(wiring.Component):
         advance = Signal()
         if parts >= 1 and gather == 1:
             part = Signal(range(max(parts, 2)))
-            m.d.comb += [beat_valid.eq(have), beat_data.eq(rd.data.word_select(part, beat_bits) if parts > 1
-                                                           else rd.data)]
-            m.d.comb += advance.eq(~have | (w_take & (part == parts - 1)))
+            out_beat = rd.data.word_select(part, beat_bits) if parts > 1 else rd.data
+            m.d.comb += [beat_valid.eq(have), beat_data.eq(Mux(src, l1.data, out_beat))]
+            m.d.comb += advance.eq(~have | (w_take & (src | (part == parts - 1))))
             with m.If(advance):
                 m.d.sync += part.eq(0)
             with m.Elif(w_take):
@@ -100,15 +108,17 @@ class DmaStore(wiring.Component):
             slot = Signal(range(gather))
             full = Signal()
             gathered = Signal(beat_bits)
-            take_line = have & (~full | w_take)
-            m.d.comb += [beat_valid.eq(full), beat_data.eq(gathered), advance.eq(~have | take_line)]
+            take_line = have & ~src & (~full | w_take)
+            m.d.comb += [beat_valid.eq(Mux(src, have, full)), beat_data.eq(Mux(src, l1.data, gathered)),
+                         advance.eq(~have | Mux(src, w_take, take_line))]
             with m.If(take_line):
                 m.d.sync += [gathered.word_select(slot, cfg.out_line_bits).eq(rd.data),
                              slot.eq(slot + 1 if gather > 1 else 0)]
                 m.d.sync += full.eq(slot == gather - 1)
-            with m.Elif(w_take):
+            with m.Elif(w_take & ~src):                        # source 1 leaves the gather registers alone
                 m.d.sync += full.eq(0)
-        m.d.comb += [rd.addr.eq(rd_next), rd.en.eq(advance & (rd_left != 0))]
+        fetch = advance & (rd_left != 0)
+        m.d.comb += [rd.addr.eq(rd_next), rd.en.eq(fetch & ~src), l1.addr.eq(rd_next), l1.en.eq(fetch & src)]
         with m.If(advance):
             m.d.sync += have.eq(rd_left != 0)
             with m.If(rd_left != 0):
@@ -171,10 +181,12 @@ class DmaStore(wiring.Component):
             m.d.sync += self.busy.eq(0)
 
         with m.If(self.start & ~self.busy):
-            total = (self.lines >> exact_log2(gather)) if gather > 1 else self.lines * parts
+            out_total = (self.lines >> exact_log2(gather)) if gather > 1 else self.lines * parts
+            total = Mux(self.source, self.lines, out_total)
             addr = self.hbm_addr >> size << size
             m.d.sync += [self.busy.eq(self.lines != 0), self.error.eq(0), self.fault.eq(Fault.NONE),
-                         rd_next.eq(self.out_line), rd_left.eq(self.lines), plan_addr.eq(addr), w_addr.eq(addr),
+                         src.eq(self.source), rd_next.eq(Mux(self.source, self.l1_line, self.out_line)),
+                         rd_left.eq(self.lines), plan_addr.eq(addr), w_addr.eq(addr),
                          plan_left.eq(total), aw_left.eq(total), w_left.eq(total), aw_sent.eq(0), w_bursts.eq(0),
                          w_pos.eq(0)]
         return m

@@ -1,5 +1,6 @@
 """DSA engine: a LOAD unit (DMA in), a COMPUTE unit (R row units) and a STORE unit (DMA out) around L1
-and the output buffer, fed with task descriptors in order.
+and the output buffer, fed with task descriptors in order. A STORE writes output-buffer lines, or with
+``source`` = 1 L1 lines (requantized int8 rows at ``d_addr``) through an L1 read port of its own.
 
 Issue: the descriptor on ``task`` is taken (``task.ready``) in a cycle where its unit is idle, every unit
 named in its ``wait`` bits is idle, and it would not share the L1 write port with a running task (a LOAD
@@ -7,6 +8,13 @@ and a compute task that writes L1 -- TOPK, or requantized C -- never run togethe
 on its own, so the compiler overlaps the next tile's LOAD and the last tile's STORE with compute (double
 buffering) and orders them with ``wait`` bits. A unit's ``busy`` rises in the cycle after its task is
 taken.
+
+What the issue rule does NOT check is left to the compiler's ``wait`` bits: a compute task must not write
+output lines a running STORE reads (it waits for STORE), and a STORE with ``source`` = 1 reads L1 while it
+runs, so it must not overlap a task that writes the same L1 lines: the STORE waits for COMPUTE (or LOAD)
+when the task that writes its rows may still run, and a later LOAD or L1-writing compute task that reuses
+those lines waits for STORE. There is no interlock in hardware (the STORE's read port never blocks a
+writer): a program that breaks the rule stores whatever the lines hold when they are read.
 
 The dispatcher walks jobs (i, j) in row-major order, one per cycle, each to the lowest-numbered free row
 unit: a unit that drew a short row is free sooner and takes the next job, so long rows never serialise
@@ -92,7 +100,8 @@ class DsaEngine(wiring.Component):
         R = cfg.engine.rows
         lay = Layout.of(cfg)
 
-        m.submodules.l1 = l1 = Scratchpad(cfg, read_ports=3 * R + 2)   # 3 per row unit, 2 for the writer
+        # 3 per row unit, 2 for the writer, 1 for the STORE (source = 1)
+        m.submodules.l1 = l1 = Scratchpad(cfg, read_ports=3 * R + 3)
         out_buf = memory.Memory(shape=cfg.out_line_bits, depth=cfg.out_lines, init=[])
         m.submodules.out_buf = out_buf
         out_wr = out_buf.write_port()
@@ -130,6 +139,7 @@ class DsaEngine(wiring.Component):
         store_rd = out_buf.read_port(domain="sync")
         m.d.comb += [store_rd.addr.eq(store.out_read.addr), store_rd.en.eq(store.out_read.en),
                      store.out_read.data.eq(store_rd.data)]
+        connect(m, store.l1_read, l1.read[3 * R + 2])
 
         task = Signal(isa.descriptor_layout())        # the compute unit's descriptor
         running = Signal()                            # the compute unit is busy
@@ -153,7 +163,8 @@ class DsaEngine(wiring.Component):
         m.d.comb += [load.start.eq(taken & head_load), load.hbm_addr.eq(head.hbm_addr),
                      load.l1_line.eq(head.a_addr), load.lines.eq(head.lines),
                      store.start.eq(taken & head_store), store.hbm_addr.eq(head.hbm_addr),
-                     store.out_line.eq(head.c_addr), store.lines.eq(head.lines)]
+                     store.out_line.eq(head.c_addr), store.l1_line.eq(head.d_addr), store.source.eq(head.source),
+                     store.lines.eq(head.lines)]
         start = taken & head_compute
         # a TOPK task reads scores from the output buffer and writes P bytes into L1; otherwise the host may
         m.submodules.topk = topk = TopkPath(cfg)

@@ -71,10 +71,10 @@ class HbmInterleaver(wiring.Component):
     """``bus`` (slave, ``signatures.hbm_axi(cfg)`` flipped) -> ``port0`` .. ``port<P-1>`` (masters); see the
     module docstring for the routing and the timing rule."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, id_width: int | None = None):
         self._cfg = cfg
         self.ports = cfg.memory.ports
-        sig = signatures.hbm_axi(cfg)
+        sig = signatures.hbm_axi(cfg, id_width)
         super().__init__({"bus": In(sig), **{f"port{i}": Out(sig) for i in range(self.ports)}})
 
     @property

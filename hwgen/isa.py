@@ -16,14 +16,14 @@ class Opcode(enum.IntEnum):
     SPMM = 2   # sparse A: zeros (and |a| < threshold) are skipped at run time
     TOPK = 3   # each output-buffer row of scores -> top-k + integer softmax -> P bytes in a zeroed L1 region
     LOAD = 4   # DMA: `lines` L1 lines from HBM byte address hbm_addr into L1 from line a_addr
-    STORE = 5  # DMA: `lines` output-buffer lines from line c_addr to HBM byte address hbm_addr
+    STORE = 5  # DMA: `lines` output-buffer lines from c_addr (source 1: L1 lines from d_addr) to HBM hbm_addr
 
 
 class Unit(enum.IntEnum):
     """The engine's three units; a task runs on one, and may first wait for others to go idle."""
     LOAD = 0      # DMA in: HBM -> L1 (AXI read channels)
     COMPUTE = 1   # GEMM / SPMM / TOPK / NOP
-    STORE = 2     # DMA out: output buffer -> HBM (AXI write channels)
+    STORE = 2     # DMA out: output buffer or L1 -> HBM (AXI write channels)
 
 
 def unit_of(opcode: int) -> Unit:
@@ -67,8 +67,9 @@ DESCRIPTOR = FieldTable("descriptor", width=DESCRIPTOR_BITS, fields=(
     Field("d_addr", 24, "L1 line of requantized C (int8 dense rows, usable as a later task's A or B)"),
     Field("wait", 3, "issue only once these units are idle: bit Unit.LOAD / COMPUTE / STORE (1 << unit)"),
     Field("hbm_addr", 40, "load/store: HBM byte address (a multiple of the line)"),
-    Field("lines", 16, "load: L1 lines to fill; store: output-buffer lines to write out"),
+    Field("lines", 16, "load: L1 lines to fill; store: lines to write out (output-buffer or L1 lines, see source)"),
     Field("stream", 1, "load: read-once data (the L3 may bypass it, l3.bypass = streaming)"),
+    Field("source", 1, "store: 0 output buffer lines from c_addr, 1 L1 lines from d_addr (requantized int8 rows)"),
 ))
 FIELD_NAMES = DESCRIPTOR.names
 descriptor_layout = DESCRIPTOR.layout

@@ -247,10 +247,10 @@ def ram_modules(cfg) -> dict[str, str]:
 class L3Cache(wiring.Component):
     """The L3 cache between ``bus`` (slave) and ``hbm`` (master); see the module docstring for the timing."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, id_width: int | None = None):
         self.cfg = cfg
         self.timing = L3Timing.of(cfg)
-        sig = signatures.hbm_axi(cfg)
+        sig = signatures.hbm_axi(cfg, id_width)   # IDs pass through: as wide as the masters' above
         self.axi = sig
         super().__init__({
             "bus": In(sig), "ar_stream": In(1), "hbm": Out(sig),

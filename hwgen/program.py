@@ -39,8 +39,10 @@ class OutputSpec:
     paged): the same number of lines from ``hbm_addr``, row-major over (row, lane block) too, unless
     ``panel_blocks`` is set: then C is panel-major, as ``hwgen.tiling`` stores B's column panels: panel p
     covers lane blocks ``p * panel_blocks ..`` (the last panel may have fewer) and holds rows 0..m-1 of them,
-    row-major over (row, lane block of the panel). Whoever reads C back reads the lines in storage order and
-    leaves the reordering to ``decode_output``.
+    row-major over (row, lane block of the panel). With ``int8_rows`` the lines at ``hbm_addr`` are L1 lines
+    instead, as a STORE with ``source`` = 1 writes them: m rows of ``words(n)`` lines of int8 (requantized C,
+    bytes n.. of a row are padding). Whoever reads C back reads the lines in storage order (``hbm_lines``)
+    and leaves the reordering to ``decode_output``.
     """
     c_addr: int
     m: int
@@ -49,6 +51,7 @@ class OutputSpec:
     hbm_addr: int | None = None                # where a STORE left C in HBM, a virtual address when the program
                                                # is paged (None: read the output buffer)
     panel_blocks: int | None = None            # C in HBM is panel-major with this many lane blocks per panel
+    int8_rows: bool = False                    # C in HBM is int8 rows of L1 lines (a STORE from L1)
 
     def __post_init__(self):
         if self.panel_blocks is not None:
@@ -58,6 +61,9 @@ class OutputSpec:
             if self.hbm_addr is None:
                 raise ValueError("panel_blocks: only allowed for an output in HBM (hbm_addr is None: the output "
                                  "buffer holds C row-major)")
+        if self.int8_rows and (self.hbm_addr is None or self.panel_blocks is not None):
+            raise ValueError("int8_rows: only allowed for an output in HBM without panel_blocks (a STORE from L1 "
+                             "writes whole rows)")
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,11 @@ class Program:
     page_table_base: int | None = None
     page_table_entries: int = 0
     fragmentation: dict[str, Any] = field(default_factory=dict)
+    # DAG programs (hwgen/compiler.py): the scheduler's tasks, each its TASK fields (hwgen/task_table.py) plus
+    # "succ", "kernel", "tile", "rows"; the header's physical address (the CSR program_base). Empty: the
+    # descriptors run in order on one engine.
+    tasks: tuple[dict[str, Any], ...] = ()
+    program_base: int | None = None
 
     def page_table(self, cfg: HwConfig, image: np.ndarray | None = None):
         """The program's page table (``hwgen.paging.PageTable``) read out of ``image`` (default: ``hbm``), or
@@ -106,8 +117,7 @@ class Result:
 
 
 def output_lines(cfg: HwConfig, spec: OutputSpec) -> list[int]:
-    """Output-buffer lines holding C, row-major over (row i, lane block j). For C in HBM only its length
-    matters: the number of output lines C takes there, in any ``panel_blocks`` order."""
+    """Output-buffer lines holding C, row-major over (row i, lane block j) (C in HBM: ``hbm_lines``)."""
     lay = Layout.of(cfg)
     nbj = lay.blocks(spec.n)
     return [lay.c_line(spec.c_addr, i * nbj, j) for i in range(spec.m) for j in range(nbj)]
@@ -127,11 +137,29 @@ def stored_line_order(cfg: HwConfig, spec: OutputSpec) -> np.ndarray:
     return order.reshape(-1)
 
 
+def hbm_lines(cfg: HwConfig, spec: OutputSpec) -> tuple[int, int]:
+    """(lines, bytes per line) of an output in HBM: m rows of ``words(n)`` L1 lines with ``int8_rows``, else
+    its output lines."""
+    lay = Layout.of(cfg)
+    if spec.int8_rows:
+        return spec.m * lay.words(spec.n), cfg.line_bytes
+    return spec.m * lay.blocks(spec.n), cfg.out_line_bits // 8
+
+
 def decode_output(cfg: HwConfig, spec: OutputSpec, words: list[int]) -> np.ndarray:
     """Output lines (as read, in storage order: ``output_lines`` order, or panel-major in HBM when
-    ``spec.panel_blocks`` is set) -> C as int64 (M, N).
+    ``spec.panel_blocks`` is set, or L1 lines of int8 rows with ``spec.int8_rows``) -> C as int64 (M, N).
 
-    Lane l of a line is bits [l*acc_bits, (l+1)*acc_bits), two's complement."""
+    Lane l of an output line is bits [l*acc_bits, (l+1)*acc_bits), two's complement; byte b of an L1 line is
+    element b of its part of a row, int8."""
+    if spec.int8_rows:
+        count, line_bytes = hbm_lines(cfg, spec)
+        if len(words) != count:
+            raise ValueError(f"output: {len(words)} lines read, expected {count} ({spec.m} int8 rows of {spec.n} "
+                             f"in lines of {line_bytes} bytes)")
+        blob = b"".join(w.to_bytes(line_bytes, "little") for w in words)
+        rows = np.frombuffer(blob, np.int8).reshape(spec.m, -1)[:, :spec.n]
+        return unpermute_rows(spec, rows.astype(np.int64))
     L, bits = cfg.engine.lanes, cfg.engine.acc_bits
     expect = spec.m * Layout.of(cfg).blocks(spec.n)
     if len(words) != expect:
@@ -287,9 +315,10 @@ def check_matmul(cfg: HwConfig, a, b, kernel: str, a_format: str, threshold, nm:
     return stored, logical, b, _check_threshold(kernel, threshold, cfg.engine.threshold)
 
 
-def output_words(cfg: HwConfig, blob: bytes) -> list[int]:
-    """Output lines as a STORE wrote them to HBM (bytes) -> one int per line, as ``decode_output`` takes."""
-    step = cfg.out_line_bits // 8
+def output_words(cfg: HwConfig, blob: bytes, line_bytes: int | None = None) -> list[int]:
+    """Lines as a STORE wrote them to HBM (bytes) -> one int per line, as ``decode_output`` takes;
+    ``line_bytes``: as ``hbm_lines`` says (default: output lines)."""
+    step = line_bytes or cfg.out_line_bits // 8
     return [int.from_bytes(blob[i:i + step], "little") for i in range(0, len(blob), step)]
 
 

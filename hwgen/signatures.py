@@ -26,10 +26,10 @@ def out_write(cfg) -> memory.WritePort.Signature:
     return memory.WritePort.Signature(addr_width=ceil_log2(cfg.out_lines), shape=cfg.out_line_bits)
 
 
-def hbm_axi(cfg):
+def hbm_axi(cfg, id_width: int | None = None):
     """The AXI4 master port of an engine's DMA toward HBM: one L1 line per beat, addresses as wide as the
-    descriptor's ``hbm_addr``."""
+    descriptor's ``hbm_addr``; ``id_width`` widens the ID below an arbiter (default: the engine's)."""
     from . import isa
     from .axi import AxiSignature
     return AxiSignature(addr_width=isa.DESCRIPTOR.bits("hbm_addr"), data_width=cfg.beat_bytes * 8,
-                        id_width=cfg.axi_id_bits)
+                        id_width=cfg.axi_id_bits if id_width is None else id_width)

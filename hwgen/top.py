@@ -74,21 +74,27 @@ class DsaTop(wiring.Component):
             outer, inner = (x.as_value() if isinstance(x, ValueCastable) else x for x in (outer, inner))
             m.d.comb += outer.eq(inner) if member.flow == Out else inner.eq(outer)
 
-        upstream = engine.hbm                         # the master the next stage serves
-        if cfg.l3.enabled:
-            m.submodules.l3 = l3 = L3Cache(cfg)
-            connect(m, upstream, l3.bus)
-            m.d.comb += [l3.ar_stream.eq(engine.hbm_ar_stream), self.l3_ready.eq(l3.ready),
-                         l3.flush.eq(self.l3_flush), self.l3_flushing.eq(l3.flushing)]
-            upstream = l3.hbm
-        if cfg.memory.ports == 1:
-            connect(m, upstream, flipped(self.hbm0))
-        else:
-            m.submodules.interleaver = interleaver = HbmInterleaver(cfg)
-            connect(m, upstream, interleaver.bus)
-            for i in range(cfg.memory.ports):
-                connect(m, getattr(interleaver, f"port{i}"), flipped(getattr(self, f"hbm{i}")))
+        memory_side(m, cfg, engine.hbm, engine.hbm_ar_stream, self)
         return m
+
+
+def memory_side(m: Module, cfg, upstream, ar_stream, outer, id_width: int | None = None) -> None:
+    """Below ``upstream`` (an AXI4 master): the L3 (``l3.enabled``; its ``ready`` / ``flush`` / ``flushing`` on
+    ``outer.l3_*``, the read-once hint from ``ar_stream``), then the interleaver (``memory.ports`` > 1), onto
+    ``outer.hbm0`` .. ``hbm<P-1>``. ``id_width``: the ID width of ``upstream`` (default: the engine's)."""
+    if cfg.l3.enabled:
+        m.submodules.l3 = l3 = L3Cache(cfg, id_width)
+        connect(m, upstream, l3.bus)
+        m.d.comb += [l3.ar_stream.eq(ar_stream), outer.l3_ready.eq(l3.ready),
+                     l3.flush.eq(outer.l3_flush), outer.l3_flushing.eq(l3.flushing)]
+        upstream = l3.hbm
+    if cfg.memory.ports == 1:
+        connect(m, upstream, flipped(outer.hbm0))
+    else:
+        m.submodules.interleaver = interleaver = HbmInterleaver(cfg, id_width)
+        connect(m, upstream, interleaver.bus)
+        for i in range(cfg.memory.ports):
+            connect(m, getattr(interleaver, f"port{i}"), flipped(getattr(outer, f"hbm{i}")))
 
 
 def check_memory_side(cfg) -> None:

@@ -1,4 +1,6 @@
-"""One interface over the three executors: golden (PyTorch), sim (cycle model), rtl (Verilator)."""
+"""One interface over the three executors: golden (PyTorch), sim (cycle model), rtl (Verilator). DAG programs
+(``Program.tasks``, ``hwgen/compiler.py``) run on the whole chip (``sim.scheduler.ChipModel``, the chip's
+Verilog); the others on one engine."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,9 +20,14 @@ def run_programs(backend: str, cfg: HwConfig, programs: list[Program], *, device
         return [executor.run(cfg.numeric(), p, device=device) for p in programs]
     if backend == "sim":
         from .engine import EngineModel
-        model = EngineModel(cfg)
-        return [model.run(p) for p in programs]
-    if backend == "rtl":
-        from .runner import run_rtl_batch
-        return run_rtl_batch(cfg, programs, build_root=build_root)
+        from .scheduler import ChipModel
+        engine, chip = EngineModel(cfg), ChipModel(cfg)
+        return [chip.run(p) if p.tasks else engine.run(p) for p in programs]
+    if backend == "rtl":           # DAG programs on the whole chip, the others on one engine
+        from .runner import run_chip_batch, run_rtl_batch
+        dags = [i for i, p in enumerate(programs) if p.tasks]
+        engine = [i for i, p in enumerate(programs) if not p.tasks]
+        results = dict(zip(dags, run_chip_batch(cfg, [programs[i] for i in dags], build_root=build_root)))
+        results.update(zip(engine, run_rtl_batch(cfg, [programs[i] for i in engine], build_root=build_root)))
+        return [results[i] for i in range(len(programs))]
     raise ValueError(f"backend: {backend!r} is not allowed (allowed: {', '.join(BACKENDS)})")

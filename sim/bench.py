@@ -11,7 +11,8 @@ Every table runs the same programs on the RTL (Verilator) and the cycle model an
 8. HBM-bound spmm (operands in HBM, ``sim/configs/hbm_bound.yaml``): bitmask speedup over dense gemm as a
    fraction of the byte-ratio limit 1/(1/8 + d), with the achieved HBM bandwidth;
 9. HBM bandwidth one LOAD unit achieves streaming, against the port's and the HBM's peak;
-10. the L3: average memory access time with and without it, and its hit rate, on named DMA traces.
+10. the L3: average memory access time with and without it, and its hit rate, on named DMA traces;
+11-13. the ASA scheduler on DAG programs (``sim/bench_scheduler.py``).
 """
 from __future__ import annotations
 
@@ -357,6 +358,11 @@ def main(preset: str = "default", out: Path = Path("results") / "bench.json") ->
     ok &= memory.hbm_bound()
     memory.bandwidth()
     memory.l3()
+    from .bench_scheduler import SchedulerBench
+    scheduler = SchedulerBench(bench)
+    ok &= scheduler.policies()
+    scheduler.predicates()
+    ok &= scheduler.rtl_check()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(bench.record, indent=2) + "\n")
     bench.console.print(f"sim cycles == RTL cycles everywhere and goals met: {'yes' if ok else 'NO'}; wrote {out}")

@@ -29,6 +29,7 @@ err = Console(stderr=True)
 Kernel = Enum("Kernel", {k: k for k in (*KERNELS, "topk_attention")}, type=str)
 Format = Enum("Format", {f: f for f in A_FORMATS}, type=str)
 Backend = Enum("Backend", {b: b for b in BACKENDS}, type=str)
+Policy = Enum("Policy", {p: p for p in ("in_order", "static_list", "adaptive")}, type=str)
 
 CONFIG_HELP = f"preset name ({', '.join(hwconfig.preset_names())}) or a YAML file"
 
@@ -87,9 +88,18 @@ def run(config: str = typer.Option("default", "--config", help=CONFIG_HELP),
         topk: int = typer.Option(8, "--topk", help="topk_attention: keys kept per query"),
         causal: bool = typer.Option(False, "--causal", help="topk_attention: query i sees keys j <= i + S - T"),
         device: str = typer.Option("cpu", "--device", help="golden backend: cpu, cuda or auto"),
+        workload: Path | None = typer.Option(None, "--workload", help="a workload YAML (e.g. workloads/*.yaml): "
+                                             "a DAG of kernels run by the chip's scheduler on its engines; the "
+                                             "kernel and operand options are then not used"),
+        policy: Policy | None = typer.Option(None, "--policy", help="--workload: the scheduling policy "
+                                             "(default: the config's scheduler.policy)"),
         build_root: Path = typer.Option(DEFAULT_BUILD_ROOT, "--build-root", help="RTL build cache")):
-    """Run one kernel on one backend; write OUT/result.json and OUT/c.npy (the kernel's output)."""
+    """Run one kernel, or with --workload a DAG of kernels, on one backend; write OUT/result.json and the
+    outputs (OUT/c.npy; --workload: OUT/outputs.npz, one array per output tensor)."""
     cfg = _load_config(config)
+    if workload is not None:
+        _run_workload(cfg, workload, backend.value, policy.value if policy else None, out, device, build_root)
+        return
     if backend == Backend.golden:
         from golden.numerics import pick_device
         try:
@@ -141,6 +151,32 @@ def run(config: str = typer.Option("default", "--config", help=CONFIG_HELP),
                   f"cycles={cycles} utilization={util} -> {out}/")
 
 
+def _run_workload(cfg, path: Path, backend: str, policy: str | None, out: Path, device: str, build_root: Path):
+    from hwgen.compiler import compile_workload
+    from hwgen.workload import WorkloadError, load
+    if policy is not None:
+        cfg = hwconfig.from_dict({**cfg.model_dump(), "scheduler": {**cfg.scheduler.model_dump(), "policy": policy}})
+    try:
+        program = compile_workload(cfg, load(path))
+        (result,) = run_programs(backend, cfg, [program], device=device, build_root=build_root)
+    except (WorkloadError, OperandError, OSError) as e:
+        _fail(2, [f"{path}: {e}"])
+    except (ToolchainError, RtlError) as e:
+        _fail(3, [str(e)])
+    stats = result.stats
+    record = {"workload": str(path), "backend": backend, "config": cfg.name, "config_digest": cfg.digest(),
+              "policy": cfg.scheduler.policy, "engines": cfg.scheduler.engines, "tasks": len(program.tasks),
+              "cycles": result.cycles, "time_us": result.cycles / cfg.clock.mhz if result.cycles else None,
+              "issued": stats.get("issued"), "skipped": stats.get("skipped"),
+              "outputs": {k: list(v.shape) for k, v in result.outputs.items()}, "stats": stats}
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / "outputs.npz", **result.outputs)
+    (out / "result.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    console.print(f"{backend}: {program.params['workload'].name} ({len(program.tasks)} tasks on "
+                  f"{cfg.scheduler.engines} engines, {cfg.scheduler.policy}) cycles={result.cycles} "
+                  f"issued={stats.get('issued')} skipped={stats.get('skipped')} -> {out}/")
+
+
 def _parse_requant(text: str | None):
     if text is None:
         return None
@@ -176,12 +212,14 @@ def _generate(m, k, n, density, seed, a_format, ratio, power_law):
 def verify(config: str = typer.Option("tiny", "--config", help=CONFIG_HELP),
            seeds: int = typer.Option(1, "--seeds", min=1, help="random seeds per case"),
            build_root: Path = typer.Option(DEFAULT_BUILD_ROOT, "--build-root", help="RTL build cache")):
-    """Run the standard case set through golden, sim and RTL; exit 0 only if all agree bit for bit
-    and sim cycles equal RTL cycles."""
-    from .verify import cross_check, standard_cases
+    """Run the standard case set (every kernel and format on one engine, then DAG programs on the whole chip)
+    through golden, sim and RTL; exit 0 only if all agree bit for bit and sim cycles equal RTL cycles (DAG
+    programs: within 3 %)."""
+    from .verify import cross_check, dag_cases, standard_cases
     cfg = _load_config(config)
     try:
-        rows = cross_check(cfg, standard_cases(cfg, seeds), build_root=build_root)
+        cases = standard_cases(cfg, seeds) + [c for seed in range(seeds) for c in dag_cases(cfg, seed)]
+        rows = cross_check(cfg, cases, build_root=build_root)
     except OperandError as e:
         _fail(2, [str(e)])
     except (ToolchainError, RtlError) as e:
@@ -209,12 +247,17 @@ def compare(config: str = typer.Option("default", "--config", help=CONFIG_HELP),
             density: float = typer.Option(0.1, "--density"), seed: int = typer.Option(0, "--seed"),
             hbm: bool = typer.Option(False, "--hbm", help="operands and C in HBM: tiled LOAD/compute/STORE tasks "
                                      "(the RTL's AXI port answered by the HBM timing model)"),
+            workload: Path | None = typer.Option(None, "--workload", help="a workload YAML: a DAG of kernels on "
+                                                 "the whole chip (the kernel and operand options are not used)"),
             build_root: Path = typer.Option(DEFAULT_BUILD_ROOT, "--build-root", help="RTL build cache")):
-    """Run one generated workload through golden, sim and RTL and print them side by side."""
+    """Run one generated workload (or with --workload a DAG) through golden, sim and RTL, side by side."""
     from hwgen.tiling import compile_matmul_hbm
 
     from .verify import Case, cross_check
     cfg = _load_config(config)
+    if workload is not None:
+        _compare_workload(cfg, workload, build_root)
+        return
     try:
         ratio = parse_nm(nm)
         A, B = _generate(m, k, n, density, seed, a_format.value, ratio, power_law)
@@ -243,20 +286,56 @@ def compare(config: str = typer.Option("default", "--config", help=CONFIG_HELP),
         raise typer.Exit(1)
 
 
+def _compare_workload(cfg, path: Path, build_root: Path) -> None:
+    from hwgen.compiler import compile_workload
+    from hwgen.workload import WorkloadError, load
+
+    from .verify import DAG_CYCLE_TOLERANCE, Case, cross_check
+    try:
+        program = compile_workload(cfg, load(path))
+        (row,) = cross_check(cfg, [Case(str(path), program)], build_root=build_root)
+    except (WorkloadError, OperandError, OSError) as e:
+        _fail(2, [f"{path}: {e}"])
+    except (ToolchainError, RtlError) as e:
+        _fail(3, [str(e)])
+    s = cfg.scheduler
+    table = Table(title=f"{program.params['workload'].name}: {len(program.tasks)} tasks on {cfg.build_name} "
+                        f"({s.engines} engines, {s.policy})")
+    for col in ("backend", "outputs == golden", "cycles", "issued", "skipped", "wall s"):
+        table.add_column(col, justify="left" if col == "backend" else "right")
+    ref = row.results["golden"].outputs
+    for name, res in row.results.items():
+        same = all(np.array_equal(res.outputs[k], ref[k]) for k in ref)
+        skipped = res.stats.get("skipped")
+        table.add_row(name, _mark(same), str(res.cycles or "-"), str(res.stats.get("issued", "-")),
+                      str(sum(len(v) for v in skipped.values()) if isinstance(skipped, dict) else skipped),
+                      f"{res.stats['wall_s']:.3f}")
+    console.print(table)
+    sim, rtl = row.results["sim"].cycles, row.results["rtl"].cycles
+    console.print(f"sim cycles {sim} vs RTL {rtl}: {(sim - rtl) / rtl:+.2%} (allowed: within "
+                  f"{DAG_CYCLE_TOLERANCE:.0%})")
+    if not row.ok:
+        raise typer.Exit(1)
+
+
 @app.command()
 def lint(config: str = typer.Option("tiny", "--config", help=CONFIG_HELP),
          build_root: Path = typer.Option(DEFAULT_BUILD_ROOT, "--build-root", help="RTL build cache")):
-    """verilator --lint-only -Wall on the generated Verilog, with only the waivers in sim/tb/waivers.vlt."""
+    """verilator --lint-only -Wall on the generated Verilog (the chip and the engine-level top), with only the
+    waivers in sim/tb/waivers.vlt."""
+    from hwgen.build import TOPS
+
     from .runner import lint as run_lint
     cfg = _load_config(config)
-    try:
-        ok, output = run_lint(cfg, build_root)
-    except (ToolchainError, RtlError) as e:
-        _fail(3, [str(e)])
-    if not ok:
-        err.print(output)
-        raise typer.Exit(1)
-    console.print(f"lint clean: {cfg.build_name}")
+    for top in TOPS:
+        try:
+            ok, output = run_lint(cfg, build_root, top)
+        except (ToolchainError, RtlError) as e:
+            _fail(3, [str(e)])
+        if not ok:
+            err.print(output)
+            raise typer.Exit(1)
+        console.print(f"lint clean: {cfg.build_name} ({top})")
 
 
 def _mark(ok: bool) -> str:

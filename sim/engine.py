@@ -8,6 +8,7 @@ comes from the RTL components (RowUnit, DsaEngine), so a pipeline change moves b
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -17,7 +18,7 @@ from hwgen import isa
 from hwgen.config import HwConfig
 from hwgen.layout import INDEX_BYTES, PTR_BYTES, Layout
 from hwgen.paging import PageFault, PageTable
-from hwgen.program import Program, Result, decode_output, output_lines, output_words, unpermute_rows
+from hwgen.program import Program, Result, decode_output, hbm_lines, output_lines, output_words, unpermute_rows
 from hwgen.top import check_memory_side
 from sim.memory.axi_port import HbmPorts
 from sim.memory.dma import DmaUnits, out_lines_to_bytes
@@ -187,8 +188,6 @@ class EngineModel:
         if program.config_digest != cfg.digest():
             raise ValueError(f"program was compiled for config {program.config_digest}, not {cfg.digest()}")
         wall = time.perf_counter()
-        l1 = program.l1.copy()
-        out = np.zeros((cfg.out_lines, cfg.engine.lanes), dtype=np.int64)
         image = np.zeros(0, np.uint8) if program.hbm is None else program.hbm.copy()
         table = program.page_table(cfg, image)
         if table is None and any(isa.unit_of(f["opcode"]) != isa.Unit.COMPUTE for f in program.fields):
@@ -200,62 +199,24 @@ class EngineModel:
         # cycle the L3 is ready (its tags are cleared after reset), and cycles count from there
         ports = L3Ports(cfg, hbm) if cfg.l3.enabled else hbm
         start = ports.ready_cycle if cfg.l3.enabled else 0
-        dma = DmaUnits(cfg, ports, table)
-        stats: dict = {"backend": "sim", "elems": 0, "gated_macs": 0, "unit_busy_cycles": 0, "task_cycles": [],
-                       "task_issue": [], "l1_read_bytes": 0, "l1_write_bytes": 0, "out_read_bytes": 0,
-                       "out_write_bytes": 0}
-        compute_free, compute_writes_l1, store_reads = 0, False, []   # store_reads: (first, end, free) lines
-        t = start - 1
-        arithmetic = outputs or len(program.descriptors) > 1
-        for index, f in enumerate(program.fields):
-            unit = isa.unit_of(f["opcode"])
-            writes_l1 = unit == isa.Unit.LOAD or f["opcode"] == isa.Opcode.TOPK or (
-                unit == isa.Unit.COMPUTE and f["requant"] != isa.Requant.NONE)
-
-            def free_of(u: int, compute_free: int = compute_free) -> int:
-                return compute_free if u == isa.Unit.COMPUTE else dma.free_at(_UNIT_NAMES[u])
-            c = max(t + 1, free_of(unit), *(free_of(u) for u in isa.Unit if f["wait"] >> u & 1))
-            if unit == isa.Unit.LOAD and compute_writes_l1:
-                c = max(c, compute_free)
-            if unit == isa.Unit.COMPUTE and writes_l1:
-                c = max(c, free_of(isa.Unit.LOAD))
-            dma.run_until(c)
-            if dma.halt_at is not None and dma.halt_at <= c:
-                break                  # a page fault halted the engine: this task and the rest are not taken
-            t = c
-            stats["task_issue"].append(t)
-            if unit == isa.Unit.LOAD:
-                _load(cfg, f, image, l1, table)
-                dma.start_load(t, f["hbm_addr"], f["lines"], bool(f["stream"]))
-                continue
-            if unit == isa.Unit.STORE:
-                _store(cfg, f, image, out, table)
-                dma.start_store(t, f["hbm_addr"], f["lines"])
-                stats["out_read_bytes"] += f["lines"] * cfg.out_line_bits // 8
-                store_reads.append((f["c_addr"], f["c_addr"] + f["lines"], index))
-                continue
-            if f["opcode"] == isa.Opcode.TOPK:
-                cycles = topk_task(cfg, f, l1, out)
-            else:
-                _check_store_hazard(cfg, f, index, store_reads, dma, t)
-                cycles = self._matmul(f, l1, out, stats, arithmetic)
-            stats["task_cycles"].append(cycles)
-            compute_free, compute_writes_l1 = t + cycles + 1, writes_l1
-        ends = [t + 1, compute_free, dma.free_at("load"), dma.free_at("store")]
-        result = {name: read_output(cfg, spec, out, image, table) for name, spec in program.outputs.items()} \
+        core = EngineCore(cfg, image, table, ports, arithmetic=outputs or len(program.descriptors) > 1,
+                          l1=program.l1.copy())
+        core.start(program.fields, start)
+        while core.queue and core.run_next():
+            pass
+        end = core.end_cycle()
+        result = {name: read_output(cfg, spec, core.out, image, table) for name, spec in program.outputs.items()} \
             if outputs else {}
-        stats.update(dma.stats)
+        stats = core.stats
         stats["fragmentation"] = program.fragmentation
         stats["hbm"] = hbm.stats
         if cfg.l3.enabled:
             stats["l3"] = ports.stats
         stats["start_cycle"] = start
         stats["task_issue"] = [c - start for c in stats["task_issue"]]   # counted from the first task offered
-        stats["lane_macs"] = stats["elems"] * cfg.engine.lanes
-        stats["l1_write_bytes"] += stats["load_beats"] * cfg.beat_bytes
         stats["energy"] = energy_report(cfg, stats)
         stats["wall_s"] = time.perf_counter() - wall
-        return Result(outputs=result, cycles=max(ends) - start, stats=stats)
+        return Result(outputs=result, cycles=end - start, stats=stats)
 
     def _matmul(self, f: dict[str, int], l1: np.ndarray, out: np.ndarray, stats: dict, arithmetic: bool) -> int:
         cfg, lay = self.cfg, Layout.of(self.cfg)
@@ -291,6 +252,143 @@ class EngineModel:
         return cycles
 
 
+class EngineCore:
+    """One engine's state between descriptors -- its L1, output buffer, compute unit and DMA units (with their
+    TLBs) on a memory side -- and the engine's issue rule, written once for both ways of running it:
+    ``run_next`` takes the next descriptor at the earliest cycle the rule allows (one engine alone:
+    ``EngineModel``); ``step(c)`` takes it only if the rule allows cycle ``c`` (the chip's engines stepped by
+    one clock on a shared memory side: ``sim/scheduler.py``).
+
+    Issue rule (``hwgen/engine.py``): a descriptor offered from ``offer_at`` is taken in a cycle after the previous
+    take in which its unit and every unit in its ``wait`` bits are idle, and in which it would not share the
+    L1 write port with a running task (a LOAD and a compute task that writes L1 never run together)."""
+
+    def __init__(self, cfg: HwConfig, image: np.ndarray, table: PageTable | None, memory, arithmetic: bool = True,
+                 l1: np.ndarray | None = None):
+        self.cfg, self.image, self.table, self.arithmetic = cfg, image, table, arithmetic
+        self.l1 = np.zeros((cfg.l1_lines, cfg.line_bytes), np.uint8) if l1 is None else l1
+        self.out = np.zeros((cfg.out_lines, cfg.engine.lanes), dtype=np.int64)
+        self.dma = DmaUnits(cfg, memory, table)
+        self.model = EngineModel(cfg)
+        self.compute_free, self.compute_writes_l1 = 0, False
+        self.store_reads = []          # per STORE: (memory "out" / "l1", first line, end line, task index)
+        self.last = {}                 # the last LOAD and compute task: unit -> (task index, fields)
+        self.t = -1                    # the cycle of the last take
+        self.taken = 0                 # descriptors taken so far (their index for hazard messages)
+        self.queue: deque = deque()
+        self.offer_at = 0
+        self.halted = False
+        self._stats = {"backend": "sim", "elems": 0, "gated_macs": 0, "unit_busy_cycles": 0, "task_cycles": [],
+                       "task_issue": [], "l1_read_bytes": 0, "l1_write_bytes": 0, "out_read_bytes": 0,
+                       "out_write_bytes": 0}
+
+    # ---- the issue rule ----
+    def _needs(self, f: dict[str, int]) -> tuple[list[str], int]:
+        """The DMA units that must be idle and the first cycle the compute unit and the order allow."""
+        unit = isa.unit_of(f["opcode"])
+        writes_l1 = unit == isa.Unit.LOAD or f["opcode"] == isa.Opcode.TOPK or (
+            unit == isa.Unit.COMPUTE and f["requant"] != isa.Requant.NONE)
+        units = {unit} | {u for u in isa.Unit if f["wait"] >> u & 1}
+        if unit == isa.Unit.LOAD and self.compute_writes_l1:
+            units.add(isa.Unit.COMPUTE)
+        if unit == isa.Unit.COMPUTE and writes_l1:
+            units.add(isa.Unit.LOAD)
+        floor = max(self.t + 1, self.offer_at, self.compute_free if isa.Unit.COMPUTE in units else 0)
+        return [_UNIT_NAMES[u] for u in sorted(units) if u != isa.Unit.COMPUTE], floor
+
+    def start(self, fields, first_offer: int) -> None:
+        """A task's descriptors, the first offered in cycle ``first_offer``, each next one after a take."""
+        self.queue.extend(fields)
+        self.offer_at = first_offer
+
+    def run_next(self) -> bool:
+        """Take the next descriptor at the earliest cycle it can be (False: a page fault halted the engine)."""
+        units, floor = self._needs(self.queue[0])
+        c = max([floor, *(self.dma.free_at(u) for u in units)])
+        return self._take(c)
+
+    def step(self, c: int) -> None:
+        """Cycle ``c`` of a shared clock: take the offered descriptor if the rule allows it in ``c``."""
+        self.dma.run_until(c)
+        if not self.queue or self.halted:
+            return
+        units, floor = self._needs(self.queue[0])
+        if c >= floor and all(self.dma.free_at_if_done(u, c) for u in units):
+            self._take(c)
+
+    def finished(self, c: int) -> bool:
+        """Every descriptor taken (in an earlier cycle) and every unit idle in cycle ``c``: ``idle`` is high."""
+        return not self.queue and c > self.t and c >= self.compute_free and all(
+            self.dma.free_at_if_done(u, c) for u in ("load", "store"))
+
+    def next_wake(self, c: int) -> int:
+        """The next cycle after ``c`` in which this engine may take a descriptor or finish."""
+        if self.dma.load.busy or self.dma.store.busy:
+            return c + 1
+        if self.queue:
+            return max(c + 1, self._needs(self.queue[0])[1])
+        return max(c + 1, self.compute_free, self.t + 1)
+
+    def end_cycle(self) -> int:
+        """The first cycle in which every unit is idle after the last take (one engine run to the end)."""
+        return max(self.t + 1, self.compute_free, self.dma.free_at("load"), self.dma.free_at("store"))
+
+    def drain(self) -> None:
+        self.dma.free_at("load")
+        self.dma.free_at("store")
+
+    # ---- one take ----
+    def _take(self, c: int) -> bool:
+        cfg, f = self.cfg, self.queue[0]
+        self.dma.run_until(c)
+        if self.dma.halt_at is not None and self.dma.halt_at <= c:
+            self.halted = True         # a page fault halted the engine: this task and the rest are not taken
+            self.queue.clear()
+            return False
+        self.queue.popleft()
+        index, self.taken = self.taken, self.taken + 1
+        self.t = c
+        self.offer_at = c + 1
+        stats, dma, l1, out = self._stats, self.dma, self.l1, self.out
+        stats["task_issue"].append(c)
+        unit = isa.unit_of(f["opcode"])
+        if unit == isa.Unit.STORE:
+            if not f["source"] and f["lines"] % dma.gather:
+                raise ValueError(f"task {index}: STORE of {f['lines']} output lines, {dma.gather} to an AXI beat: "
+                                 f"lines must be a multiple of {dma.gather} (the DMA writes whole beats)")
+            if f["source"]:
+                _check_l1_store(cfg, f, index, self.last, self.compute_free, dma, c)
+            _store(cfg, f, self.image, out, l1, self.table)
+            dma.start_store(c, f["hbm_addr"], f["lines"], from_l1=bool(f["source"]))
+            memory, first, line_bytes = (("l1", f["d_addr"], cfg.line_bytes) if f["source"]
+                                         else ("out", f["c_addr"], cfg.out_line_bits // 8))
+            stats[f"{memory}_read_bytes"] += f["lines"] * line_bytes
+            self.store_reads.append((memory, first, first + f["lines"], index))
+            return True
+        _check_store_hazard(cfg, f, index, self.store_reads, dma, c)
+        self.last[unit] = (index, f)
+        if unit == isa.Unit.LOAD:
+            _load(cfg, f, self.image, l1, self.table)
+            dma.start_load(c, f["hbm_addr"], f["lines"], bool(f["stream"]))
+            return True
+        if f["opcode"] == isa.Opcode.TOPK:
+            cycles = topk_task(cfg, f, l1, out)
+        else:
+            cycles = self.model._matmul(f, l1, out, stats, self.arithmetic)
+        stats["task_cycles"].append(cycles)
+        writes_l1 = f["opcode"] == isa.Opcode.TOPK or f["requant"] != isa.Requant.NONE
+        self.compute_free, self.compute_writes_l1 = c + cycles + 1, writes_l1
+        return True
+
+    @property
+    def stats(self) -> dict:
+        stats = dict(self._stats)
+        stats.update(self.dma.stats)
+        stats["lane_macs"] = stats["elems"] * self.cfg.engine.lanes
+        stats["l1_write_bytes"] += stats["load_beats"] * self.cfg.beat_bytes
+        return stats
+
+
 def requantize_into_l1(cfg: HwConfig, f: dict[str, int], l1: np.ndarray, c: np.ndarray) -> np.ndarray:
     """C -> int8 with the table at rq_addr (golden.numerics.requantize); the int8 rows also land at d_addr."""
     from golden.executor import requantize_table
@@ -322,9 +420,9 @@ def read_output(cfg: HwConfig, spec, out: np.ndarray, image: np.ndarray | None =
     """An output as the host reads it back: from HBM where a STORE put it (through the page table: ``hbm_addr``
     is virtual), else from the output buffer (lanes wrap to acc_bits)."""
     if spec.hbm_addr is not None:
-        count = spec.m * Layout.of(cfg).blocks(spec.n)
-        blob = table.read(image, spec.hbm_addr, count * cfg.out_line_bits // 8)
-        return decode_output(cfg, spec, output_words(cfg, blob))
+        count, line_bytes = hbm_lines(cfg, spec)
+        blob = table.read(image, spec.hbm_addr, count * line_bytes)
+        return decode_output(cfg, spec, output_words(cfg, blob, line_bytes))
     lines = out[output_lines(cfg, spec)]
     return unpermute_rows(spec, lines.reshape(spec.m, -1)[:, :spec.n])
 
@@ -347,9 +445,17 @@ def _load(cfg: HwConfig, f: dict[str, int], image: np.ndarray, l1: np.ndarray, t
     l1[f["a_addr"]:f["a_addr"] + n] = np.frombuffer(blob, np.uint8).reshape(n, W)
 
 
-def _store(cfg: HwConfig, f: dict[str, int], image: np.ndarray, out: np.ndarray, table: PageTable) -> None:
-    """A STORE's data: ``lines`` output lines to virtual ``hbm_addr`` (a page fault writes nothing here)."""
-    blob = out_lines_to_bytes(cfg, out[f["c_addr"]:f["c_addr"] + f["lines"]])
+def _store(cfg: HwConfig, f: dict[str, int], image: np.ndarray, out: np.ndarray, l1: np.ndarray,
+           table: PageTable) -> None:
+    """A STORE's data: ``lines`` output lines from ``c_addr`` (``source`` 1: L1 lines from ``d_addr``) to virtual
+    ``hbm_addr`` (a page fault writes nothing here)."""
+    if f["source"]:
+        if f["d_addr"] + f["lines"] > cfg.l1_lines:
+            raise ValueError(f"STORE of {f['lines']} lines from L1 line {f['d_addr']}: outside L1 "
+                             f"({cfg.l1_lines} lines)")
+        blob = l1[f["d_addr"]:f["d_addr"] + f["lines"]].tobytes()
+    else:
+        blob = out_lines_to_bytes(cfg, out[f["c_addr"]:f["c_addr"] + f["lines"]])
     try:
         table.write(image, f["hbm_addr"], blob)
     except PageFault:
@@ -359,18 +465,47 @@ def _store(cfg: HwConfig, f: dict[str, int], image: np.ndarray, out: np.ndarray,
                          f"bytes)") from e
 
 
+def _writes(cfg: HwConfig, f: dict[str, int]) -> dict[str, tuple[int, int]]:
+    """The lines [first, end) a task writes, by memory ("out": output buffer, "l1")."""
+    lay = Layout.of(cfg)
+    if f["opcode"] == isa.Opcode.LOAD:
+        return {"l1": (f["a_addr"], f["a_addr"] + f["lines"])}
+    if f["opcode"] == isa.Opcode.TOPK:
+        return {"l1": (f["a_addr"], f["a_addr"] + f["m"] * lay.words(f["n"]))}
+    out = {"out": (f["c_addr"], f["c_addr"] + f["m"] * lay.blocks(f["n"]))}
+    if f["requant"] != isa.Requant.NONE:
+        out["l1"] = (f["d_addr"], f["d_addr"] + f["m"] * lay.words(f["n"]))
+    return out
+
+
 def _check_store_hazard(cfg: HwConfig, f: dict[str, int], index: int, store_reads: list, dma: DmaUnits,
                         t: int) -> None:
-    """A compute task must not write output lines that a still-running STORE reads (the compiler's
-    ``wait`` bits prevent it; a program that breaks the rule would differ between sim and RTL)."""
+    """A task must not write lines that a still-running STORE reads: output lines, or L1 lines for a STORE
+    with ``source`` 1 (the compiler's ``wait`` bits prevent it; a program that breaks the rule would differ
+    between sim and RTL)."""
     if not store_reads or dma.free_at_if_done("store", t):
         return
-    first, end, who = store_reads[-1]
-    c0 = f["c_addr"]
-    c1 = c0 + f["m"] * Layout.of(cfg).blocks(f["n"])
-    if c0 < end and first < c1:
-        raise ValueError(f"task {index}: writes output lines {c0}..{c1 - 1} while task {who} (STORE) still "
+    memory, first, end, who = store_reads[-1]
+    if memory not in _writes(cfg, f):
+        return
+    w0, w1 = _writes(cfg, f)[memory]
+    if w0 < end and first < w1:
+        raise ValueError(f"task {index}: writes {memory} lines {w0}..{w1 - 1} while task {who} (STORE) still "
                          f"reads lines {first}..{end - 1}: set wait bit STORE")
+
+
+def _check_l1_store(cfg: HwConfig, f: dict[str, int], index: int, last: dict, compute_free: int, dma: DmaUnits,
+                    t: int) -> None:
+    """A STORE from L1 taken in cycle ``t`` must not read lines that the last LOAD or compute task (``last``:
+    unit -> (task index, fields)) still writes; the compiler's ``wait`` bits prevent it."""
+    first, end = f["d_addr"], f["d_addr"] + f["lines"]
+    for unit, (who, g) in last.items():
+        running = t < compute_free if unit == isa.Unit.COMPUTE else not dma.free_at_if_done("load", t)
+        w0, w1 = _writes(cfg, g).get("l1", (0, 0))
+        if running and w0 < end and first < w1:
+            raise ValueError(f"task {index}: STORE reads L1 lines {first}..{end - 1} while task {who} "
+                             f"({isa.Unit(unit).name}) still writes lines {w0}..{w1 - 1}: set wait bit "
+                             f"{isa.Unit(unit).name}")
 
 
 def topk_task(cfg: HwConfig, f: dict[str, int], l1: np.ndarray, out: np.ndarray) -> int:

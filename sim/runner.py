@@ -32,11 +32,12 @@ import numpy as np
 from hwgen import build as hwbuild
 from hwgen import isa
 from hwgen.config import HwConfig
-from hwgen.program import Program, Result, decode_output, output_lines
+from hwgen.program import Program, Result, decode_output, hbm_lines, output_lines
 from hwgen.tlb import decode_page_fault
 
 WAIVERS = Path(__file__).parent / "tb" / "waivers.vlt"
 TB_MODULE = "sim.tb.dsa_tb"
+CHIP_TB_MODULE = "sim.tb.chip_tb"
 # Added to cocotb's Verilator command (-cc --exe --vpi --top-module ...). Not --threads: on the 2-core
 # machines this runs on, a threaded model is slower. Not -Wall: lint() is the gate for style warnings.
 BUILD_ARGS: list[str] = []
@@ -165,26 +166,31 @@ def _model_hash(sources: list[Path]) -> str:
                  cocotb.__version__, str(_verilator_root()))
 
 
-def build(cfg: HwConfig, build_root: str | Path = "build/rtl") -> Path:
-    """Generate and compile the model of ``cfg``; returns ``<build_root>/<name>-<digest>/``.
+def sim_build_dir(folder: Path, top: str = "engine") -> Path:
+    return folder / ("sim_build" if top == "engine" else f"sim_build_{top}")
 
-    The model (``sim_build/``) is rebuilt only when the Verilog, the control file or the flags changed,
-    which ``sim_build/.stamp`` records.
+
+def build(cfg: HwConfig, build_root: str | Path = "build/rtl", top: str = "engine") -> Path:
+    """Generate and compile the model of ``cfg``'s ``top`` ("engine": one engine and its memory side, "chip":
+    the whole chip); returns ``<build_root>/<name>-<digest>/``.
+
+    The model (``sim_build/``, the chip's ``sim_build_chip/``) is rebuilt only when the Verilog, the control
+    file or the flags changed, which its ``.stamp`` records.
     """
     toolchain_env()
     folder = hwbuild.build_dir(cfg, build_root).resolve()
     with _locked(folder):
         _generate(cfg, build_root)
-        sim_build, top = folder / "sim_build", hwbuild.top_name(cfg)
-        sources = [folder / name for name in hwbuild.verilog_sources(cfg)]
+        sim_build, top_module = sim_build_dir(folder, top), hwbuild.top_name(cfg, top)
+        sources = [folder / name for name in hwbuild.verilog_sources(cfg, top)]
         stamp, want = sim_build / ".stamp", _model_hash(sources)
-        if (sim_build / top).is_file() and stamp.is_file() and stamp.read_text() == want:
+        if (sim_build / top_module).is_file() and stamp.is_file() and stamp.read_text() == want:
             return folder
         stamp.unlink(missing_ok=True)
         sim_build.mkdir(parents=True, exist_ok=True)
         log = sim_build / "build.log"
         try:
-            _runner_class()().build(sources=[WAIVERS, *sources], hdl_toplevel=top,
+            _runner_class()().build(sources=[WAIVERS, *sources], hdl_toplevel=top_module,
                                     build_dir=sim_build, build_args=BUILD_ARGS, timescale=TIMESCALE,
                                     log_file=log)
         except (RuntimeError, SystemExit) as err:
@@ -194,15 +200,15 @@ def build(cfg: HwConfig, build_root: str | Path = "build/rtl") -> Path:
     return folder
 
 
-def lint(cfg: HwConfig, build_root: str | Path = "build/rtl") -> tuple[bool, str]:
+def lint(cfg: HwConfig, build_root: str | Path = "build/rtl", top: str = "engine") -> tuple[bool, str]:
     """``verilator --lint-only -Wall`` with only the waivers in sim/tb/waivers.vlt: (clean, output)."""
     env = toolchain_env()
     folder = hwbuild.build_dir(cfg, build_root).resolve()
     with _locked(folder):
         _generate(cfg, build_root)
         cmd = [str(_verilator_root() / "bin" / "verilator"), "--lint-only", "-Wall", "--quiet-stats",
-               "--top-module", hwbuild.top_name(cfg), str(WAIVERS),
-               *(str(folder / name) for name in hwbuild.verilog_sources(cfg))]
+               "--top-module", hwbuild.top_name(cfg, top), str(WAIVERS),
+               *(str(folder / name) for name in hwbuild.verilog_sources(cfg, top))]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     return proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -217,15 +223,17 @@ def _tail(path: Path, lines: int = 40) -> str:
 # ---------------------------------------------------------------------------------------------------
 # run
 
+def descriptor_budget(cfg: HwConfig, f: dict[str, int]) -> int:
+    """Generous upper bound on one descriptor's cycles: 4 per (row, element, lane block) of a product, or 4 per
+    score plus the softmax of each row of a TOPK task, or 64 per line a DMA task moves (enough at 90 % stalls)."""
+    products = f["m"] * max(f["k"], 1) * -(-f["n"] // cfg.engine.lanes)
+    selects = f["m"] * (f["n"] + 4 * cfg.attention.topk_max + 64)
+    return 4 * max(products, selects, 16 * f["lines"])
+
+
 def cycle_budget(cfg: HwConfig, program: Program) -> int:
-    """Generous upper bound on the cycles of any task of a program: 4 per (row, element, lane block) of a
-    product, or 4 per score plus the softmax of each row of a TOPK task, or 64 per line a DMA task moves
-    (enough at 90 % stalls), plus slack."""
-    tasks = program.fields
-    products = max(f["m"] * max(f["k"], 1) * -(-f["n"] // cfg.engine.lanes) for f in tasks)
-    selects = max(f["m"] * (f["n"] + 4 * cfg.attention.topk_max + 64) for f in tasks)
-    moves = max(16 * f["lines"] for f in tasks)
-    return 1024 + 4 * max(products, selects, moves)
+    """Generous upper bound on the cycles of any task of a program, plus slack."""
+    return 1024 + max(descriptor_budget(cfg, f) for f in program.fields)
 
 
 def _job(cfg: HwConfig, program: Program, stall: float = 0.0, seed: int = 0) -> dict:
@@ -233,8 +241,7 @@ def _job(cfg: HwConfig, program: Program, stall: float = 0.0, seed: int = 0) -> 
     if program.config_digest != cfg.digest():
         raise ValueError(f"program: compiled for config {program.config_digest}, not {cfg.build_name}")
     f = next(f for f in program.fields if isa.unit_of(f["opcode"]) == isa.Unit.COMPUTE)
-    line_bytes = cfg.out_line_bits // 8
-    reads = [(name, "hbm", (spec.hbm_addr, len(output_lines(cfg, spec)), line_bytes)) if spec.hbm_addr is not None
+    reads = [(name, "hbm", (spec.hbm_addr, *hbm_lines(cfg, spec))) if spec.hbm_addr is not None
              else (name, "out", output_lines(cfg, spec)) for name, spec in program.outputs.items()]
     hbm = program.hbm if program.hbm is not None else np.zeros(64, np.uint8)
     return {"lines": [int.from_bytes(program.l1[i].tobytes(), "little") for i in range(program.l1_lines_used)],
@@ -261,14 +268,79 @@ def run_rtl_batch(cfg: HwConfig, programs: list[Program], build_root: str | Path
         return []
     jobs = [_job(cfg, p, stall, seed + i) for i, p in enumerate(programs)]
     folder = build(cfg, build_root)
+    out = {"results": _run_cocotb_jobs(cfg, folder, "engine", TB_MODULE, jobs, build_root)}
+    return [Result(outputs={name: decode_output(cfg, spec, words)
+                            for (name, words), spec in zip(r["outputs"], p.outputs.values())},
+                   cycles=r["cycles"], stats={"elems": r["elems"], "gated_macs": r["gated"], "wall_s": r["wall_s"],
+                                              "task_issue": r["task_issue"], "backend": "rtl",
+                                              "page_fault": decode_page_fault(r["page_fault"]),
+                                              **{k: r[k] for k in ("tlb_hits", "tlb_misses", "tlb_walks")}})
+            for r, p in zip(out["results"], programs)]
+
+
+def _chip_job(cfg: HwConfig, program: Program, stall: float, seed: int, policy: str | None) -> dict:
+    """What the chip testbench needs of one DAG program: the image, the CSR values, the DAG for the scoreboard
+    (predecessors, the tasks the golden predicates skip), the outputs to read, and the cycle bounds."""
+    from golden.graph import run_workload
+    from hwgen.asa import policy_code
+    from hwgen.chip import csr_map
+    if program.config_digest != cfg.digest():
+        raise ValueError(f"program: compiled for config {program.config_digest}, not {cfg.build_name}")
+    if not program.tasks:
+        raise ValueError("program: no tasks (run single-engine programs with run_rtl_batch)")
+    fields = program.fields
+    preds: list[list[int]] = [[] for _ in program.tasks]
+    for i, t in enumerate(program.tasks):
+        for s in t["succ"]:
+            preds[s].append(i)
+    golden = run_workload(cfg.numeric(), program.params["workload"])
+    base = program.params["gate_base"]
+    bits = {base[g] + i: bool(b) for g, arr in golden.predicates.items() for i, b in enumerate(arr)}
+    skip = [i for i, t in enumerate(program.tasks) if t["pred_en"] and not bits[t["pred"]]]
+    per_task = [sum(descriptor_budget(cfg, f) for f in fields[t["first"]:t["first"] + t["count"]])
+                + 64 * t["gate_rows"] * (t["gate_cols"] + 16) for t in program.tasks]
+    load = 64 * (program.hbm.size - program.program_base) // cfg.beat_bytes
+    reads = [(name, spec.hbm_addr, *hbm_lines(cfg, spec)) for name, spec in program.outputs.items()]
+    return {"config": cfg, "hbm": program.hbm.tobytes(), "program_base": program.program_base,
+            "policy": policy_code(policy or cfg.scheduler.policy), "stall": stall, "seed": seed,
+            "csr_map": csr_map(cfg).to_json(), "preds": preds, "skip": set(skip), "reads": reads,
+            "page_table": (program.page_table_base, program.page_table_entries),
+            "watchdog": 4096 + max(per_task), "budget": 65536 + load + sum(per_task),
+            "label": f"{program.params['workload'].name} ({len(program.tasks)} tasks)"}
+
+
+def run_chip_batch(cfg: HwConfig, programs: list[Program], build_root: str | Path = "build/rtl", stall: float = 0.0,
+                   seed: int = 0, policy: str | None = None) -> list[Result]:
+    """Run DAG programs (``hwgen.compiler``) on the whole chip's Verilog, one after another in one simulator
+    process; ``policy`` overrides ``scheduler.policy`` (the CSR). ``stats["start_cycle"]`` is the cycle the
+    host's start landed (give it to ``sim.scheduler.ChipModel.run`` to compare cycles from the same start)."""
+    if not programs:
+        return []
+    jobs = [_chip_job(cfg, p, stall, seed + i, policy) for i, p in enumerate(programs)]
+    folder = build(cfg, build_root, top="chip")
+    out = _run_cocotb_jobs(cfg, folder, "chip", CHIP_TB_MODULE, jobs, build_root)
+    results = []
+    for r, p in zip(out, programs):
+        outputs = {name: decode_output(cfg, spec, words) for (name, words), spec in zip(r["outputs"],
+                                                                                       p.outputs.values())}
+        stats = {k: v for k, v in r.items() if k != "outputs"}
+        stats.update(backend="rtl", elems=r["lane_macs"] // cfg.engine.lanes,
+                     predicates=[bool(r["predicates"] >> i & 1) for i in range(p.params.get("predicate_bits", 0))])
+        results.append(Result(outputs=outputs, cycles=r["cycles"], stats=stats))
+    return results
+
+
+def _run_cocotb_jobs(cfg: HwConfig, folder: Path, top: str, module: str, jobs: list[dict],
+                     build_root: str | Path) -> list[dict]:
+    """Run a testbench module over pickled jobs in one simulator process; its results, or RtlError."""
     runs = Path(build_root).resolve() / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"{cfg.name}-", dir=runs))
     (work / "jobs.pkl").write_bytes(pickle.dumps(jobs))
     log = work / "sim.log"
     try:
-        _runner_class()().test(test_module=TB_MODULE, hdl_toplevel=hwbuild.top_name(cfg),
-                               hdl_toplevel_lang="verilog", build_dir=folder / "sim_build", test_dir=work,
+        _runner_class()().test(test_module=module, hdl_toplevel=hwbuild.top_name(cfg, top),
+                               hdl_toplevel_lang="verilog", build_dir=sim_build_dir(folder, top), test_dir=work,
                                results_xml=str(work / "results.xml"), log_file=log,
                                extra_env={"DSA_TB_JOBS": str(work / "jobs.pkl"),
                                           "DSA_TB_RESULTS": str(work / "results.pkl")})
@@ -282,13 +354,7 @@ def run_rtl_batch(cfg: HwConfig, programs: list[Program], build_root: str | Path
     if out.get("error"):
         raise RtlError(f"{out['error']} (log: {log})", log)
     shutil.rmtree(work, ignore_errors=True)
-    return [Result(outputs={name: decode_output(cfg, spec, words)
-                            for (name, words), spec in zip(r["outputs"], p.outputs.values())},
-                   cycles=r["cycles"], stats={"elems": r["elems"], "gated_macs": r["gated"], "wall_s": r["wall_s"],
-                                              "task_issue": r["task_issue"], "backend": "rtl",
-                                              "page_fault": decode_page_fault(r["page_fault"]),
-                                              **{k: r[k] for k in ("tlb_hits", "tlb_misses", "tlb_walks")}})
-            for r, p in zip(out["results"], programs)]
+    return out["results"]
 
 
 # ---------------------------------------------------------------------------------------------------

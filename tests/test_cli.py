@@ -22,11 +22,15 @@ def test_generate_is_deterministic(tmp_path):
     assert folder.name.startswith("tiny-")
     names = sorted(p.name for p in folder.iterdir())
     # tiny has an L3: its tag and data RAM modules come beside the top
-    assert names == ["README.md", "component.json", "config.json", "l3_data_ram_w128_d2048.v",
-                     "l3_tag_ram_w120_d128.v", "tiny.v"]
+    assert names == ["README.md", "chip_component.json", "component.json", "config.json", "csr_map.json",
+                     "csr_map.md", "l3_data_ram_w128_d2048.v", "l3_tag_ram_w120_d128.v", "tiny.v", "tiny_chip.v"]
     for name in names:
         assert (folder / name).read_bytes() == (second / folder.name / name).read_bytes(), name
     assert "module dsa_tiny(" in (folder / "tiny.v").read_text()
+    assert "module dsa_tiny_chip(" in (folder / "tiny_chip.v").read_text()
+    csrs = json.loads((folder / "csr_map.json").read_text())
+    assert [r["name"] for r in csrs][:3] == ["version", "control", "status"]
+    assert "| 0x0028 | program_base | RW | 40 |" in (folder / "README.md").read_text()
     assert json.loads((folder / "config.json").read_text())["digest"] == folder.name.split("-")[1]
 
 
@@ -150,3 +154,25 @@ def test_bad_options_exit_2(tmp_path, args, message):
     result = invoke("run", "--config", "tiny", "--m", 4, "--k", 8, "--n", 4, *args, "--out", tmp_path)
     assert result.exit_code == 2, result.output
     assert message in result.output
+
+
+def test_run_workload_writes_outputs_and_task_counts(tmp_path):
+    result = invoke("run", "--config", "tiny", "--workload", "workloads/two_branches.yaml", "--backend", "sim",
+                    "--policy", "static_list", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "result.json").read_text())
+    assert (record["policy"], record["engines"], record["skipped"]) == ("static_list", 2, record["tasks"] -
+                                                                        record["issued"])
+    assert record["skipped"] >= 1 and record["cycles"] > 0
+    outputs = np.load(tmp_path / "outputs.npz")
+    assert not outputs["o2"].any()          # the gated-off branch left its output zero
+
+
+def test_bad_workload_exits_2_naming_the_problem(tmp_path):
+    bad = tmp_path / "cyclic.yaml"
+    bad.write_text("name: c\ntensors:\n  w: {shape: [8, 8]}\nkernels:\n"
+                   "  - {name: a, op: spmm, a: q, b: w, out: p, requant: [1, 0]}\n"
+                   "  - {name: b, op: spmm, a: p, b: w, out: q, requant: [1, 0]}\n")
+    result = invoke("run", "--config", "tiny", "--workload", bad, "--out", tmp_path / "o")
+    assert result.exit_code == 2
+    assert "the graph has a cycle through a -> b -> a" in result.output

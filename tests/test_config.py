@@ -33,7 +33,7 @@ def write(tmp_path, text: str, name: str = "cfg.yaml"):
 
 @pytest.mark.parametrize("data, line", [
     # unknown keys, with the allowed ones
-    ({"foo": 1}, "foo: unknown key (allowed: name, engine, l1, attention, memory, l3, energy, clock)"),
+    ({"foo": 1}, "foo: unknown key (allowed: name, engine, l1, attention, memory, l3, scheduler, energy, clock)"),
     ({"engine": {"lane": 4}}, f"engine.lane: unknown key (allowed: {ENGINE_KEYS})"),
     ({"l1": {"size": 4}}, "l1.size: unknown key (allowed: bytes, banks, out_bytes)"),
     ({"clock": {"ghz": 1}}, "clock.ghz: unknown key (allowed: mhz)"),
@@ -57,6 +57,11 @@ def write(tmp_path, text: str, name: str = "cfg.yaml"):
     ({"engine": {"overflow": False}},
      "engine.overflow: False is not allowed: Input should be 'wrap' or 'saturate'" + YAML_BOOL_HINT),
     ({"engine": {"operand_bits": 4}}, "engine.operand_bits: 4 is not allowed: Input should be 8"),
+    ({"scheduler": {"window": 3}}, "scheduler.window: 3 is not allowed: must be a power of two in [2, 64]"),
+    ({"scheduler": {"policy": "fifo"}},
+     "scheduler.policy: 'fifo' is not allowed: Input should be 'in_order', 'static_list' or 'adaptive'"),
+    ({"scheduler": {"engines": 0}}, "scheduler.engines: 0 is not allowed: Input should be greater than or equal to 1"),
+    ({"scheduler": {"tasks": 8}}, "scheduler.tasks: 8 is not allowed: must be a power of two in [16, 65536]"),
     # strict types
     ({"engine": {"rows": "16"}}, "engine.rows: '16' is not allowed: Input should be a valid integer"),
     ({"engine": {"rows": 4.0}}, "engine.rows: 4.0 is not allowed: Input should be a valid integer"),
@@ -116,7 +121,7 @@ def test_many_problems_one_line_each():
         "engine.lanes: 12 is not allowed: must be a power of two in [2, 64]",
         "engine.overflow: 'clamp' is not allowed: Input should be 'wrap' or 'saturate'",
         "l1.banks: 3 is not allowed: must be a power of two in [1, 16]",
-        "foo: unknown key (allowed: name, engine, l1, attention, memory, l3, energy, clock)",
+        "foo: unknown key (allowed: name, engine, l1, attention, memory, l3, scheduler, energy, clock)",
     ]
 
 
@@ -165,7 +170,7 @@ def test_many_problems_from_a_file(tmp_path):
         "engine.lanes: 12 is not allowed: must be a power of two in [2, 64]",
         "engine.overflow: False is not allowed: Input should be 'wrap' or 'saturate'" + YAML_BOOL_HINT,
         "l1.banks: 3 is not allowed: must be a power of two in [1, 16]",
-        "extra: unknown key (allowed: name, engine, l1, attention, memory, l3, energy, clock)",
+        "extra: unknown key (allowed: name, engine, l1, attention, memory, l3, scheduler, energy, clock)",
     ]
 
 

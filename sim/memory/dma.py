@@ -1,4 +1,5 @@
-"""The engine's DMA units (LOAD: HBM -> L1, STORE: output buffer -> HBM) and their TLBs, cycle for cycle as the RTL.
+"""The engine's DMA units (LOAD: HBM -> L1, STORE: output buffer or L1 -> HBM) and their TLBs, cycle for cycle as
+the RTL.
 
 ``DmaUnits`` mirrors the registers of ``hwgen/dma_load.py``, ``hwgen/dma_store.py`` and the two TLBs of
 ``hwgen/engine.py`` (``hwgen/tlb.py``: one per unit) one clock at a time, and asks ``HbmPorts``
@@ -138,6 +139,7 @@ class _Store:
         self.aw_left = self.unacked = self.aw_sent = 0
         self.w_addr = self.w_left = self.w_pos = self.w_bursts = 0
         self.rd_left = 0
+        self.parts = self.gather = 1   # the running task's beats per line and lines per beat
         self.have = False
         self.part = self.slot = 0
         self.full = False
@@ -171,11 +173,14 @@ class DmaUnits:
         u.plan_addr = hbm_addr - hbm_addr % self.cfg.beat_bytes
         u.to_plan = u.to_receive = lines
 
-    def start_store(self, t: int, hbm_addr: int, lines: int) -> None:
+    def start_store(self, t: int, hbm_addr: int, lines: int, from_l1: bool = False) -> None:
+        """A STORE taken in cycle ``t`` (``hbm_addr`` virtual) of output-buffer lines, or with ``from_l1`` (the
+        descriptor's ``source``) of L1 lines: one beat each, timed as output lines with parts = gather = 1."""
         self.run_until(t + 1)
         s = self.store
         assert not s.busy
-        beats = lines // self.gather * self.parts
+        s.parts, s.gather = (1, 1) if from_l1 else (self.parts, self.gather)
+        beats = lines // s.gather * s.parts
         s.busy = lines != 0
         s.free = t + 1
         s.fault = NONE
@@ -339,7 +344,7 @@ class DmaUnits:
         cfg = self.cfg
         aw_hs = s.aw is not None
         # W: a beat of the current burst once its AW was accepted in an earlier cycle
-        beat_valid = s.have if self.gather == 1 else s.full
+        beat_valid = s.have if s.gather == 1 else s.full
         w_take = s.busy and beat_valid and s.aw_sent > s.w_bursts
         w_last = False
         if w_take:
@@ -360,9 +365,9 @@ class DmaUnits:
             self.ports.b[port].accept(c)
             self.b_last = c
             b_take = True
-        # the output-buffer line pipeline
-        if self.gather == 1:
-            advance = not s.have or (w_take and s.part == self.parts - 1)
+        # the line pipeline (output buffer or L1)
+        if s.gather == 1:
+            advance = not s.have or (w_take and s.part == s.parts - 1)
             if advance:
                 s.part = 0
             elif w_take:
@@ -371,8 +376,8 @@ class DmaUnits:
             take_line = s.have and (not s.full or w_take)
             advance = not s.have or take_line
             if take_line:
-                s.full = s.slot == self.gather - 1
-                s.slot = (s.slot + 1) % self.gather
+                s.full = s.slot == s.gather - 1
+                s.slot = (s.slot + 1) % s.gather
             elif w_take:
                 s.full = False
         if advance:

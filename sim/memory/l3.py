@@ -217,6 +217,15 @@ class L3Ports:
         self._account(cycle, beats, READ, max(ready))
         return ready
 
+    def accept_cycle(self, cycle: int, kind: int) -> int:
+        """The first cycle >= ``cycle`` in which a request (``kind`` 0 read, 1 write) finds room in its request
+        buffer: where the RTL's AR / AW READY rises again when several masters keep it full."""
+        fifo, room = self._fifo[kind], self.timing.request_fifo
+        if len(fifo) < room:
+            return cycle
+        pop = sorted(fifo)[len(fifo) - room]        # this entry must have left: pop < push(c)
+        return max(cycle, pop + 1 if kind == READ else pop)
+
     def write(self, cycle: int, port: int, address: int, beats: int, full: bool = True) -> int:
         """Write burst complete at the port in ``cycle``: the first cycle its BVALID may be high."""
         self._check(cycle, port, address, beats, WRITE)

@@ -132,9 +132,9 @@ async def run_job(dut, clock, job):
     dut.out_en.value = 1
     for name, where, addrs in job["reads"]:
         if where == "hbm":
-            start, count, line_bytes = addrs       # start: a virtual address
+            start, count, line_bytes = addrs       # start: a virtual address; lines as hwgen.program.hbm_lines
             table = PageTable.in_image(image, table_base, table_entries, cfg.memory.page_bytes)
-            words = output_words(cfg, table.read(image, start, count * line_bytes))
+            words = output_words(cfg, table.read(image, start, count * line_bytes), line_bytes)
         else:
             words = []
             for addr in addrs:
