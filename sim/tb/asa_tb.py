@@ -24,9 +24,6 @@ skipped; a completion is popped once. Watchdog: no completion popped for ``watch
 """
 from __future__ import annotations
 
-import os
-import pickle
-
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
@@ -37,6 +34,7 @@ from hwgen.asa import Asa
 from sim.memory.axi_port import HbmPorts
 from sim.tb.axi_monitor import AxiMonitor
 from sim.tb.hbm_responder import HbmResponder
+from sim.tb.jobs import load_jobs, run_all
 
 PERIOD_NS = 2
 PREFIX = "m_axi_hbm0"
@@ -182,9 +180,7 @@ async def run_job(dut, job, image, responder, monitor):
 
 @cocotb.test()
 async def run_jobs(dut):
-    with open(os.environ["ASA_TB_JOBS"], "rb") as fh:
-        jobs = pickle.load(fh)
-    results, error = [], None
+    jobs = load_jobs("ASA_TB")
     clock = Clock(dut.clk, PERIOD_NS, unit="ns", impl="gpi")
     clock.start()
     dut.rst.value = 1
@@ -194,12 +190,4 @@ async def run_jobs(dut):
     responder = HbmResponder(dut, HbmPorts(jobs[0]["config"]), image, clock, dut.rst, stall=jobs[0]["stall"],
                              seed=jobs[0]["seed"])
     monitor = AxiMonitor(dut, PREFIX, dut.clk, dut.rst)
-    try:
-        for job in jobs:
-            results.append(await run_job(dut, job, image, responder, monitor))
-    except Exception as exc:
-        error = f"job {len(results)} of {len(jobs)}: {exc}"
-        raise
-    finally:
-        with open(os.environ["ASA_TB_RESULTS"], "wb") as fh:
-            pickle.dump({"results": results, "error": error}, fh)
+    await run_all(jobs, lambda job: run_job(dut, job, image, responder, monitor), "ASA_TB")

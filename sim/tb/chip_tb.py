@@ -19,8 +19,6 @@ testbench's view of the tasks.
 """
 from __future__ import annotations
 
-import os
-import pickle
 import time
 
 import cocotb
@@ -36,6 +34,7 @@ from hwgen.top import hbm_prefix
 from sim.memory.axi_port import HbmPorts
 from sim.tb.axi_monitor import AxiMonitor
 from sim.tb.hbm_responder import HbmResponder
+from sim.tb.jobs import load_jobs, run_all
 
 PERIOD_NS = 2
 
@@ -188,9 +187,7 @@ async def run_job(dut, job, image, host, responders, monitors):
 
 @cocotb.test()
 async def run_programs(dut):
-    with open(os.environ["DSA_TB_JOBS"], "rb") as fh:
-        jobs = pickle.load(fh)
-    results, error = [], None
+    jobs = load_jobs()
     clock = Clock(dut.clk, PERIOD_NS, unit="ns", impl="gpi")
     clock.start()
     dut.rst.value = 1
@@ -200,12 +197,4 @@ async def run_programs(dut):
     responders = [HbmResponder(dut, timing, image, clock, dut.rst, stall=jobs[0]["stall"], seed=jobs[0]["seed"])]
     monitors = [AxiMonitor(dut, hbm_prefix(i), dut.clk, dut.rst) for i in range(cfg.memory.ports)]
     host = Host(dut, jobs[0]["csr_map"])
-    try:
-        for job in jobs:
-            results.append(await run_job(dut, job, image, host, responders, monitors))
-    except Exception as exc:
-        error = f"program {len(results)} of {len(jobs)}: {exc}"
-        raise
-    finally:
-        with open(os.environ["DSA_TB_RESULTS"], "wb") as fh:
-            pickle.dump({"results": results, "error": error}, fh)
+    await run_all(jobs, lambda job: run_job(dut, job, image, host, responders, monitors))

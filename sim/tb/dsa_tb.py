@@ -18,8 +18,6 @@ not wake every cycle. With an L3, once idle the testbench flushes it (``l3_flush
 A page fault (``page_fault`` nonzero) halts the engine: the testbench stops offering
 tasks, waits for ``idle`` and reports the fault. C in HBM is read through the page table (virtual addresses).
 """
-import os
-import pickle
 import time
 
 import cocotb
@@ -34,6 +32,7 @@ from hwgen.top import hbm_prefix
 from sim.memory.axi_port import HbmPorts
 from sim.tb.axi_monitor import AxiMonitor
 from sim.tb.hbm_responder import HbmResponder
+from sim.tb.jobs import load_jobs, run_all
 
 PERIOD_NS = 2
 
@@ -148,19 +147,9 @@ async def run_job(dut, clock, job):
 
 @cocotb.test()
 async def run_programs(dut):
-    with open(os.environ["DSA_TB_JOBS"], "rb") as fh:
-        jobs = pickle.load(fh)
-    results, error = [], None
+    jobs = load_jobs()
     clock = Clock(dut.clk, PERIOD_NS, unit="ns", impl="gpi")
     clock.start()
     dut.clear.value = 0
     dut.fill_en.value = dut.out_en.value = 0
-    try:
-        for job in jobs:
-            results.append(await run_job(dut, clock, job))
-    except Exception as exc:
-        error = f"program {len(results)} of {len(jobs)}: {exc}"
-        raise
-    finally:
-        with open(os.environ["DSA_TB_RESULTS"], "wb") as fh:
-            pickle.dump({"results": results, "error": error}, fh)
+    await run_all(jobs, lambda job: run_job(dut, clock, job))
