@@ -28,10 +28,11 @@ import numpy as np
 
 from . import isa
 from .config import HwConfig
-from .formats import OperandError
+from .dma_store import beats_per_line
+from .formats import DEFAULT_NM, OperandError
 from .layout import Layout
 from .paging import PageAllocator
-from .program import OutputSpec, Program, _pad_lines, _requant_table, _rows_padded, check_matmul
+from .program import OutputSpec, Program, _as_format, _pad_lines, _requant_table, _rows_padded
 from .task_table import HEADER, SUCC_BYTES, TASK, GateOp
 from .tiling import WAIT_COMPUTE, WAIT_LOAD, _encode_tile
 from .workload import Kernel, Workload, WorkloadError
@@ -50,9 +51,10 @@ class _Tile:
     deps: set[int]
 
 
-def _gather(cfg: HwConfig) -> int:
-    """Output lines per AXI beat when an output line is narrower than a beat (a STORE writes whole beats)."""
-    return max(1, cfg.beat_bytes * 8 // cfg.out_line_bits)
+def _whole_beats(cfg: HwConfig, lines: int) -> int:
+    """``lines`` output lines rounded up to whole AXI beats (a STORE writes whole beats)."""
+    gather = beats_per_line(cfg)[1]
+    return -(-lines // gather) * gather
 
 
 def _tile_rows(cfg: HwConfig, k: Kernel, m: int, kk: int, n: int, a_lines_of, fixed_lines: int) -> int:
@@ -62,7 +64,7 @@ def _tile_rows(cfg: HwConfig, k: Kernel, m: int, kk: int, n: int, a_lines_of, fi
     rows = min(m, k.tile_rows or m, cfg.out_lines // lay.blocks(n))
     while rows > 0:
         d_lines = rows * lay.words(n) if k.requant else 0
-        whole = rows == m or (rows * lay.blocks(n)) % _gather(cfg) == 0 or k.requant
+        whole = rows == m or _whole_beats(cfg, rows * lay.blocks(n)) == rows * lay.blocks(n) or k.requant
         if whole and fixed_lines + a_lines_of(rows) + d_lines <= cfg.l1_lines:
             return rows
         rows -= 1
@@ -96,11 +98,7 @@ def compile_workload(cfg: HwConfig, w: Workload, page_seed: int | None = None) -
         blobs[name] = _rows_padded(t, lay.words(t.shape[1]) * W).tobytes()   # B's image == A's padded rows
     for k in w.order():
         (m, kk), (_, n) = shapes[k.a][0], shapes[k.b][0]
-        encoded = k.a_format != "dense"
-        stored = None
-        if encoded:
-            stored, _, _, _ = check_matmul(cfg, w.tensors[k.a], w.tensors[k.b] if k.b in w.tensors else
-                                           np.zeros((kk, n), np.int8), k.op, k.a_format, k.threshold, (2, 4))
+        stored = _as_format(w.tensors[k.a], k.a_format, DEFAULT_NM) if k.a_format != "dense" else None
         b_lines = kk * lay.b_row_lines(n)
         rq = _requant_table(cfg, k.requant, n) if k.requant else None
         rq_lines = 0
@@ -127,19 +125,19 @@ def compile_workload(cfg: HwConfig, w: Workload, page_seed: int | None = None) -
         if k.gate and rows < m:
             raise WorkloadError(f"kernels.{k.name}: a gate must be one task, but its {m} rows need tiles of "
                                 f"{rows} (allowed: an output that fits one engine)")
-        tiles = []
+        tiles = []                                # (first row, end row, A fields, A lines)
         for t, i in enumerate(range(0, m, rows)):
             i1 = min(i + rows, m)
-            if encoded:
+            if stored is not None:                # encoded once, here: its own tensor in HBM
                 fields, used, img = _encode_tile(cfg, stored, k.a_format, slice(i, i1), kk, b_lines, limit)
                 blobs[f"{k.name}.A{t}"] = img.lines[b_lines:b_lines + used].tobytes()
-            tiles.append((i, i1))
+            else:                                 # rows of A's padded image
+                fields, used = dict(a_format=isa.AFormat.DENSE, a_addr=b_lines), (i1 - i) * lay.words(kk)
+            tiles.append((i, i1, fields, used))
         # int32 output lines are stored in whole AXI beats: the last tile's STORE may write up to a beat's worth
         # of lines past the tensor (the output buffer's next lines), so the tensor is padded to a whole beat
-        out_bytes = m * lay.words(n) * W if k.requant else \
-            -(-m * lay.blocks(n) // _gather(cfg)) * _gather(cfg) * out_line_bytes
-        writable[k.out] = out_bytes
-        plan.append((k, kk, n, tiles, stored, b_lines, rq_lines))
+        writable[k.out] = m * lay.words(n) * W if k.requant else _whole_beats(cfg, m * lay.blocks(n)) * out_line_bytes
+        plan.append((k, kk, n, tiles, rq, b_lines, rq_lines))
 
     # pages: inputs read-only, produced tensors writable (zeroed); then the page table
     pb = cfg.memory.page_bytes
@@ -154,41 +152,33 @@ def compile_workload(cfg: HwConfig, w: Workload, page_seed: int | None = None) -
     tasks: list[_Tile] = []
     writers: dict[str, list[tuple[int, tuple[int, int]]]] = {}   # tensor -> [(task, rows)]
     first_task: dict[str, int] = {}
-    for k, kk, n, tiles, stored, b_lines, rq_lines in plan:
+    for k, kk, n, tiles, rq, b_lines, rq_lines in plan:
         first_task[k.name] = len(tasks)
         opcode = isa.Opcode.GEMM if k.op == "gemm" else isa.Opcode.SPMM
         threshold = 0 if k.op == "gemm" else (cfg.engine.threshold if k.threshold is None else k.threshold)
-        for t, (i0, i1) in enumerate(tiles):
+        for t, (i0, i1, fields, used) in enumerate(tiles):
             r = i1 - i0
             load = dict(opcode=isa.Opcode.LOAD)
             descs = [isa.pack(**load, hbm_addr=where[k.b].vaddr, a_addr=0, lines=kk * lay.b_row_lines(n))]
             a_first = b_lines
-            if stored is not None:
-                fields, used, _ = _encode_tile(cfg, stored, k.a_format, slice(i0, i1), kk, a_first,
-                                               cfg.l1_lines - rq_lines)
-                descs.append(isa.pack(**load, hbm_addr=where[f"{k.name}.A{t}"].vaddr, a_addr=a_first, lines=used,
-                                      stream=1))
-                nnz = int((w.tensors[k.a][i0:i1] != 0).sum())
+            if k.a_format != "dense":     # the format tells the compiler the nonzeros; dense A: all of them
+                a_hbm, nnz = where[f"{k.name}.A{t}"].vaddr, int((w.tensors[k.a][i0:i1] != 0).sum())
             else:
-                used = r * lay.words(kk)
-                fields = dict(a_format=isa.AFormat.DENSE, a_addr=a_first)
-                descs.append(isa.pack(**load, hbm_addr=where[k.a].vaddr + i0 * lay.words(kk) * W, a_addr=a_first,
-                                      lines=used, stream=1))
-                nnz = r * kk
+                a_hbm, nnz = where[k.a].vaddr + i0 * lay.words(kk) * W, r * kk
+            descs.append(isa.pack(**load, hbm_addr=a_hbm, a_addr=a_first, lines=used, stream=1))
             compute = dict(opcode=opcode, **fields, m=r, k=kk, n=n, threshold=threshold, b_addr=0, c_addr=0,
                            wait=WAIT_LOAD)
             loaded = kk * lay.b_row_lines(n) + used
-            if k.requant:
+            if rq:
                 rq_addr = a_first + used
-                kind = _requant_table(cfg, k.requant, n)[0]
                 descs.append(isa.pack(**load, hbm_addr=where[f"{k.name}.requant"].vaddr, a_addr=rq_addr,
                                       lines=rq_lines))
-                compute.update(requant=kind, rq_addr=rq_addr, d_addr=rq_addr + rq_lines)
+                compute.update(requant=rq[0], rq_addr=rq_addr, d_addr=rq_addr + rq_lines)
                 loaded += rq_lines
                 store = dict(source=1, d_addr=compute["d_addr"], lines=r * lay.words(n),
                              hbm_addr=where[k.out].vaddr + i0 * lay.words(n) * W)
             else:
-                store = dict(c_addr=0, lines=-(-r * lay.blocks(n) // _gather(cfg)) * _gather(cfg),
+                store = dict(c_addr=0, lines=_whole_beats(cfg, r * lay.blocks(n)),
                              hbm_addr=where[k.out].vaddr + i0 * lay.blocks(n) * out_line_bytes)
             descs.append(isa.pack(**compute))
             descs.append(isa.pack(opcode=isa.Opcode.STORE, wait=WAIT_COMPUTE, **store))
@@ -201,7 +191,7 @@ def compile_workload(cfg: HwConfig, w: Workload, page_seed: int | None = None) -
             if k.when:
                 deps.add(first_task[k.when[0]])
             tasks.append(_Tile(k, t, (i0, i1), descs, est, deps))
-        writers[k.out] = [(first_task[k.name] + t, rr) for t, rr in enumerate(tiles)]
+        writers[k.out] = [(first_task[k.name] + t, (i0, i1)) for t, (i0, i1, _, _) in enumerate(tiles)]
 
     _check_limits(cfg, tasks)
     succs: list[list[int]] = [[] for _ in tasks]

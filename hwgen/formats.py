@@ -56,6 +56,9 @@ class NmMatrix:
         return out[:, :self.k]
 
 
+DEFAULT_NM = (2, 4)   # the N:M ratio when none is named (compile_matmul, tiling, workloads)
+
+
 def parse_nm(text: str) -> tuple[int, int]:
     """``"2:4"`` -> (2, 4), checked."""
     try:

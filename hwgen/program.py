@@ -13,6 +13,7 @@ import numpy as np
 from . import isa
 from .config import HwConfig
 from .formats import (
+    DEFAULT_NM,
     CsrMatrix,
     NmMatrix,
     OperandError,
@@ -323,7 +324,7 @@ def output_words(cfg: HwConfig, blob: bytes, line_bytes: int | None = None) -> l
 
 
 def compile_matmul(cfg: HwConfig, a, b: np.ndarray, kernel: str = "spmm", a_format: str = "dense",
-                   threshold: int | None = None, nm: tuple[int, int] = (2, 4),
+                   threshold: int | None = None, nm: tuple[int, int] = DEFAULT_NM,
                    row_order: str | None = None, requant=None) -> Program:
     """One C = A @ B task: check the operands, place them in L1, write its descriptor.
 

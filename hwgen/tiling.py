@@ -58,7 +58,7 @@ import numpy as np
 from . import isa
 from .config import HwConfig
 from .dma_store import beats_per_line
-from .formats import OperandError
+from .formats import DEFAULT_NM, OperandError
 from .layout import Layout
 from .paging import PageAllocator
 from .program import (
@@ -173,7 +173,7 @@ def _plan(cfg: HwConfig, stored, logical: np.ndarray, a_format: str, n: int, til
 
 
 def compile_matmul_hbm(cfg: HwConfig, a, b: np.ndarray, kernel: str = "spmm", a_format: str = "dense",
-                       threshold: int | None = None, nm: tuple[int, int] = (2, 4),
+                       threshold: int | None = None, nm: tuple[int, int] = DEFAULT_NM,
                        tile_rows: int | None = None, page_seed: int | None = None) -> Program:
     """C = A @ B with A, B and C in paged HBM, as LOAD / compute / STORE tasks over row tiles of A and, when B
     does not fit L1 with two A buffers, column panels of B (see the module docstring: A is then re-streamed

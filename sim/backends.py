@@ -13,8 +13,10 @@ DEFAULT_BUILD_ROOT = Path("build") / "rtl"
 
 
 def run_programs(backend: str, cfg: HwConfig, programs: list[Program], *, device: str | None = None,
-                 build_root: Path = DEFAULT_BUILD_ROOT) -> list[Result]:
-    """Run each program on one backend; the RTL runs them all in one simulator process."""
+                 build_root: Path = DEFAULT_BUILD_ROOT, start_cycles: list[int | None] | None = None) -> list[Result]:
+    """Run each program on one backend; the RTL runs them all in one simulator process. ``start_cycles``
+    (sim, DAG programs): the cycle each program's host start lands, e.g. the RTL run's (default: the first
+    cycle the chip is ready)."""
     if backend == "golden":
         from golden import executor
         return [executor.run(cfg.numeric(), p, device=device) for p in programs]
@@ -22,7 +24,8 @@ def run_programs(backend: str, cfg: HwConfig, programs: list[Program], *, device
         from .engine import EngineModel
         from .scheduler import ChipModel
         engine, chip = EngineModel(cfg), ChipModel(cfg)
-        return [chip.run(p) if p.tasks else engine.run(p) for p in programs]
+        starts = start_cycles or [None] * len(programs)
+        return [chip.run(p, start_cycle=s) if p.tasks else engine.run(p) for p, s in zip(programs, starts)]
     if backend == "rtl":           # DAG programs on the whole chip, the others on one engine
         from .runner import run_chip_batch, run_rtl_batch
         dags = [i for i, p in enumerate(programs) if p.tasks]

@@ -55,7 +55,7 @@ from hwgen.asa import MLOG_FRAC, Asa
 from hwgen.config import HwConfig
 from hwgen.dma_load import next_burst
 from hwgen.layout import Layout
-from hwgen.program import Program, Result
+from hwgen.program import OutputSpec, Program, Result, decode_output, output_words
 from hwgen.task_table import HEADER, SUCC_BYTES, TASK, GateOp
 from hwgen.top import check_memory_side
 from sim.memory.axi_port import HbmPorts, ResponseChannel
@@ -80,23 +80,17 @@ def gate_cycles(f: dict[str, int]) -> int:
 
 
 def gate_bits(cfg: HwConfig, f: dict[str, int], values: np.ndarray) -> dict[int, bool]:
-    """Predicate bits a gate sets from its (rows x cols) int values (``hwgen/task_table.py``'s rule)."""
+    """Predicate bits a gate task sets from its (rows x cols) int values: the rule of ``golden.graph.gate_bits``
+    (the one definition) applied to the gate the task's fields describe, numbered from ``gate_base``."""
+    from golden.graph import gate_bits as rule
+    from hwgen.workload import Gate
+    f = {**dict.fromkeys(TASK.names, 0), **f}   # absent fields are 0, as in the table
     rows, cols = f["gate_rows"], f["gate_cols"]
-    v = values[:rows, :cols]
-    base = f["gate_base"]
-    if f["gate"] == GateOp.THRESHOLD:
-        thr = f["gate_threshold"] - (1 << 32) if f["gate_threshold"] >> 31 else f["gate_threshold"]
-        return {base + c: bool((v[:, c] > thr).any()) for c in range(cols)}
-    tiles = -(-rows // f["gate_tile_rows"])
-    bits = {base + i: False for i in range(cols * tiles)}
-    taken = [0] * cols
-    for r in range(rows):
-        order = sorted(range(cols), key=lambda c: (-int(v[r, c]), c))[:f["gate_k"]]
-        for c in order:
-            if taken[c] < f["gate_capacity"]:
-                taken[c] += 1
-                bits[base + c * tiles + r // f["gate_tile_rows"]] = True
-    return bits
+    thr = f["gate_threshold"] - (1 << 32) if f["gate_threshold"] >> 31 else f["gate_threshold"]
+    gate = Gate("threshold", threshold=thr) if f["gate"] == GateOp.THRESHOLD else \
+        Gate("topk", k=f["gate_k"], capacity=f["gate_capacity"], tile_rows=f["gate_tile_rows"])
+    bits = rule(gate, np.asarray(values)[:rows, :cols])
+    return {f["gate_base"] + i: bool(b) for i, b in enumerate(bits)}
 
 
 class SharedMemory:
@@ -111,8 +105,7 @@ class SharedMemory:
 
     def _slot(self, cycle: int, kind: int) -> int:
         c = cycle if (cycle, kind) > self.last else self.last[0] + (1 if kind <= self.last[1] else 0)
-        if hasattr(self.ports, "accept_cycle"):    # the L3's request buffer full: its READY is low
-            c = self.ports.accept_cycle(c, kind)
+        c = self.ports.accept_cycle(c, kind)        # e.g. the L3's request buffer full: its READY is low
         self.waits += c - cycle
         self.last = (c, kind)
         return c
@@ -316,8 +309,9 @@ class _Run:
         nbytes = task["gate_rows"] * Layout.of(cfg).blocks(task["gate_cols"]) * cfg.out_line_bits // 8
         g = max(c + 1, self.gate_free)
         r_last = read_region(cfg, self.mem, g + Asa.gate_ar_latency, task["gate_addr"], nbytes) if nbytes else g
-        words = self.image[task["gate_addr"]:task["gate_addr"] + nbytes]
-        self.preds.update(gate_bits(cfg, task, _gate_values(cfg, task, words)))
+        values = decode_output(cfg, OutputSpec(0, task["gate_rows"], task["gate_cols"]),
+                               output_words(cfg, self.image[task["gate_addr"]:task["gate_addr"] + nbytes].tobytes()))
+        self.preds.update(gate_bits(cfg, task, values))
         end = r_last + Asa.gate_push_latency + gate_cycles(task)
         self.gate_free = end + 1
         self.stats["gate_cycles"] += end - c
@@ -424,18 +418,3 @@ class _Run:
         wake += [r for r in self.ready_at if r is not None and r > c]
         wake += [v for v in self.visible_at if v is not None and v > c]
         return max(c + 1, min(wake)) if wake else c + 1
-
-
-def _gate_values(cfg: HwConfig, f: dict[str, int], words: np.ndarray) -> np.ndarray:
-    """The gate's int32-lane output lines (rows x lane blocks, row-major) as a (rows, blocks x lanes) array."""
-    acc = cfg.engine.acc_bits
-    lanes = cfg.engine.lanes
-    blocks = Layout.of(cfg).blocks(f["gate_cols"])
-    raw = np.frombuffer(words.tobytes(), np.uint8).reshape(f["gate_rows"] * blocks, cfg.out_line_bits // 8)
-    out = np.zeros((f["gate_rows"] * blocks, lanes), np.int64)
-    for lane in range(lanes):
-        v = np.zeros(len(raw), np.int64)
-        for byte in range(acc // 8):
-            v |= raw[:, lane * acc // 8 + byte].astype(np.int64) << (8 * byte)
-        out[:, lane] = np.where(v >> (acc - 1) & 1, v - (1 << acc), v)
-    return out.reshape(f["gate_rows"], blocks * lanes)

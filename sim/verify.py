@@ -144,12 +144,11 @@ class Row:
 
 
 def cross_check(cfg: HwConfig, cases: list[Case], backends=BACKENDS, **kw) -> list[Row]:
-    per_backend = {b: run_programs(b, cfg, [c.program for c in cases], **kw) for b in backends}
-    if "sim" in backends and "rtl" in backends:   # DAG programs: the sim from the cycle the RTL host started
-        from .scheduler import ChipModel
-        for i, c in enumerate(cases):
-            if c.program.tasks:
-                start = per_backend["rtl"][i].stats["start_cycle"]
-                per_backend["sim"][i] = ChipModel(cfg).run(c.program, start_cycle=start)
+    programs = [c.program for c in cases]
+    per_backend = {}
+    for b in sorted(backends, key=lambda b: b == "sim"):    # the sim last: DAG programs start where the RTL's did
+        starts = [r.stats.get("start_cycle") for r in per_backend["rtl"]] if b == "sim" and "rtl" in per_backend \
+            else None
+        per_backend[b] = run_programs(b, cfg, programs, start_cycles=starts, **kw)
     return [Row(c.label, {b: per_backend[b][i] for b in backends}, dag=bool(c.program.tasks))
             for i, c in enumerate(cases)]

@@ -46,6 +46,15 @@ def test_chip_model_equals_golden_and_keeps_the_order(seed, policy):
                 assert (issue[s] if issue[s] is not None else done[s]) > done[i], (w.name, i, s)
 
 
+def test_a_dag_that_nearly_fills_the_task_table():
+    p = compile_workload(TINY, dw.random_dag(4, kernels=120, shape="mixed"))
+    assert 100 < len(p.tasks) <= TINY.scheduler.tasks
+    g = golden_run(TINY.numeric(), p)
+    r = ChipModel(TINY).run(p)
+    assert all(np.array_equal(r.outputs[k], g.outputs[k]) for k in g.outputs)
+    assert r.stats["issued"] == len(p.tasks)
+
+
 def test_policies_order_the_ready_tasks_as_documented():
     """in_order never overtakes; static_list and adaptive may, and then pick by rank / key."""
     p = compile_workload(TINY, dw.random_dag(2, kernels=10, shape="fan_out"))

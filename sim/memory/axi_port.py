@@ -140,6 +140,11 @@ class HbmPorts:
         return (address // self.interleave_bytes) % self.ports
 
     # -- requests ------------------------------------------------------------------------------------
+    def accept_cycle(self, cycle: int, kind: int) -> int:
+        """The first cycle >= ``cycle`` a request can be taken: at once (the ports buffer no requests of
+        their own; ``L3Ports`` has the same method for its request buffers)."""
+        return cycle
+
     def read(self, cycle: int, port: int, address: int, beats: int, stream: bool = False) -> list[int]:
         """AR handshake in ``cycle``: per beat, the first cycle its RVALID may be high. ``stream`` (the
         read-once hint a cache in front may use) means nothing to HBM; it keeps one interface for both."""

@@ -28,7 +28,6 @@ import warnings
 from collections import deque
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
 from sim.tb.axi_monitor import AxiMonitor
@@ -38,7 +37,8 @@ warnings.filterwarnings("error", category=DeprecationWarning, module=r"sim(\.|$)
 
 from cocotbext.axi import AxiBus, AxiMaster, AxiRam  # noqa: E402
 
-PERIOD_NS = 2
+from sim.tb.clock import start_clock  # noqa: E402
+
 PARAMS = json.loads(os.environ.get("ARBITER_TB_PARAMS", '{"masters": 2, "id_width": 2, "outstanding": 8, '
                                    '"addr_width": 16, "data_width": 128}'))
 SEED = int(os.environ.get("ARBITER_TB_SEED", "1"))
@@ -263,7 +263,7 @@ class Checker:
 async def setup(dut, p: float, label: str):
     """Clock, reset, RAM (random image), masters, monitors, checker, all with pauses of probability p."""
     rng = random.Random(f"{SEED}-{label}")
-    Clock(dut.clk, PERIOD_NS, unit="ns", impl="gpi").start()
+    start_clock(dut)
     dut.rst.value = 1
     image = bytearray(rng.randbytes(RAM_BYTES))
     ram = AxiRam(AxiBus.from_prefix(dut, BUS), dut.clk, dut.rst, size=RAM_BYTES)

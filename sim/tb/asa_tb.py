@@ -26,17 +26,16 @@ from __future__ import annotations
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
 
 from hwgen import isa
 from hwgen.asa import Asa
 from sim.memory.axi_port import HbmPorts
 from sim.tb.axi_monitor import AxiMonitor
+from sim.tb.clock import start_clock
 from sim.tb.hbm_responder import HbmResponder
 from sim.tb.jobs import load_jobs, run_all
 
-PERIOD_NS = 2
 PREFIX = "m_axi_hbm0"
 IMAGE_BYTES = 1 << 20        # every job's image fits; a read beyond it is answered SLVERR
 COUNTERS = ("issued", "skipped", "stall_no_engine", "stall_not_ready", "cycles")
@@ -181,8 +180,7 @@ async def run_job(dut, job, image, responder, monitor):
 @cocotb.test()
 async def run_jobs(dut):
     jobs = load_jobs("ASA_TB")
-    clock = Clock(dut.clk, PERIOD_NS, unit="ns", impl="gpi")
-    clock.start()
+    clock = start_clock(dut)
     dut.rst.value = 1
     # one responder and monitor for all jobs (a reset between jobs restarts them); each job's image is copied
     # into the one buffer

@@ -22,7 +22,6 @@ import warnings
 from collections import deque
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import ClockCycles, First, RisingEdge, Timer
 
@@ -34,7 +33,8 @@ warnings.filterwarnings("error", category=DeprecationWarning, module=r"sim(\.|$)
 
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiMaster, AxiRam  # noqa: E402
 
-PERIOD_NS = 2
+from sim.tb.clock import PERIOD_NS, start_clock  # noqa: E402
+
 RAM_BYTES = 1 << 16          # the AxiRam of a port (always an explicit size: the default is 2**64)
 SEED = int(os.environ.get("AXI_TB_SEED", "1"))
 
@@ -46,7 +46,7 @@ def pauses(rng: random.Random, p: float):
 
 
 async def reset(dut) -> None:
-    Clock(dut.clk, PERIOD_NS, unit="ns", impl="gpi").start()
+    start_clock(dut)
     for name in ("hbm0_start", "hbm1_start", "bad0_start"):
         getattr(dut, name).value = 0
     dut.hbm0_r_allow.value = 1

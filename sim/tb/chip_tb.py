@@ -23,7 +23,6 @@ import time
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.triggers import First, ReadOnly, RisingEdge, Timer
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
@@ -33,10 +32,9 @@ from hwgen.program import output_words
 from hwgen.top import hbm_prefix
 from sim.memory.axi_port import HbmPorts
 from sim.tb.axi_monitor import AxiMonitor
+from sim.tb.clock import PERIOD_NS, start_clock
 from sim.tb.hbm_responder import HbmResponder
 from sim.tb.jobs import load_jobs, run_all
-
-PERIOD_NS = 2
 
 
 class ScoreboardError(AssertionError):
@@ -188,8 +186,7 @@ async def run_job(dut, job, image, host, responders, monitors):
 @cocotb.test()
 async def run_programs(dut):
     jobs = load_jobs()
-    clock = Clock(dut.clk, PERIOD_NS, unit="ns", impl="gpi")
-    clock.start()
+    clock = start_clock(dut)
     dut.rst.value = 1
     cfg = jobs[0]["config"]
     image = np.zeros(max(len(j["hbm"]) for j in jobs), np.uint8)

@@ -18,7 +18,6 @@ import random
 import warnings
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
 from hwgen.csr import Access, CsrMap, Register
@@ -29,7 +28,8 @@ warnings.filterwarnings("error", category=DeprecationWarning, module=r"sim(\.|$)
 
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster, AxiResp  # noqa: E402
 
-PERIOD_NS = 2
+from sim.tb.clock import start_clock  # noqa: E402
+
 PREFIX = "s_axi_ctrl"
 SEED = int(os.environ.get("CSR_TB_SEED", "1"))
 
@@ -47,7 +47,7 @@ def pauses(rng: random.Random, p: float):
 async def setup(dut, name: str) -> tuple[AxiLiteMaster, AxiMonitor, CsrMap]:
     """Reset with every RO / set input at 0; a master whose channels pause at random; a monitor."""
     regs = csr_map()
-    Clock(dut.clk, PERIOD_NS, unit="ns", impl="gpi").start()
+    start_clock(dut)
     for r in regs:
         if r.access is Access.RO:
             getattr(dut, r.name).value = 0

@@ -22,7 +22,6 @@ import time
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import FallingEdge, First, ReadOnly, RisingEdge, Timer
 
@@ -31,10 +30,9 @@ from hwgen.program import output_words
 from hwgen.top import hbm_prefix
 from sim.memory.axi_port import HbmPorts
 from sim.tb.axi_monitor import AxiMonitor
+from sim.tb.clock import PERIOD_NS, start_clock
 from sim.tb.hbm_responder import HbmResponder
 from sim.tb.jobs import load_jobs, run_all
-
-PERIOD_NS = 2
 
 
 async def run_job(dut, clock, job):
@@ -148,8 +146,7 @@ async def run_job(dut, clock, job):
 @cocotb.test()
 async def run_programs(dut):
     jobs = load_jobs()
-    clock = Clock(dut.clk, PERIOD_NS, unit="ns", impl="gpi")
-    clock.start()
+    clock = start_clock(dut)
     dut.clear.value = 0
     dut.fill_en.value = dut.out_en.value = 0
     await run_all(jobs, lambda job: run_job(dut, clock, job))

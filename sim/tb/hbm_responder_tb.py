@@ -31,11 +31,11 @@ from hwgen.axi_burst_reader import plan
 from sim.memory.axi_port import KINDS, HbmPorts, ResponseChannel, controller_cycles
 from sim.memory.hbm import HbmTiming
 from sim.tb.axi_monitor import AxiMonitor
+from sim.tb.clock import PERIOD_NS, start_clock
 from sim.tb.hbm_responder import HbmResponder
 
 warnings.filterwarnings("error", category=DeprecationWarning, module=r"sim(\.|$)")
 
-PERIOD_NS = 2
 SEED = int(os.environ.get("HBM_TB_SEED", "1"))
 CFG = config.load("tiny")                                               # one port
 CFG4 = config.from_dict({"base": "tiny", "memory": {"ports": 4}})       # rd0, rd1, wr0 on ports 0, 1, 2
@@ -57,8 +57,7 @@ def lone_latency(cfg: config.HwConfig) -> int:
 
 async def start(dut) -> Clock:
     """Clock on, reset active, every DUT input quiet; returns the clock (the responder needs its period)."""
-    clock = Clock(dut.clk, PERIOD_NS, unit="ns", impl="gpi")
-    clock.start()
+    clock = start_clock(dut)
     dut.rst.value = 1
     for name in ("rd0", "rd1", "wr0"):
         getattr(dut, f"{name}_start").value = 0

@@ -29,7 +29,6 @@ import warnings
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import ClockCycles, RisingEdge
 from cocotb.utils import get_sim_steps
@@ -38,11 +37,11 @@ from hwgen import config
 from hwgen.hbm_interleaver import read_depth, write_depth
 from sim.memory.axi_port import HbmPorts
 from sim.tb.axi_monitor import AxiMonitor
+from sim.tb.clock import PERIOD_NS, start_clock
 from sim.tb.hbm_responder import HbmResponder
 
 warnings.filterwarnings("error", category=DeprecationWarning, module=r"sim(\.|$)")
 
-PERIOD_NS = 2
 SLAVE = "s_axi_hbm"
 CFG = config.from_dict(json.loads(os.environ.get("INTERLEAVER_TB_CONFIG", '{"base": "tiny", "memory": {"ports": 4}}')))
 SEED = int(os.environ.get("INTERLEAVER_TB_SEED", "1"))
@@ -200,8 +199,7 @@ class Master:
 
 async def setup(dut, stall: float, seed: str):
     """Clock, reset, image, responder and monitors; returns (responder, monitors, image, t0 step of cycle 0)."""
-    clock = Clock(dut.clk, PERIOD_NS, unit="ns", impl="gpi")
-    clock.start()
+    clock = start_clock(dut)
     dut.rst.value = 1
     for name in ("arvalid", "awvalid", "wvalid", "rready", "bready"):
         getattr(dut, f"{SLAVE}_{name}").value = 0

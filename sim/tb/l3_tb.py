@@ -46,7 +46,6 @@ import warnings
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import ClockCycles, RisingEdge
 from cocotb.utils import get_sim_steps
@@ -56,11 +55,11 @@ from hwgen.l3_cache import L3Timing
 from sim.memory.axi_port import HbmPorts
 from sim.memory.l3 import L3Ports
 from sim.tb.axi_monitor import AxiMonitor
+from sim.tb.clock import PERIOD_NS, start_clock
 from sim.tb.hbm_responder import HbmResponder
 
 warnings.filterwarnings("error", category=DeprecationWarning, module=r"sim(\.|$)")
 
-PERIOD_NS = 2
 SLAVE, MASTER = "s_axi_l3", "m_axi_hbm0"
 SEED = int(os.environ.get("L3_TB_SEED", "1"))
 CFG = config.HwConfig.model_validate(json.loads(os.environ["L3_TB_CONFIG"])) if "L3_TB_CONFIG" in os.environ \
@@ -278,8 +277,7 @@ def counters(dut) -> dict[str, int]:
 async def setup(dut, image, p: float, start: str):
     """Clock, reset, responder and monitors; returns them and the simulation step of the edge that starts
     cycle 0 (``start``: "reset" or "ready", see the module docstring)."""
-    clock = Clock(dut.clk, PERIOD_NS, unit="ns", impl="gpi")
-    clock.start()
+    clock = start_clock(dut)
     dut.rst.value = 1
     for sig in ("arvalid", "awvalid", "wvalid", "rready", "bready"):
         getattr(dut, f"{SLAVE}_{sig}").value = 0
