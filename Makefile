@@ -25,24 +25,27 @@ demo: setup
 
 ## test: the CI suite (< 30 min on 2 cores)
 test: setup
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n $(JOBS) -m "not full" -q
 
 ## test-full: adds the long regressions (more seeds, bigger shapes)
 test-full: setup
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n $(JOBS) -q
 
 ## rtl: generate Verilog for every preset into rtl_out/
 rtl: setup
-	for c in $$($(BIN)/python -c "from hwgen.config import preset_names; print(' '.join(preset_names()))"); do \
+	for c in $$($(BIN)/python -c "from hwgen.spec.config import preset_names; print(' '.join(preset_names()))"); do \
 	  $(BIN)/dsa generate --config $$c --out rtl_out || exit 1; done
 
 ## bench: speedup vs density (RTL and sim) and simulator vs RTL wall time
 bench: setup
 	$(BIN)/python -m sim.bench
 
-## lint: Python (ruff) and the generated Verilog (verilator --lint-only with the waiver file)
+## lint: Python (ruff), the dependency rule (import-linter contracts) and the generated Verilog
 lint: setup
 	$(BIN)/ruff check hwgen sim golden tests
+	$(BIN)/lint-imports
 	$(BIN)/dsa lint --config tiny
 	$(BIN)/dsa lint --config default
 

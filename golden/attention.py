@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .kernels import int8_matrix
-from .numerics import accumulate, int_softmax_rows, pick_device, topk_rows
+from golden.kernels import int8_matrix
+from golden.numerics import accumulate, int_softmax_rows, pick_device, topk_rows
 
 
 def _mask(mask: Any, shape: tuple[int, int]) -> torch.Tensor:

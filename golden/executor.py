@@ -9,16 +9,15 @@ import time
 
 import numpy as np
 
-from hwgen import isa
-from hwgen.program import Program, Result
-
-from . import kernels, numerics
+from golden import kernels, numerics
+from hwgen.spec import isa
+from hwgen.spec.program import Program, Result
 
 
 def run(numeric: dict, program: Program, device: str | None = None) -> Result:
     wall = time.perf_counter()
     if program.kernel == "topk_attention":
-        from .attention import causal_mask, topk_attention
+        from golden.attention import causal_mask, topk_attention
         t, s = program.tensors["Q"].shape[0], program.tensors["K"].shape[0]
         mask = causal_mask(t, s) if program.params["causal"] else None
         res = topk_attention(numeric, program.tensors["Q"], program.tensors["K"], program.tensors["V"],
@@ -26,8 +25,8 @@ def run(numeric: dict, program: Program, device: str | None = None) -> Result:
         return Result(outputs={"O": res["out"].cpu().numpy()}, cycles=None,
                       stats={"backend": "golden", "device": str(device or "cpu"), "wall_s": time.perf_counter() - wall,
                              "p_nnz": int(res["rowptr"][-1])})
-    if program.kernel == "workload":      # a DAG program (hwgen/compiler.py): the workload's graph semantics
-        from .graph import run_workload
+    if program.kernel == "workload":      # a DAG program (hwgen/compiler/dag.py): the workload's graph semantics
+        from golden.graph import run_workload
         res = run_workload(numeric, program.params["workload"], device=device)
         return Result(outputs={name: np.asarray(res.tensors[name]).astype(np.int64) for name in program.outputs},
                       cycles=None,

@@ -1,11 +1,11 @@
-"""The golden model of a workload (``hwgen/workload.py``): every kernel of the graph on plain tensors.
+"""The golden model of a workload (``hwgen/spec/workload.py``): every kernel of the graph on plain tensors.
 
 Semantics (the one written definition; the compiler, simulator and RTL must match it bit for bit):
 
 - kernels run in ``Workload.order()``; ``out = spmm(A, B, threshold)`` or ``gemm(A, B)`` (``golden.kernels``,
   the engine's accumulator), then with ``requant`` (multiplier, shift) ``golden.numerics.requantize`` -> int8;
   without, the int32 accumulator values (kept as int64).
-- a gate kernel's output sets predicate bits as ``hwgen/task_table.py`` says, indexed by ``Gate.bit``:
+- a gate kernel's output sets predicate bits as ``hwgen/spec/task_table.py`` says, indexed by ``Gate.bit``:
   THRESHOLD: bit c = any row's value in column c > threshold. TOPK: rows in order, per row the k largest
   columns (ties to the lower column); a column accepts at most ``capacity`` rows (None: all); an accepted
   row r sets bit (c, r // tile_rows) (tile_rows None: one tile of all rows).
@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from hwgen.workload import Gate, Kernel, Workload
-
-from . import kernels, numerics
+from golden import kernels, numerics
+from hwgen.spec.workload import Gate, Kernel, Workload
 
 
 @dataclass

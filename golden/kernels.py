@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .numerics import accumulate, pick_device
+from golden.numerics import accumulate, pick_device
 
 
 def int8_matrix(name: str, x: Any) -> torch.Tensor:

@@ -22,6 +22,14 @@ from typing import Literal
 
 import torch
 
+from hwgen.spec.softmax import (
+    SOFTMAX_SCORE_BITS,
+    check_frac_bits,
+    check_k,
+    round_half_up,
+    softmax_constants,
+)
+
 Mode = Literal["wrap", "saturate"]
 MODES = ("wrap", "saturate")
 FLOAT64_EXACT = 1 << 53  # integers below this in magnitude are exact in float64 (and so are their sums)
@@ -218,10 +226,6 @@ def requantize(x: torch.Tensor, multiplier, shift) -> torch.Tensor:
     return y.clamp(INT8_MIN, INT8_MAX).to(torch.int8)
 
 
-def _round_half_up(v: Fraction) -> int:
-    return math.floor(v + Fraction(1, 2))
-
-
 def requant_params(real_scale: float) -> tuple[int, int]:
     """(multiplier, shift) with multiplier / 2^shift ~= ``real_scale``, for :func:`requantize`.
 
@@ -239,7 +243,7 @@ def requant_params(real_scale: float) -> tuple[int, int]:
         raise ValueError(f"real_scale: {real_scale!r} is not allowed (allowed: {allowed})")
     exact = Fraction(real_scale)
     for shift in range(REQ_SHIFT_MAX, -1, -1):
-        m = _round_half_up(exact * (1 << shift))
+        m = round_half_up(exact * (1 << shift))
         if m < (1 << REQ_MULTIPLIER_BITS):
             if m < 1:
                 raise ValueError(f"real_scale: {real_scale!r} is not allowed (allowed: {allowed}; too small: "
@@ -259,11 +263,6 @@ def requant_params(real_scale: float) -> tuple[int, int]:
 # compute that set with one stable sort (tests check them against the literal streaming loop).
 
 
-def _check_k(k: int) -> None:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k: {k!r} is not allowed (allowed: an int >= 1)")
-
-
 def topk_row(scores: torch.Tensor, k: int, valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The k largest valid entries of a 1-D int64 row, as the streaming unit keeps them.
 
@@ -272,7 +271,7 @@ def topk_row(scores: torch.Tensor, k: int, valid: torch.Tensor | None = None) ->
     ascending; ties are broken by the LOWER index. Steps: take the valid indices in ascending order, then a
     stable descending sort of their values (stable keeps equal values in ascending index order), keep k'.
     """
-    _check_k(k)
+    check_k(k)
     if not isinstance(scores, torch.Tensor) or scores.dtype != torch.int64 or scores.ndim != 1:
         raise ValueError("scores: expected a 1-D torch.int64 tensor")
     if valid is None:
@@ -295,7 +294,7 @@ def topk_rows(scores: torch.Tensor, k: int, valid: torch.Tensor | None = None
     are padding with value 0 and index -1. Steps: stable descending sort of each row by value, then a stable
     sort of that order by validity (valid first), which keeps (value desc, index asc) among the valid ones.
     """
-    _check_k(k)
+    check_k(k)
     if not isinstance(scores, torch.Tensor) or scores.dtype != torch.int64 or scores.ndim != 2:
         raise ValueError("scores: expected a 2-D torch.int64 tensor")
     m, n = scores.shape
@@ -319,79 +318,7 @@ def topk_rows(scores: torch.Tensor, k: int, valid: torch.Tensor | None = None
     return values, indices, count
 
 
-# ==== integer softmax (I-BERT style) =======================================================================
-#
-# exp(x) for x in (-ln2, 0] is approximated by 0.3585 * (x + 1.353)^2 + 0.344; a general x <= 0 is written
-# x = -z * ln2 + p with p in (-ln2, 0], so exp(x) = 2^-z * exp(p). Everything is scaled by 2^frac_bits (and the
-# polynomial by 2^(2 * frac_bits) / 0.3585, a constant factor that normalisation cancels).
-
-SOFTMAX_FRAC_BITS_MAX = 12
-SOFTMAX_SCORE_BITS = 32   # scores are signed 32-bit: [-2^31, 2^31 - 1]
-SOFTMAX_Z_MAX = 30
-SOFTMAX_RECIP_BITS = 32
-SOFTMAX_P_BITS = 7
-
-
-def _check_frac_bits(frac_bits: int) -> None:
-    if isinstance(frac_bits, bool) or not isinstance(frac_bits, int) or not 0 <= frac_bits <= SOFTMAX_FRAC_BITS_MAX:
-        raise ValueError(f"frac_bits: {frac_bits!r} is not allowed (allowed: an int in 0..{SOFTMAX_FRAC_BITS_MAX})")
-
-
-def softmax_constants(frac_bits: int) -> dict[str, int]:
-    """The integer softmax's constants for scores with ``frac_bits`` fractional bits, as plain ints.
-
-    Computed exactly from the decimal constants (Fractions, no float rounding surprises):
-      q_ln2 = round(ln(2) * 2^f) (half up; >= 1 for every f in 0..12)
-      q_b   = floor(1.353 * 2^f)
-      q_c   = floor((0.344 / 0.3585) * 2^(2f))
-      z_max = 30, recip_bits = 32, p_bits = 7, p_max = 2^p_bits - 1 = 127
-      score_bits = 32 (scores must be signed 32-bit)
-      l_max = q_b^2 + q_c: the largest L, and exactly e of the row's maximum (q = 0, z = 0, p = 0)
-    """
-    _check_frac_bits(frac_bits)
-    scale = 1 << frac_bits
-    q_ln2 = _round_half_up(Fraction(math.log(2)) * scale)  # ln 2 is irrational: not near a half for f <= 12
-    q_b = math.floor(Fraction("1.353") * scale)
-    q_c = math.floor(Fraction("0.344") / Fraction("0.3585") * scale * scale)
-    assert q_ln2 >= 1 and q_b >= q_ln2  # so p + q_b > 0 for every p in (-q_ln2, 0]
-    return {
-        "frac_bits": frac_bits,
-        "q_ln2": q_ln2,
-        "q_b": q_b,
-        "q_c": q_c,
-        "z_max": SOFTMAX_Z_MAX,
-        "recip_bits": SOFTMAX_RECIP_BITS,
-        "p_bits": SOFTMAX_P_BITS,
-        "p_max": (1 << SOFTMAX_P_BITS) - 1,
-        "score_bits": SOFTMAX_SCORE_BITS,
-        "l_max": q_b * q_b + q_c,
-    }
-
-
-def softmax_widths(frac_bits: int, max_k: int = 256) -> dict[str, int]:
-    """Bit widths (unsigned unless named ``*_signed``) that hold each softmax intermediate, for rows of at
-    most ``max_k`` kept scores in the signed 32-bit range. Derivations are in :func:`int_softmax_stages`.
-
-    ``prod`` is 33 only when l_max is a power of two (frac_bits = 0, where e * r can equal 2^32 exactly).
-    """
-    _check_k(max_k)
-    c = softmax_constants(frac_bits)
-    l_max, recip = c["l_max"], 1 << c["recip_bits"]
-    return {
-        "s_signed": c["score_bits"],
-        "neg_q": c["score_bits"],                        # m - s in [0, 2^32 - 1]
-        "z": c["z_max"].bit_length(),                    # 0..30, plus a 1-bit "dead" flag
-        "neg_p": max(1, (c["q_ln2"] - 1).bit_length()),  # (-q) mod q_ln2 in [0, q_ln2 - 1]
-        "p_plus_b": c["q_b"].bit_length(),               # in [q_b - q_ln2 + 1, q_b], always > 0
-        "square": (c["q_b"] ** 2).bit_length(),
-        "L": l_max.bit_length(),
-        "e": l_max.bit_length(),
-        "total": (max_k * l_max).bit_length(),
-        "r": (recip // l_max).bit_length(),              # total >= l_max, so r <= 2^32 // l_max
-        "prod": (recip.bit_length() if l_max & (l_max - 1) == 0 else c["recip_bits"]),
-        "P": c["p_bits"],
-    }
-
+# ==== integer softmax (I-BERT style; constants and widths: hwgen/spec/softmax.py) =========================
 
 def _softmax_core(s: torch.Tensor, live: torch.Tensor, frac_bits: int) -> dict[str, torch.Tensor]:
     """Every stage of the integer softmax on each row of int64 ``s`` (M, K), over the entries where ``live``.
@@ -480,7 +407,7 @@ def int_softmax_stages(scores: torch.Tensor, frac_bits: int) -> dict[str, torch.
     Caveat: total can exceed 2^32 when k * l_max > 2^32 (f = 12 with k >= 92, f = 11 with k >= 368, f = 10
     with k >= 1469); then r = 0 and every P is 0 (each true probability is then < l_max / 2^32 anyway).
     """
-    _check_frac_bits(frac_bits)
+    check_frac_bits(frac_bits)
     _check_scores("scores", scores, 1)
     if scores.shape[0] == 0:
         raise ValueError("scores: an empty row is not allowed (allowed: k >= 1 entries)")
@@ -503,7 +430,7 @@ def int_softmax_rows(scores: torch.Tensor, frac_bits: int, valid: torch.Tensor |
     Returns int64 P (M, K): each row's valid entries get exactly ``int_softmax`` of that row's valid scores;
     other entries and rows with no valid entry get 0. Only valid scores must be in the signed 32-bit range.
     """
-    _check_frac_bits(frac_bits)
+    check_frac_bits(frac_bits)
     if not isinstance(scores, torch.Tensor) or scores.dtype != torch.int64 or scores.ndim != 2:
         raise ValueError("scores: expected a 2-D torch.int64 tensor")
     if valid is None:

@@ -1,12 +1,12 @@
 """One interface over the three executors: golden (PyTorch), sim (cycle model), rtl (Verilator). DAG programs
-(``Program.tasks``, ``hwgen/compiler.py``) run on the whole chip (``sim.scheduler.ChipModel``, the chip's
+(``Program.tasks``, ``hwgen/compiler/dag.py``) run on the whole chip (``sim.model.chip.ChipModel``, the chip's
 Verilog); the others on one engine."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from hwgen.config import HwConfig
-from hwgen.program import Program, Result
+from hwgen.spec.config import HwConfig
+from hwgen.spec.program import Program, Result
 
 BACKENDS = ("golden", "sim", "rtl")
 DEFAULT_BUILD_ROOT = Path("build") / "rtl"
@@ -21,13 +21,13 @@ def run_programs(backend: str, cfg: HwConfig, programs: list[Program], *, device
         from golden import executor
         return [executor.run(cfg.numeric(), p, device=device) for p in programs]
     if backend == "sim":
-        from .engine import EngineModel
-        from .scheduler import ChipModel
+        from sim.model.chip import ChipModel
+        from sim.model.engine import EngineModel
         engine, chip = EngineModel(cfg), ChipModel(cfg)
         starts = start_cycles or [None] * len(programs)
         return [chip.run(p, start_cycle=s) if p.tasks else engine.run(p) for p, s in zip(programs, starts)]
     if backend == "rtl":           # DAG programs on the whole chip, the others on one engine
-        from .runner import run_chip_batch, run_rtl_batch
+        from sim.rtl.runner import run_chip_batch, run_rtl_batch
         dags = [i for i, p in enumerate(programs) if p.tasks]
         engine = [i for i, p in enumerate(programs) if not p.tasks]
         results = dict(zip(dags, run_chip_batch(cfg, [programs[i] for i in dags], build_root=build_root)))

@@ -24,18 +24,17 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from golden.workloads import power_law_rows, prune_nm, random_operands
-from hwgen import config
-from hwgen.program import compile_attention, compile_matmul
-from hwgen.tiling import compile_matmul_hbm
-
-from .backends import DEFAULT_BUILD_ROOT
-from .engine import EngineModel
-from .memory.axi_port import HbmPorts
-from .memory.dma import DmaUnits
-from .memory.hbm import HbmTiming
-from .memory.l3 import amat_bench
-from .runner import build, run_rtl_batch
+from golden.generators.operands import power_law_rows, prune_nm, random_operands
+from hwgen.compiler.single_kernel import compile_attention, compile_matmul
+from hwgen.compiler.tiling import compile_matmul_hbm
+from hwgen.spec import config
+from sim.backends import DEFAULT_BUILD_ROOT
+from sim.model.engine import EngineModel
+from sim.model.memory.axi_port import HbmPorts
+from sim.model.memory.dma import DmaUnits
+from sim.model.memory.hbm import HbmTiming
+from sim.model.memory.l3 import amat_bench
+from sim.rtl.runner import build, run_rtl_batch
 
 DENSITIES = (1.0, 0.5, 0.25, 0.1, 0.05, 0.01)
 SHAPE = (64, 256, 64)
@@ -358,7 +357,7 @@ def main(preset: str = "default", out: Path = Path("results") / "bench.json") ->
     ok &= memory.hbm_bound()
     memory.bandwidth()
     memory.l3()
-    from .bench_scheduler import SchedulerBench
+    from sim.bench_scheduler import SchedulerBench
     scheduler = SchedulerBench(bench)
     ok &= scheduler.policies()
     scheduler.predicates()

@@ -1,4 +1,4 @@
-"""`make bench`, tables 11-13: the ASA scheduler on DAG programs (``sim/scheduler.py``; RTL check on tiny).
+"""`make bench`, tables 11-13: the ASA scheduler on DAG programs (``sim/model/chip.py``; RTL check on tiny).
 
 11. makespan of the three policies on named sparsity-variable DAGs and the multimodal graph (default preset):
     adaptive against in_order and static_list, per DAG and over all of them (sum of cycles: throughput);
@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from golden import dag_workloads as dw
-from hwgen import config
-from hwgen.compiler import compile_workload
-from hwgen.workload import Workload
-
-from .backends import DEFAULT_BUILD_ROOT
-from .scheduler import ChipModel
-from .verify import DAG_CYCLE_TOLERANCE
+from golden.generators import dags as dw
+from hwgen.compiler.dag import compile_workload
+from hwgen.spec import config
+from hwgen.spec.workload import Workload
+from sim.backends import DEFAULT_BUILD_ROOT
+from sim.model.chip import ChipModel
+from sim.verify import DAG_CYCLE_TOLERANCE
 
 POLICIES = ("in_order", "static_list", "adaptive")
 GOAL_VS_IN_ORDER, GOAL_VS_STATIC = 0.22, 0.10
@@ -90,7 +89,7 @@ class SchedulerBench:
         self.record["predicates"] = rows
 
     def rtl_check(self) -> bool:
-        from .runner import run_chip_batch
+        from sim.rtl.runner import run_chip_batch
         cfg = config.load("tiny")
         ws = [dw.multimodal(0), dw.mha_gating(0), dw.moe(0), dw.random_dag(1, kernels=8, shape="fan_out")]
         programs = [compile_workload(cfg, w) for w in ws]

@@ -14,12 +14,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hwgen import config as hwconfig
-from hwgen.formats import parse_nm
-from hwgen.program import A_FORMATS, KERNELS, OperandError, compile_matmul
-
-from .backends import BACKENDS, DEFAULT_BUILD_ROOT, run_programs
-from .runner import RtlError, ToolchainError
+from hwgen.compiler.single_kernel import compile_matmul
+from hwgen.spec import config as hwconfig
+from hwgen.spec.formats import OperandError, parse_nm
+from hwgen.spec.program import A_FORMATS, KERNELS
+from sim.backends import BACKENDS, DEFAULT_BUILD_ROOT, run_programs
+from sim.rtl.runner import RtlError, ToolchainError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Generator, cycle simulator and verifier of the DSA dynamic-sparsity engine.")
@@ -51,7 +51,7 @@ def _load_config(name: str) -> hwconfig.HwConfig:
 def generate(config: str = typer.Option("default", "--config", help=CONFIG_HELP),
              out: Path = typer.Option(Path("rtl_out"), "--out", help="folder; the build goes to OUT/<name>-<digest>/")):
     """Write the Verilog of CONFIG and its sidecars (config.json, component.json, README.md)."""
-    from hwgen.build import generate as gen
+    from hwgen.rtl.build import generate as gen
     cfg = _load_config(config)
     folder = gen(cfg, out)
     console.print(f"wrote {folder}/")
@@ -152,8 +152,8 @@ def run(config: str = typer.Option("default", "--config", help=CONFIG_HELP),
 
 
 def _run_workload(cfg, path: Path, backend: str, policy: str | None, out: Path, device: str, build_root: Path):
-    from hwgen.compiler import compile_workload
-    from hwgen.workload import WorkloadError, load
+    from hwgen.compiler.dag import compile_workload
+    from hwgen.spec.workload import WorkloadError, load
     if policy is not None:
         cfg = hwconfig.from_dict({**cfg.model_dump(), "scheduler": {**cfg.scheduler.model_dump(), "policy": policy}})
     try:
@@ -188,7 +188,7 @@ def _parse_requant(text: str | None):
 
 
 def _attention_program(cfg, q_path, k_path, v_path, t, d, s, seed, topk, causal):
-    from hwgen.program import compile_attention
+    from hwgen.compiler.single_kernel import compile_attention
     if q_path is not None:
         if v_path is None:
             _fail(2, ["--v is needed with --a/--b for topk_attention"])
@@ -203,7 +203,7 @@ def _attention_program(cfg, q_path, k_path, v_path, t, d, s, seed, topk, causal)
 
 
 def _generate(m, k, n, density, seed, a_format, ratio, power_law):
-    from golden.workloads import power_law_rows, prune_nm, random_operands
+    from golden.generators.operands import power_law_rows, prune_nm, random_operands
     A, B = (power_law_rows if power_law else random_operands)(m, k, n, density, seed)
     return (prune_nm(A, *ratio) if a_format == "nm" else A), B
 
@@ -215,7 +215,7 @@ def verify(config: str = typer.Option("tiny", "--config", help=CONFIG_HELP),
     """Run the standard case set (every kernel and format on one engine, then DAG programs on the whole chip)
     through golden, sim and RTL; exit 0 only if all agree bit for bit and sim cycles equal RTL cycles (DAG
     programs: within 3 %)."""
-    from .verify import cross_check, dag_cases, standard_cases
+    from sim.verify import cross_check, dag_cases, standard_cases
     cfg = _load_config(config)
     try:
         cases = standard_cases(cfg, seeds) + [c for seed in range(seeds) for c in dag_cases(cfg, seed)]
@@ -251,9 +251,8 @@ def compare(config: str = typer.Option("default", "--config", help=CONFIG_HELP),
                                                  "the whole chip (the kernel and operand options are not used)"),
             build_root: Path = typer.Option(DEFAULT_BUILD_ROOT, "--build-root", help="RTL build cache")):
     """Run one generated workload (or with --workload a DAG) through golden, sim and RTL, side by side."""
-    from hwgen.tiling import compile_matmul_hbm
-
-    from .verify import Case, cross_check
+    from hwgen.compiler.tiling import compile_matmul_hbm
+    from sim.verify import Case, cross_check
     cfg = _load_config(config)
     if workload is not None:
         _compare_workload(cfg, workload, build_root)
@@ -287,10 +286,9 @@ def compare(config: str = typer.Option("default", "--config", help=CONFIG_HELP),
 
 
 def _compare_workload(cfg, path: Path, build_root: Path) -> None:
-    from hwgen.compiler import compile_workload
-    from hwgen.workload import WorkloadError, load
-
-    from .verify import DAG_CYCLE_TOLERANCE, Case, cross_check
+    from hwgen.compiler.dag import compile_workload
+    from hwgen.spec.workload import WorkloadError, load
+    from sim.verify import DAG_CYCLE_TOLERANCE, Case, cross_check
     try:
         program = compile_workload(cfg, load(path))
         (row,) = cross_check(cfg, [Case(str(path), program)], build_root=build_root)
@@ -322,10 +320,9 @@ def _compare_workload(cfg, path: Path, build_root: Path) -> None:
 def lint(config: str = typer.Option("tiny", "--config", help=CONFIG_HELP),
          build_root: Path = typer.Option(DEFAULT_BUILD_ROOT, "--build-root", help="RTL build cache")):
     """verilator --lint-only -Wall on the generated Verilog (the chip and the engine-level top), with only the
-    waivers in sim/tb/waivers.vlt."""
-    from hwgen.build import TOPS
-
-    from .runner import lint as run_lint
+    waivers in sim/rtl/tb/waivers.vlt."""
+    from hwgen.rtl.build import TOPS
+    from sim.rtl.runner import lint as run_lint
     cfg = _load_config(config)
     for top in TOPS:
         try:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from golden.workloads import (
+from golden.generators.operands import (
     extreme_operands,
     power_law_rows,
     prune_nm,
@@ -13,11 +13,12 @@ from golden.workloads import (
     relu_operands,
     skewed_operands,
 )
-from hwgen.config import HwConfig
-from hwgen.layout import Layout
-from hwgen.program import OperandError, Program, Result, compile_attention, compile_layers, compile_matmul
-
-from .backends import BACKENDS, run_programs
+from hwgen.compiler.single_kernel import compile_attention, compile_layers, compile_matmul
+from hwgen.spec.config import HwConfig
+from hwgen.spec.formats import OperandError
+from hwgen.spec.layout import Layout
+from hwgen.spec.program import Program, Result
+from sim.backends import BACKENDS, run_programs
 
 DENSITIES = (0.0, 0.01, 0.1, 0.5, 1.0)
 FORMATS = ("dense", "bitmask", "nm", "csr")
@@ -85,9 +86,9 @@ def standard_cases(cfg: HwConfig, seeds: int = 1) -> list[Case]:
 
 def dag_cases(cfg: HwConfig, seed: int) -> list[Case]:
     """DAG programs on the whole chip: a multimodal graph, gated attention heads, a mixture of experts and a
-    random DAG (the workloads of golden/dag_workloads.py, sized for the tiny config)."""
-    from golden import dag_workloads as dw
-    from hwgen.compiler import compile_workload
+    random DAG (the workloads of golden/generators/dags.py, sized for the tiny config)."""
+    from golden.generators import dags as dw
+    from hwgen.compiler.dag import compile_workload
     workloads = (dw.multimodal(seed), dw.mha_gating(seed), dw.moe(seed, experts=4),
                  dw.random_dag(seed, kernels=6, shape=("diamonds", "fan_in", "fan_out", "chains")[seed % 4]))
     return [Case(f"dag {w.name}", compile_workload(cfg, w)) for w in workloads]

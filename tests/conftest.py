@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from hwgen import config
+from hwgen.spec import config
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_ROOT = ROOT / "build" / "rtl"   # reused across tests and runs: one Verilator build per config digest
@@ -33,7 +33,7 @@ def three_way(cfg: config.HwConfig, cases, rtl, stall: float):
     import numpy as np
 
     from golden import executor
-    from sim.engine import EngineModel
+    from sim.model.engine import EngineModel
     model = EngineModel(cfg)
     out = []
     for (label, program), r in zip(cases, rtl, strict=True):

@@ -1,10 +1,10 @@
 # amaranth: UnusedElaboratable=no
-"""The ASA scheduler (hwgen/asa.py) against its cycle model (sim/scheduler.py), with fake engines.
+"""The ASA scheduler (hwgen/rtl/scheduler/asa.py) against its cycle model (sim/model/chip.py), with fake engines.
 
 Programs are random DAGs (chains, fan-out / fan-in, diamonds, random layers; up to ``scheduler.tasks``
 tasks, random durations) with THRESHOLD and TOPK gates whose values lie in HBM and predicated tasks behind
-them, written with ``hwgen.compiler.write_program_region``. The model runs them with ``FakeEngine``; the RTL
-runs them under cocotb + Verilator (``sim/tb/asa_tb.py``: the same fake engines in Python, a scoreboard of the
+them, written with ``hwgen.compiler.dag.write_program_region``. The model runs them with ``FakeEngine``; the RTL
+runs them under cocotb + Verilator (``sim/rtl/tb/asa_tb.py``: the same fake engines in Python, a scoreboard of the
 order rules, a watchdog). At 0 % stalls every task's issue cycle, engine, completion and release (pop) cycle,
 the counters and the predicate bits equal the model's, for each policy; under 30 % random AXI stalls the order
 rules, the predicates and the skipped tasks still hold. The config is ``tiny`` without its L3 (the scheduler
@@ -21,19 +21,20 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hwgen import config, isa
-from hwgen.asa import POLICIES, Asa, AsaError, mlog_hw, policy_code
-from hwgen.axi import VivadoTop
-from hwgen.compiler import write_program_region
-from hwgen.layout import Layout
-from hwgen.program import Program
-from hwgen.task_table import GateOp, gate_tiles
-from sim import runner
-from sim.scheduler import ChipModel, gate_bits, mlog
+from hwgen.compiler.dag import write_program_region
+from hwgen.rtl.memory.axi import VivadoTop
+from hwgen.rtl.scheduler.asa import Asa, AsaError, mlog_hw
+from hwgen.spec import config, isa
+from hwgen.spec.config import POLICIES, policy_code
+from hwgen.spec.layout import Layout
+from hwgen.spec.program import Program
+from hwgen.spec.task_table import GateOp, gate_tiles
+from sim.model.chip import ChipModel, gate_bits, mlog
+from sim.rtl import runner
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_ROOT = ROOT / "build" / "asa"
-TB_MODULE = "sim.tb.asa_tb"
+TB_MODULE = "sim.rtl.tb.asa_tb"
 CFG = config.from_dict({"base": "tiny", "l3": {"enabled": False}})
 SHAPES = ("chain", "fan", "diamond", "layers", "random", "gated")
 PROGRAM_BASE = 0x10000

@@ -2,8 +2,8 @@
 """AXI4 / AXI4-Lite signatures and Vivado names, AxiBurstReader's burst plan, and cocotb smoke tests.
 
 The RTL tests build one small top (``AxiSmokeCore`` in ``VivadoTop``) with Verilator and run every test
-of ``sim/tb/axi_smoke_tb.py`` in one simulator process; each cocotb test is reported as its own pytest
-test. ``sim.runner.build_component`` builds any Amaranth top: same runner class,
+of ``sim/rtl/tb/axi_smoke_tb.py`` in one simulator process; each cocotb test is reported as its own pytest
+test. ``sim.rtl.runner.build_component`` builds any Amaranth top: same runner class,
 waivers and make variables, one folder per digest under ``build/axi/``, a ``ports.vlt`` that makes exactly
 the top's ports visible to cocotb (instead of ``--public-flat-rw``).
 """
@@ -20,24 +20,17 @@ from amaranth.back import verilog
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
-from hwgen.axi import (
-    BOUNDARY_BYTES,
-    MAX_INCR_BEATS,
-    AxiLiteRegisters,
-    AxiLiteSignature,
-    AxiSignature,
-    VivadoTop,
-    vivado_members,
-)
-from hwgen.axi_burst_reader import AxiBurstReader, plan
-from sim import runner
+from hwgen.rtl.memory.axi import AxiLiteRegisters, AxiLiteSignature, AxiSignature, VivadoTop, vivado_members
+from hwgen.rtl.memory.axi_burst_reader import AxiBurstReader, plan
+from hwgen.spec.axi import BOUNDARY_BYTES, MAX_INCR_BEATS
+from sim.rtl import runner
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_ROOT = ROOT / "build" / "axi"
 TOP = "axi_smoke"
-TB_MODULE = "sim.tb.axi_smoke_tb"
+TB_MODULE = "sim.rtl.tb.axi_smoke_tb"
 
-# every cocotb test in sim/tb/axi_smoke_tb.py, as cocotb names them in results.xml
+# every cocotb test in sim/rtl/tb/axi_smoke_tb.py, as cocotb names them in results.xml
 COCOTB_TESTS = [
     "reader_against_axiram/port=hbm0",
     "reader_against_axiram/port=hbm1",
@@ -57,7 +50,7 @@ COCOTB_TESTS = [
 # the smoke top
 
 class AxiSmokeCore(wiring.Component):
-    """Readers, a register block and an AXI4 wire, as listed in sim/tb/axi_smoke_tb.py."""
+    """Readers, a register block and an AXI4 wire, as listed in sim/rtl/tb/axi_smoke_tb.py."""
 
     def __init__(self):
         self._parts = {

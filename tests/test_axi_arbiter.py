@@ -1,9 +1,9 @@
 # amaranth: UnusedElaboratable=no
-"""The AXI4 arbiter (hwgen/axi_arbiter.py): ID tagging and round robin in Amaranth's simulator, behaviour
+"""The AXI4 arbiter (hwgen/rtl/memory/axi_arbiter.py): ID tagging and round robin in Amaranth's simulator, behaviour
 under cocotb.
 
 The RTL tests build ``AxiArbiter`` alone in ``VivadoTop`` (masters ``s_axi_m<i>_*``, the joined master
-``m_axi_bus_*``) for 1, 2 and 4 masters and run every test of ``sim/tb/arbiter_tb.py`` in one simulator
+``m_axi_bus_*``) for 1, 2 and 4 masters and run every test of ``sim/rtl/tb/arbiter_tb.py`` in one simulator
 process per build, each reported as its own pytest test: cocotbext-axi AxiMasters doing random reads and
 writes (disjoint and overlapping ranges) into one AxiRam, random stalls on every channel, data checked per
 master, every write landed, AxiMonitors with 0 violations on every port, and every cycle of every
@@ -19,13 +19,13 @@ from amaranth import Signal
 from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
-from hwgen.axi import AxiSignature, VivadoTop
-from hwgen.axi_arbiter import OUTSTANDING, AxiArbiter
-from sim import runner
+from hwgen.rtl.memory.axi import AxiSignature, VivadoTop
+from hwgen.rtl.memory.axi_arbiter import OUTSTANDING, AxiArbiter
+from sim.rtl import runner
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_ROOT = ROOT / "build" / "arbiter"
-TB_MODULE = "sim.tb.arbiter_tb"
+TB_MODULE = "sim.rtl.tb.arbiter_tb"
 COCOTB_TESTS = ["zero_contention", "random_traffic/p=0.0", "random_traffic/p=0.5", "random_traffic/p=0.9"]
 # (masters, id bits, W order depth); 16-byte data, 16-bit addresses
 POINTS = [(1, 2, 8), (2, 2, 8), (4, 3, 2)]
@@ -67,7 +67,8 @@ def test_params_from_a_signature_or_config():
     sig = AxiSignature(addr_width=40, data_width=256, id_width=2)
     arb = AxiArbiter(sig, 3, id_width=4, outstanding=4)
     assert arb.up_signature == AxiSignature(addr_width=40, data_width=256, id_width=4) and arb.outstanding == 4
-    from hwgen import config, signatures
+    from hwgen.rtl import signatures
+    from hwgen.spec import config
     cfg = config.load("tiny")
     assert AxiArbiter(cfg, 2).up_signature == signatures.hbm_axi(cfg)
     with pytest.raises(TypeError, match="addr_width"):

@@ -1,16 +1,16 @@
-"""The whole chip: DAG programs through golden, the chip model (sim/scheduler.py) and the chip's Verilog.
+"""The whole chip: DAG programs through golden, the chip model (sim/model/chip.py) and the chip's Verilog.
 
-golden == sim == RTL outputs bit for bit on every workload of golden/dag_workloads.py, with and without random
-HBM stalls; the RTL's scoreboard (sim/tb/chip_tb.py) checks the scheduler's order rules every cycle; sim cycles
+golden == sim == RTL outputs bit for bit on every workload of golden/generators/dags.py, with and without random
+HBM stalls; the RTL's scoreboard (sim/rtl/tb/chip_tb.py) checks the scheduler's order rules every cycle; sim cycles
 within 3 % of the RTL's."""
 import numpy as np
 import pytest
 
-from golden import dag_workloads as dw
 from golden.executor import run as golden_run
-from hwgen import config
-from hwgen.compiler import compile_workload
-from sim.scheduler import ChipModel
+from golden.generators import dags as dw
+from hwgen.compiler.dag import compile_workload
+from hwgen.spec import config
+from sim.model.chip import ChipModel
 from sim.verify import DAG_CYCLE_TOLERANCE
 
 TINY = config.load("tiny")
@@ -76,8 +76,8 @@ def test_skipped_tasks_cost_no_engine_time():
 
 
 def test_single_engine_programs_are_refused_by_the_chip_model():
-    from golden.workloads import random_operands
-    from hwgen.tiling import compile_matmul_hbm
+    from golden.generators.operands import random_operands
+    from hwgen.compiler.tiling import compile_matmul_hbm
     a, b = random_operands(8, 16, 8, 0.5, 0)
     with pytest.raises(ValueError, match="program: no tasks"):
         ChipModel(TINY).run(compile_matmul_hbm(TINY, a, b))
@@ -93,7 +93,7 @@ def rtl_programs():
 
 @pytest.mark.parametrize("stall", [0.0, 0.3])
 def test_chip_rtl_equals_golden_and_sim(rtl_programs, stall, tmp_path_factory):
-    from sim.runner import run_chip_batch
+    from sim.rtl.runner import run_chip_batch
     programs = [p for _, p in rtl_programs] if stall == 0.0 else [rtl_programs[1][1], rtl_programs[2][1]]
     results = run_chip_batch(TINY, programs, stall=stall, seed=7)
     for p, rtl in zip(programs, results):

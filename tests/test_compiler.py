@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from golden import dag_workloads
-from hwgen import config, isa
-from hwgen.compiler import compile_workload
-from hwgen.task_table import HEADER, SUCC_BYTES, TASK, GateOp
-from hwgen.workload import Gate, Kernel, Workload, WorkloadError
+from golden.generators import dags as dag_workloads
+from hwgen.compiler.dag import compile_workload
+from hwgen.spec import config, isa
+from hwgen.spec.task_table import HEADER, SUCC_BYTES, TASK, GateOp
+from hwgen.spec.workload import Gate, Kernel, Workload, WorkloadError
 
 TINY = config.load("tiny")
 

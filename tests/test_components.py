@@ -4,10 +4,10 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
-from hwgen import config
-from hwgen.mac_lanes import MacLanes
-from hwgen.scratchpad import Scratchpad
-from hwgen.zero_compactor import ZeroCompactor
+from hwgen.rtl.engine.mac_lanes import MacLanes
+from hwgen.rtl.engine.scratchpad import Scratchpad
+from hwgen.rtl.engine.zero_compactor import ZeroCompactor
+from hwgen.spec import config
 
 
 def _run(dut, testbench):

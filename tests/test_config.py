@@ -1,10 +1,10 @@
-"""hwgen.config: every error path with the exact lines users see, presets, base chains, digest, YAML round trip."""
+"""hwgen.spec.config: every error path with the exact lines users see, presets, base chains, digest, YAML round trip."""
 from __future__ import annotations
 
 import pydantic
 import pytest
 
-from hwgen.config import ConfigError, HwConfig, from_dict, load, preset_names
+from hwgen.spec.config import ConfigError, HwConfig, from_dict, load, preset_names
 
 YAML_BOOL_HINT = " (YAML 1.1 reads unquoted yes/no/on/off as booleans: quote the value)"
 ENGINE_KEYS = "rows, lanes, scan_bytes, operand_bits, acc_bits, overflow, threshold"

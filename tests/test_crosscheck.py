@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 from conftest import VARIANTS, variant
 
-from golden.workloads import extreme_operands, random_operands, skewed_operands
-from hwgen.program import OperandError, compile_matmul
+from golden.generators.operands import extreme_operands, random_operands, skewed_operands
+from hwgen.compiler.single_kernel import compile_matmul
+from hwgen.spec.formats import OperandError
 from sim.verify import DENSITIES, Case, cross_check, standard_cases, standard_shape
 
 pytestmark = pytest.mark.rtl
@@ -64,7 +65,7 @@ def test_all_zero_rows_and_skew(build_root):
 
 def test_default_preset_tile(build_root):
     """The bench tile on the default preset (4x16 MACs, 64-byte scan)."""
-    from hwgen import config
+    from hwgen.spec import config
     cfg = config.load("default")
     cases = [Case(f"d={d}", compile_matmul(cfg, *random_operands(32, 256, 40, d, seed=1), "spmm", fmt))
              for d in (0.1, 1.0) for fmt in ("dense", "bitmask")]

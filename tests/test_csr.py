@@ -1,6 +1,6 @@
 # amaranth: UnusedElaboratable=no
-"""hwgen.csr: the register table (validation, Markdown, JSON), CsrBlock in Amaranth's simulator with the
-AXI4-Lite bus driven by hand, and CsrBlock in VivadoTop under Verilator + cocotbext-axi (sim/tb/csr_tb.py).
+"""hwgen.rtl.scheduler.csr: the register table (validation, Markdown, JSON), CsrBlock in Amaranth's simulator with the
+AXI4-Lite bus driven by hand, and CsrBlock in VivadoTop under Verilator + cocotbext-axi (sim/rtl/tb/csr_tb.py).
 """
 from __future__ import annotations
 
@@ -13,14 +13,15 @@ from amaranth.back import verilog
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from hwgen.axi import RESP_OKAY, RESP_SLVERR, AxiLiteSignature, VivadoTop
-from hwgen.csr import Access, CsrBlock, CsrMap, Register
-from sim import runner
+from hwgen.rtl.memory.axi import AxiLiteSignature, VivadoTop
+from hwgen.rtl.scheduler.csr import Access, CsrBlock, CsrMap, Register
+from hwgen.spec.axi import RESP_OKAY, RESP_SLVERR
+from sim.rtl import runner
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_ROOT = ROOT / "build" / "csr"
 TOP = "csr_top"
-TB_MODULE = "sim.tb.csr_tb"
+TB_MODULE = "sim.rtl.tb.csr_tb"
 COCOTB_TESTS = ["rw_ro_w1p_and_wide_registers", "w1c_set_and_clear", "unmapped_address_answers_slverr"]
 
 RW, RO, W1P, W1C = Access.RW, Access.RO, Access.W1P, Access.W1C

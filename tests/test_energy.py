@@ -1,8 +1,8 @@
-"""Energy per level: counters x the config's energy table (sim/memory/energy.py)."""
+"""Energy per level: counters x the config's energy table (sim/model/memory/energy.py)."""
 import pytest
 
-from hwgen import config
-from sim.memory.energy import energy_report
+from hwgen.spec import config
+from sim.model.memory.energy import energy_report
 
 
 def test_levels_priced_from_the_config():

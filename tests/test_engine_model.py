@@ -8,11 +8,12 @@ import pytest
 from amaranth.sim import Simulator
 
 from golden import executor as golden_executor
-from golden.workloads import prune_nm, random_operands
-from hwgen import config
-from hwgen.engine import DsaEngine
-from hwgen.program import compile_attention, compile_layers, compile_matmul, decode_output, output_lines
-from sim.engine import EngineModel
+from golden.generators.operands import prune_nm, random_operands
+from hwgen.compiler.single_kernel import compile_attention, compile_layers, compile_matmul
+from hwgen.rtl.engine.engine import DsaEngine
+from hwgen.spec import config
+from hwgen.spec.program import decode_output, output_lines
+from sim.model.engine import EngineModel
 
 GEOMETRIES = [
     {"base": "tiny"},

@@ -1,7 +1,7 @@
-"""hwgen.formats (N:M and CSR encoders, validators, decoders) and how compile_matmul lays each format of A in L1.
+"""hwgen.spec.formats (N:M and CSR encoders, validators, decoders) and how compile_matmul lays each format of A in L1.
 
-The L1 decoders below are written from hwgen/layout.py (its docstring and address functions) byte by byte,
-independently of hwgen.program's packers, so a packing bug shows up as a mismatch here.
+The L1 decoders below are written from hwgen/spec/layout.py (its docstring and address functions) byte by byte,
+independently of hwgen.spec.program's packers, so a packing bug shows up as a mismatch here.
 """
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import zlib
 import numpy as np
 import pytest
 
-from golden.workloads import power_law_rows, prune_nm, random_operands, skewed_operands
-from hwgen import isa
-from hwgen.config import from_dict, load
-from hwgen.formats import (
+from golden.generators.operands import power_law_rows, prune_nm, random_operands, skewed_operands
+from hwgen.compiler.single_kernel import compile_matmul
+from hwgen.spec import isa
+from hwgen.spec.config import from_dict, load
+from hwgen.spec.formats import (
     CsrMatrix,
     NmMatrix,
     OperandError,
@@ -25,7 +26,7 @@ from hwgen.formats import (
     nm_validate,
     parse_nm,
 )
-from hwgen.program import OutputSpec, compile_matmul, unpermute_rows
+from hwgen.spec.program import OutputSpec, unpermute_rows
 
 NM_PAIRS = [(1, 2), (1, 4), (2, 4), (4, 8), (1, 16), (8, 16)]
 NM_INDEX_BITS = {2: 1, 4: 2, 8: 4, 16: 4}   # b: width of an in-group index in L1 (layout.nm_meta_bits_log2)

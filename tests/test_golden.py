@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from golden import kernels, numerics
+from golden.generators.operands import random_operands
 from golden.kernels import gemm, spmm, threshold_a
 from golden.numerics import accumulate, overflow, pick_device
-from golden.workloads import random_operands
 
 MODES = ("wrap", "saturate")
 

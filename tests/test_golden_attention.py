@@ -21,11 +21,10 @@ from golden.numerics import (
     requant_constants,
     requant_params,
     requantize,
-    softmax_constants,
-    softmax_widths,
     topk_row,
     topk_rows,
 )
+from hwgen.spec.softmax import softmax_constants, softmax_widths
 
 MODES = ("wrap", "saturate")
 I32_MIN, I32_MAX = -(2 ** 31), 2 ** 31 - 1

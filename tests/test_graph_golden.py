@@ -1,13 +1,13 @@
-"""The workload format (hwgen/workload.py), its golden model (golden/graph.py) and generators
-(golden/dag_workloads.py), on hand-made cases where the answer is known from plain numpy."""
+"""The workload format (hwgen/spec/workload.py), its golden model (golden/graph.py) and generators
+(golden/generators/dags.py), on hand-made cases where the answer is known from plain numpy."""
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from golden import dag_workloads as dw
+from golden.generators import dags as dw
 from golden.graph import gate_bits, run_workload
-from hwgen.workload import Gate, Kernel, Workload, WorkloadError, from_dict, load
+from hwgen.spec.workload import Gate, Kernel, Workload, WorkloadError, from_dict, load
 
 ROOT = Path(__file__).resolve().parent.parent
 NUM = {"acc_bits": 32, "overflow": "wrap"}

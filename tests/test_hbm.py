@@ -1,4 +1,4 @@
-"""The HBM timing model (sim/memory/hbm.py): unit conversion, each timing constraint on its own, refresh,
+"""The HBM timing model (sim/model/memory/hbm.py): unit conversion, each timing constraint on its own, refresh,
 bandwidth of streaming vs random rows, determinism, the address map and input errors.
 
 Expected latencies are written from the HbmTiming fields (never from literal cycle counts), so the tests
@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from hwgen import config
-from sim.memory import TIMINGS, AddressMap, HbmModel, HbmTiming, make_requests, map_address
+from hwgen.spec import config
+from sim.model.memory.hbm import TIMINGS, AddressMap, HbmModel, HbmTiming, make_requests, map_address
 
 DEFAULT = config.load("default")
 SMALL = {"memory": {"hbm": {"channels": 1}}}           # 2 pseudo-channels: long streams in little time

@@ -18,13 +18,13 @@ import pytest
 from conftest import VARIANTS, three_way, variant
 
 from golden import executor
-from golden.workloads import prune_nm, random_operands
-from hwgen import config, isa
-from hwgen.build import top_component
-from hwgen.formats import OperandError
-from hwgen.tiling import compile_matmul_hbm
-from sim.engine import EngineModel
-from sim.runner import run_rtl_batch
+from golden.generators.operands import prune_nm, random_operands
+from hwgen.compiler.tiling import compile_matmul_hbm
+from hwgen.rtl.build import top_component
+from hwgen.spec import config, isa
+from hwgen.spec.formats import OperandError
+from sim.model.engine import EngineModel
+from sim.rtl.runner import run_rtl_batch
 
 # tiny: an output line is one beat; odd: two beats per line (8-byte beats); wrap16: two lines per beat
 HBM_VARIANTS = ["tiny", "odd", "wrap16"]
@@ -222,7 +222,7 @@ def test_page_seed_scatters_and_default_is_identity():
         np.testing.assert_array_equal(EngineModel(cfg).run(p).outputs["C"], executor.run(cfg.numeric(), p).outputs["C"])
 
 
-# ---- several HBM ports: the interleaver (hwgen/hbm_interleaver.py) -------------------------------------
+# ---- several HBM ports: the interleaver (hwgen/rtl/memory/hbm_interleaver.py) -------------------------------------
 
 # tiny with 2 ports of 64-byte chunks (bursts of <= 4 beats) and 4 ports of 256-byte chunks (<= 16 beats):
 # bursts rotate over the ports, and a port's beats often wait for an earlier port's
@@ -239,7 +239,7 @@ INTERLEAVED = {
 @pytest.mark.parametrize("stall", [0.0, 0.3, 0.9])
 def test_interleaved_ports_agree(name, stall, build_root):
     """P ports: RTL == sim == golden; exact cycles at 0 % stalls (the interleaver adds no cycle and returns
-    responses in request order, as sim/memory/dma.py assumes), bit-exact with every port stalled."""
+    responses in request order, as sim/model/memory/dma.py assumes), bit-exact with every port stalled."""
     cfg = config.from_dict(INTERLEAVED[name])
     cases = _programs(cfg)
     rtl = run_rtl_batch(cfg, [p for _, p in cases], build_root, stall=stall, seed=9)

@@ -1,9 +1,9 @@
 # amaranth: UnusedElaboratable=no
-"""HBM behind AXI: the timing contract of sim/memory/axi_port.py (pure Python), and the cocotb responder
-(sim/tb/hbm_responder.py) against AXI masters in Verilog.
+"""HBM behind AXI: the timing contract of sim/model/memory/axi_port.py (pure Python), and the cocotb responder
+(sim/rtl/tb/hbm_responder.py) against AXI masters in Verilog.
 
 The RTL tests build one top (``HbmTestCore`` in ``VivadoTop``, data width = one beat of the ``tiny``
-preset) and run every test of ``sim/tb/hbm_responder_tb.py`` in one simulator process, each reported as
+preset) and run every test of ``sim/rtl/tb/hbm_responder_tb.py`` in one simulator process, each reported as
 its own pytest test:
 
   rd0  AxiBurstReader, RREADY always high          -> m_axi_hbm0_*
@@ -21,17 +21,18 @@ from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 from amaranth.utils import exact_log2
 
-from hwgen import config
-from hwgen.axi import BOUNDARY_BYTES, BURST_INCR, MAX_INCR_BEATS, RESP_OKAY, AxiSignature, VivadoTop
-from hwgen.axi_burst_reader import AxiBurstReader
-from sim import runner
-from sim.memory.axi_port import HbmPorts, ResponseChannel, controller_cycles
-from sim.memory.hbm import HbmModel, HbmTiming, make_requests
+from hwgen.rtl.memory.axi import AxiSignature, VivadoTop
+from hwgen.rtl.memory.axi_burst_reader import AxiBurstReader
+from hwgen.spec import config
+from hwgen.spec.axi import BOUNDARY_BYTES, BURST_INCR, MAX_INCR_BEATS, RESP_OKAY
+from sim.model.memory.axi_port import HbmPorts, ResponseChannel, controller_cycles
+from sim.model.memory.hbm import HbmModel, HbmTiming, make_requests
+from sim.rtl import runner
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_ROOT = ROOT / "build" / "axi"
 TOP = "hbm_responder_top"
-TB_MODULE = "sim.tb.hbm_responder_tb"
+TB_MODULE = "sim.rtl.tb.hbm_responder_tb"
 TINY = config.load("tiny")
 DEFAULT = config.load("default")
 
@@ -52,7 +53,7 @@ COCOTB_TESTS = [
 # a test-only AXI4 write master
 
 class AxiBurstWriter(wiring.Component):
-    """Writes ``length`` bytes from ``addr`` in the INCR bursts of ``hwgen.axi_burst_reader.plan``.
+    """Writes ``length`` bytes from ``addr`` in the INCR bursts of ``hwgen.spec.axi.plan``.
 
     Beat j of a command carries the 32-bit little-endian words ``seed + j*W + k`` (k = 0..W-1, W words per
     beat) and WSTRB = ``strb``. Up to ``max_outstanding`` bursts are in flight (from AW issue to B); the W

@@ -1,8 +1,8 @@
 # amaranth: UnusedElaboratable=no
-"""The HBM port interleaver (hwgen/hbm_interleaver.py): structure in Python, behaviour under cocotb.
+"""The HBM port interleaver (hwgen/rtl/memory/hbm_interleaver.py): structure in Python, behaviour under cocotb.
 
 The RTL tests build ``HbmInterleaver`` alone in ``VivadoTop`` (slave ``s_axi_hbm_*``, ports
-``m_axi_hbm<i>_*``) for a few (ports, interleave) points and run every test of ``sim/tb/interleaver_tb.py``
+``m_axi_hbm<i>_*``) for a few (ports, interleave) points and run every test of ``sim/rtl/tb/interleaver_tb.py``
 in one simulator process per build, each reported as its own pytest test: random bursts to every port,
 HbmResponders with random stalls, data and response order exact, an AXI monitor with 0 violations on every
 port and on the slave side, zero added latency, and the merge rule of the simulator's DMA model at 0 %.
@@ -15,17 +15,18 @@ from pathlib import Path
 import pytest
 from amaranth.hdl import Fragment
 
-from hwgen import build, config
-from hwgen.axi import VivadoTop
-from hwgen.engine import DsaEngine
-from hwgen.hbm_interleaver import TLB_WALKS, HbmInterleaver, read_depth, write_depth
-from hwgen.top import ENGINE_HBM_SIDEBAND, DsaTop, axi_ports
-from sim import runner
-from sim.memory.axi_port import HbmPorts
+from hwgen.rtl import build
+from hwgen.rtl.engine.engine import DsaEngine
+from hwgen.rtl.memory.axi import VivadoTop
+from hwgen.rtl.memory.hbm_interleaver import TLB_WALKS, HbmInterleaver, read_depth, write_depth
+from hwgen.rtl.top import ENGINE_HBM_SIDEBAND, DsaTop, axi_ports
+from hwgen.spec import config
+from sim.model.memory.axi_port import HbmPorts
+from sim.rtl import runner
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_ROOT = ROOT / "build" / "interleaver"
-TB_MODULE = "sim.tb.interleaver_tb"
+TB_MODULE = "sim.rtl.tb.interleaver_tb"
 COCOTB_TESTS = ["exact_at_p0", "random_traffic/p=0.3", "random_traffic/p=0.9"]
 # (ports, interleave bytes): tiny's 16-byte beats, so 4, 16 and 256 beats per chunk
 POINTS = [(2, 64), (4, 256), (8, 4096)]

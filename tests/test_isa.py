@@ -1,4 +1,4 @@
-"""hwgen.isa (descriptor format), hwgen.layout (addresses) and hwgen.program (compile_matmul, bitmask)."""
+"""hwgen.spec.isa (descriptor format), hwgen.spec.layout (addresses) and compile_matmul with its formats."""
 from __future__ import annotations
 
 import random
@@ -6,11 +6,13 @@ import random
 import numpy as np
 import pytest
 
-from golden.workloads import random_operands
-from hwgen import isa
-from hwgen.config import from_dict, load
-from hwgen.layout import MASK_WORDS_PER_LINE, PTR_BYTES, Layout
-from hwgen.program import OperandError, bitmask_encode, compile_matmul
+from golden.generators.operands import random_operands
+from hwgen.compiler.single_kernel import compile_matmul
+from hwgen.rtl import signatures
+from hwgen.spec import isa
+from hwgen.spec.config import from_dict, load
+from hwgen.spec.formats import OperandError, bitmask_encode
+from hwgen.spec.layout import MASK_WORDS_PER_LINE, PTR_BYTES, Layout
 
 ALLOWED = ", ".join(isa.FIELD_NAMES)
 
@@ -68,7 +70,7 @@ def test_from_bytes_wrong_length():
 
 
 def test_descriptor_layout_matches_table():
-    layout = isa.descriptor_layout()
+    layout = signatures.descriptor_layout()
     members = list(layout)
     assert [name for name, _ in members] == list(isa.FIELD_NAMES)
     offset = 0
@@ -142,7 +144,8 @@ def test_layout_helpers_build_amaranth_expressions():
 
 TINY = CONFIGS["tiny"]
 A, B = random_operands(4, 8, 4, 0.5, seed=0)
-L1_TAIL = "holds 256 lines of 16 bytes and lines 0..255 are free for it (operands in HBM are tiled: hwgen.tiling)"
+L1_TAIL = ("holds 256 lines of 16 bytes and lines 0..255 are free for it (operands in HBM are tiled: "
+           "hwgen.compiler.tiling)")
 
 
 @pytest.mark.parametrize("call, message", [

@@ -1,4 +1,4 @@
-"""The L3 timing model (sim/memory/l3.py ``L3Ports``): tags and replacement in lockstep with a naive reference
+"""The L3 timing model (sim/model/memory/l3.py ``L3Ports``): tags and replacement in lockstep with a naive reference
 over many small configs, the timing rules one at a time (hit, miss, reset clear over the banks, starting
 cleared, banks changing nothing else, MSHRs, HBM writes in flight, write-through, bypass, disabled),
 call-order and buffer errors, and the AMAT bench. The RTL itself is checked against this model cycle for
@@ -12,10 +12,10 @@ import re
 
 import pytest
 
-from hwgen import config
-from hwgen.l3_cache import L3Timing
-from sim.memory.axi_port import HbmPorts
-from sim.memory.l3 import BENCH_TRACES, L3Ports, amat_bench, lfsr_step
+from hwgen.spec import config
+from hwgen.spec.l3 import L3Timing
+from sim.model.memory.axi_port import HbmPorts
+from sim.model.memory.l3 import BENCH_TRACES, L3Ports, amat_bench, lfsr_step
 
 ONE_CHANNEL = {"channels": 1}
 

@@ -1,8 +1,8 @@
 # amaranth: UnusedElaboratable=no
-"""The L3 cache RTL (hwgen/l3_cache.py) against its timing model (sim/memory/l3.py ``L3Ports``).
+"""The L3 cache RTL (hwgen/rtl/memory/l3_cache.py) against its timing model (sim/model/memory/l3.py ``L3Ports``).
 
 One Verilator build per config (``L3Cache`` in ``VivadoTop``: slave ``s_axi_l3``, master ``m_axi_hbm0``, plus
-the tag and data RAM modules of ``l3_cache.ram_modules``); every cocotb test of ``sim/tb/l3_tb.py`` runs in
+the tag and data RAM modules of ``l3_cache.ram_modules``); every cocotb test of ``sim/rtl/tb/l3_tb.py`` runs in
 one simulator process per build and is reported as its own pytest test. The configs cover both replacement
 policies, both write policies, bypass on and off, 1..4 ways, 2..8 beats per line, 1..4 MSHRs, 1..4 banks and
 the shortest and a long hit latency; each runs the flush tests too (``flush_*``). The ``default`` preset's
@@ -18,14 +18,15 @@ from pathlib import Path
 import pytest
 from amaranth.back import verilog
 
-from hwgen import config
-from hwgen.axi import VivadoTop
-from hwgen.l3_cache import MIN_HIT_CYCLES, L3Cache, L3Timing, ram_modules, ram_shapes
-from sim import runner
+from hwgen.rtl.memory.axi import VivadoTop
+from hwgen.rtl.memory.l3_cache import L3Cache, ram_modules, ram_shapes
+from hwgen.spec import config
+from hwgen.spec.l3 import MIN_HIT_CYCLES, L3Timing
+from sim.rtl import runner
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_ROOT = ROOT / "build" / "l3"
-TB_MODULE = "sim.tb.l3_tb"
+TB_MODULE = "sim.rtl.tb.l3_tb"
 COCOTB_TESTS = ["trace_exact_p0", "ready_exact_p0", "trace_stalls_p05", "trace_stalls_p09", "flush_exact_p0",
                 "flush_stalls_p05", "flush_stalls_p09"]
 
@@ -116,7 +117,7 @@ def test_default_preset_generates_with_ram_modules(tmp_path):
 
 
 def test_ram_verilog_errors_name_the_field():
-    from hwgen.l3_cache import ram_verilog
+    from hwgen.rtl.memory.l3_cache import ram_verilog
     with pytest.raises(ValueError, match=r"depth: 0 is not allowed: must be an integer >= 1"):
         ram_verilog("m", 8, 0)
     with pytest.raises(ValueError, match=r"width: 12 is not allowed with byte enables: must be a multiple of 8"):

@@ -1,25 +1,13 @@
-"""Paged tensors: entry format, allocator, fragmentation, page table (hwgen/paging.py); TLB model and bursts
-(sim/memory/paging.py)."""
+"""Paged tensors: entry format, allocator, fragmentation, page table (hwgen/spec/page_table.py); TLB model and bursts
+(sim/model/memory/tlb.py)."""
 import numpy as np
 import pytest
 
-from hwgen import config
-from sim.memory.paging import (
-    PTE,
-    PTE_BITS,
-    PTE_BYTES,
-    Burst,
-    PageAllocator,
-    PageFault,
-    PageTable,
-    Tlb,
-    pack_pte,
-    pte_field,
-    pte_layout,
-    split_at,
-    translate_burst,
-    unpack_pte,
-)
+from hwgen.compiler.page_allocator import PageAllocator
+from hwgen.rtl.signatures import pte_layout
+from hwgen.spec import config
+from hwgen.spec.page_table import PTE, PTE_BITS, PTE_BYTES, PageFault, PageTable, pack_pte, pte_field, unpack_pte
+from sim.model.memory.tlb import Burst, Tlb, split_at, translate_burst
 
 P4K = config.from_dict({"memory": {"page_bytes": 4096}})
 DEFAULT = config.load("default")
@@ -388,11 +376,11 @@ def test_bursts_split_at_pages():
 
 # ---- one source of the formats; walks as the RTL counts them; the table in an HBM image --------------
 
-def test_formats_live_in_hwgen():
-    import hwgen.paging as hw
-    import sim.memory.paging as model
-    for name in ("PTE", "PTE_BYTES", "PageTable", "PageAllocator", "PageFault", "pack_pte"):
-        assert getattr(model, name) is getattr(hw, name)
+def test_the_model_translates_with_the_spec_table():
+    import hwgen.spec.page_table as spec
+    import sim.model.memory.tlb as model
+    for name in ("PageTable", "PageFault"):
+        assert getattr(model, name) is getattr(spec, name)
 
 
 def test_outside_is_a_miss_and_a_fault_but_no_walk():

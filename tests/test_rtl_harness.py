@@ -1,15 +1,15 @@
-"""The RTL harness (sim/runner.py + sim/tb/): lint, build reuse, and runs checked against numpy."""
+"""The RTL harness (sim/rtl/runner.py + sim/rtl/tb/): lint, build reuse, and runs checked against numpy."""
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from golden.workloads import random_operands
-from hwgen import build as hwbuild
-from hwgen import config
-from hwgen.program import compile_matmul
-from sim import runner
+from golden.generators.operands import random_operands
+from hwgen.compiler.single_kernel import compile_matmul
+from hwgen.rtl import build as hwbuild
+from hwgen.spec import config
+from sim.rtl import runner
 
 pytestmark = pytest.mark.rtl
 

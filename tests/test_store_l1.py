@@ -3,7 +3,7 @@ another engine can read them; golden == sim == RTL, and the same timing as an ou
 is one beat.
 
 The programs are built by hand: A, B and the requant table are LOADed from paged HBM into the L1 lines
-``hwgen.program`` places them at; then per row tile a requantized spmm writes its int8 rows into one of two D
+``hwgen.spec.program`` places them at; then per row tile a requantized spmm writes its int8 rows into one of two D
 buffers at ``d_addr`` and a STORE (``source`` = 1, waiting for COMPUTE) writes them to C in HBM, while the
 next tile computes into the other buffer.
 """
@@ -14,22 +14,14 @@ import pytest
 from conftest import three_way, variant
 
 from golden import kernels, numerics
-from golden.workloads import random_operands
-from hwgen import isa
-from hwgen.layout import Layout
-from hwgen.paging import PageAllocator
-from hwgen.program import (
-    OutputSpec,
-    Program,
-    _Image,
-    _place_requant,
-    _requant_table,
-    decode_output,
-    place_a,
-    place_b,
-)
-from sim.engine import EngineModel
-from sim.runner import run_rtl_batch
+from golden.generators.operands import random_operands
+from hwgen.compiler.page_allocator import PageAllocator
+from hwgen.compiler.single_kernel import _Image, _place_requant, _requant_table, place_a, place_b
+from hwgen.spec import isa
+from hwgen.spec.layout import Layout
+from hwgen.spec.program import OutputSpec, Program, decode_output
+from sim.model.engine import EngineModel
+from sim.rtl.runner import run_rtl_batch
 
 WAIT_LOAD, WAIT_COMPUTE, WAIT_STORE = (1 << u for u in isa.Unit)
 REQUANT = (181, 16)   # per tensor

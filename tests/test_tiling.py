@@ -1,4 +1,4 @@
-"""B tiled over N (``hwgen/tiling.py``): column panels of B when it does not fit L1 with two A buffers.
+"""B tiled over N (``hwgen/compiler/tiling.py``): column panels of B when it does not fit L1 with two A buffers.
 
 Compile level: panels are whole lane blocks (only the last may be narrower), every descriptor's L1 and
 output-buffer ranges lie inside the memories, the STOREs cover C in HBM exactly once, and every pair of tasks
@@ -16,14 +16,14 @@ from conftest import three_way, variant
 from test_hbm_crosscheck import PAGED, paged
 
 from golden import executor
-from golden.workloads import prune_nm, random_operands
-from hwgen import isa
-from hwgen.formats import OperandError
-from hwgen.layout import Layout
-from hwgen.program import OutputSpec, decode_output
-from hwgen.tiling import compile_matmul_hbm
-from sim.engine import EngineModel
-from sim.runner import run_rtl_batch
+from golden.generators.operands import prune_nm, random_operands
+from hwgen.compiler.tiling import compile_matmul_hbm
+from hwgen.spec import isa
+from hwgen.spec.formats import OperandError
+from hwgen.spec.layout import Layout
+from hwgen.spec.program import OutputSpec, decode_output
+from sim.model.engine import EngineModel
+from sim.rtl.runner import run_rtl_batch
 
 # (kernel, format, m, k, n, density): B does not fit the tiny preset's 256 L1 lines with two A buffers
 PANELLED = [

@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""The RTL TLB (hwgen/tlb.py) in Amaranth's simulator, in lockstep with the model sim.memory.paging.Tlb.
+"""The RTL TLB (hwgen/rtl/memory/tlb.py) in Amaranth's simulator, in lockstep with the model sim.model.memory.tlb.Tlb.
 
 Every response is checked against the model translating the same access at the cycle the request is accepted:
 the physical address, the fault, the five counters and the contents of every set in LRU order; every walk
@@ -14,10 +14,11 @@ import pytest
 from amaranth.back import verilog
 from amaranth.sim import Simulator
 
-from hwgen import config
-from hwgen.paging import PageAllocator, PageFault, PageTable
-from hwgen.tlb import FAULT_OF_REASON, MAX_ENTRIES, Fault, Tlb
-from sim.memory.paging import Tlb as ModelTlb
+from hwgen.compiler.page_allocator import PageAllocator
+from hwgen.rtl.memory.tlb import MAX_ENTRIES, Tlb
+from hwgen.spec import config
+from hwgen.spec.page_table import FAULT_BITS, FAULT_OF_REASON, Fault, PageFault, PageTable
+from sim.model.memory.tlb import Tlb as ModelTlb
 
 COUNTERS = ("hits", "misses", "walks", "evictions", "faults")
 
@@ -130,7 +131,7 @@ def _run(dut: Tlb, table: PageTable, ops: list, knobs: Knobs, model_ways=None):
             if ctx.get(dut.resp.valid):
                 assert flight is not None, "a response without a request"
                 payload = ctx.get(dut.resp.payload)
-                got = (payload.paddr, payload.fault)
+                got = (payload.paddr, Fault(payload.fault.value))   # the RTL enum, read as the spec code
                 if flight["resp_first"] is None:
                     flight["resp_first"], flight["got"] = cycle, got
                 assert got == flight["got"], "resp.payload changed while resp.ready was low"
@@ -291,7 +292,7 @@ def test_flush_during_walk_still_fills():
             ctx.set(dut.walk_resp.payload, memory[addr])
             await ctx.tick()
             ctx.set(dut.walk_resp.valid, 0)
-            assert ctx.get(dut.resp.valid) and ctx.get(dut.resp.payload.fault) == Fault.NONE
+            assert ctx.get(dut.resp.valid) and ctx.get(dut.resp.payload.fault).value == Fault.NONE
             await ctx.tick()
         assert dut.contents(ctx.get(dut.store)) == [[b]]
         assert (ctx.get(dut.misses), ctx.get(dut.walks), ctx.get(dut.evictions)) == (2, 2, 0)
@@ -305,6 +306,12 @@ def test_flush_during_walk_still_fills():
 def test_fault_codes_cover_the_model():
     assert set(FAULT_OF_REASON.values()) | {Fault.NONE} == set(Fault)
     assert Fault.NONE.value == 0     # an all-zero response is a success
+
+
+def test_rtl_fault_is_the_spec_encoding():
+    from hwgen.rtl.memory.tlb import Fault as RtlFault
+    assert [(f.name, f.value) for f in RtlFault] == [(f.name, f.value) for f in Fault]
+    assert RtlFault.as_shape().width == FAULT_BITS
 
 
 def test_rejects_sizes():

@@ -10,8 +10,9 @@ import torch
 from amaranth.back import verilog
 from amaranth.sim import Simulator
 
-from golden.numerics import int_softmax, softmax_constants, topk_row
-from hwgen.topk_softmax import TopkSoftmax, const_divider
+from golden.numerics import int_softmax, topk_row
+from hwgen.rtl.engine.topk_softmax import TopkSoftmax, const_divider
+from hwgen.spec.softmax import softmax_constants
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 

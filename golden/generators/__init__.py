@@ -1,0 +1,1 @@
+"""Seeded test data: operands (``operands``) and DAG workloads (``dags``)."""

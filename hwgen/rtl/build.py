@@ -1,0 +1,186 @@
+"""Generate the Verilog of a config and the sidecar files everyone else reads.
+
+``generate(cfg, out)`` writes ``out/<name>-<digest>/``:
+  <name>_chip.v   the whole chip (top module ``dsa_<name>_chip``): host CSRs, the ASA scheduler, the engines and
+                  the memory side (``hwgen/rtl/chip.py``)
+  csr_map.md/json its CSR map
+  <name>.v        one engine and its memory side with a task-stream interface (top module ``dsa_<name>``), for
+                  engine-level verification and for hosts that feed descriptors themselves
+  l3_*_ram_*.v    with the L3: its tag and data RAM modules (behavioural, no initial contents)
+  config.json     the full config, its digest and derived values
+  component.json  the top's interface (amaranth.lib.meta)
+  README.md       a table of the top's ports
+Output is byte-identical for the same config, so the folder can be regenerated instead of stored.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from amaranth.back import verilog
+
+from hwgen.rtl.chip import Chip, csr_map
+from hwgen.rtl.chip import axi_ports as chip_axi_ports
+from hwgen.rtl.memory import l3_cache
+from hwgen.rtl.memory.axi import VivadoTop
+from hwgen.rtl.top import axi_ports, chip, hbm_prefix
+from hwgen.spec import isa
+from hwgen.spec.config import HwConfig
+from hwgen.spec.page_table import PTE, PTE_BITS, Fault
+
+DERIVED = ("line_bytes", "l1_lines", "lines_per_bank", "out_line_bits", "out_lines", "macs_per_cycle",
+           "acc_min", "acc_max")
+
+
+TOPS = ("engine", "chip")
+
+
+def top_name(cfg: HwConfig, top: str = "engine") -> str:
+    return f"dsa_{cfg.name}" if top == "engine" else f"dsa_{cfg.name}_chip"
+
+
+def verilog_name(cfg: HwConfig, top: str = "engine") -> str:
+    return f"{cfg.name}.v" if top == "engine" else f"{cfg.name}_chip.v"
+
+
+def build_dir(cfg: HwConfig, out: str | Path) -> Path:
+    return Path(out) / cfg.build_name
+
+
+def config_json(cfg: HwConfig) -> dict:
+    return {"name": cfg.name, "digest": cfg.digest(), "top": top_name(cfg),
+            "config": cfg.model_dump(mode="json"),
+            "derived": {k: getattr(cfg, k) for k in DERIVED},
+            "descriptor": [{"name": f.name, "bits": f.bits, "doc": f.doc} for f in isa.DESCRIPTOR]}
+
+
+def _hbm_text(cfg: HwConfig) -> str:
+    """The HBM ports in the README's protocol text."""
+    bits = cfg.beat_bytes * 8
+    ports = cfg.memory.ports
+    if ports == 1:
+        return f"the AXI4 master `{hbm_prefix(0)}_*`, {bits}-bit data"
+    return (f"the {ports} AXI4 masters `{hbm_prefix(0)}_*` .. `{hbm_prefix(ports - 1)}_*`, {bits}-bit data each; "
+            f"a burst at byte address a goes to port (a / {cfg.memory.interleave_bytes}) mod {ports}, no burst "
+            "crosses an interleave boundary, R beats and B responses come back to the engine in request order "
+            "over all ports, and a port's response waits (VALID high) until the earlier ports' are taken")
+
+
+def _paging_text(cfg: HwConfig) -> str:
+    pte = ", ".join(f"{f.name} bit{'s' if f.bits > 1 else ''} {PTE.shift[f.name]}"
+                    + (f"..{PTE.shift[f.name] + f.bits - 1}" if f.bits > 1 else "") for f in PTE)
+    return ("Paging: LOAD / STORE `hbm_addr` are virtual. Before offering tasks set `page_table_base` (physical "
+            f"byte address of the table: one {PTE_BITS}-bit little-endian entry per virtual page of "
+            f"{cfg.memory.page_bytes} bytes; {pte}) and `page_table_entries` (its length; a page at or beyond it "
+            "faults without a walk); pulse `tlb_flush` after changing the table. Each DMA unit translates every "
+            f"burst through its own TLB ({cfg.memory.tlb_entries} entries, {cfg.memory.tlb_sets} set(s)); a miss "
+            "reads the entry with ARID 1. `page_fault` holds the LOAD (bits 1:0) and STORE (bits 3:2) fault: "
+            + ", ".join(f"{f.value} {f.name.lower()}" for f in Fault) + "; while nonzero no task is taken (reset "
+            "clears it). `tlb_hits` / `tlb_misses` / `tlb_walks` count over both TLBs since reset.\n\n")
+
+
+def _l3_text(cfg: HwConfig) -> str:
+    if not cfg.l3.enabled:
+        return ""
+    c = cfg.l3
+    return (f"L3: {c.bytes} B, {c.ways} ways, {c.line_bytes}-byte lines, {c.banks} banks, {c.mshrs} MSHRs, "
+            f"{c.replacement}, {c.write_policy}, bypass {c.bypass}, hit {c.hit_cycles} cycles, between the engine "
+            "and the HBM port(s). After reset it clears its tags; `l3_ready` rises when it is done: offer the "
+            "first task then. Its tag and data arrays are the RAM modules in the `*.v` files beside this one.\n\n")
+
+
+def _port_rows(meta: dict) -> str:
+    rows = []
+
+    def walk(members: dict):
+        for member in members.values():
+            if member["type"] == "port":
+                rows.append(f"| `{member['name']}` | {member['dir']} | {member['width']} |")
+            else:
+                walk(member["members"])
+
+    walk(meta["interface"]["members"])
+    return "| port | dir | width |\n|---|---|---|\n" + "\n".join(rows) + "\n"
+
+
+def _chip_readme(cfg: HwConfig, meta: dict) -> str:
+    from hwgen.spec.task_table import HEADER, TASK
+    s = cfg.scheduler
+
+    def table(t) -> str:
+        return "| field | bits | meaning |\n|---|---|---|\n" + "\n".join(
+            f"| `{f.name}` | {f.bits} | {f.doc} |" for f in t) + "\n"
+    return (f"# {top_name(cfg, 'chip')} ({cfg.build_name})\n\n"
+            f"Generated by `dsa generate --config {cfg.name}`; do not edit. The whole chip "
+            f"(`{verilog_name(cfg, 'chip')}`): "
+            f"an AXI4-Lite CSR block `s_axi_ctrl_*`, the ASA scheduler ({s.window}-task window, {s.tasks} tasks, "
+            f"{s.successors} successors, {s.descriptors} descriptors, {s.predicates} predicate bits, policy "
+            f"`{s.policy}` after reset), {s.engines} DSA engines and the memory side: "
+            + _hbm_text(cfg) + ". `irq` rises when a program is done (with `irq_enable`).\n\n"
+            "Host protocol: wait for `status.l3_ready`; place the program (hwgen/compiler.py: tensors in pages, "
+            "the page table, then the header, task table, successor lists and descriptors) in HBM; write "
+            "`program_base` (and `policy`); write 1 to `control.start`; wait for `irq` or `status.done`; write 1 "
+            "to `control.l3_flush` and wait for `status.l3_flushing` to fall before reading results from HBM.\n\n"
+            "## CSR map (`csr_map.md`, `csr_map.json`)\n\n" + csr_map(cfg).to_markdown() + "\n\n"
+            "## Program header (at `program_base`, fields LSB first)\n\n" + table(HEADER)
+            + "\n## Task-table entry (fields LSB first)\n\n" + table(TASK)
+            + "\n## Ports\n\n" + _port_rows(meta) + "\n")
+
+
+def _ports_readme(cfg: HwConfig, meta: dict) -> str:
+    fields = "\n".join(f"| `{f.name}` | {f.bits} | {f.doc} |" for f in isa.DESCRIPTOR)
+    return (f"# {top_name(cfg)} (one engine)\n\n"
+            f"`{verilog_name(cfg)}`: one DSA engine: "
+            f"{cfg.engine.rows} row units x {cfg.engine.lanes} lanes, int8 x int8 -> int{cfg.engine.acc_bits} "
+            f"({cfg.engine.overflow}), L1 {cfg.l1.bytes} B in {cfg.l1.banks} banks of {cfg.line_bytes}-byte lines, "
+            f"output buffer {cfg.l1.out_bytes} B. Clock `clk`, synchronous reset `rst`.\n\n"
+            "Protocol: offer task descriptors in order on `task_payload` / `task_valid`; one is taken in "
+            "each cycle where `task_ready` is high. LOAD and STORE tasks move lines between HBM ("
+            + _hbm_text(cfg) + ") and L1 / the output buffer; compute "
+            "tasks run on the row units. When `idle` is high again, every task has finished. "
+            "`fill_*` writes L1 lines and `out_*` reads the output buffer (one cycle latency) while idle; "
+            "`clear` zeroes `cycles` (cycles with a task offered or a unit busy), `elems` and `gated`.\n\n"
+            + _paging_text(cfg) + _l3_text(cfg) + _port_rows(meta) +
+            "\n## Descriptor (`desc`, fields LSB first)\n\n| field | bits | meaning |\n|---|---|---|\n"
+            + fields + "\n")
+
+
+def extra_sources(cfg: HwConfig) -> dict[str, str]:
+    """Verilog files the top instantiates besides its own (the L3's RAM modules): {file name: text}."""
+    return l3_cache.ram_modules(cfg) if cfg.l3.enabled else {}
+
+
+def verilog_sources(cfg: HwConfig, top: str = "engine") -> list[str]:
+    """File names of a build folder to compile for ``top``, in order: the RAM modules, then the top."""
+    return [*sorted(extra_sources(cfg)), verilog_name(cfg, top)]
+
+
+def top_component(cfg: HwConfig, top: str = "engine") -> VivadoTop:
+    """``top`` under Vivado-inferable AXI names (``m_axi_hbm0_araddr`` ... ``m_axi_hbm<P-1>_*``; the chip's CSRs
+    ``s_axi_ctrl_*``): "engine" is ``hwgen.rtl.top.chip`` (the engine and its memory side), "chip" is
+    ``hwgen.rtl.chip.Chip``."""
+    if top == "chip":
+        return VivadoTop(Chip(cfg), chip_axi_ports(cfg))
+    return VivadoTop(chip(cfg), axi_ports(cfg))
+
+
+def generate(cfg: HwConfig, out: str | Path) -> Path:
+    """Write the Verilog and sidecars; returns the build folder."""
+    folder = build_dir(cfg, out)
+    folder.mkdir(parents=True, exist_ok=True)
+    metas = {}
+    for top in TOPS:
+        component = top_component(cfg, top)
+        metas[top] = component.metadata.as_json()
+        text = verilog.convert(component, name=top_name(cfg, top), emit_src=False)
+        (folder / verilog_name(cfg, top)).write_text(text)
+    for name, module in extra_sources(cfg).items():
+        (folder / name).write_text(module)
+    csrs = csr_map(cfg)
+    (folder / "csr_map.md").write_text(csrs.to_markdown() + "\n")
+    (folder / "csr_map.json").write_text(json.dumps(csrs.to_json(), indent=2) + "\n")
+    (folder / "config.json").write_text(json.dumps(config_json(cfg), indent=2, sort_keys=True) + "\n")
+    (folder / "component.json").write_text(json.dumps(metas["engine"], indent=2, sort_keys=True) + "\n")
+    (folder / "chip_component.json").write_text(json.dumps(metas["chip"], indent=2, sort_keys=True) + "\n")
+    (folder / "README.md").write_text(_chip_readme(cfg, metas["chip"]) + _ports_readme(cfg, metas["engine"]))
+    return folder

@@ -1,0 +1,54 @@
+"""L1 scratchpad: ``banks`` memories interleaved by line, one byte-enabled write port, independent read ports.
+
+Each read port reads every bank at the line-in-bank address and picks the bank on the next cycle, so
+ports never conflict: a port is a replicated copy per requester (on an FPGA, one BRAM pair per port).
+Read latency is one cycle; with ``en`` low the port holds its last data.
+"""
+from amaranth import Module, Mux, Signal
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import Out
+from amaranth.utils import ceil_log2
+
+from hwgen.rtl import signatures
+from hwgen.spec.layout import log2
+from hwgen.spec.timing import ScratchpadTiming
+
+
+class Scratchpad(ScratchpadTiming, wiring.Component):
+    def __init__(self, cfg, read_ports: int):
+        self._cfg = cfg
+        self._read_ports = read_ports
+        self.addr_width = ceil_log2(cfg.l1_lines)
+        super().__init__({
+            "fill": Out(signatures.l1_write(cfg)),
+            "read": Out(signatures.l1_read(cfg)).array(read_ports),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        bank_bits = log2(cfg.l1.banks)
+        banks = []
+        for b in range(cfg.l1.banks):
+            mem = memory.Memory(shape=cfg.line_bytes * 8, depth=cfg.lines_per_bank, init=[])
+            m.submodules[f"bank{b}"] = mem
+            banks.append(mem)
+            wp = mem.write_port(granularity=8)
+            here = (self.fill.addr & (cfg.l1.banks - 1)) == b
+            m.d.comb += [wp.addr.eq(self.fill.addr >> bank_bits),
+                         wp.data.eq(self.fill.data),
+                         wp.en.eq(Mux(here, self.fill.en, 0))]
+        for p, port in enumerate(self.read):
+            which = Signal(max(bank_bits, 1), name=f"read{p}_bank")
+            with m.If(port.en):
+                m.d.sync += which.eq(port.addr & (cfg.l1.banks - 1))
+            datas = []
+            for mem in banks:
+                rp = mem.read_port(domain="sync")
+                m.d.comb += [rp.addr.eq(port.addr >> bank_bits), rp.en.eq(port.en)]
+                datas.append(rp.data)
+            with m.Switch(which):
+                for b, d in enumerate(datas):
+                    with m.Case(b):
+                        m.d.comb += port.data.eq(d)
+        return m

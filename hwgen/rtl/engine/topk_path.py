@@ -1,0 +1,84 @@
+"""TOPK task datapath: score rows from the output buffer -> TopkSoftmax -> P bytes into L1.
+
+For each query row i of an m x n score matrix (written to the output buffer by an earlier gemm/spmm task,
+lane blocks at ``c_addr + i*nbj + j``), the reader feeds the n scores one per cycle, in column order, to the
+TopkSoftmax unit (masked columns j > i + n - m are not candidates when ``causal``). Every kept entry the unit
+emits writes its P byte into row i of a P matrix in L1 (dense rows at ``a_addr``, ``words(n)`` lines each),
+which the compiler zeroed; a later spmm then skips the zeros of P at run time.
+
+Timing (exact; the simulator uses ``task_cycles``): the reader reads the first line in cycle 1 (the first
+cycle of the task after the start cycle 0), the unit accepts the first score in cycle 2 and then rows
+back to back (``TopkSoftmax.row_cycles`` each); the task is done in the cycle after the last entry.
+"""
+from amaranth import Const, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from hwgen.rtl import signatures
+from hwgen.rtl.engine.topk_softmax import SCORE_BITS, TopkSoftmax
+from hwgen.spec.layout import Layout, log2
+from hwgen.spec.timing import TopkPathTiming
+
+DIM_BITS = 16
+
+
+class TopkPath(TopkPathTiming, wiring.Component):
+    def __init__(self, cfg):
+        self._cfg = cfg
+        super().__init__({
+            "task": In(signatures.descriptor_layout()),
+            "active": In(1),          # a TOPK task is running (from the cycle after start)
+            "done": Out(1),
+            "scores_port": In(signatures.out_read(cfg)),
+            "p_write": In(signatures.l1_write(cfg)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, lay = self._cfg, Layout.of(self._cfg)
+        W, L, acc_bits = cfg.line_bytes, cfg.engine.lanes, cfg.engine.acc_bits
+        task = self.task
+        m.submodules.unit = unit = TopkSoftmax(cfg.attention.topk_max, cfg.attention.frac_bits)
+        m.d.comb += unit.k.eq(task.topk)
+        nbj = lay.blocks(task.n)
+
+        # ---- reader: the read port's output holds the line of (row, col); en low holds it ----
+        row, col = Signal(DIM_BITS), Signal(DIM_BITS)
+        started, have_line = Signal(), Signal()
+        more = row != task.m
+        last_col = col == task.n - 1
+        next_row = Mux(last_col, row + 1, row)
+        next_col = Mux(last_col, 0, col + 1)
+        beat = unit.scores.valid & unit.scores.ready
+        crossing = last_col | (col[:log2(L)] == L - 1)   # the next beat needs another line
+        line_of = lambda r, c: lay.c_line(task.c_addr, r * nbj, c >> log2(L))  # noqa: E731
+        with m.If(self.active & ~started):
+            m.d.comb += [self.scores_port.addr.eq(line_of(row, col)), self.scores_port.en.eq(1)]
+            m.d.sync += [started.eq(1), have_line.eq(1)]
+        with m.Elif(beat):
+            m.d.comb += [self.scores_port.addr.eq(line_of(next_row, next_col)), self.scores_port.en.eq(crossing)]
+            m.d.sync += [row.eq(next_row), col.eq(next_col)]
+        with m.Else():
+            m.d.comb += self.scores_port.en.eq(0)
+        lane = self.scores_port.data.word_select(col[:log2(L)], acc_bits)
+        score = lane[:SCORE_BITS].as_signed() if acc_bits >= SCORE_BITS else lane.as_signed()
+        candidate = ~task.causal | (col <= row + task.n - task.m)
+        m.d.comb += [unit.scores.valid.eq(self.active & have_line & more),
+                     unit.scores.payload.value.eq(score), unit.scores.payload.index.eq(col),
+                     unit.scores.payload.valid.eq(candidate), unit.scores.payload.last.eq(last_col)]
+
+        # ---- writer: each kept entry writes its P byte (the consumer is always ready) ----
+        out_row = Signal(DIM_BITS)
+        entry = unit.entries.payload
+        m.d.comb += unit.entries.ready.eq(1)
+        byte = entry.index[:log2(W)]
+        m.d.comb += [self.p_write.addr.eq(lay.a_dense_line(task.a_addr, out_row * lay.words(task.n),
+                                                           entry.index >> log2(W))),
+                     self.p_write.data.eq(entry.p.replicate(W)),
+                     self.p_write.en.eq(Mux(unit.entries.valid & ~entry.empty, Const(1, W) << byte, 0))]
+        with m.If(unit.entries.valid & entry.last):
+            m.d.sync += out_row.eq(out_row + 1)
+        m.d.comb += self.done.eq(self.active & (out_row == task.m))
+        with m.If(~self.active):
+            m.d.sync += [row.eq(0), col.eq(0), started.eq(0), have_line.eq(0), out_row.eq(0)]
+        return m

@@ -1,0 +1,248 @@
+"""Streaming top-k + integer softmax for top-k sparse attention: one row of scores in, its kept entries out.
+
+The numerics are ``golden.numerics.topk_row`` and ``golden.numerics.int_softmax`` bit for bit; the constants
+and widths come from ``hwgen.spec.softmax`` (``softmax_constants`` / ``softmax_widths``), which both read.
+
+Phases of one row (the unit works on one row at a time; ``scores.ready`` is high only while collecting):
+
+1. COLLECT, 1 beat per cycle: sorted insertion into a ``kmax``-slot register list ordered by value descending
+   then index ascending (the streaming rule of ``topk_row``: a valid beat goes in only when fewer than ``k``
+   entries are kept or its value is STRICTLY greater than the smallest kept one, which is then dropped). Each
+   slot compares its value with the beat's (one signed 32-bit comparator per slot) and keeps, takes the beat
+   or takes its upper neighbour: no search, no variable shift.
+2. EXP, one kept entry issued per cycle (slot 0 holds the maximum m) into a 5-stage pipeline:
+     issue : -q = m - s (33-bit subtract), dead = -q >= (z_max + 1) * q_ln2 (constant compare)
+     +1    : z = floor(-q / q_ln2) as (-q * M) >> shift, exact for every -q below the dead limit (checked at
+             construction: a proof plus an exhaustive check); dead entries have e = 0, so the rest of their
+             datapath is don't-care and only the low bits of -q travel on
+     +2    : t = p + q_b = q_b - (-q - z * q_ln2) (constant multiply, subtract)
+     +3    : t^2 (a small squarer)
+     +4    : L = t^2 + q_c, e = L >> z (0 when dead) -> e[slot]; total += e
+   ``EXP_LATENCY`` = 5 cycles from issuing an entry to ``total`` including it.
+3. DIV: r = floor(2^32 / total) by restoring division, one quotient bit per cycle, always ``DIV_CYCLES`` (23)
+   iterations (the width of r at the smallest allowed frac_bits, so the timing does not depend on frac_bits).
+   Its last cycle also picks the first entry to emit.
+4. EMIT, one entry per cycle in ASCENDING index order: an argmin tree over the indices of the kept, not yet
+   emitted slots picks the next entry one cycle ahead into output registers (index, e); the output stage
+   computes p = min(127, (e * r) >> 25). A row without any valid beat skips 2-4 and emits one ``empty`` beat.
+
+Timing (exact; a cycle model uses :meth:`TopkSoftmax.row_cycles`, from ``hwgen/spec/timing.py``, instead of
+simulating the unit): a row of ``n`` beats that keeps ``count`` entries occupies the unit from the cycle its
+first beat is accepted to the cycle after its last entry is emitted, which is when the next row's first beat
+is accepted if the producer is always valid:
+
+    count == 0: n + EMPTY_CYCLES                                    (= n + 1)
+    count >= 1: n + (EXP_LATENCY - 1 + count) + DIV_CYCLES + count  (= n + 2 * count + 27)
+
+``entries.ready`` is ignored: the consumer must always be ready (the row unit's consumer is).
+"""
+from __future__ import annotations
+
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hwgen.spec.softmax import softmax_constants, softmax_widths
+from hwgen.spec.timing import TopkSoftmaxTiming
+
+FRAC_BITS_MIN, FRAC_BITS_MAX = 4, 10
+KMAX_MAX = 256
+SCORE_BITS, INDEX_BITS, P_FIELD_BITS = 32, 16, 8
+
+SCORE_LAYOUT = data.StructLayout({"value": signed(SCORE_BITS), "index": unsigned(INDEX_BITS), "valid": 1,
+                                  "last": 1})
+ENTRY_LAYOUT = data.StructLayout({"index": unsigned(INDEX_BITS), "p": unsigned(P_FIELD_BITS), "last": 1,
+                                  "empty": 1})
+
+
+def const_divider(divisor: int, limit: int) -> tuple[int, int]:
+    """(M, shift) with ``(n * M) >> shift == n // divisor`` for every integer 0 <= n < ``limit``.
+
+    M = ceil(2^shift / divisor) = (2^shift + err) / divisor with 0 <= err < divisor. For n = a * divisor + b
+    (0 <= b < divisor): n * M / 2^shift = a + (b + n * err / 2^shift) / divisor, and the last term is in
+    [0, 1) whenever n * err < 2^shift. So the smallest shift with (limit - 1) * err < 2^shift is exact; it is
+    also checked exhaustively (limit is small: at most 31 * 710 for frac_bits 10).
+    """
+    if divisor < 1 or limit < 1:
+        raise ValueError(f"const_divider: divisor {divisor} and limit {limit} must be >= 1")
+    shift = 0
+    while True:
+        mult = -(-(1 << shift) // divisor)
+        err = mult * divisor - (1 << shift)
+        if (limit - 1) * err < (1 << shift):
+            break
+        shift += 1
+    assert all((n * mult) >> shift == n // divisor for n in range(limit))
+    return mult, shift
+
+
+class TopkSoftmax(TopkSoftmaxTiming, wiring.Component):
+    """Top-k of a streamed row of scores plus the integer softmax of the kept scores (module docstring)."""
+
+    def __init__(self, kmax: int, frac_bits: int):
+        if isinstance(kmax, bool) or not isinstance(kmax, int) or not 1 <= kmax <= KMAX_MAX:
+            raise ValueError(f"kmax: {kmax!r} is not allowed (allowed: an int in 1..{KMAX_MAX})")
+        if isinstance(frac_bits, bool) or not isinstance(frac_bits, int) or \
+                not FRAC_BITS_MIN <= frac_bits <= FRAC_BITS_MAX:
+            raise ValueError(f"frac_bits: {frac_bits!r} is not allowed (allowed: an int in {FRAC_BITS_MIN}.."
+                             f"{FRAC_BITS_MAX}; below {FRAC_BITS_MIN} the exp approximation is too coarse, above "
+                             f"{FRAC_BITS_MAX} the 32-bit reciprocal 2^32 // total keeps too few bits)")
+        self.kmax, self.frac_bits = kmax, frac_bits
+        self.constants = c = softmax_constants(frac_bits)
+        self.widths = w = softmax_widths(frac_bits, kmax)
+        assert c["score_bits"] == SCORE_BITS and c["p_max"] < (1 << P_FIELD_BITS)
+        # restoring division starting from 2^32 >> DIV_CYCLES needs the quotient to fit DIV_CYCLES bits
+        assert w["r"] <= self.DIV_CYCLES and (1 << (c["recip_bits"] - self.DIV_CYCLES)) < c["l_max"]
+        self.dead_limit = (c["z_max"] + 1) * c["q_ln2"]   # -q >= this <=> floor(-q / q_ln2) > z_max <=> dead
+        self.recip_mult, self.recip_shift = const_divider(c["q_ln2"], self.dead_limit)
+        super().__init__({
+            "k": In(range(kmax + 1)),
+            "scores": In(stream.Signature(SCORE_LAYOUT)),
+            "entries": Out(stream.Signature(ENTRY_LAYOUT)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        K, c, w = self.kmax, self.constants, self.widths
+        slot_shape = range(max(K, 2))
+        vals = Signal(data.ArrayLayout(signed(SCORE_BITS), K))
+        idxs = Signal(data.ArrayLayout(unsigned(INDEX_BITS), K))
+        cnt = Signal(range(K + 1))
+        beat = self.scores.payload
+
+        # ---- collect: sorted insertion -----------------------------------------------------------------
+        before = Signal(K)   # slot i is kept and stays ahead of the beat (value >= beat: ties keep the older)
+        for i in range(K):
+            m.d.comb += before[i].eq((cnt > i) & (vals[i] >= beat.value))
+        kth_before = Signal()   # slot k-1 stays ahead: the list is full of entries >= the beat, no insert
+        m.d.comb += kth_before.eq(1)   # k = 0 keeps nothing
+        with m.Switch(self.k):
+            for kk in range(1, K + 1):
+                with m.Case(kk):
+                    m.d.comb += kth_before.eq(before[kk - 1])
+        insert = Signal()
+        cnt_next = Signal.like(cnt)
+        m.d.comb += [insert.eq(beat.valid & ~kth_before),
+                     cnt_next.eq(Mux(insert & (cnt < self.k), cnt + 1, cnt))]
+
+        # ---- exp pipeline ----------------------------------------------------------------------------
+        ctr = Signal(range(K + self.EXP_LATENCY))
+        issue = Signal()
+        nq_bits = (self.dead_limit - 1).bit_length()
+        z_bits = w["z"]
+        s1 = Signal(data.StructLayout({"valid": 1, "slot": slot_shape, "dead": 1, "nq": nq_bits}))
+        s2 = Signal(data.StructLayout({"valid": 1, "slot": slot_shape, "dead": 1, "nq": nq_bits, "z": z_bits}))
+        s3 = Signal(data.StructLayout({"valid": 1, "slot": slot_shape, "dead": 1, "z": z_bits,
+                                       "t": w["p_plus_b"]}))
+        s4 = Signal(data.StructLayout({"valid": 1, "slot": slot_shape, "dead": 1, "z": z_bits,
+                                       "sq": w["square"]}))
+        e_regs = Signal(data.ArrayLayout(unsigned(w["e"]), K))
+        total = Signal(w["total"])
+
+        neg_q = Signal(SCORE_BITS + 1)   # m - s in [0, 2^32 - 1]
+        m.d.comb += neg_q.eq(vals[0] - vals[ctr])
+        m.d.sync += [s1.valid.eq(issue), s1.slot.eq(ctr), s1.dead.eq(neg_q >= self.dead_limit),
+                     s1.nq.eq(neg_q)]
+        m.d.sync += [s2.valid.eq(s1.valid), s2.slot.eq(s1.slot), s2.dead.eq(s1.dead), s2.nq.eq(s1.nq),
+                     s2.z.eq((s1.nq * self.recip_mult) >> self.recip_shift)]
+        m.d.sync += [s3.valid.eq(s2.valid), s3.slot.eq(s2.slot), s3.dead.eq(s2.dead), s3.z.eq(s2.z),
+                     s3.t.eq(c["q_b"] - (s2.nq - s2.z * c["q_ln2"]))]
+        m.d.sync += [s4.valid.eq(s3.valid), s4.slot.eq(s3.slot), s4.dead.eq(s3.dead), s4.z.eq(s3.z),
+                     s4.sq.eq(s3.t * s3.t)]
+        e_new = Signal(w["e"])
+        m.d.comb += e_new.eq(Mux(s4.dead, 0, (s4.sq + c["q_c"]) >> s4.z))
+        with m.If(s4.valid):
+            m.d.sync += total.eq(total + e_new)
+            for i in range(K):
+                with m.If(s4.slot == i):
+                    m.d.sync += e_regs[i].eq(e_new)
+
+        # ---- reciprocal -----------------------------------------------------------------------------
+        dctr = Signal(range(self.DIV_CYCLES))
+        rem = Signal(max(w["total"], c["recip_bits"] - self.DIV_CYCLES + 1))   # always < total
+        quo = Signal(self.DIV_CYCLES)                                           # r, once DIV is over
+        rem2 = Signal(len(rem) + 1)
+        ge = Signal()
+        m.d.comb += [rem2.eq(Cat(0, rem)), ge.eq(rem2 >= total)]
+
+        # ---- emission: argmin of index over kept, not yet emitted slots --------------------------------
+        emitted = Signal(K)
+        cands = [(Signal(name=f"cand{i}_ok"), idxs[i], i) for i in range(K)]
+        for i, (ok, _, _) in enumerate(cands):
+            m.d.comb += ok.eq((cnt > i) & ~emitted[i])
+        level = 0
+        while len(cands) > 1:
+            merged = []
+            for j in range(0, len(cands) - 1, 2):
+                (ok_a, ix_a, sl_a), (ok_b, ix_b, sl_b) = cands[j], cands[j + 1]
+                take_a = ok_a & (~ok_b | (ix_a < ix_b))
+                name = f"min{level}_{j // 2}"
+                ok, ix, sl = (Signal(name=f"{name}_ok"), Signal(INDEX_BITS, name=f"{name}_ix"),
+                              Signal(slot_shape, name=f"{name}_slot"))
+                m.d.comb += [ok.eq(ok_a | ok_b), ix.eq(Mux(take_a, ix_a, ix_b)), sl.eq(Mux(take_a, sl_a, sl_b))]
+                merged.append((ok, ix, sl))
+            if len(cands) % 2:
+                merged.append(cands[-1])
+            cands, level = merged, level + 1
+        _, pick_index, pick_slot = cands[0]
+        out_index = Signal(INDEX_BITS)
+        out_e = Signal(w["e"])
+        pick = Signal()
+        with m.If(pick):
+            m.d.sync += [out_index.eq(pick_index), out_e.eq(e_regs[pick_slot])]
+            for i in range(K):
+                with m.If(pick_slot == i):
+                    m.d.sync += emitted[i].eq(1)
+        emit_ctr = Signal(range(max(K, 2)))
+        prod = Signal(w["e"] + w["r"])
+        p_raw = Signal(len(prod))
+        m.d.comb += [prod.eq(out_e * quo[:w["r"]]),
+                     p_raw.eq(prod >> (c["recip_bits"] - c["p_bits"]))]
+
+        # ---- control -------------------------------------------------------------------------------
+        with m.FSM():
+            with m.State("COLLECT"):
+                m.d.comb += self.scores.ready.eq(1)
+                with m.If(self.scores.valid):
+                    with m.If(insert):
+                        for i in range(K):
+                            src_v = beat.value if i == 0 else Mux(before[i - 1], beat.value, vals[i - 1])
+                            src_i = beat.index if i == 0 else Mux(before[i - 1], beat.index, idxs[i - 1])
+                            with m.If(~before[i]):
+                                m.d.sync += [vals[i].eq(src_v), idxs[i].eq(src_i)]
+                        m.d.sync += cnt.eq(cnt_next)
+                    with m.If(beat.last):
+                        m.d.sync += [ctr.eq(0), total.eq(0)]
+                        with m.If(cnt_next == 0):
+                            m.next = "EMPTY"
+                        with m.Else():
+                            m.next = "EXP"
+            with m.State("EXP"):
+                m.d.comb += issue.eq(ctr < cnt)
+                m.d.sync += ctr.eq(ctr + 1)
+                with m.If(ctr == cnt + (self.EXP_LATENCY - 2)):   # the last entry's e is in total next cycle
+                    m.d.sync += [dctr.eq(0), quo.eq(0), rem.eq(1 << (c["recip_bits"] - self.DIV_CYCLES))]
+                    m.next = "DIV"
+            with m.State("DIV"):
+                m.d.sync += [rem.eq(Mux(ge, rem2 - total, rem2)), quo.eq(Cat(ge, quo[:-1])), dctr.eq(dctr + 1)]
+                with m.If(dctr == self.DIV_CYCLES - 1):
+                    m.d.comb += pick.eq(1)
+                    m.d.sync += emit_ctr.eq(0)
+                    m.next = "EMIT"
+            with m.State("EMIT"):
+                last = emit_ctr == cnt - 1
+                m.d.comb += [self.entries.valid.eq(1),
+                             self.entries.payload.index.eq(out_index),
+                             self.entries.payload.p.eq(Mux(p_raw > c["p_max"], c["p_max"], p_raw)),
+                             self.entries.payload.last.eq(last)]
+                m.d.sync += emit_ctr.eq(emit_ctr + 1)
+                with m.If(last):
+                    m.d.sync += [cnt.eq(0), emitted.eq(0)]
+                    m.next = "COLLECT"
+                with m.Else():
+                    m.d.comb += pick.eq(1)
+            with m.State("EMPTY"):
+                m.d.comb += [self.entries.valid.eq(1), self.entries.payload.empty.eq(1),
+                             self.entries.payload.last.eq(1)]
+                m.next = "COLLECT"
+        return m

@@ -1,0 +1,1 @@
+"""The ASA task scheduler and the host's AXI4-Lite CSR block."""

@@ -1,0 +1,685 @@
+"""The ASA task scheduler: loads a DAG program (``hwgen/spec/task_table.py``) from HBM and feeds its tasks to the
+engines, in dependency order, by a policy. ``sim/model/chip.py`` is its cycle model and reads every latency
+below from this class (``Asa.feed_latency`` ...), as ``sim/model/engine.py`` reads ``DsaEngine``'s.
+
+Ports: ``bus`` (AXI4 master, reads only: ARID 0, responses in order; AW/W idle, BREADY high); ``start`` (a pulse,
+taken while not ``busy`` and no burst of an aborted run is in flight), ``program_base`` (the header's physical
+address, taken at ``start``), ``policy`` (``Policy``, taken at ``start``); per engine ``e``: ``task<e>``
+(descriptors, ``hwgen/spec/isa.py``) and bit ``e`` of ``idle``; ``page_table_base`` / ``page_table_entries`` (from the
+header, for the engines); ``busy``, ``done`` (from the cycle after the last completion is popped until the next
+``start``), ``error`` (``AsaError``: sticky until the next start; the run stops), the counters ``issued``,
+``skipped``, ``stall_no_engine``, ``stall_not_ready``, ``cycles`` (start to done; all cleared at start), the
+predicate bits ``predicates`` (cleared at start) and, for testbenches and traces, ``released`` /
+``released_task`` (a completion popped in this cycle, and its task) and ``picked`` / ``picked_task`` /
+``picked_engine`` / ``picked_skip`` (a task issued to that engine, or skipped, in this cycle).
+
+Cycle rules (cycle S: ``start`` is high; every "AR in x" below is its first possible handshake, with ARREADY
+high; beats are taken in the cycle they are offered, RREADY is always high):
+
+- Reader: a command in cycle t puts its first AR on the bus in t + 1; then one AR per cycle while fewer than
+  ``memory.outstanding`` bursts are in flight, a burst counting until (and including) the cycle of its last
+  beat. Bursts are cut as ``dma_load.next_burst`` (at most ``memory.burst_beats``, none across a 4 KiB /
+  interleave boundary).
+- Load: header command in S (AR in S + ``start_ar_latency``); a region's last beat in t -> the next non-empty
+  region's (task table, successor lists, descriptors) first AR in t + ``region_gap``; the last beat of the load
+  in t -> scheduling from t + ``run_latency``. A header with more tasks / successors / descriptors than
+  ``scheduler.*`` stops the run (``TOO_MANY_TASKS``), as does any RRESP other than OKAY (``AXI_ERROR``).
+- Window (``scheduler.window`` slots): while a slot is free, the next task of the table enters, one per cycle;
+  one entering in e may be picked from e + ``entry_latency`` (RAM read, then the slot register). A slot is
+  free again the cycle after its task's completion is popped.
+- Issue, at most one per cycle: among window tasks not yet issued whose predecessors all completed (or were
+  skipped), ``in_order`` takes the lowest-numbered task not yet issued (only if ready), ``static_list`` the
+  highest ``rank``, ``adaptive`` the highest key; ties to the lower task number. A predicated task whose bit
+  is clear is skipped (its completion pushed in that cycle); otherwise it goes to the lowest-numbered free
+  engine. Issue in c -> first descriptor offered in c + ``feed_latency``; each next one in the cycle after the
+  previous one is taken. A pick with no free engine counts ``stall_no_engine``; no pick while a window task
+  waits counts ``stall_not_ready``.
+- Completion: in the first cycle f in which the engine has taken the task's last descriptor (in an earlier
+  cycle) and ``idle`` is high, its completion is pushed; the engine is free from f + 1. ``adj = mlog(f -
+  issue) - mlog(est)`` is recorded. A gate task's completion goes to the gate unit instead, which takes it in
+  g = max(f + 1, the cycle after its previous push), reads the values (first AR in g + ``gate_ar_latency``)
+  into its buffer, and from the cycle after the last beat spends ``gate_cycles`` cycles on them, one value per
+  cycle (TOPK: plus gate_k per row to apply the picks), pushing the completion in the cycle of the last one
+  (r_last + 1 + gate_cycles). Its predicate block is cleared in the cycle after the last beat.
+- Release: completions are popped in push order (same cycle: engines in index order, then a skip, then the
+  gate unit) from the cycle after their push, one at a time; each walks its successor list one entry per
+  cycle (none: one cycle). Entry walked in w: the successor's count of released predecessors goes up in
+  w + 2; when it reaches ``deps`` the successor may be picked from w + ``release_latency``, and under
+  ``adaptive`` its key is ``mlog(rank) + adj(p)`` (p: the popped task; a skipped task passes on the adj it
+  was released with; tasks without predecessors start at ``mlog(rank)``; other policies: key = rank).
+- Done: high from the cycle after the walk of the last completion (``done_latency``).
+
+``mlog`` is Mitchell's log2 with ``MLOG_FRAC`` fraction bits: the msb position, then the next bits below it.
+The RAMs (``amaranth.lib.memory``, one write port each) hold the task table, successors, descriptors (one read
+port per engine), released-predecessor counts and released adjs, and the gate values (``out_lines`` output
+lines). A beat narrower than an entry is gathered; a wider one holds several entries per RAM row, so every
+region must start on a multiple of max(entry, beat) bytes (``hwgen.compiler.dag.write_program_region`` does it).
+"""
+from __future__ import annotations
+
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import enum, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2, exact_log2
+
+from hwgen.rtl import signatures
+from hwgen.rtl.memory.dma_load import BurstPlanner
+from hwgen.spec import isa
+from hwgen.spec.axi import BURST_INCR, RESP_OKAY
+from hwgen.spec.task_table import ADDR_BITS, HEADER, SUCC_BYTES, TASK, GateOp
+from hwgen.spec.timing import MLOG_FRAC, AsaTiming
+
+COUNTER_BITS = 32
+KEY_BITS = 26         # signed: rank (24 bits) or mlog(rank) + adj
+ADJ_BITS = 15         # signed: mlog(32-bit) - mlog(24-bit)
+MLOG_BITS = 5 + MLOG_FRAC
+TOPK_MAX = (1 << TASK.bits("gate_k")) - 1
+
+
+class AsaError(enum.Enum, shape=2):
+    NONE = 0
+    TOO_MANY_TASKS = 1    # header counts above scheduler.tasks / successors / descriptors
+    AXI_ERROR = 2         # an RRESP other than OKAY
+
+
+class Policy(enum.Enum, shape=2):
+    IN_ORDER = 0
+    STATIC_LIST = 1
+    ADAPTIVE = 2
+
+
+def mlog_hw(m: Module, x, name: str) -> Signal:
+    """Mitchell's log2 of unsigned ``x`` (0 reads as 1): Cat(frac, msb), MLOG_FRAC fraction bits."""
+    n = len(x)
+    msb = Signal(range(max(n, 2)), name=f"{name}_msb")
+    for i in range(n):               # the highest set bit wins (later statements override)
+        with m.If(x[i]):
+            m.d.comb += msb.eq(i)
+    shift = Signal(range(max(n, 2)), name=f"{name}_shift")
+    norm = Signal(n, name=f"{name}_norm")
+    m.d.comb += [shift.eq(n - 1 - msb), norm.eq((x << shift)[:n])]
+    ext = Cat(Const(0, MLOG_FRAC), norm[:n - 1])
+    out = Signal(MLOG_FRAC + len(msb), name=name)
+    m.d.comb += out.eq(Cat(ext[n - 1:n - 1 + MLOG_FRAC], msb))
+    return out
+
+
+class _Ram:
+    """``depth`` entries of ``bits`` bits in rows of ``row_bits`` (several entries per row when the AXI beat is
+    wider than an entry); reads have one cycle of latency (``read``: entry index in, entry out)."""
+
+    def __init__(self, m: Module, name: str, bits: int, depth: int, row_bits: int, lanes: bool = False):
+        self.m, self.name, self.bits = m, name, bits
+        self.per = row_bits // bits
+        self.sel_bits = exact_log2(self.per)
+        self.mem = memory.Memory(shape=row_bits, depth=max(2, -(-depth // self.per)), init=[])
+        m.submodules[name] = self.mem
+        self.wp = self.mem.write_port(granularity=bits if lanes and self.per > 1 else None)
+        self.addr_bits = ceil_log2(max(2, depth))
+        self._reads = 0
+
+    def read(self, transparent: bool = False):
+        m, i = self.m, self._reads
+        self._reads += 1
+        port = self.mem.read_port(domain="sync", transparent_for=(self.wp,) if transparent else ())
+        addr = Signal(self.addr_bits, name=f"{self.name}_raddr{i}")
+        m.d.comb += port.addr.eq(addr >> self.sel_bits)
+        if self.per == 1:
+            return addr, port.data
+        sel = Signal(self.sel_bits, name=f"{self.name}_rsel{i}")
+        m.d.sync += sel.eq(addr[:self.sel_bits])
+        return addr, port.data.word_select(sel, self.bits)
+
+
+def _multi_fifo(m: Module, name: str, depth: int, width: int, pushes, clear):
+    """A FIFO taking several pushes per cycle, in list order: ``pushes`` [(valid, data)]; returns
+    (head, nonempty, pop). A push in c may be popped from c + 1; ``clear`` empties it."""
+    n = exact_log2(depth)
+    entries = Array(Signal(width, name=f"{name}_{i}") for i in range(depth))
+    wp, rp = Signal(n, name=f"{name}_wp"), Signal(n, name=f"{name}_rp")
+    level = Signal(range(depth + 1), name=f"{name}_level")
+    pop = Signal(name=f"{name}_pop")
+    offset = Const(0, range(len(pushes) + 1))
+    for valid, payload in pushes:
+        with m.If(valid):
+            m.d.sync += entries[(wp + offset)[:n]].eq(payload)
+        offset = offset + valid
+    m.d.sync += [wp.eq(wp + offset), rp.eq(rp + pop), level.eq(level + offset - pop)]
+    with m.If(clear):
+        m.d.sync += [wp.eq(0), rp.eq(0), level.eq(0)]
+    return entries[rp], level != 0, pop
+
+
+class Asa(AsaTiming, wiring.Component):
+    """The scheduler; see the module docstring for the ports and the cycle rules."""
+
+    def __init__(self, cfg):
+        self._cfg = cfg
+        sched = cfg.scheduler
+        if cfg.out_line_bits % (cfg.beat_bytes * 8) and (cfg.beat_bytes * 8) % cfg.out_line_bits:
+            raise ValueError(f"engine: {cfg.out_line_bits}-bit output lines and {cfg.beat_bytes * 8}-bit AXI beats: "
+                             "the gate unit needs one to be a multiple of the other")
+        members = {
+            "bus": Out(signatures.hbm_axi(cfg)),
+            "start": In(1),
+            "program_base": In(ADDR_BITS),
+            "policy": In(2),
+        }
+        for e in range(sched.engines):
+            members[f"task{e}"] = Out(stream.Signature(signatures.descriptor_layout()))
+        members.update({
+            "idle": In(sched.engines),
+            "page_table_base": Out(HEADER.bits("page_table_base")),
+            "page_table_entries": Out(HEADER.bits("page_table_entries")),
+            "busy": Out(1),
+            "done": Out(1),
+            "error": Out(AsaError),
+            "issued": Out(COUNTER_BITS),
+            "skipped": Out(COUNTER_BITS),
+            "stall_no_engine": Out(COUNTER_BITS),
+            "stall_not_ready": Out(COUNTER_BITS),
+            "cycles": Out(COUNTER_BITS),
+            "predicates": Out(sched.predicates),
+            "released": Out(1),
+            "released_task": Out(HEADER.bits("tasks")),
+            "picked": Out(1),                             # a task issued or skipped in this cycle
+            "picked_task": Out(HEADER.bits("tasks")),
+            "picked_engine": Out(range(max(sched.engines, 2))),
+            "picked_skip": Out(1),
+        })
+        super().__init__(members)
+
+    def tasks(self, e: int):
+        return getattr(self, f"task{e}")
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        sched = cfg.scheduler
+        E, W, P = sched.engines, sched.window, sched.predicates
+        B = cfg.beat_bytes
+        beat_bits = 8 * B
+        size = exact_log2(B)
+        TB = HEADER.bits("tasks")
+        ar, r = self.bus.ar, self.bus.r
+        task_layout, header_layout = signatures.struct_layout(TASK), signatures.struct_layout(HEADER)
+
+        # ---------------- state ----------------
+        phase = Signal(range(8))
+        IDLE, HDR, DECODE, TABLE, SUCC, DESC, RUN = range(7)
+        pol = Signal(2)
+        adaptive, in_order = pol == Policy.ADAPTIVE.value, pol == Policy.IN_ORDER.value
+        counter = self.cycles
+        ntasks = Signal(TB)
+        halt = Signal()                         # a run stops (error), comb in the cycle it happens
+
+        # ---------------- the AXI reader ----------------
+        cmd, cmd_addr, cmd_beats = Signal(), Signal(ADDR_BITS), Signal(32)
+        rd_addr, rd_left = Signal(ADDR_BITS), Signal(32)
+        in_flight = Signal(range(cfg.memory.outstanding + 1))
+        plan_addr, plan_left = Signal(ADDR_BITS), Signal(32)
+        m.d.comb += [plan_addr.eq(Mux(cmd, cmd_addr, rd_addr)), plan_left.eq(Mux(cmd, cmd_beats, rd_left))]
+        n_beats = BurstPlanner(cfg, plan_addr, plan_left).beats(m)
+        m.d.comb += r.ready.eq(1)
+        beat = r.valid
+        complete = beat & r.payload.last
+        ar_free = ~ar.valid | ar.ready
+        issue_ar = ar_free & (plan_left != 0) & ((in_flight < cfg.memory.outstanding) | complete)
+        with m.If(issue_ar):
+            m.d.sync += [ar.valid.eq(1), ar.payload.id.eq(0), ar.payload.addr.eq(plan_addr),
+                         ar.payload.len.eq(n_beats - 1), ar.payload.size.eq(size), ar.payload.burst.eq(BURST_INCR),
+                         rd_addr.eq(plan_addr + (n_beats << size)), rd_left.eq(plan_left - n_beats)]
+        with m.Else():
+            with m.If(ar.ready):
+                m.d.sync += ar.valid.eq(0)
+            with m.If(cmd):
+                m.d.sync += [rd_addr.eq(cmd_addr), rd_left.eq(cmd_beats)]
+        with m.If(halt):
+            m.d.sync += rd_left.eq(0)          # an aborted run issues nothing more; its beats are dropped
+        m.d.sync += in_flight.eq(in_flight + issue_ar - complete)
+        m.d.comb += [self.bus.aw.valid.eq(0), self.bus.w.valid.eq(0), self.bus.b.ready.eq(1)]
+        bad_beat = beat & (r.payload.resp != RESP_OKAY)
+
+        # ---------------- RAMs ----------------
+        def row(bits):
+            return max(bits, beat_bits)
+        task_ram = _Ram(m, "task_ram", TASK.width, sched.tasks, row(TASK.width))
+        count_ram = _Ram(m, "count_ram", 8, sched.tasks, task_ram.per * 8, lanes=True)
+        adj_ram = _Ram(m, "adj_ram", ADJ_BITS, sched.tasks, task_ram.per * ADJ_BITS, lanes=True)
+        succ_ram = _Ram(m, "succ_ram", 8 * SUCC_BYTES, sched.successors, row(8 * SUCC_BYTES))
+        desc_ram = _Ram(m, "desc_ram", isa.DESCRIPTOR_BITS, sched.descriptors, row(isa.DESCRIPTOR_BITS))
+        gate_ram = _Ram(m, "gate_ram", cfg.out_line_bits, cfg.out_lines, row(cfg.out_line_bits))
+
+        # gather beats narrower than an entry; ``rx`` counts the beats of the current region
+        rx = Signal(32)
+        gathered = {}
+        for ram in (task_ram, succ_ram, desc_ram, gate_ram):
+            k = max(1, ram.bits // beat_bits)
+            if k == 1:
+                gathered[ram.name] = (r.payload.data, Const(1), rx)
+            else:
+                acc = Signal(ram.bits - beat_bits, name=f"{ram.name}_gather")
+                with m.If(beat):
+                    m.d.sync += acc.eq(Cat(acc[beat_bits:], r.payload.data) if k > 2 else r.payload.data)
+                gathered[ram.name] = (Cat(acc, r.payload.data), rx[:exact_log2(k)] == k - 1, rx >> exact_log2(k))
+
+        # ---------------- load ----------------
+        hdr = Signal(HEADER.width)
+        hdr_beats = max(1, HEADER.width // beat_bits)
+        with m.If(beat & (phase == HDR)):
+            if hdr_beats == 1:
+                m.d.sync += hdr.eq(r.payload.data[:HEADER.width])
+            else:
+                m.d.sync += hdr.eq(Cat(hdr[beat_bits:], r.payload.data))
+        h = header_layout(hdr[:header_layout.size])
+
+        def beats_of(n, entry_bytes):
+            return (n * entry_bytes + B - 1) >> size
+        region_beats = {TABLE: Signal(32, name="table_beats"), SUCC: Signal(32, name="succ_beats"),
+                        DESC: Signal(32, name="desc_beats")}
+        region_addr = {TABLE: Signal(ADDR_BITS, name="table_addr"), SUCC: Signal(ADDR_BITS, name="succ_addr"),
+                       DESC: Signal(ADDR_BITS, name="desc_addr")}
+        hdr_beats_of = {TABLE: beats_of(h.tasks, TASK.bytes), SUCC: beats_of(h.successors, SUCC_BYTES),
+                        DESC: beats_of(h.descriptors, isa.DESCRIPTOR_BITS // 8)}
+        hdr_addr_of = {TABLE: h.table_addr, SUCC: h.succ_addr, DESC: h.desc_addr}
+        cmd_pending = Signal()
+
+        def next_region(after, beats):
+            """The first non-empty region after ``after`` (RUN if none), as a comb value."""
+            out = Const(RUN, phase.shape())
+            for ph in reversed([p for p in (TABLE, SUCC, DESC) if p > after]):
+                out = Mux(beats[ph] != 0, ph, out)
+            return out
+
+        start_ok = (phase == IDLE) & (in_flight == 0) & ~ar.valid
+        region_last = beat & (rx == Mux(phase == HDR, hdr_beats - 1,
+                                        Mux(phase == TABLE, region_beats[TABLE] - 1,
+                                            Mux(phase == SUCC, region_beats[SUCC] - 1, region_beats[DESC] - 1))))
+        with m.If(beat):
+            m.d.sync += rx.eq(rx + 1)
+        too_many = (h.tasks > sched.tasks) | (h.successors > sched.successors) | (h.descriptors > sched.descriptors)
+        go = (phase == IDLE) & self.start & start_ok
+        with m.Switch(phase):
+            with m.Case(IDLE):
+                with m.If(go):
+                    m.d.comb += [cmd.eq(1), cmd_addr.eq(self.program_base), cmd_beats.eq(hdr_beats)]
+                    m.d.sync += [phase.eq(HDR), rx.eq(0), pol.eq(self.policy), self.busy.eq(1), self.done.eq(0),
+                                 self.error.eq(AsaError.NONE), counter.eq(1), cmd_pending.eq(0)]
+            with m.Case(HDR):
+                with m.If(region_last):
+                    m.d.sync += phase.eq(DECODE)
+            with m.Case(DECODE):
+                m.d.sync += [ntasks.eq(h.tasks), self.page_table_base.eq(h.page_table_base),
+                             self.page_table_entries.eq(h.page_table_entries), rx.eq(0)]
+                for ph in (TABLE, SUCC, DESC):
+                    m.d.sync += [region_beats[ph].eq(hdr_beats_of[ph]), region_addr[ph].eq(hdr_addr_of[ph])]
+                with m.If(too_many):
+                    m.d.comb += halt.eq(1)
+                    m.d.sync += self.error.eq(AsaError.TOO_MANY_TASKS)
+                with m.Else():
+                    first = next_region(DECODE, hdr_beats_of)
+                    m.d.sync += phase.eq(first)
+                    m.d.comb += [cmd.eq(first != RUN), cmd_addr.eq(Mux(first == TABLE, h.table_addr,
+                                                                       Mux(first == SUCC, h.succ_addr, h.desc_addr))),
+                                 cmd_beats.eq(Mux(first == TABLE, hdr_beats_of[TABLE],
+                                                  Mux(first == SUCC, hdr_beats_of[SUCC], hdr_beats_of[DESC])))]
+            for ph in (TABLE, SUCC, DESC):
+                with m.Case(ph):
+                    with m.If(cmd_pending):
+                        m.d.comb += [cmd.eq(1), cmd_addr.eq(region_addr[ph]), cmd_beats.eq(region_beats[ph])]
+                        m.d.sync += cmd_pending.eq(0)
+                    with m.If(region_last):
+                        nxt = next_region(ph, region_beats)
+                        m.d.sync += [phase.eq(nxt), rx.eq(0), cmd_pending.eq(nxt != RUN)]
+        with m.If(bad_beat & (phase != IDLE)):
+            m.d.comb += halt.eq(1)
+            m.d.sync += self.error.eq(AsaError.AXI_ERROR)
+        with m.If(self.busy & ~self.done):
+            m.d.sync += counter.eq(counter + 1)
+
+        # task-table rows: the table RAM, and per task its released-predecessor count (0) and adj (0)
+        t_data, t_we, t_row = gathered["task_ram"]
+        load_table = beat & (phase == TABLE) & t_we
+        rows = [task_layout(t_data.word_select(i, TASK.width)[:task_layout.size]) for i in range(task_ram.per)]
+        m.d.comb += [task_ram.wp.addr.eq(t_row), task_ram.wp.data.eq(t_data), task_ram.wp.en.eq(load_table)]
+        for ram, what in ((succ_ram, SUCC), (desc_ram, DESC)):
+            data, we, row_i = gathered[ram.name]
+            m.d.comb += [ram.wp.addr.eq(row_i), ram.wp.data.eq(data), ram.wp.en.eq(beat & (phase == what) & we)]
+
+        # ---------------- window slots ----------------
+        def slot_sigs(name, shape):
+            return [Signal(shape, name=f"slot{j}_{name}") for j in range(W)]
+        s_valid, s_wait, s_ready = slot_sigs("valid", 1), slot_sigs("wait", 1), slot_sigs("ready", 1)
+        s_task, s_first, s_count = slot_sigs("task", TB), slot_sigs("first", 16), slot_sigs("count", 8)
+        s_pen, s_pred, s_est = slot_sigs("pred_en", 1), slot_sigs("pred", 8), slot_sigs("est", 24)
+        s_sfirst, s_scount = slot_sigs("succ_first", 16), slot_sigs("succ_count", 8)
+        s_mrank, s_key, s_adj = slot_sigs("mrank", MLOG_BITS), slot_sigs("key", signed(KEY_BITS)), \
+            slot_sigs("adj", signed(ADJ_BITS))
+        s_gate = slot_sigs("gate", 1)
+        A = Array  # noqa: N806
+
+        next_in = Signal(TB)
+        en_valid, en_task, en_slot = Signal(), Signal(TB), Signal(range(W))
+        taken = Signal(W)
+        m.d.comb += taken.eq(Cat(s_valid) | Mux(en_valid, (Const(1, W) << en_slot)[:W], 0))
+        free_slot = Signal(range(W))
+        for j in reversed(range(W)):
+            with m.If(~taken[j]):
+                m.d.comb += free_slot.eq(j)
+        running = (phase == RUN) & ~halt
+        en_go = running & (next_in < ntasks) & ~taken.all()
+        e_addr, e_data = task_ram.read()
+        ec_addr, ec_data = count_ram.read(transparent=True)
+        ea_addr, ea_data = adj_ram.read(transparent=True)
+        m.d.comb += [e_addr.eq(next_in), ec_addr.eq(next_in), ea_addr.eq(next_in)]
+        m.d.sync += [en_valid.eq(en_go), en_task.eq(next_in), en_slot.eq(free_slot)]
+        with m.If(en_go):
+            m.d.sync += next_in.eq(next_in + 1)
+
+        # ---------------- release pipeline (declared here: the entering task needs its forward) ----------------
+        s3_valid, s3_task, s3_adj = Signal(), Signal(TB), Signal(signed(ADJ_BITS))
+        r3_addr, r3_data = count_ram.read(transparent=True)
+        r3_new = Signal(8)
+        m.d.comb += r3_new.eq(r3_data - 1)
+        r3_ready = Signal()
+        m.d.comb += r3_ready.eq(s3_valid & (r3_new == 0))
+
+        et = task_layout(e_data[:task_layout.size])
+        e_mrank = mlog_hw(m, et.rank, "entry_mrank")
+        e_fwd = r3_ready & (s3_task == en_task)
+        e_adj = Mux(e_fwd, s3_adj, ea_data.as_signed())
+        with m.If(en_valid):
+            for j in range(W):
+                with m.If(en_slot == j):
+                    m.d.sync += [s_valid[j].eq(1), s_wait[j].eq(1), s_ready[j].eq(e_fwd | (ec_data == 0)),
+                                 s_task[j].eq(en_task), s_first[j].eq(et.first), s_count[j].eq(et.count),
+                                 s_pen[j].eq(et.pred_en), s_pred[j].eq(et.pred), s_est[j].eq(et.est),
+                                 s_sfirst[j].eq(et.succ_first), s_scount[j].eq(et.succ_count),
+                                 s_mrank[j].eq(e_mrank), s_adj[j].eq(e_adj), s_gate[j].eq(et.gate != GateOp.NONE),
+                                 s_key[j].eq(Mux(adaptive, e_mrank + e_adj, et.rank))]
+
+        # ---------------- pick: argmax (key, -task) over ready waiting slots ----------------
+        head = Signal(TB)                                   # in_order: the lowest task not yet issued
+        cand = [s_valid[j] & s_wait[j] & s_ready[j] & (~in_order | (s_task[j] == head)) for j in range(W)]
+        nodes = [(cand[j], s_key[j], s_task[j], Const(j, range(W))) for j in range(W)]
+        level = 0
+        while len(nodes) > 1:
+            nxt_nodes = []
+            for i in range(0, len(nodes), 2):
+                if i + 1 == len(nodes):
+                    nxt_nodes.append(nodes[i])
+                    continue
+                (va, ka, ta, ia), (vb, kb, tb, ib) = nodes[i], nodes[i + 1]
+                a_wins = va & (~vb | (ka > kb) | ((ka == kb) & (ta < tb)))
+                v = Signal(name=f"pick{level}_{i}_v")
+                k = Signal(signed(KEY_BITS), name=f"pick{level}_{i}_k")
+                t = Signal(TB, name=f"pick{level}_{i}_t")
+                ix = Signal(range(W), name=f"pick{level}_{i}_i")
+                m.d.comb += [v.eq(va | vb), k.eq(Mux(a_wins, ka, kb)), t.eq(Mux(a_wins, ta, tb)),
+                             ix.eq(Mux(a_wins, ia, ib))]
+                nxt_nodes.append((v, k, t, ix))
+            nodes, level = nxt_nodes, level + 1
+        has_pick, _, _, pick = nodes[0]
+        has_pick = has_pick & running
+        preds = Signal(P)
+        pred_bits = Cat(preds, Const(0, max(0, 256 - P)))
+        skip = has_pick & A(s_pen)[pick] & ~pred_bits.bit_select(A(s_pred)[pick], 1)
+
+        # ---------------- engines: issue, feed, completion ----------------
+        e_busy = [Signal(name=f"eng{e}_busy") for e in range(E)]
+        free_eng = Signal(range(max(E, 2)))
+        for e in reversed(range(E)):
+            with m.If(~e_busy[e]):
+                m.d.comb += free_eng.eq(e)
+        any_free = ~Cat(e_busy).all()
+        issue = has_pick & ~skip & any_free
+        waiting_any = Cat(s_valid[j] & s_wait[j] for j in range(W)).any()
+        m.d.comb += [self.picked.eq(running & (issue | skip)), self.picked_task.eq(A(s_task)[pick]),
+                     self.picked_engine.eq(free_eng), self.picked_skip.eq(skip)]
+        with m.If(running):
+            with m.If(issue | skip):
+                m.d.sync += head.eq(head + 1)
+                for j in range(W):
+                    with m.If(pick == j):
+                        m.d.sync += s_wait[j].eq(0)
+            with m.If(issue):
+                m.d.sync += self.issued.eq(self.issued + 1)
+            with m.If(skip):
+                m.d.sync += self.skipped.eq(self.skipped + 1)
+            with m.If(has_pick & ~skip & ~any_free):
+                m.d.sync += self.stall_no_engine.eq(self.stall_no_engine + 1)
+            with m.If(~has_pick & waiting_any):
+                m.d.sync += self.stall_not_ready.eq(self.stall_not_ready + 1)
+
+        eng_push, gate_push_in = [], []
+        for e in range(E):
+            port = self.tasks(e)
+            armed, all_taken = Signal(name=f"eng{e}_armed"), Signal(name=f"eng{e}_all_taken")
+            idx, left = Signal(16, name=f"eng{e}_idx"), Signal(8, name=f"eng{e}_left")
+            slot, t_issue = Signal(range(W), name=f"eng{e}_slot"), Signal(COUNTER_BITS, name=f"eng{e}_t_issue")
+            est, is_gate = Signal(24, name=f"eng{e}_est"), Signal(name=f"eng{e}_gate")
+            d_addr, d_data = desc_ram.read()
+            take = port.valid & port.ready
+            m.d.comb += [d_addr.eq(idx + take), port.payload.eq(d_data)]
+            with m.If(issue & (free_eng == e)):
+                m.d.sync += [e_busy[e].eq(1), armed.eq(1), idx.eq(A(s_first)[pick]), left.eq(A(s_count)[pick]),
+                             slot.eq(pick), t_issue.eq(counter), est.eq(A(s_est)[pick]), is_gate.eq(A(s_gate)[pick])]
+            with m.If(armed):
+                m.d.sync += [armed.eq(0), port.valid.eq(1)]
+            with m.If(take):
+                m.d.sync += [idx.eq(idx + 1), left.eq(left - 1)]
+                with m.If(left == 1):
+                    m.d.sync += [port.valid.eq(0), all_taken.eq(1)]
+            finish = e_busy[e] & all_taken & self.idle[e]
+            with m.If(finish):
+                m.d.sync += [e_busy[e].eq(0), all_taken.eq(0)]
+            with m.If(halt | (phase != RUN)):
+                m.d.sync += [e_busy[e].eq(0), all_taken.eq(0), armed.eq(0), port.valid.eq(0)]
+            measured = mlog_hw(m, (counter - t_issue)[:COUNTER_BITS], f"eng{e}_mlog_time")
+            m_est = mlog_hw(m, est, f"eng{e}_mlog_est")
+            mt, me = Signal(signed(ADJ_BITS), name=f"eng{e}_mt"), Signal(signed(ADJ_BITS), name=f"eng{e}_me")
+            adj = Signal(signed(ADJ_BITS), name=f"eng{e}_adj")
+            m.d.comb += [mt.eq(measured), me.eq(m_est), adj.eq(mt - me)]
+            with m.If(finish):
+                for j in range(W):
+                    with m.If(slot == j):
+                        m.d.sync += s_adj[j].eq(adj)
+            eng_push.append((finish & ~is_gate & running, slot))
+            gate_push_in.append((finish & is_gate & running, slot))
+
+        # ---------------- gate unit ----------------
+        g_state = Signal(range(4))
+        G_IDLE, G_FETCH, G_READ, G_PROC = range(4)
+        gq_head, gq_any, gq_pop = _multi_fifo(m, "gate_q", W, ceil_log2(max(W, 2)), gate_push_in, go)
+        g_slot = Signal(range(W))
+        ga_addr, ga_data = task_ram.read()
+        m.d.comb += ga_addr.eq(A(s_task)[gq_head])
+        gt = task_layout(ga_data[:task_layout.size])
+        g_op, g_base, g_rows, g_cols = Signal(2), Signal(8), Signal(16), Signal(8)
+        g_k, g_cap, g_tile_rows, g_thr = Signal(4), Signal(16), Signal(16), Signal(signed(32))
+        g_tiles, g_blocks, g_beats = Signal(16), Signal(8), Signal(32)
+        lanes_log = exact_log2(cfg.engine.lanes)
+        line_beats = cfg.out_line_bits // beat_bits            # beats per output line (0: lines per beat > 1)
+        gt_blocks = (gt.gate_cols + cfg.engine.lanes - 1) >> lanes_log
+        gt_lines = gt.gate_rows * gt_blocks
+        gt_beats = gt_lines * line_beats if line_beats else \
+            (gt_lines + beat_bits // cfg.out_line_bits - 1) >> exact_log2(beat_bits // cfg.out_line_bits)
+        m.d.comb += gq_pop.eq((g_state == G_IDLE) & gq_any & running)
+        g_push = Signal()
+        gate_last = Signal()
+        with m.Switch(g_state):
+            with m.Case(G_IDLE):
+                with m.If(gq_pop):
+                    m.d.sync += [g_state.eq(G_FETCH), g_slot.eq(gq_head)]
+            with m.Case(G_FETCH):
+                tr = Mux(gt.gate_tile_rows == 0, 1, gt.gate_tile_rows)
+                m.d.comb += [cmd.eq(1), cmd_addr.eq(gt.gate_addr), cmd_beats.eq(gt_beats)]
+                m.d.sync += [g_state.eq(G_READ), rx.eq(0), g_op.eq(gt.gate), g_base.eq(gt.gate_base),
+                             g_rows.eq(gt.gate_rows), g_cols.eq(gt.gate_cols),
+                             g_k.eq(Mux(gt.gate == GateOp.TOPK, gt.gate_k, 0)), g_cap.eq(gt.gate_capacity),
+                             g_tile_rows.eq(tr), g_thr.eq(gt.gate_threshold.as_signed()),
+                             g_tiles.eq((gt.gate_rows + tr - 1) // tr), g_blocks.eq(gt_blocks), g_beats.eq(gt_beats)]
+                with m.If(gt_beats == 0):
+                    m.d.sync += g_state.eq(G_PROC)
+            with m.Case(G_READ):
+                with m.If(beat & (rx == g_beats - 1)):
+                    m.d.sync += g_state.eq(G_PROC)
+            with m.Case(G_PROC):
+                with m.If(gate_last):
+                    m.d.comb += g_push.eq(1)
+                    m.d.sync += g_state.eq(G_IDLE)
+        with m.If(halt | ~running):
+            m.d.sync += g_state.eq(G_IDLE)
+        gd, gwe, grow = gathered["gate_ram"]
+        m.d.comb += [gate_ram.wp.addr.eq(grow), gate_ram.wp.data.eq(gd),
+                     gate_ram.wp.en.eq(beat & (g_state == G_READ) & (phase == RUN) & gwe)]
+
+        # gate processing: ``cur`` is the step done in this cycle, ``nxt`` the next (its value read now)
+        PRE, STEP_A, STEP_B, END = range(4)
+        c_ph, c_r, c_c, c_b = Signal(2), Signal(16), Signal(8), Signal(4)
+        c_rb, c_ti, c_tr = Signal(24), Signal(16), Signal(16)
+        n_ph, n_r, n_c, n_b = Signal(2), Signal(16), Signal(8), Signal(4)
+        n_rb, n_ti, n_tr = Signal(24), Signal(16), Signal(16)
+        m.d.comb += [n_ph.eq(c_ph), n_r.eq(c_r), n_c.eq(c_c), n_b.eq(c_b), n_rb.eq(c_rb), n_ti.eq(c_ti),
+                     n_tr.eq(c_tr)]
+
+        def new_row():
+            with m.If(c_r + 1 < g_rows):
+                last_in_tile = c_tr + 1 == g_tile_rows
+                m.d.comb += [n_ph.eq(STEP_A), n_r.eq(c_r + 1), n_c.eq(0), n_rb.eq(c_rb + g_blocks),
+                             n_ti.eq(c_ti + last_in_tile), n_tr.eq(Mux(last_in_tile, 0, c_tr + 1))]
+            with m.Else():
+                m.d.comb += n_ph.eq(END)
+        with m.Switch(c_ph):
+            with m.Case(PRE):
+                with m.If((g_rows == 0) | (g_cols == 0)):
+                    m.d.comb += n_ph.eq(END)
+                with m.Else():
+                    m.d.comb += [n_ph.eq(STEP_A), n_r.eq(0), n_c.eq(0), n_rb.eq(0), n_ti.eq(0), n_tr.eq(0)]
+            with m.Case(STEP_A):
+                with m.If(c_c + 1 < g_cols):
+                    m.d.comb += n_c.eq(c_c + 1)
+                with m.Elif(g_k != 0):
+                    m.d.comb += [n_ph.eq(STEP_B), n_b.eq(0)]
+                with m.Else():
+                    new_row()
+            with m.Case(STEP_B):
+                with m.If(c_b + 1 < g_k):
+                    m.d.comb += n_b.eq(c_b + 1)
+                with m.Else():
+                    new_row()
+        proc = (g_state == G_PROC) & running
+        m.d.comb += gate_last.eq(proc & (n_ph == END))
+        with m.If(proc):
+            m.d.sync += [c_ph.eq(n_ph), c_r.eq(n_r), c_c.eq(n_c), c_b.eq(n_b), c_rb.eq(n_rb), c_ti.eq(n_ti),
+                         c_tr.eq(n_tr)]
+        with m.Else():
+            m.d.sync += c_ph.eq(PRE)
+        gv_addr, gv_data = gate_ram.read()
+        m.d.comb += gv_addr.eq(n_rb + (n_c >> lanes_log))
+        acc = cfg.engine.acc_bits
+        value = Signal(signed(acc))
+        m.d.comb += value.eq(gv_data.word_select(c_c[:lanes_log] if lanes_log else 0, acc))
+        step_a = proc & (c_ph == STEP_A)
+        step_b = proc & (c_ph == STEP_B)
+        start_proc = proc & (c_ph == PRE)
+
+        # TOPK: the row's best gate_k (value, column) so far, sorted (ties: the earlier column first)
+        tv = [Signal(signed(acc), name=f"topk{i}_v") for i in range(TOPK_MAX)]
+        tc = [Signal(8, name=f"topk{i}_c") for i in range(TOPK_MAX)]
+        tvl = [Signal(name=f"topk{i}_valid") for i in range(TOPK_MAX)]
+        ge = [tvl[i] & (c_c != 0) & (tv[i] >= value) for i in range(TOPK_MAX)]
+        with m.If(step_a):
+            for i in range(TOPK_MAX):
+                with m.If(~ge[i]):
+                    if i == 0:
+                        m.d.sync += [tv[i].eq(value), tc[i].eq(c_c), tvl[i].eq(1)]
+                    else:
+                        with m.If(ge[i - 1]):
+                            m.d.sync += [tv[i].eq(value), tc[i].eq(c_c), tvl[i].eq(1)]
+                        with m.Else():
+                            m.d.sync += [tv[i].eq(tv[i - 1]), tc[i].eq(tc[i - 1]),
+                                         tvl[i].eq(tvl[i - 1] & (c_c != 0))]
+        taken_n = [Signal(16, name=f"gate_taken{j}") for j in range(P)]
+        pick_v, pick_c, pick_taken = Signal(), Signal(8), Signal(16)
+        m.d.comb += [pick_v.eq(A(tvl)[c_b]), pick_c.eq(A(tc)[c_b]),
+                     pick_taken.eq(A(taken_n)[pick_c[:ceil_log2(P)]])]
+        apply, set_thr = Signal(), Signal()
+        bit_topk, bit_thr, block = Signal(32), Signal(9), Signal(32)
+        m.d.comb += [apply.eq(step_b & pick_v & (pick_c < P) & (pick_taken < g_cap)),
+                     bit_topk.eq(g_base + pick_c * g_tiles + c_ti), bit_thr.eq(g_base + c_c),
+                     set_thr.eq(step_a & (g_op == GateOp.THRESHOLD) & (value > g_thr)),
+                     block.eq(Mux(g_op == GateOp.TOPK, g_cols * g_tiles, g_cols))]
+        with m.If(start_proc):
+            m.d.sync += [t.eq(0) for t in taken_n]
+        for j in range(P):
+            with m.If(apply & (pick_c == j)):
+                m.d.sync += taken_n[j].eq(taken_n[j] + 1)
+        for q in range(P):
+            with m.If(start_proc & (q >= g_base) & (q < g_base + block)):
+                m.d.sync += preds[q].eq(0)
+            with m.If((apply & (bit_topk == q)) | (set_thr & (bit_thr == q))):
+                m.d.sync += preds[q].eq(1)
+
+        # ---------------- completions: FIFO and release ----------------
+        pushes = [*eng_push, (skip & running, pick), (g_push, g_slot)]
+        c_head, c_any, c_pop = _multi_fifo(m, "done_q", W, ceil_log2(max(W, 2)), pushes, go)
+        walking, w_ptr, w_left = Signal(), Signal(16), Signal(8)
+        w_adj = Signal(signed(ADJ_BITS))
+        completed = Signal(TB + 1)
+        m.d.comb += c_pop.eq(running & ~walking & c_any)
+        hd_first, hd_count, hd_adj = A(s_sfirst)[c_head], A(s_scount)[c_head], A(s_adj)[c_head]
+        m.d.comb += [self.released.eq(c_pop), self.released_task.eq(A(s_task)[c_head])]
+        ent_valid = (c_pop & (hd_count != 0)) | walking
+        sr_addr, sr_data = succ_ram.read()
+        m.d.comb += sr_addr.eq(Mux(walking, w_ptr, hd_first))
+        with m.If(c_pop):
+            for j in range(W):
+                with m.If(c_head == j):
+                    m.d.sync += s_valid[j].eq(0)
+            m.d.sync += [walking.eq(hd_count > 1), w_ptr.eq(hd_first + 1), w_left.eq(hd_count - 1), w_adj.eq(hd_adj)]
+        with m.Elif(walking):
+            m.d.sync += [w_ptr.eq(w_ptr + 1), w_left.eq(w_left - 1)]
+            with m.If(w_left == 1):
+                m.d.sync += walking.eq(0)
+        walk_last = (c_pop & (hd_count <= 1)) | (walking & (w_left == 1))
+        with m.If(walk_last):
+            m.d.sync += completed.eq(completed + 1)
+        # stage 2: the successor's count is read; stage 3: written back, the successor released at zero
+        s2_valid, s2_adj = Signal(), Signal(signed(ADJ_BITS))
+        m.d.sync += [s2_valid.eq(ent_valid & running), s2_adj.eq(Mux(walking, w_adj, hd_adj)),
+                     s3_valid.eq(s2_valid & running), s3_task.eq(sr_data), s3_adj.eq(s2_adj)]
+        m.d.comb += r3_addr.eq(Mux(s2_valid, sr_data, 0))
+        lane_t = s3_task[:count_ram.sel_bits] if count_ram.sel_bits else Const(0, 1)
+        one_lane = Const(1, count_ram.per) << lane_t
+        with m.If(phase == TABLE):
+            m.d.comb += [count_ram.wp.addr.eq(t_row), count_ram.wp.data.eq(Cat(rw.deps for rw in rows)),
+                         count_ram.wp.en.eq(Mux(load_table, (1 << task_ram.per) - 1, 0)),
+                         adj_ram.wp.addr.eq(t_row), adj_ram.wp.data.eq(0),
+                         adj_ram.wp.en.eq(Mux(load_table, (1 << task_ram.per) - 1, 0))]
+        with m.Else():
+            m.d.comb += [count_ram.wp.addr.eq(s3_task >> count_ram.sel_bits),
+                         count_ram.wp.data.eq(r3_new.replicate(count_ram.per)),
+                         count_ram.wp.en.eq(Mux(s3_valid, one_lane, 0)),
+                         adj_ram.wp.addr.eq(s3_task >> adj_ram.sel_bits),
+                         adj_ram.wp.data.eq(s3_adj.as_unsigned().replicate(adj_ram.per)),
+                         adj_ram.wp.en.eq(Mux(r3_ready, one_lane, 0))]
+        for j in range(W):
+            with m.If(r3_ready & s_valid[j] & (s_task[j] == s3_task)):
+                m.d.sync += [s_ready[j].eq(1), s_adj[j].eq(s3_adj)]
+                with m.If(adaptive):
+                    m.d.sync += s_key[j].eq(s_mrank[j] + s3_adj)
+
+        # ---------------- run start / end ----------------
+        with m.If(go):
+            m.d.sync += [next_in.eq(0), head.eq(0), completed.eq(0), walking.eq(0), en_valid.eq(0),
+                         self.issued.eq(0), self.skipped.eq(0), self.stall_no_engine.eq(0),
+                         self.stall_not_ready.eq(0), preds.eq(0)]
+            m.d.sync += [s.eq(0) for s in s_valid]
+        with m.If(running & ((walk_last & (completed + 1 == ntasks)) | (ntasks == 0))):
+            m.d.sync += [phase.eq(IDLE), self.busy.eq(0), self.done.eq(1)]
+        with m.If(halt):
+            m.d.sync += [phase.eq(IDLE), self.busy.eq(0)]
+        m.d.comb += self.predicates.eq(preds)
+        return m
+

@@ -1,0 +1,136 @@
+"""Timing contracts: the latencies of the components that the cycle model reproduces, written once.
+
+Each class here is the timing half of one Amaranth component, which inherits it (``class RowUnit(RowUnitTiming,
+wiring.Component)``), so ``RowUnit.result_latency`` is still a property of the component, and the cycle model
+(``sim/model/``) reads the same number without importing Amaranth. The component's docstring explains the
+pipeline behind each number; a pipeline change edits the number here, and the model moves with it.
+"""
+from __future__ import annotations
+
+from hwgen.spec import isa
+
+#: fraction bits of the scheduler's Mitchell log2 (``adaptive`` policy): msb position, then this many bits below it
+MLOG_FRAC = 8
+
+
+class ScratchpadTiming:
+    #: a read address in cycle t -> its data in t + 1
+    READ_LATENCY = 1
+
+
+class MacLanesTiming:
+    #: an operand presented -> the ``result_valid`` strobe that includes it (operand register, product register,
+    #: accumulate)
+    latency = 3
+
+
+class RowUnitTiming:
+    """Job accepted in cycle td -> last encode cycle te = td + front_latency(format) + Σ - 1 (Σ = sum over the
+    row's scan words of max(1, marked elements)); the unit takes a new job from max(te, td + min_period) on;
+    the result is ready in te + result_latency."""
+
+    #: cycles from the last encode cycle to the result being ready: T0 (index / value read), the B read, then
+    #: the MAC pipeline
+    result_latency = 1 + ScratchpadTiming.READ_LATENCY + MacLanesTiming.latency
+
+    @staticmethod
+    def front_latency(a_format: int) -> int:
+        """Cycles from accepting a job to its first encode cycle: latch the job, read word 0, detect it;
+        CSR first reads the row's two pointers (one cycle more)."""
+        return 1 + (a_format == isa.AFormat.CSR) + ScratchpadTiming.READ_LATENCY + 1
+
+    @staticmethod
+    def min_period(cfg) -> int:
+        """Shortest time between two jobs on one unit: R, one round of the output writer."""
+        return cfg.engine.rows
+
+
+class ResultWriterTiming:
+    @staticmethod
+    def latency(requant: int) -> int:
+        """Cycles from a result's write slot to its writes: one more to read the requant table."""
+        return 0 if requant == isa.Requant.NONE else 1
+
+
+class EngineTiming:
+    #: the issue cycle is cycle 0; descriptor registers are valid and dispatch begins in cycle 1
+    first_dispatch_cycle = 1
+    #: the compute unit's end is decided in the cycle after the last output-buffer write
+    done_delay = 1
+
+    @staticmethod
+    def write_slot(cycle: int, rows: int) -> int:
+        """Which row unit owns the output-buffer write port in ``cycle`` (counted from the start)."""
+        return (cycle - 1) % rows
+
+
+class TopkSoftmaxTiming:
+    """A row of ``n`` beats that keeps ``count`` entries occupies the unit from the cycle its first beat is
+    accepted to the cycle after its last entry is emitted (``row_cycles``)."""
+
+    EXP_LATENCY = 5     # issue of an entry -> ``total`` includes its e
+    DIV_CYCLES = 23     # restoring-division iterations for r = 2^32 // total (width of r at frac_bits = 4)
+    EMPTY_CYCLES = 1    # a row without a valid beat: one cycle for its ``empty`` beat after the last beat
+
+    @staticmethod
+    def row_cycles(n_beats: int, count: int) -> int:
+        """Cycles the unit is busy with a row of ``n_beats`` beats (>= 1) that keeps ``count`` entries: from the
+        cycle it accepts the first beat to the cycle after it emits the last entry (the empty beat if
+        ``count`` is 0). Back to back with an always-valid producer, the next row starts exactly then."""
+        if n_beats < 1 or not 0 <= count <= n_beats:
+            raise ValueError(f"row_cycles: n_beats={n_beats}, count={count} (allowed: n_beats >= 1, "
+                             "0 <= count <= n_beats)")
+        if count == 0:
+            return n_beats + TopkSoftmaxTiming.EMPTY_CYCLES
+        return n_beats + (TopkSoftmaxTiming.EXP_LATENCY - 1 + count) + TopkSoftmaxTiming.DIV_CYCLES + count
+
+
+class TopkPathTiming:
+    #: cycles from the start cycle to the unit accepting the first score: read the first line, then present it
+    first_beat = 2
+
+    @staticmethod
+    def task_cycles(cfg, n: int, counts) -> int:
+        """Cycles of a TOPK task over rows of ``n`` scores keeping ``counts[i]`` entries each."""
+        return TopkPathTiming.first_beat + sum(TopkSoftmaxTiming.row_cycles(n, c) for c in counts)
+
+
+class TlbTiming:
+    #: cycles from the ``req`` handshake to ``resp.valid`` on a hit or an OUTSIDE fault
+    hit_latency = 1
+    #: cycles from the ``req`` handshake to ``walk_req.valid`` on a miss
+    walk_issue_latency = 1
+    #: cycles from the ``walk_resp`` handshake to ``resp.valid``
+    fill_latency = 1
+    #: cycles between accepted requests when they hit back to back and ``resp.ready`` stays high
+    hit_interval = 1
+
+    @classmethod
+    def miss_latency(cls, walk_cycles: int) -> int:
+        """Cycles from the ``req`` handshake to ``resp.valid`` on a miss whose walk is accepted at once and
+        answered ``walk_cycles`` (>= 1) cycles after the ``walk_req`` handshake."""
+        if walk_cycles < 1:
+            raise ValueError(f"walk_cycles: {walk_cycles} is not allowed: the answer comes at least one cycle "
+                             "after the walk request")
+        return cls.walk_issue_latency + walk_cycles + cls.fill_latency
+
+
+class AsaTiming:
+    #: start in S -> header AR in S + 1
+    start_ar_latency = 1
+    #: a load region's last R beat in t -> the next region's first AR in t + 2 (header register, then command)
+    region_gap = 2
+    #: the last R beat of the load in t -> scheduling from t + 1
+    run_latency = 1
+    #: a task entering the window in e (table RAM read) may be picked from e + 2 (slot register)
+    entry_latency = 2
+    #: issue in c -> the first descriptor offered in c + 2 (engine register, then descriptor RAM read)
+    feed_latency = 2
+    #: successor entry walked in w (successor RAM read) -> count RAM read in w + 1, write in w + 2, ready in w + 3
+    release_latency = 3
+    #: the gate unit takes a gate task in g (table RAM read) -> first AR in g + 2
+    gate_ar_latency = 2
+    #: the gate values' last R beat in t -> completion pushed in t + 1 + gate_cycles
+    gate_push_latency = 1
+    #: the walk of the last completion in w -> done from w + 1
+    done_latency = 1

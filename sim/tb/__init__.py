@@ -1,1 +1,0 @@
-"""cocotb testbench modules and the Verilator control file (waivers.vlt) used by sim.runner."""
