@@ -117,7 +117,7 @@ def _chip_readme(cfg: HwConfig, meta: dict) -> str:
             f"{s.successors} successors, {s.descriptors} descriptors, {s.predicates} predicate bits, policy "
             f"`{s.policy}` after reset), {s.engines} DSA engines and the memory side: "
             + _hbm_text(cfg) + ". `irq` rises when a program is done (with `irq_enable`).\n\n"
-            "Host protocol: wait for `status.l3_ready`; place the program (hwgen/compiler.py: tensors in pages, "
+            "Host protocol: wait for `status.l3_ready`; place the program (hwgen/compiler/dag.py: tensors in pages, "
             "the page table, then the header, task table, successor lists and descriptors) in HBM; write "
             "`program_base` (and `policy`); write 1 to `control.start`; wait for `irq` or `status.done`; write 1 "
             "to `control.l3_flush` and wait for `status.l3_flushing` to fall before reading results from HBM.\n\n"

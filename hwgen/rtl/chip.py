@@ -58,11 +58,12 @@ def csr_map(cfg) -> CsrMap:
         ("irq_enable", 1, Access.RW, "bit 0: drive the irq pin from irq.done", 0),
         ("error", 2, Access.RO, "scheduler error: " + ", ".join(f"{e.value} {e.name}" for e in AsaError), 0),
         ("page_fault", fault_bits * E, Access.RO, f"per engine e, bits {fault_bits}e..: its page_fault "
-                                                  "(hwgen/tlb.py: LOAD bits 0-1, STORE bits 2-3)", 0),
+                                                  "(hwgen/spec/page_table.py: LOAD bits 0-1, STORE bits 2-3)", 0),
         ("dma_error", 2 * E, Access.RO, "per engine e, bit 2e: a LOAD beat, 2e+1: a STORE response was not OKAY", 0),
         ("policy", 2, Access.RW, "scheduling policy, taken at start: " + ", ".join(
             f"{i} {p}" for i, p in enumerate(POLICIES)), policy_code(cfg.scheduler.policy)),
-        ("program_base", 40, Access.RW, "physical HBM byte address of the program header (hwgen/task_table.py)", 0),
+        ("program_base", 40, Access.RW, "physical HBM byte address of the program header "
+                                        "(hwgen/spec/task_table.py)", 0),
         *[(name, 32, Access.RO, doc, 0) for name, doc in zip(COUNTERS, (
             "cycles from start to done", "tasks issued to engines", "tasks skipped by a clear predicate",
             "cycles a picked task waited for a free engine", "cycles no window task was ready"))],

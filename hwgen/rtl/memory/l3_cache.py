@@ -154,7 +154,7 @@ def ram_verilog(module: str, width: int, depth: int, byte_enables: bool = False,
         write = ["        if (wr_en)",
                  "            mem[wr_addr] <= wr_data;"]
     lines = [
-        f"// {module}: L3 cache {what} RAM (hwgen/l3_cache.py), {depth} words x {width} bits.",
+        f"// {module}: L3 cache {what} RAM (hwgen/rtl/memory/l3_cache.py), {depth} words x {width} bits.",
         "// Generated, do not edit. Single clock; read port with a registered output (a read of the word written",
         "// in the same cycle returns the old contents); write port" + (" with byte enables" if byte_enables else "")
         + ". Behavioural:",
