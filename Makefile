@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 JOBS   ?= 2
 
-.PHONY: setup demo test test-full rtl bench lint clean
+.PHONY: setup demo test test-full coverage rtl bench lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,13 @@ test: setup
 test-full: setup
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n $(JOBS) -q
+
+## coverage: Verilator line + toggle coverage of the generated Verilog (the tiny preset's tops and every component
+## top) under the tests of make test; prints it per module, keeps annotated sources in build/coverage/annotated
+coverage: setup
+	rm -rf build/coverage
+	DSA_COVERAGE=$(CURDIR)/build/coverage $(BIN)/python -m pytest -n $(JOBS) -m "not full" -q
+	$(BIN)/python -m sim.rtl.coverage build/coverage
 
 ## rtl: generate Verilog for every preset into rtl_out/
 rtl: setup

@@ -28,7 +28,7 @@ from golden.generators.operands import power_law_rows, prune_nm, random_operands
 from hwgen.compiler.single_kernel import compile_attention, compile_matmul
 from hwgen.compiler.tiling import compile_matmul_hbm
 from hwgen.spec import config
-from sim.backends import DEFAULT_BUILD_ROOT
+from sim.backends import default_build_root
 from sim.model.engine import EngineModel
 from sim.model.memory.axi_port import HbmPorts
 from sim.model.memory.dma import DmaUnits
@@ -60,17 +60,17 @@ class Bench:
         self.sim_wall = 0.0
         self.cycles = 0
         self.record: dict = {"config": self.cfg.build_name}
-        build(self.cfg, DEFAULT_BUILD_ROOT)      # cached per digest; not part of any timing
+        build(self.cfg, default_build_root())      # cached per digest; not part of any timing
         self.model.run(compile_matmul(self.cfg, *random_operands(4, 8, 4, 1.0, 0)))   # warm-up (torch import)
 
     def measure(self, programs):
         """(rtl cycles, sim cycles, sim Result) per program; the RTL runs them all in one process."""
         t = time.perf_counter()
-        rtl = run_rtl_batch(self.cfg, programs, build_root=DEFAULT_BUILD_ROOT)
+        rtl = run_rtl_batch(self.cfg, programs, build_root=default_build_root())
         self.rtl_wall += time.perf_counter() - t
         self.rtl_start_to_done += sum(r.stats["wall_s"] for r in rtl)
         out = []
-        for p, r in zip(programs, rtl):
+        for p, r in zip(programs, rtl, strict=True):
             t = time.perf_counter()
             s = self.model.run(p)
             self.sim_wall += time.perf_counter() - t
@@ -98,7 +98,7 @@ class Bench:
                        f"({self.cfg.engine.rows} row units x {self.cfg.engine.lanes} lanes)",
                        "density", "RTL cycles", "sim cycles", "speedup vs d=1", "fraction of 1/d", "utilization")
         goal_ok, rows = False, []
-        for d, p, (r, s, _) in zip(DENSITIES, programs, res):
+        for d, p, (r, s, _) in zip(DENSITIES, programs, res, strict=True):
             t.add_row(f"{d:g}", str(r), str(s), f"{base / r:.2f}x", f"{base / r * d:.3f}", f"{self.util(p, r):.3f}")
             rows.append({"density": d, "rtl_cycles": r, "sim_cycles": s, "speedup": base / r})
             goal_ok |= d == GOAL_DENSITY and base / r * d >= GOAL_FRACTION
@@ -165,7 +165,7 @@ class Bench:
                     for order, thr in cases]
         res = self.measure(programs)
         rows = []
-        for (order, thr), p, (r, s, sim) in zip(cases, programs, res):
+        for (order, thr), p, (r, s, sim) in zip(cases, programs, res, strict=True):
             balance = sim.stats["unit_busy_cycles"] / (r * self.cfg.engine.rows)
             t.add_row(order, str(thr), str(r), str(s), f"{self.util(p, r):.3f}", f"{balance:.3f}")
             rows.append({"order": order, "threshold": thr, "rtl_cycles": r, "utilization": self.util(p, r),
@@ -279,8 +279,8 @@ class MemoryBench:
         m2, k2, n2 = HBM_RTL_SHAPE
         programs = [compile_matmul_hbm(cfg, *random_operands(m2, k2, n2, d, seed=0), kernel, fmt,
                                        tile_rows=HBM_RTL_TILE) for kernel, fmt, d in (cases[0], cases[3])]
-        build(cfg, DEFAULT_BUILD_ROOT)
-        rtl = run_rtl_batch(cfg, programs, build_root=DEFAULT_BUILD_ROOT)
+        build(cfg, default_build_root())
+        rtl = run_rtl_batch(cfg, programs, build_root=default_build_root())
         sim = [model.run(p, outputs=False).cycles for p in programs]
         exact = [r.cycles for r in rtl] == sim
         self.console.print(f"RTL check, {m2}x{k2}x{n2} in tiles of {HBM_RTL_TILE} rows, dense gemm and bitmask "

@@ -14,7 +14,7 @@ from golden.generators import dags as dw
 from hwgen.compiler.dag import compile_workload
 from hwgen.spec import config
 from hwgen.spec.workload import Workload
-from sim.backends import DEFAULT_BUILD_ROOT
+from sim.backends import default_build_root
 from sim.model.chip import ChipModel
 from sim.verify import DAG_CYCLE_TOLERANCE
 
@@ -97,7 +97,8 @@ class SchedulerBench:
                              "cycles from the host's start)", "DAG", "policy", "RTL", "sim", "difference")
         ok, worst = True, 0.0
         for policy in POLICIES:
-            for w, p, rtl in zip(ws, programs, run_chip_batch(cfg, programs, DEFAULT_BUILD_ROOT, policy=policy)):
+            rtl_results = run_chip_batch(cfg, programs, default_build_root(), policy=policy)
+            for w, p, rtl in zip(ws, programs, rtl_results, strict=True):
                 sim = ChipModel(cfg).run(p, outputs=False, policy=policy, start_cycle=rtl.stats["start_cycle"])
                 diff = (sim.cycles - rtl.cycles) / rtl.cycles
                 worst = max(worst, abs(diff))

@@ -1,198 +1,438 @@
-"""`dsa`: generate Verilog, run a kernel on one backend, cross-check all three.
+"""`dsa`: generate Verilog, run a kernel or a DAG on one backend, cross-check all three.
 
-Exit codes: 0 success; 1 a verification mismatch or lint finding; 2 bad input (config, tensors,
-options); 3 a missing toolchain, or a build or simulation that failed (the message names its log).
+Exit codes: 0 success; 1 a verification mismatch or a lint finding; 2 bad input (config, tensors, workload,
+options), found before any work is done, one line per problem naming the field, the value and what is
+allowed; 3 a missing toolchain, a build or simulation that failed (the message names its log), or an internal
+error (the message names the file that holds its traceback). No traceback is ever printed.
 """
 from __future__ import annotations
 
 import json
+import os
 from enum import Enum
+from importlib.metadata import version as package_version
 from pathlib import Path
 
 import numpy as np
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from hwgen.compiler.single_kernel import compile_matmul
 from hwgen.spec import config as hwconfig
+from hwgen.spec import isa
 from hwgen.spec.formats import OperandError, parse_nm
+from hwgen.spec.isa import THRESHOLD_MAX
 from hwgen.spec.program import A_FORMATS, KERNELS
-from sim.backends import BACKENDS, DEFAULT_BUILD_ROOT, run_programs
-from sim.rtl.runner import RtlError, ToolchainError
+from hwgen.spec.workload import WorkloadError
+from sim.backends import BACKENDS, default_build_root, run_programs
+from sim.console import Stages, crash_log, err, error_lines, out
+from sim.rtl.errors import RtlError, ToolchainError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Generator, cycle simulator and verifier of the DSA dynamic-sparsity engine.")
-console = Console()
-err = Console(stderr=True)
+EXIT_HELP = ("Exit codes: 0 ok; 1 a mismatch or lint finding; 2 bad input (one line per problem); 3 a missing "
+             "toolchain, a failed build or simulation, or an internal error (the message names a log).")
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, epilog=EXIT_HELP,
+                  help="Generator, cycle simulator and verifier of the DSA dynamic-sparsity accelerator.")
 
 Kernel = Enum("Kernel", {k: k for k in (*KERNELS, "topk_attention")}, type=str)
 Format = Enum("Format", {f: f for f in A_FORMATS}, type=str)
 Backend = Enum("Backend", {b: b for b in BACKENDS}, type=str)
-Policy = Enum("Policy", {p: p for p in ("in_order", "static_list", "adaptive")}, type=str)
+Policy = Enum("Policy", {p: p for p in hwconfig.POLICIES}, type=str)
 
 CONFIG_HELP = f"preset name ({', '.join(hwconfig.preset_names())}) or a YAML file"
+BUILD_ROOT_HELP = ("Verilator build cache, shared by every working folder (default: $DSA_BUILD_ROOT, else "
+                   "~/.cache/dsa/rtl)")
+DIM = 65535               # m, k, n are 16-bit descriptor fields
+SEED_MAX = 2**63 - 1
+HOST_MEMORY_SHARE = 0.8   # refuse work that would need more than this share of the memory free now
 
 
-def _fail(code: int, lines: list[str]) -> None:
-    for line in lines:
-        err.print(f"[red]error:[/red] {line}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
+class BadInput(Exception):
+    """Input that is refused before any work: one line per problem."""
+
+    def __init__(self, *lines: str):
+        super().__init__("; ".join(lines))
+        self.lines = list(lines)
 
 
-def _load_config(name: str) -> hwconfig.HwConfig:
+def main(argv: list[str] | None = None) -> int:
+    """The `dsa` command: every failure becomes an exit code and plain lines, never a traceback."""
+    args = list(argv) if argv is not None else None
     try:
-        return hwconfig.load(name)
+        result = app(args=args, prog_name="dsa", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except typer.Exit as e:
+        return e.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        error_lines(["interrupted"])
+        return 130
+    except typer.TyperException as e:          # usage: an unknown option, a value out of range, a missing option
+        if type(e).__name__ == "NoArgsIsHelpError":   # `dsa` alone: the help (already printed), not an error
+            return 0
+        hint = f" (see: {e.ctx.command_path} --help)" if getattr(e, "ctx", None) else ""
+        error_lines([e.format_message().replace("Value error, ", "") + hint])
+        return 2
+    except BadInput as e:
+        error_lines(e.lines)
+        return 2
     except hwconfig.ConfigError as e:
-        _fail(2, e.problems)
+        error_lines(e.problems)
+        return 2
+    except (OperandError, WorkloadError) as e:
+        error_lines([str(e)])
+        return 2
+    except (ToolchainError, RtlError) as e:
+        error_lines([str(e)])
+        return 3
+    except Exception as e:                         # a bug: say where the traceback is, not the traceback
+        log = crash_log(e)
+        error_lines([f"internal error: {type(e).__name__}: {e} (traceback in {log}; please report it)"])
+        return 3
 
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"dsa {package_version('dsa')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")):
+    """Generator, cycle simulator and verifier of the DSA dynamic-sparsity accelerator."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# checks that run before any work
+
+def _writable_folder(text: str | Path, option: str) -> Path:
+    """A folder the command may write: created now (nothing inside), or refused with the reason."""
+    if not str(text).strip():
+        raise BadInput(f"{option}: {str(text)!r} is not allowed (allowed: a folder path)")
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise BadInput(f"{option}: {str(path)!r} is a file (allowed: a folder, new or existing)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".dsa-write-probe-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise BadInput(f"{option}: {str(path)!r} cannot be written ({e.strerror or e}; allowed: a folder you can "
+                       "write)") from None
+    return path
+
+
+def _free_memory() -> int:
+    try:
+        with open("/proc/meminfo") as fh:
+            info = dict(line.split(":", 1) for line in fh)
+        return int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def _root_of(build_root: str | None) -> str | Path:
+    return default_build_root() if build_root is None else build_root
+
+
+def _check_ranges(**options) -> None:
+    """Every numeric option in its range, one line per problem: {name: (value, lo, hi)}."""
+    bad = [f"--{name.replace('_', '-')}: {value} is not allowed (allowed: {lo}..{hi})"
+           for name, (value, lo, hi) in options.items() if value is not None and not lo <= value <= hi]
+    if bad:
+        raise BadInput(*bad)
+
+
+def _check_host_memory(m: int, k: int, n: int, what: str) -> None:
+    """Refuse a shape whose operands, their generation and the outputs of three executors would not fit the
+    memory this machine has free (a 65535 x 65535 A alone needs ~50 GB to generate)."""
+    need = 16 * m * k + 4 * k * n + 40 * m * n
+    allowed = int(_free_memory() * HOST_MEMORY_SHARE)
+    if need > allowed:
+        raise BadInput(f"{what}: {m}x{k}x{n} needs about {need / 2**30:.1f} GiB of host memory for its operands and "
+                       f"results (allowed: up to {allowed / 2**30:.1f} GiB, {HOST_MEMORY_SHARE:.0%} of what is free)")
+
+
+def _npy_header(path: Path, option: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of a .npy file without reading its data."""
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise BadInput(f"{option}: cannot read {str(path)!r} as a .npy array ({getattr(e, 'strerror', None) or e})") \
+            from None
+    if not isinstance(arr, np.ndarray):
+        raise BadInput(f"{option}: {str(path)!r} is not a single .npy array")
+    return arr.shape, arr.dtype
+
+
+def _check_npy(path: Path, option: str) -> tuple[int, int]:
+    shape, dtype = _npy_header(path, option)
+    if dtype != np.int8 or len(shape) != 2 or not all(1 <= d <= DIM for d in shape):
+        raise BadInput(f"{option}: {str(path)!r} holds {dtype} {shape} (allowed: a 2-D int8 array, each dimension "
+                       f"1..{DIM})")
+    return shape
+
+
+def _check_device(device: str) -> None:
+    from golden.numerics import pick_device
+    try:
+        pick_device(device)
+    except (RuntimeError, ValueError) as e:
+        raise BadInput(f"--device: {e}") from None
+
+
+def _load_config(name: str, policy: Policy | None = None) -> hwconfig.HwConfig:
+    cfg = hwconfig.load(name)
+    if policy is not None:
+        cfg = hwconfig.from_dict({**cfg.model_dump(), "scheduler": {**cfg.scheduler.model_dump(),
+                                                                    "policy": policy.value}})
+    return cfg
+
+
+def _parse_requant(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        mult, shift = (int(part) for part in text.split(":"))
+    except ValueError:
+        raise BadInput(f"--requant: {text!r} is not allowed (allowed: MULT:SHIFT such as 181:15)") from None
+    return mult, shift
+
+
+def _nm(text: str) -> tuple[int, int]:
+    try:
+        return parse_nm(text)
+    except OperandError as e:
+        raise BadInput(f"--nm: {str(e).split(': ', 1)[-1]}") from None
+
+
+# ---------------------------------------------------------------------------------------------------
+# programs
+
+def _matmul_program(cfg, kernel: str, a_format: str, ratio, threshold, requant, hbm: bool, A, B, stage):
+    """One engine's program for C = A @ B: operands in L1 when they fit, else (or with ``hbm``) tiled through
+    HBM; returns (program, a line saying where the operands are)."""
+    from hwgen.compiler.single_kernel import L1FullError, compile_matmul
+    from hwgen.compiler.tiling import compile_matmul_hbm
+    stage("compiling the program")
+    why = "--hbm"
+    if not hbm:
+        try:
+            return compile_matmul(cfg, A, B, kernel, a_format, threshold, nm=ratio, requant=requant), "in L1"
+        except L1FullError as e:
+            why = f"they do not fit L1 ({str(e).split(' (operands')[0]})"
+    if requant is not None:
+        raise BadInput(f"--requant: not available for operands tiled through HBM ({why})")
+    program = compile_matmul_hbm(cfg, A, B, kernel, a_format, threshold, nm=ratio)
+    p = program.params
+    return program, (f"in HBM, tiled ({why}): {p['tiles']} row tiles of {p['tile_rows']} rows"
+                     + (f", {p['panels']} column panels of {p['panel_cols']}" if p["panels"] > 1 else ""))
+
+
+def _generate_operands(m, k, n, density, seed, a_format, ratio, power_law):
+    from golden.generators.operands import power_law_rows, prune_nm, random_operands
+    A, B = (power_law_rows if power_law else random_operands)(m, k, n, density, seed)
+    return (prune_nm(A, *ratio) if a_format == "nm" else A), B
+
+
+def _save(folder: Path, record: dict, arrays: dict[str, np.ndarray], single: bool) -> None:
+    """result.json plus the outputs (c.npy for one output, outputs.npz for a DAG's), each written whole under
+    a temporary name first; the other kind's file from an earlier run in this folder is removed."""
+    def replace(name: str, write) -> None:
+        tmp = folder / f".{name}.tmp"
+        with open(tmp, "wb") as fh:
+            write(fh)
+        os.replace(tmp, folder / name)
+
+    if single:
+        (output,) = arrays.values()
+        replace("c.npy", lambda fh: np.save(fh, output))
+        (folder / "outputs.npz").unlink(missing_ok=True)
+    else:
+        replace("outputs.npz", lambda fh: np.savez(fh, **arrays))
+        (folder / "c.npy").unlink(missing_ok=True)
+    replace("result.json", lambda fh: fh.write((json.dumps(record, indent=2, default=str) + "\n").encode()))
+
+
+def _output_dtype(cfg, int8: bool):
+    """int8 for requantized outputs, else the narrowest integer type that holds an accumulator."""
+    return np.int8 if int8 else np.int32 if cfg.engine.acc_bits <= 32 else np.int64
+
+
+# ---------------------------------------------------------------------------------------------------
+# commands
 
 @app.command()
 def generate(config: str = typer.Option("default", "--config", help=CONFIG_HELP),
-             out: Path = typer.Option(Path("rtl_out"), "--out", help="folder; the build goes to OUT/<name>-<digest>/")):
-    """Write the Verilog of CONFIG and its sidecars (config.json, component.json, README.md)."""
-    from hwgen.rtl.build import generate as gen
+             out_dir: str = typer.Option("rtl_out", "--out",
+                                          help="folder; the build goes to OUT/<name>-<digest>/")):
+    """Write the Verilog of CONFIG and its sidecars (config.json, component.json, csr_map.*, README.md)."""
     cfg = _load_config(config)
-    folder = gen(cfg, out)
-    console.print(f"wrote {folder}/")
+    target = _writable_folder(out_dir, "--out")
+    from hwgen.rtl.build import generate as gen
+    with Stages().shown() as stage:
+        folder = gen(cfg, target, stage)
+    out.print(f"wrote {folder}/", markup=False)
 
 
-def _load_npy(path: Path, name: str) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        _fail(2, [f"--{name.lower()}: cannot read {str(path)!r} as a .npy array: {e}"])
+@app.command()
+def presets():
+    """List the presets (for their every field: dsa config NAME)."""
+    table = Table(title="presets (hwgen/spec/presets)")
+    for col in ("name", "engines", "rows x lanes", "L1", "L3", "HBM ports", "clock", "digest"):
+        table.add_column(col)
+    for name in hwconfig.preset_names():
+        c = hwconfig.load(name)
+        table.add_row(name, str(c.scheduler.engines), f"{c.engine.rows} x {c.engine.lanes}",
+                      f"{c.l1.bytes // 1024} KiB", f"{c.l3.bytes // 1024} KiB" if c.l3.enabled else "off",
+                      str(c.memory.ports),
+                      f"{c.clock.mhz:g} MHz", c.digest())
+    out.print(table)
+
+
+@app.command(name="config")
+def show_config(config: str = typer.Argument(..., help=CONFIG_HELP)):
+    """Print a preset or a config file resolved: every field, as YAML, with its digest."""
+    cfg = _load_config(config)
+    out.print(f"# {cfg.build_name}\n{cfg.to_yaml()}", markup=False, end="")
 
 
 @app.command()
 def run(config: str = typer.Option("default", "--config", help=CONFIG_HELP),
         kernel: Kernel = typer.Option(Kernel.spmm, "--kernel"),
         backend: Backend = typer.Option(Backend.sim, "--backend"),
-        out: Path = typer.Option(..., "--out", help="folder for result.json and c.npy"),
+        out_dir: str = typer.Option(..., "--out", help="folder for result.json and the outputs"),
         a: Path | None = typer.Option(None, "--a", help="A as an int8 .npy (M x K); topk_attention: Q (T x d)"),
         b: Path | None = typer.Option(None, "--b", help="B as an int8 .npy (K x N); topk_attention: K (S x d)"),
         v: Path | None = typer.Option(None, "--v", help="topk_attention: V as an int8 .npy (S x dv)"),
         m: int = typer.Option(64, "--m", help="rows of A (topk_attention: queries T)"),
         k: int = typer.Option(256, "--k", help="columns of A (topk_attention: head dimension d)"),
         n: int = typer.Option(64, "--n", help="columns of B (topk_attention: keys S)"),
-        density: float = typer.Option(0.1, "--density", help="fraction of nonzeros in generated A"),
-        seed: int = typer.Option(0, "--seed"),
-        a_format: Format = typer.Option(Format.dense, "--format", help="how A is stored in L1"),
+        density: float = typer.Option(0.1, "--density",
+                                      help="fraction of nonzeros in generated A"),
+        seed: int = typer.Option(0, "--seed", help="seed of the generated operands"),
+        a_format: Format = typer.Option(Format.dense, "--format", help="how A is stored"),
         nm: str = typer.Option("2:4", "--nm", help="N:M ratio for --format nm (generated A is pruned to it)"),
         power_law: bool = typer.Option(False, "--power-law", help="generated A: power-law row lengths "
                                        "(mean --density), like a GNN adjacency"),
-        threshold: int | None = typer.Option(None, "--threshold", help="|a| below this counts as zero "
-                                             "(default: the config's engine.threshold)"),
+        threshold: int | None = typer.Option(None, "--threshold",
+                                             help="|a| below this counts as zero (default: the config's "
+                                                  "engine.threshold)"),
         requant: str | None = typer.Option(None, "--requant", help="MULT:SHIFT: C -> int8 on the engine's "
                                            "output, round((C*MULT) / 2^SHIFT) saturated"),
         topk: int = typer.Option(8, "--topk", help="topk_attention: keys kept per query"),
         causal: bool = typer.Option(False, "--causal", help="topk_attention: query i sees keys j <= i + S - T"),
+        hbm: bool = typer.Option(False, "--hbm", help="operands in HBM, tiled, even when they fit L1 (they are "
+                                 "tiled through HBM anyway when they do not)"),
         device: str = typer.Option("cpu", "--device", help="golden backend: cpu, cuda or auto"),
         workload: Path | None = typer.Option(None, "--workload", help="a workload YAML (e.g. workloads/*.yaml): "
                                              "a DAG of kernels run by the chip's scheduler on its engines; the "
                                              "kernel and operand options are then not used"),
         policy: Policy | None = typer.Option(None, "--policy", help="--workload: the scheduling policy "
                                              "(default: the config's scheduler.policy)"),
-        build_root: Path = typer.Option(DEFAULT_BUILD_ROOT, "--build-root", help="RTL build cache")):
+        build_root: str | None = typer.Option(None, "--build-root", help=BUILD_ROOT_HELP)):
     """Run one kernel, or with --workload a DAG of kernels, on one backend; write OUT/result.json and the
-    outputs (OUT/c.npy; --workload: OUT/outputs.npz, one array per output tensor)."""
-    cfg = _load_config(config)
-    if workload is not None:
-        _run_workload(cfg, workload, backend.value, policy.value if policy else None, out, device, build_root)
-        return
+    outputs (OUT/c.npy; --workload: OUT/outputs.npz, one array per output tensor). Outputs are int8 when
+    requantized, else int32 (int64 for accumulators wider than 32 bits). Operands that do not fit one engine's
+    L1 are tiled through HBM."""
+    _check_ranges(m=(m, 1, DIM), k=(k, 1, DIM), n=(n, 1, DIM), density=(density, 0.0, 1.0), seed=(seed, 0, SEED_MAX),
+                  threshold=(threshold, 0, THRESHOLD_MAX), topk=(topk, 1, DIM))
+    if policy is not None and workload is None:
+        raise BadInput("--policy: only with --workload (a single kernel runs on one engine, not the scheduler)")
+    cfg = _load_config(config, policy)
     if backend == Backend.golden:
-        from golden.numerics import pick_device
-        try:
-            pick_device(device)
-        except (RuntimeError, ValueError) as e:
-            _fail(2, [f"--device: {e}"])
-    try:
-        if (a is None) != (b is None):
-            _fail(2, ["--a and --b go together (or give neither and use --m/--k/--n/--density/--seed)"])
+        _check_device(device)
+    if workload is not None:
+        return _run_workload(cfg, workload, backend.value, out_dir, device, build_root)
+    ratio, rq = _nm(nm), _parse_requant(requant)
+    if (a is None) != (b is None):
+        raise BadInput("--a and --b go together (or give neither and use --m/--k/--n/--density/--seed)")
+    if kernel == Kernel.topk_attention:
+        if a is not None and v is None:
+            raise BadInput("--v: needed with --a/--b for topk_attention")
+        shapes = [_check_npy(p, opt) for p, opt in ((a, "--a"), (b, "--b"), (v, "--v"))] if a is not None \
+            else [(m, k), (n, k), (n, k)]
+        _check_host_memory(shapes[0][0], shapes[0][1], shapes[1][0], "topk_attention Q x K")
+    elif a is not None:
+        (m, k), (kb, n) = _check_npy(a, "--a"), _check_npy(b, "--b")
+        if kb != k:
+            raise BadInput(f"--b: {kb} rows is not allowed (allowed: {k}, the columns of A)")
+        _check_host_memory(m, k, n, "--a/--b")
+    else:
+        _check_host_memory(m, k, n, "--m/--k/--n")
+    root = _writable_folder(_root_of(build_root), "--build-root") if backend == Backend.rtl else None
+    folder = _writable_folder(out_dir, "--out")
+
+    with Stages().shown() as stage:
+        stage("preparing the operands")
         if kernel == Kernel.topk_attention:
             program, origin = _attention_program(cfg, a, b, v, m, k, n, seed, topk, causal)
+            where = "in L1"
         else:
-            ratio = parse_nm(nm)
             if a is not None:
-                A, B = _load_npy(a, "A"), _load_npy(b, "B")
+                A, B = np.load(a, allow_pickle=False), np.load(b, allow_pickle=False)
                 origin = {"a": str(a), "b": str(b)}
             else:
-                A, B = _generate(m, k, n, density, seed, a_format.value, ratio, power_law)
+                A, B = _generate_operands(m, k, n, density, seed, a_format.value, ratio, power_law)
                 origin = {"density": density, "seed": seed, "power_law": power_law}
-            program = compile_matmul(cfg, A, B, kernel.value, a_format.value, threshold, nm=ratio,
-                                     requant=_parse_requant(requant))
-        (result,) = run_programs(backend.value, cfg, [program], device=device, build_root=build_root)
-    except OperandError as e:
-        _fail(2, [str(e)])
-    except (ToolchainError, RtlError) as e:
-        _fail(3, [str(e)])
+            program, where = _matmul_program(cfg, kernel.value, a_format.value, ratio, threshold, rq, hbm, A, B, stage)
+        (result,) = run_programs(backend.value, cfg, [program], device=device, build_root=root, stage=stage)
     cycles = result.cycles
     (name, output), = result.outputs.items()
     record = {"kernel": kernel.value, "backend": backend.value, "config": cfg.name, "config_digest": cfg.digest(),
-              "output": name, "shape": list(output.shape), **origin, "cycles": cycles,
+              "output": name, "shape": list(output.shape), **origin, "operands": where, "cycles": cycles,
               "task_cycles": result.stats.get("task_cycles"),
-              "time_us": cycles / cfg.clock.mhz if cycles else None, "wall_s": result.stats.get("wall_s")}
+              "time_us": cycles / cfg.clock.mhz if cycles else None, "wall_s": result.stats.get("wall_s"),
+              "build_s": result.stats.get("build_s")}
     if kernel != Kernel.topk_attention:
         work = program.work()
+        f = next(f for f in program.fields if isa.unit_of(f["opcode"]) == isa.Unit.COMPUTE)
         record.update({"format": a_format.value, **({"nm": nm} if a_format == Format.nm else {}),
-                       "m": program.fields[0]["m"], "k": program.fields[0]["k"], "n": program.fields[0]["n"],
-                       "threshold": program.fields[0]["threshold"], "requant": requant, **work,
+                       "m": A.shape[0], "k": A.shape[1], "n": B.shape[1], "threshold": f["threshold"],
+                       "requant": requant, **work,
                        "utilization": work["useful_macs"] / (cycles * cfg.macs_per_cycle) if cycles else None,
                        "skipped_macs": work["dense_macs"] - work["useful_macs"],
                        "gated_macs": result.stats.get("gated_macs")})
     else:
         record.update({"topk": topk, "causal": causal})
     record["stats"] = result.stats
-    out.mkdir(parents=True, exist_ok=True)
-    np.save(out / "c.npy", output)
-    (out / "result.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    _save(folder, record, {name: output.astype(_output_dtype(cfg, rq is not None))}, single=True)
     util = f"{record['utilization']:.3f}" if record.get("utilization") else "-"
-    console.print(f"{backend.value}: {kernel.value} {name} {'x'.join(map(str, output.shape))} "
-                  f"cycles={cycles} utilization={util} -> {out}/")
+    out.print(f"{backend.value}: {kernel.value} {name} {'x'.join(map(str, output.shape))} operands {where}: "
+              f"cycles={cycles} utilization={util} -> {folder}/", markup=False)
 
 
-def _run_workload(cfg, path: Path, backend: str, policy: str | None, out: Path, device: str, build_root: Path):
+def _load_workload(path: Path):
+    from hwgen.spec.workload import load
+    return load(path)
+
+
+def _run_workload(cfg, path: Path, backend: str, out_dir: str, device: str, build_root: str | None):
     from hwgen.compiler.dag import compile_workload
-    from hwgen.spec.workload import WorkloadError, load
-    if policy is not None:
-        cfg = hwconfig.from_dict({**cfg.model_dump(), "scheduler": {**cfg.scheduler.model_dump(), "policy": policy}})
-    try:
-        program = compile_workload(cfg, load(path))
-        (result,) = run_programs(backend, cfg, [program], device=device, build_root=build_root)
-    except (WorkloadError, OperandError, OSError) as e:
-        _fail(2, [f"{path}: {e}"])
-    except (ToolchainError, RtlError) as e:
-        _fail(3, [str(e)])
-    stats = result.stats
+    w = _load_workload(path)
+    root = _writable_folder(_root_of(build_root), "--build-root") if backend == "rtl" else None
+    folder = _writable_folder(out_dir, "--out")
+    with Stages().shown() as stage:
+        stage(f"compiling {w.name} for {cfg.scheduler.engines} engines")
+        program = compile_workload(cfg, w)
+        (result,) = run_programs(backend, cfg, [program], device=device, build_root=root, stage=stage)
+    stats, kinds = result.stats, w.shapes()
     record = {"workload": str(path), "backend": backend, "config": cfg.name, "config_digest": cfg.digest(),
               "policy": cfg.scheduler.policy, "engines": cfg.scheduler.engines, "tasks": len(program.tasks),
               "cycles": result.cycles, "time_us": result.cycles / cfg.clock.mhz if result.cycles else None,
+              "wall_s": stats.get("wall_s"), "build_s": stats.get("build_s"),
               "issued": stats.get("issued"), "skipped": stats.get("skipped"),
               "outputs": {k: list(v.shape) for k, v in result.outputs.items()}, "stats": stats}
-    out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / "outputs.npz", **result.outputs)
-    (out / "result.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
-    console.print(f"{backend}: {program.params['workload'].name} ({len(program.tasks)} tasks on "
-                  f"{cfg.scheduler.engines} engines, {cfg.scheduler.policy}) cycles={result.cycles} "
-                  f"issued={stats.get('issued')} skipped={stats.get('skipped')} -> {out}/")
-
-
-def _parse_requant(text: str | None):
-    if text is None:
-        return None
-    try:
-        mult, shift = (int(part) for part in text.split(":"))
-    except ValueError:
-        raise OperandError(f"--requant: {text!r} is not allowed (allowed: MULT:SHIFT such as 181:15)") from None
-    return mult, shift
+    arrays = {k: v.astype(_output_dtype(cfg, kinds[k][1] == "int8")) for k, v in result.outputs.items()}
+    _save(folder, record, arrays, single=False)
+    out.print(f"{backend}: {w.name} ({len(program.tasks)} tasks on {cfg.scheduler.engines} engines, "
+              f"{cfg.scheduler.policy}) cycles={result.cycles} issued={stats.get('issued')} "
+              f"skipped={stats.get('skipped')} -> {folder}/", markup=False)
 
 
 def _attention_program(cfg, q_path, k_path, v_path, t, d, s, seed, topk, causal):
     from hwgen.compiler.single_kernel import compile_attention
     if q_path is not None:
-        if v_path is None:
-            _fail(2, ["--v is needed with --a/--b for topk_attention"])
-        q, keys, values = _load_npy(q_path, "A"), _load_npy(k_path, "B"), _load_npy(v_path, "V")
+        q, keys, values = (np.load(p, allow_pickle=False) for p in (q_path, k_path, v_path))
         origin = {"q": str(q_path), "k": str(k_path), "v": str(v_path)}
     else:
         rng = np.random.default_rng(seed)
@@ -202,37 +442,30 @@ def _attention_program(cfg, q_path, k_path, v_path, t, d, s, seed, topk, causal)
     return compile_attention(cfg, q, keys, values, topk, causal), origin
 
 
-def _generate(m, k, n, density, seed, a_format, ratio, power_law):
-    from golden.generators.operands import power_law_rows, prune_nm, random_operands
-    A, B = (power_law_rows if power_law else random_operands)(m, k, n, density, seed)
-    return (prune_nm(A, *ratio) if a_format == "nm" else A), B
-
-
 @app.command()
 def verify(config: str = typer.Option("tiny", "--config", help=CONFIG_HELP),
-           seeds: int = typer.Option(1, "--seeds", min=1, help="random seeds per case"),
-           build_root: Path = typer.Option(DEFAULT_BUILD_ROOT, "--build-root", help="RTL build cache")):
+           seeds: int = typer.Option(1, "--seeds", help="random seeds per case"),
+           build_root: str | None = typer.Option(None, "--build-root", help=BUILD_ROOT_HELP)):
     """Run the standard case set (every kernel and format on one engine, then DAG programs on the whole chip)
     through golden, sim and RTL; exit 0 only if all agree bit for bit and sim cycles equal RTL cycles (DAG
     programs: within 3 %)."""
     from sim.verify import cross_check, dag_cases, standard_cases
+    _check_ranges(seeds=(seeds, 1, 64))
     cfg = _load_config(config)
-    try:
+    root = _writable_folder(_root_of(build_root), "--build-root")
+    with Stages().shown() as stage:
+        stage(f"compiling the standard cases for {cfg.build_name}")
         cases = standard_cases(cfg, seeds) + [c for seed in range(seeds) for c in dag_cases(cfg, seed)]
-        rows = cross_check(cfg, cases, build_root=build_root)
-    except OperandError as e:
-        _fail(2, [str(e)])
-    except (ToolchainError, RtlError) as e:
-        _fail(3, [str(e)])
+        rows = cross_check(cfg, cases, build_root=root, stage=stage)
     table = Table(title=f"dsa verify --config {cfg.name} ({cfg.build_name})")
     for col in ("case", "outputs", "sim cycles", "rtl cycles", "cycles"):
         table.add_column(col, justify="left" if col == "case" else "right")
     for row in rows:
         table.add_row(row.label, _mark(row.outputs_equal), str(row.results["sim"].cycles),
                       str(row.results["rtl"].cycles), _mark(row.cycles_equal))
-    console.print(table)
+    out.print(table)
     bad = [r for r in rows if not r.ok]
-    console.print(f"{len(rows) - len(bad)} passed, {len(bad)} failed")
+    out.print(f"{len(rows) - len(bad)} passed, {len(bad)} failed")
     if bad:
         raise typer.Exit(1)
 
@@ -243,34 +476,36 @@ def compare(config: str = typer.Option("default", "--config", help=CONFIG_HELP),
             a_format: Format = typer.Option(Format.dense, "--format"),
             nm: str = typer.Option("2:4", "--nm", help="N:M ratio for --format nm"),
             power_law: bool = typer.Option(False, "--power-law", help="power-law row lengths"),
-            m: int = typer.Option(64, "--m"), k: int = typer.Option(256, "--k"), n: int = typer.Option(64, "--n"),
-            density: float = typer.Option(0.1, "--density"), seed: int = typer.Option(0, "--seed"),
+            m: int = typer.Option(64, "--m"), k: int = typer.Option(256, "--k"),
+            n: int = typer.Option(64, "--n"),
+            density: float = typer.Option(0.1, "--density"),
+            seed: int = typer.Option(0, "--seed"),
             hbm: bool = typer.Option(False, "--hbm", help="operands and C in HBM: tiled LOAD/compute/STORE tasks "
-                                     "(the RTL's AXI port answered by the HBM timing model)"),
+                                     "(the RTL's AXI port answered by the HBM timing model), even when they fit "
+                                     "L1 (they are tiled anyway when they do not)"),
             workload: Path | None = typer.Option(None, "--workload", help="a workload YAML: a DAG of kernels on "
                                                  "the whole chip (the kernel and operand options are not used)"),
-            build_root: Path = typer.Option(DEFAULT_BUILD_ROOT, "--build-root", help="RTL build cache")):
+            build_root: str | None = typer.Option(None, "--build-root", help=BUILD_ROOT_HELP)):
     """Run one generated workload (or with --workload a DAG) through golden, sim and RTL, side by side."""
-    from hwgen.compiler.tiling import compile_matmul_hbm
     from sim.verify import Case, cross_check
+    _check_ranges(m=(m, 1, DIM), k=(k, 1, DIM), n=(n, 1, DIM), density=(density, 0.0, 1.0), seed=(seed, 0, SEED_MAX))
     cfg = _load_config(config)
     if workload is not None:
-        _compare_workload(cfg, workload, build_root)
-        return
-    try:
-        ratio = parse_nm(nm)
-        A, B = _generate(m, k, n, density, seed, a_format.value, ratio, power_law)
-        compile_ = compile_matmul_hbm if hbm else compile_matmul
-        program = compile_(cfg, A, B, kernel.value, a_format.value, nm=ratio)
-        (row,) = cross_check(cfg, [Case("workload", program)], build_root=build_root)
-    except OperandError as e:
-        _fail(2, [str(e)])
-    except (ToolchainError, RtlError) as e:
-        _fail(3, [str(e)])
+        return _compare_workload(cfg, workload, build_root)
+    if kernel == Kernel.topk_attention:
+        raise BadInput("--kernel: topk_attention is not allowed here (allowed: spmm, gemm, gnn_aggregate; "
+                       "dsa run --kernel topk_attention runs it)")
+    ratio = _nm(nm)
+    _check_host_memory(m, k, n, "--m/--k/--n")
+    root = _writable_folder(_root_of(build_root), "--build-root")
+    with Stages().shown() as stage:
+        stage("generating the operands")
+        A, B = _generate_operands(m, k, n, density, seed, a_format.value, ratio, power_law)
+        program, where = _matmul_program(cfg, kernel.value, a_format.value, ratio, None, None, hbm, A, B, stage)
+        (row,) = cross_check(cfg, [Case("workload", program)], build_root=root, stage=stage)
     work = program.work()
-    where = f", in HBM: {program.params['tiles']} tiles of {program.params['tile_rows']} rows" if hbm else ""
     table = Table(title=f"{kernel.value} {a_format.value} {m}x{k}x{n} density {density} on {cfg.build_name} "
-                        f"({cfg.engine.rows}x{cfg.engine.lanes} MACs{where})")
+                        f"({cfg.engine.rows}x{cfg.engine.lanes} MACs; operands {where})")
     for col in ("backend", "C == golden", "cycles", "utilization", "wall s"):
         table.add_column(col, justify="left" if col == "backend" else "right")
     ref = row.results["golden"].outputs["C"]
@@ -278,27 +513,24 @@ def compare(config: str = typer.Option("default", "--config", help=CONFIG_HELP),
         util = f"{work['useful_macs'] / (res.cycles * cfg.macs_per_cycle):.3f}" if res.cycles else "-"
         table.add_row(name, _mark(np.array_equal(res.outputs["C"], ref)), str(res.cycles or "-"), util,
                       f"{res.stats['wall_s']:.4f}")
-    console.print(table)
-    console.print(f"useful MACs {work['useful_macs']} of {work['dense_macs']} dense; "
-                  f"sim cycles {'==' if row.cycles_equal else '!='} RTL cycles")
+    out.print(table)
+    out.print(f"useful MACs {work['useful_macs']} of {work['dense_macs']} dense; "
+              f"sim cycles {'==' if row.cycles_equal else '!='} RTL cycles")
     if not row.ok:
         raise typer.Exit(1)
 
 
-def _compare_workload(cfg, path: Path, build_root: Path) -> None:
+def _compare_workload(cfg, path: Path, build_root: str | None) -> None:
     from hwgen.compiler.dag import compile_workload
-    from hwgen.spec.workload import WorkloadError, load
     from sim.verify import DAG_CYCLE_TOLERANCE, Case, cross_check
-    try:
-        program = compile_workload(cfg, load(path))
-        (row,) = cross_check(cfg, [Case(str(path), program)], build_root=build_root)
-    except (WorkloadError, OperandError, OSError) as e:
-        _fail(2, [f"{path}: {e}"])
-    except (ToolchainError, RtlError) as e:
-        _fail(3, [str(e)])
+    w = _load_workload(path)
+    root = _writable_folder(_root_of(build_root), "--build-root")
+    with Stages().shown() as stage:
+        stage(f"compiling {w.name} for {cfg.scheduler.engines} engines")
+        program = compile_workload(cfg, w)
+        (row,) = cross_check(cfg, [Case(str(path), program)], build_root=root, stage=stage)
     s = cfg.scheduler
-    table = Table(title=f"{program.params['workload'].name}: {len(program.tasks)} tasks on {cfg.build_name} "
-                        f"({s.engines} engines, {s.policy})")
+    table = Table(title=f"{w.name}: {len(program.tasks)} tasks on {cfg.build_name} ({s.engines} engines, {s.policy})")
     for col in ("backend", "outputs == golden", "cycles", "issued", "skipped", "wall s"):
         table.add_column(col, justify="left" if col == "backend" else "right")
     ref = row.results["golden"].outputs
@@ -308,31 +540,31 @@ def _compare_workload(cfg, path: Path, build_root: Path) -> None:
         table.add_row(name, _mark(same), str(res.cycles or "-"), str(res.stats.get("issued", "-")),
                       str(sum(len(v) for v in skipped.values()) if isinstance(skipped, dict) else skipped),
                       f"{res.stats['wall_s']:.3f}")
-    console.print(table)
+    out.print(table)
     sim, rtl = row.results["sim"].cycles, row.results["rtl"].cycles
-    console.print(f"sim cycles {sim} vs RTL {rtl}: {(sim - rtl) / rtl:+.2%} (allowed: within "
-                  f"{DAG_CYCLE_TOLERANCE:.0%})")
+    out.print(f"sim cycles {sim} vs RTL {rtl}: {(sim - rtl) / rtl:+.2%} (allowed: within {DAG_CYCLE_TOLERANCE:.0%})",
+              markup=False)
     if not row.ok:
         raise typer.Exit(1)
 
 
 @app.command()
 def lint(config: str = typer.Option("tiny", "--config", help=CONFIG_HELP),
-         build_root: Path = typer.Option(DEFAULT_BUILD_ROOT, "--build-root", help="RTL build cache")):
+         build_root: str | None = typer.Option(None, "--build-root", help=BUILD_ROOT_HELP)):
     """verilator --lint-only -Wall on the generated Verilog (the chip and the engine-level top), with only the
     waivers in sim/rtl/tb/waivers.vlt."""
     from hwgen.rtl.build import TOPS
     from sim.rtl.runner import lint as run_lint
     cfg = _load_config(config)
+    root = _writable_folder(_root_of(build_root), "--build-root")
     for top in TOPS:
-        try:
-            ok, output = run_lint(cfg, build_root, top)
-        except (ToolchainError, RtlError) as e:
-            _fail(3, [str(e)])
+        with Stages().shown() as stage:
+            stage(f"verilator --lint-only -Wall on the {top} top of {cfg.build_name}")
+            ok, output = run_lint(cfg, root, top, stage=stage)
         if not ok:
-            err.print(output)
+            err.print(output, markup=False, highlight=False)
             raise typer.Exit(1)
-        console.print(f"lint clean: {cfg.build_name} ({top})")
+        out.print(f"lint clean: {cfg.build_name} ({top})", markup=False)
 
 
 def _mark(ok: bool) -> str:
@@ -340,4 +572,4 @@ def _mark(ok: bool) -> str:
 
 
 if __name__ == "__main__":
-    app()
+    raise SystemExit(main())

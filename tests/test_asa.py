@@ -15,6 +15,7 @@ from __future__ import annotations
 import pickle
 import random
 import tempfile
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -132,7 +133,7 @@ def random_program(cfg, seed: int, shape: str, n: int | None = None):
             k = min(rng.randint(2, 6), n - i)
             layers.append(list(range(i, i + k)))
             i += k
-        for prev, cur in zip(layers, layers[1:]):
+        for prev, cur in pairwise(layers):
             for t in cur:
                 preds[t] = set(rng.sample(prev, rng.randint(1, len(prev))))
     else:
@@ -303,7 +304,7 @@ def run_rtl(folder, jobs: list[dict]) -> list[dict]:
 @pytest.mark.parametrize("policy", POLICIES)
 def test_rtl_equals_model(folder, policy):
     jobs = [job(p, info, policy, 0.0, i, f"{SHAPES[i]}/{policy}") for i, (p, info) in enumerate(PROGRAMS)]
-    for (program, info), j, rtl in zip(PROGRAMS, jobs, run_rtl(folder, jobs)):
+    for (program, info), j, rtl in zip(PROGRAMS, jobs, run_rtl(folder, jobs), strict=True):
         st = ChipModel(CFG).run(program, outputs=False, policy=policy, engine=FakeEngine)
         model = st.stats
         n = len(info["preds"])
@@ -327,7 +328,7 @@ def test_rtl_order_under_stalls(folder, policy):
     """30 % random stalls on every AXI channel: the testbench's scoreboard holds the order rules; the
     predicates and the skipped tasks are the model's."""
     jobs = [job(p, info, policy, 0.3, 100 + i, f"{SHAPES[i]}/{policy}/stall") for i, (p, info) in enumerate(PROGRAMS)]
-    for (_, info), rtl in zip(PROGRAMS, run_rtl(folder, jobs)):
+    for (_, info), rtl in zip(PROGRAMS, run_rtl(folder, jobs), strict=True):
         n = len(info["preds"])
         assert rtl["predicates"] == info["predicates"]
         assert rtl["skipped"] == len(info["skip"]) and rtl["issued"] == n - len(info["skip"])

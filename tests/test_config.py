@@ -179,14 +179,17 @@ def test_top_level_not_a_mapping(tmp_path):
     assert load_problems(path) == [f"{path}: top level must be a mapping, got list"]
 
 
-def test_invalid_yaml(tmp_path):
+def test_invalid_yaml_is_one_line_with_its_place(tmp_path):
     path = write(tmp_path, "engine: [\n")
     (line,) = load_problems(path)
-    assert line.startswith(f"{path}: not valid YAML: while parsing a flow node")
+    assert line == f"{path}, line 2 column 1: not valid YAML (while parsing a flow node expected the node content, " \
+                   "but found '<stream end>')"
 
 
-def test_empty_file_is_the_base(tmp_path):
-    assert load(write(tmp_path, "")) == HwConfig()
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "---\n"])
+def test_an_empty_file_is_an_error_not_the_base(tmp_path, text):
+    (line,) = load_problems(write(tmp_path, text))
+    assert "is empty (allowed: differences from a preset" in line
 
 
 def test_base_chain_with_overrides(tmp_path):

@@ -99,7 +99,7 @@ def ref_attention(q, k, v, topk, f, mask, acc_bits, mode):
     for i in range(t):
         kept = ref_topk(scores[i], topk, mask[i])
         probs = ref_softmax([val for val, _ in kept], f) if kept else []
-        for (_, j), pj in sorted(zip(kept, probs), key=lambda e: e[0][1]):
+        for (_, j), pj in sorted(zip(kept, probs, strict=True), key=lambda e: e[0][1]):
             col.append(j)
             p.append(pj)
             p_dense[i][j] = pj
@@ -254,7 +254,7 @@ def test_topk_row_matches_streaming_reference_with_ties_and_masks():
         vals, idx = topk_row(t64(row), k, None if valid is None else torch.tensor(valid, dtype=torch.bool))
         want = ref_topk(row, k, valid)
         assert vals.dtype == idx.dtype == torch.int64
-        assert list(zip(vals.tolist(), idx.tolist())) == want
+        assert list(zip(vals.tolist(), idx.tolist(), strict=True)) == want
 
 
 def test_topk_rows_equals_topk_row_and_pads():
@@ -552,7 +552,7 @@ def test_cuda_matches_cpu(mode):
     assert torch.equal(requantize(x, m, sh), requantize(x.cuda(), m.cuda(), sh.cuda()).cpu())
     s = torch.from_numpy(rng.integers(-3, 4, size=(16, 50)))
     valid = torch.from_numpy(rng.random((16, 50)) < 0.7)
-    for a, b in zip(topk_rows(s, 9, valid), topk_rows(s.cuda(), 9, valid.cuda())):
+    for a, b in zip(topk_rows(s, 9, valid), topk_rows(s.cuda(), 9, valid.cuda()), strict=True):
         assert torch.equal(a, b.cpu())
     assert torch.equal(int_softmax_rows(s * 100, 7, valid), int_softmax_rows((s * 100).cuda(), 7, valid.cuda()).cpu())
 

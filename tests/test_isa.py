@@ -74,7 +74,7 @@ def test_descriptor_layout_matches_table():
     members = list(layout)
     assert [name for name, _ in members] == list(isa.FIELD_NAMES)
     offset = 0
-    for (name, field), f in zip(members, isa.DESCRIPTOR):
+    for (name, field), f in zip(members, isa.DESCRIPTOR, strict=True):
         assert field.width == f.bits and field.offset == offset, name
         offset += f.bits
     assert layout.size == offset == sum(f.bits for f in isa.DESCRIPTOR) <= isa.DESCRIPTOR_BITS

@@ -1,5 +1,7 @@
 """Paged tensors: entry format, allocator, fragmentation, page table (hwgen/spec/page_table.py); TLB model and bursts
 (sim/model/memory/tlb.py)."""
+from itertools import pairwise
+
 import numpy as np
 import pytest
 
@@ -354,7 +356,7 @@ def test_bursts_split_at_pages():
             bursts = translate_burst(table, vaddr, nbytes, boundary=boundary)
             assert all(isinstance(b, Burst) for b in bursts)
             assert bursts[0].vaddr == vaddr and sum(b.nbytes for b in bursts) == nbytes
-            for b, nxt in zip(bursts, bursts[1:]):
+            for b, nxt in pairwise(bursts):
                 assert nxt.vaddr == b.vaddr + b.nbytes                     # every byte once, in order
             for b in bursts:
                 assert b.paddr // cut == (b.paddr + b.nbytes - 1) // cut    # never crosses a page (or 4 KiB)

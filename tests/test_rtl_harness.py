@@ -45,7 +45,7 @@ def test_tiny_batch_matches_numpy():
     cases = [_program(cfg, *case, seed=i) for i, case in enumerate(TINY_CASES)]
     results = runner.run_rtl_batch(cfg, [p for p, _ in cases], BUILD_ROOT)
     assert len(results) == len(cases)
-    for case, (_, ref), res in zip(TINY_CASES, cases, results):
+    for case, (_, ref), res in zip(TINY_CASES, cases, results, strict=True):
         assert res.outputs["C"].dtype == np.int64 and res.outputs["C"].shape == ref.shape, case
         np.testing.assert_array_equal(res.outputs["C"], ref, err_msg=str(case))
         assert res.cycles > 0, case
@@ -89,3 +89,42 @@ def test_default_config_runs():
     res = runner.run_rtl(cfg, program, BUILD_ROOT)
     np.testing.assert_array_equal(res.outputs["C"], ref)
     assert res.cycles > 0
+
+
+def test_a_protocol_violation_mid_batch_fails_the_run():
+    """An AXI violation planted in the second of three programs fails the run: the error names that program, the
+    broken rule and every program left without a result; no partial list comes back to be paired up."""
+    from hwgen.compiler.tiling import compile_matmul_hbm
+    cfg = config.load("tiny")
+    programs = [compile_matmul_hbm(cfg, *random_operands(8, 16, 8, 0.5, seed=i)) for i in range(3)]
+    jobs = [runner.engine_job(cfg, p, seed=i) for i, p in enumerate(programs)]
+    jobs[1]["plant"] = "rlast"               # the HBM responder ends a read burst early, once
+    folder = runner.build(cfg, BUILD_ROOT)
+    with pytest.raises(runner.RtlError) as err:
+        runner.run_jobs(cfg, folder, "engine", runner.TB_MODULE, jobs, BUILD_ROOT)
+    message = str(err.value)
+    assert "program 2 of 3" in message, message
+    assert "m_axi_hbm0 R" in message and "rlast=1 on beat 1 of a 4-beat read" in message, message
+    assert f"without a result: {jobs[1]['label']}, {jobs[2]['label']}" in message, message
+    shutil.rmtree(err.value.log.parent)
+    # the same batch without the plant runs through: the failure above came from the plant alone
+    del jobs[1]["plant"]
+    assert len(runner.run_jobs(cfg, folder, "engine", runner.TB_MODULE, jobs, BUILD_ROOT)) == 3
+
+
+def test_a_skipped_or_missing_cocotb_test_is_a_failure(tmp_path, monkeypatch):
+    """The verdict comes from the results XML: a skipped test fails, and no XML at all is an RtlError."""
+    xml = tmp_path / "results.xml"
+    xml.write_text('<testsuites><testsuite><testcase name="a"/><testcase name="b"><skipped message="why"/>'
+                   '</testcase></testsuite></testsuites>')
+
+    class Fake:                          # stands in for cocotb's runner: the XML above is what it "wrote"
+        def test(self, **kwargs):
+            pass
+
+    monkeypatch.setattr(runner, "_runner_class", lambda: Fake)
+    outcome = runner._simulate("top", "mod", tmp_path, tmp_path, {})
+    assert outcome["a"] is None and outcome["b"].startswith("skipped: why")
+    xml.unlink()
+    with pytest.raises(runner.RtlError, match="wrote no results"):
+        runner._simulate("top", "mod", tmp_path, tmp_path, {})

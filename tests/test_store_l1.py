@@ -132,7 +132,7 @@ def test_store_from_l1_in_the_simulator(name):
     assert sim.stats["out_read_bytes"] == from_out * cfg.out_line_bits // 8
     assert sim.stats["store_beats"] == from_l1 + from_out * cfg.out_line_bits // (8 * cfg.beat_bytes)
     without = EngineModel(cfg).run(dataclasses.replace(program, descriptors=tuple(
-        d for d, f in zip(program.descriptors, program.fields) if not (f["opcode"] == isa.Opcode.STORE
+        d for d, f in zip(program.descriptors, program.fields, strict=True) if not (f["opcode"] == isa.Opcode.STORE
                                                                        and f["source"])), outputs={}))
     assert sim.stats["l1_read_bytes"] - without.stats["l1_read_bytes"] == from_l1 * cfg.line_bytes
 

@@ -9,6 +9,7 @@ by ``free`` (unmapped pages), and accesses beyond the table (outside).
 
 The linter comment above: constructors that raise ValueError leave an unused Elaboratable behind."""
 import random
+from itertools import pairwise
 
 import pytest
 from amaranth.back import verilog
@@ -226,7 +227,7 @@ def test_back_to_back_hits_one_per_cycle():
     assert [r["kind"] for r in records] == ["miss"] * 4 + ["hit"] * 8
     for r in records[:4]:
         assert r["resp_first"] == r["acc"] + dut.miss_latency(1)
-    for a, b in zip(records[4:], records[5:]):
+    for a, b in pairwise(records[4:]):
         assert b["acc"] == a["acc"] + dut.hit_interval
         assert b["resp_hs"] == a["resp_hs"] + dut.hit_interval
     assert records[4]["acc"] == records[3]["resp_hs"]   # accepted in the cycle the miss's response is taken
@@ -243,7 +244,7 @@ def test_resp_backpressure_holds_and_blocks():
     _check_latencies(dut, records)
     stalled = [r["resp_hs"] - r["resp_first"] for r in records]
     assert max(stalled) >= 5
-    for a, b in zip(records, records[1:]):
+    for a, b in pairwise(records):
         assert b["acc"] >= a["resp_hs"]
 
 

@@ -25,7 +25,7 @@ def _golden_row(beats, k, frac_bits):
     if values.numel() == 0:
         return []
     p = int_softmax(values, frac_bits)   # kept scores in top-k order (value desc, index asc)
-    return sorted(zip(positions.tolist(), p.tolist()))
+    return sorted(zip(positions.tolist(), p.tolist(), strict=True))
 
 
 def _random_row(rng, frac_bits):
@@ -52,7 +52,7 @@ def _simulate(dut, rows, ks):
     """Feed rows back to back (producer always valid); return per row (first accept cycle, entries, last cycle)
     with entries as [(index, p, last, empty)]."""
     beats = [(r, i, v, ok, i == len(row) - 1) for r, row in enumerate(rows) for i, (v, ok) in enumerate(row)]
-    slowest = max(TopkSoftmax.row_cycles(len(row), min(len(row), k)) for row, k in zip(rows, ks))
+    slowest = max(TopkSoftmax.row_cycles(len(row), min(len(row), k)) for row, k in zip(rows, ks, strict=True))
     first = [None] * len(rows)
     done = [None] * len(rows)
     got = [[] for _ in rows]
@@ -102,7 +102,7 @@ def test_rows_match_golden_and_row_cycles(kmax, frac_bits):
     dut = TopkSoftmax(kmax, frac_bits)
     first, got, done = _simulate(dut, rows, ks)
 
-    for r, (row, k) in enumerate(zip(rows, ks)):
+    for r, (row, k) in enumerate(zip(rows, ks, strict=True)):
         expected = _golden_row(row, k, frac_bits)
         entries = got[r]
         if not expected:

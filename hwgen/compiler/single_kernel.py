@@ -38,6 +38,10 @@ def _check_operand(name: str, x: Any) -> np.ndarray:
     return x
 
 
+class L1FullError(OperandError):
+    """The operands do not fit L1: ``compile_matmul_hbm`` (``hwgen.compiler.tiling``) tiles them through HBM."""
+
+
 class _Image:
     """Bump allocator over L1 lines ``first .. limit - 1``."""
 
@@ -51,7 +55,7 @@ class _Image:
         """Copy ``blob`` (uint8, already padded to whole lines) and return its first line."""
         nlines = blob.size // self.cfg.line_bytes
         if self.next + nlines > self.limit:
-            raise OperandError(
+            raise L1FullError(
                 f"{what}: needs L1 lines {self.next}..{self.next + nlines - 1} but l1.bytes = {self.cfg.l1.bytes} "
                 f"holds {self.cfg.l1_lines} lines of {self.cfg.line_bytes} bytes and lines {self.first}.."
                 f"{self.limit - 1} are free for it (operands in HBM are tiled: hwgen.compiler.tiling)")
@@ -74,8 +78,8 @@ def _pad_lines(blob: np.ndarray, line_bytes: int) -> np.ndarray:
 
 def _check_threshold(kernel: str, threshold, default: int) -> int:
     if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, np.integer))
-                                  or not 0 <= threshold <= 128):
-        raise OperandError(f"threshold: {threshold!r} is not allowed (allowed: an integer 0..128)")
+                                  or not 0 <= threshold <= isa.THRESHOLD_MAX):
+        raise OperandError(f"threshold: {threshold!r} is not allowed (allowed: an integer 0..{isa.THRESHOLD_MAX})")
     if kernel == "gemm":
         if threshold:
             raise OperandError(f"threshold: {threshold} is not allowed for gemm (allowed: 0; gemm is dense)")

@@ -15,6 +15,7 @@ Output is byte-identical for the same config, so the folder can be regenerated i
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from amaranth.back import verilog
@@ -164,16 +165,19 @@ def top_component(cfg: HwConfig, top: str = "engine") -> VivadoTop:
     return VivadoTop(chip(cfg), axi_ports(cfg))
 
 
-def generate(cfg: HwConfig, out: str | Path) -> Path:
-    """Write the Verilog and sidecars; returns the build folder."""
+def generate(cfg: HwConfig, out: str | Path, stage: Callable[[str], None] = lambda what: None) -> Path:
+    """Write the Verilog and sidecars; returns the build folder. ``stage`` hears what is being done (it takes
+    seconds for ``tiny``, minutes for ``default``)."""
     folder = build_dir(cfg, out)
     folder.mkdir(parents=True, exist_ok=True)
     metas = {}
     for top in TOPS:
+        stage(f"elaborating and converting the {top} top of {cfg.build_name} to Verilog")
         component = top_component(cfg, top)
         metas[top] = component.metadata.as_json()
         text = verilog.convert(component, name=top_name(cfg, top), emit_src=False)
         (folder / verilog_name(cfg, top)).write_text(text)
+    stage("writing the RAM modules and sidecars")
     for name, module in extra_sources(cfg).items():
         (folder / name).write_text(module)
     csrs = csr_map(cfg)

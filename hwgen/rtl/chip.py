@@ -66,11 +66,11 @@ def csr_map(cfg) -> CsrMap:
                                         "(hwgen/spec/task_table.py)", 0),
         *[(name, 32, Access.RO, doc, 0) for name, doc in zip(COUNTERS, (
             "cycles from start to done", "tasks issued to engines", "tasks skipped by a clear predicate",
-            "cycles a picked task waited for a free engine", "cycles no window task was ready"))],
+            "cycles a picked task waited for a free engine", "cycles no window task was ready"), strict=True)],
         *[(name, 64, Access.RO, doc, 0) for name, doc in zip(BYTE_COUNTERS, (
             "bytes read through the L3 side (scheduler + engines, R beats)", "bytes written toward the L3 (W beats)",
             "bytes read on the HBM ports", "bytes written on the HBM ports",
-            "lane-MACs the engines performed (elements x lanes)", "lane-MACs gated by a zero in B"))],
+            "lane-MACs the engines performed (elements x lanes)", "lane-MACs gated by a zero in B"), strict=True)],
         ("predicates", min(64, cfg.scheduler.predicates), Access.RO, "predicate bits 0..63 the gates wrote", 0),
     ]
     regs, offset = [], 0

@@ -19,6 +19,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from hwgen.spec.isa import THRESHOLD_MAX
+
 PRESET_DIR = "presets"
 #: scheduling policies of the ASA scheduler, in the order of their CSR code (``policy_code``)
 POLICIES = ("in_order", "static_list", "adaptive")
@@ -51,7 +53,7 @@ class EngineConfig(_Section):
     operand_bits: Literal[8] = Field(8, description="A and B element width (int8; int4 is a later mode)")
     acc_bits: int = Field(32, ge=16, le=64, description="accumulator width of C")
     overflow: Literal["wrap", "saturate"] = Field("wrap", description="what the accumulator does past its range")
-    threshold: int = Field(0, ge=0, le=128, description="default |a| below which A counts as zero")
+    threshold: int = Field(0, ge=0, le=THRESHOLD_MAX, description="default |a| below which A counts as zero")
 
     @field_validator("lanes")
     @classmethod
@@ -466,7 +468,7 @@ def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = F
         if keys[index] in keys[:index]:
             where = f"{key_node.start_mark.name}, line {key_node.start_mark.line + 1}"
             raise ConfigError([f"{_path_to(loader, node, keys[index])}: duplicate key ({where})"])
-    return {key: loader.construct_object(v, deep=deep) for key, (_, v) in zip(keys, node.value)}
+    return {key: loader.construct_object(v, deep=deep) for key, (_, v) in zip(keys, node.value, strict=True)}
 
 
 def _path_to(loader: _StrictLoader, target: yaml.MappingNode, key: Any) -> str:
@@ -492,8 +494,11 @@ def _load_yaml(text: str, origin: str) -> dict[str, Any]:
     try:
         loader._root = loader.get_single_node()
         data = loader.construct_document(loader._root) if loader._root is not None else None
-    except yaml.YAMLError as err:
-        raise ConfigError([f"{origin}: not valid YAML: {err}"]) from None
+    except yaml.YAMLError as err:   # one line: where, and what the parser expected
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        what = " ".join(str(x) for x in (getattr(err, "context", None), getattr(err, "problem", None)) if x) or err
+        raise ConfigError([f"{origin}{where}: not valid YAML ({what})"]) from None
     finally:
         loader.dispose()
     if data is None:
@@ -539,7 +544,13 @@ def load(name_or_path: str | Path) -> HwConfig:
             raise ConfigError([f"config: file {str(path)!r} does not exist"])
         if not path.is_file():
             raise ConfigError([f"config: {str(path)!r} is not a file"])
-        data = _load_yaml(path.read_text(), str(path))
+        try:
+            data = _load_yaml(path.read_text(), str(path))
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError([f"config: cannot read {str(path)!r} ({getattr(e, 'strerror', None) or e})"]) from None
+        if not data:
+            raise ConfigError([f"config: {str(path)!r} is empty (allowed: differences from a preset, e.g. "
+                               "'base: tiny', or the fields to set)"])
         origin = str(path)
     elif str(name_or_path) in preset_names():
         data = {"base": str(name_or_path)}

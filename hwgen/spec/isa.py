@@ -44,6 +44,9 @@ class AFormat(enum.IntEnum):
     CSR = 3      # a_addr: values; a_ptr: uint32 row pointers; a_meta: uint16 column indices
 
 
+#: the largest |a| < threshold the engine takes: |a| of an int8 is at most 128, so 128 drops every nonzero but -128
+THRESHOLD_MAX = 128
+
 DESCRIPTOR_BITS = 512  # one 64-byte line; room for the scheduler fields a later format adds
 
 DESCRIPTOR = FieldTable("descriptor", width=DESCRIPTOR_BITS, fields=(

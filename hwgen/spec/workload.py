@@ -29,15 +29,33 @@ from typing import Any
 import numpy as np
 
 from hwgen.spec.formats import OperandError
+from hwgen.spec.isa import THRESHOLD_MAX
+from hwgen.spec.program import A_FORMATS
+from hwgen.spec.task_table import TASK
 
 OPS = ("spmm", "gemm")
-A_FORMATS = ("dense", "bitmask", "nm", "csr")
 GATE_OPS = ("threshold", "topk")
 
 
 class WorkloadError(ValueError):
     """A workload that cannot be compiled; the message names the kernel or tensor, the value and what is
     allowed."""
+
+
+def _int(where: str, value: Any, lo: int, hi: int, optional: bool = False) -> int | None:
+    """``value`` if it is an integer in lo..hi (not a bool, not a string that looks like one)."""
+    if optional and value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+        raise WorkloadError(f"{where}: {value!r} is not allowed (allowed: an integer {lo}..{hi}"
+                            f"{', or leave it out' if optional else ''})")
+    return int(value)
+
+
+def _name(where: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise WorkloadError(f"{where}: {value!r} is not allowed (allowed: a non-empty name)")
+    return value
 
 
 @dataclass(frozen=True)
@@ -52,14 +70,10 @@ class Gate:
     def __post_init__(self):
         if self.op not in GATE_OPS:
             raise WorkloadError(f"gate.op: {self.op!r} is not allowed (allowed: {', '.join(GATE_OPS)})")
-        if not -(1 << 31) <= self.threshold < 1 << 31:
-            raise WorkloadError(f"gate.threshold: {self.threshold} is not allowed (allowed: a signed 32-bit value)")
-        if not 1 <= self.k <= 15:
-            raise WorkloadError(f"gate.k: {self.k} is not allowed (allowed: 1..15)")
+        _int("gate.threshold", self.threshold, -(1 << 31), (1 << 31) - 1)
+        _int("gate.k", self.k, 1, (1 << TASK.bits("gate_k")) - 1)
         for name in ("capacity", "tile_rows"):
-            v = getattr(self, name)
-            if v is not None and not 1 <= v < 1 << 16:
-                raise WorkloadError(f"gate.{name}: {v} is not allowed (allowed: None or 1..65535)")
+            _int(f"gate.{name}", getattr(self, name), 1, (1 << 16) - 1, optional=True)
 
     def bits(self, rows: int, cols: int) -> int:
         """Predicate bits the gate writes for a (rows x cols) output."""
@@ -87,6 +101,21 @@ class Kernel:
     gate: Gate | None = None
     when: tuple[str, int] | None = None      # (gate kernel, column): run only if that predicate is set
     tile_rows: int | None = None             # rows of A per task (default: as many as fit one engine's L1)
+
+    def __post_init__(self):
+        for role in ("name", "a", "b", "out"):
+            _name(role, getattr(self, role))
+        _int("threshold", self.threshold, 0, THRESHOLD_MAX, optional=True)
+        _int("tile_rows", self.tile_rows, 1, (1 << 16) - 1, optional=True)
+        if self.when is not None:
+            if not (isinstance(self.when, tuple) and len(self.when) == 2):
+                raise WorkloadError(f"when: {self.when!r} is not allowed (allowed: (gate kernel, column))")
+            _name("when.gate", self.when[0])
+            _int("when.column", self.when[1], 0, (1 << 16) - 1)
+        if self.requant is not None and not (isinstance(self.requant, tuple) and len(self.requant) == 2
+                                             and all(isinstance(v, int) and not isinstance(v, bool)
+                                                     for v in self.requant)):
+            raise WorkloadError(f"requant: {self.requant!r} is not allowed (allowed: [multiplier, shift], integers)")
 
 
 @dataclass(frozen=True)
@@ -261,50 +290,79 @@ def _tensor(where: str, spec: Any, folder: Path) -> np.ndarray:
     if "file" in spec:
         if set(spec) != {"file"}:
             raise WorkloadError(f"{where}: 'file' takes no other key (allowed: file, or shape/density/seed)")
-        t = np.load(folder / spec["file"])
+        name = _name(f"{where}.file", spec["file"])
+        try:
+            t = np.load(folder / name, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise WorkloadError(f"{where}.file: cannot read {str(folder / name)!r} as a .npy array "
+                                f"({getattr(e, 'strerror', None) or e})") from None
         if t.dtype != np.int8:
             raise WorkloadError(f"{where}.file: dtype {t.dtype} is not allowed (allowed: int8)")
         return t
     _keys(where, spec, {"shape", "density", "seed"}, {"shape"})
     shape = spec["shape"]
-    if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(v, int) and 1 <= v < 1 << 16
-                                                                for v in shape)):
+    if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
+                                                                and 1 <= v < 1 << 16 for v in shape)):
         raise WorkloadError(f"{where}.shape: {shape!r} is not allowed (allowed: [rows, cols], each 1..65535)")
+    density = spec.get("density", 1.0)
+    if isinstance(density, bool) or not isinstance(density, (int, float)) or not 0.0 <= density <= 1.0:
+        raise WorkloadError(f"{where}.density: {density!r} is not allowed (allowed: a number 0.0..1.0)")
+    seed = _int(f"{where}.seed", spec.get("seed", 0), 0, (1 << 63) - 1)
+    return sparse_int8(shape[0], shape[1], float(density), seed)
+
+
+def _part(where: str, make, **kwargs):
+    """``make(**kwargs)`` with its error named by where it sits in the file."""
     try:
-        return sparse_int8(shape[0], shape[1], float(spec.get("density", 1.0)), int(spec.get("seed", 0)))
-    except OperandError as e:
+        return make(**kwargs)
+    except WorkloadError as e:
         raise WorkloadError(f"{where}.{e}") from None
 
 
 def from_dict(data: Any, folder: Path = Path(".")) -> Workload:
     """A workload from its YAML form (see the module docstring); every error names the key."""
     data = _keys("workload", data, {"name", "tensors", "kernels", "outputs"}, {"name", "tensors", "kernels"})
+    name = _name("name", data["name"])
     tensors = {str(n): _tensor(f"tensors.{n}", s, folder) for n, s in _keys("tensors", data["tensors"],
                                                                             set(data["tensors"] or {})).items()}
     if not isinstance(data["kernels"], list):
-        raise WorkloadError("kernels: must be a list of kernels")
+        raise WorkloadError(f"kernels: {type(data['kernels']).__name__} is not allowed (allowed: a list of kernels)")
     kernels = []
     for i, kd in enumerate(data["kernels"]):
         kd = dict(_keys(f"kernels[{i}]", kd, _KERNEL_KEYS, {"name", "op", "a", "b", "out"}))
-        where = f"kernels.{kd['name']}"
+        where = f"kernels.{_name(f'kernels[{i}].name', kd['name'])}"
         if "gate" in kd:
-            kd["gate"] = Gate(**_keys(f"{where}.gate", kd["gate"], _GATE_KEYS, {"op"}))
+            kd["gate"] = _part(where, Gate, **_keys(f"{where}.gate", kd["gate"], _GATE_KEYS, {"op"}))
         if "when" in kd:
             w = _keys(f"{where}.when", kd["when"], {"gate", "column"}, {"gate", "column"})
-            kd["when"] = (str(w["gate"]), int(w["column"]))
+            kd["when"] = (w["gate"], w["column"])
         if "requant" in kd:
             r = kd["requant"]
-            if not (isinstance(r, list) and len(r) == 2 and all(isinstance(v, int) for v in r)):
+            if not (isinstance(r, list) and len(r) == 2):
                 raise WorkloadError(f"{where}.requant: {r!r} is not allowed (allowed: [multiplier, shift])")
             kd["requant"] = (r[0], r[1])
-        kernels.append(Kernel(**kd))
+        kernels.append(_part(where, Kernel, **kd))
+    outputs = data.get("outputs")
+    if outputs is not None and not (isinstance(outputs, list) and all(isinstance(o, str) for o in outputs)):
+        raise WorkloadError(f"outputs: {outputs!r} is not allowed (allowed: a list of tensor names)")
     made = [k.out for k in kernels]
-    outputs = tuple(data.get("outputs") or [t for t in made if not any(t in (k.a, k.b) for k in kernels)])
-    return Workload(str(data["name"]), tensors, tuple(kernels), outputs).check()
+    outputs = tuple(outputs or [t for t in made if not any(t in (k.a, k.b) for k in kernels)])
+    return Workload(name, tensors, tuple(kernels), outputs).check()
 
 
 def load(path: str | Path) -> Workload:
-    """A workload from a YAML file (duplicate keys refused, as in configs)."""
-    from hwgen.spec.config import _load_yaml
+    """A workload from a YAML file (duplicate keys refused, as in configs); every error is a WorkloadError that
+    names the file and the key."""
+    from hwgen.spec.config import ConfigError, _load_yaml
     path = Path(path)
-    return from_dict(_load_yaml(path.read_text(), str(path)), path.parent)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise WorkloadError(f"{path}: cannot read the workload file ({getattr(e, 'strerror', None) or e})") from None
+    try:
+        data = _load_yaml(text, str(path))
+    except ConfigError as e:
+        raise WorkloadError("; ".join(e.problems)) from None
+    if not data:
+        raise WorkloadError(f"{path}: empty (allowed: a workload: name, tensors, kernels, outputs)")
+    return from_dict(data, path.parent)

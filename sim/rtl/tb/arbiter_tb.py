@@ -244,7 +244,7 @@ class Checker:
         """(master, address, beats, W beats) of every bus write, in bus order (W bursts follow AW order)."""
         if len(self.w_bursts) != len(self.aws) or self.w_beats:
             self._err(f"{len(self.aws)} AWs but {len(self.w_bursts)} W bursts (+{len(self.w_beats)} beats)")
-        return [(*aw, data) for aw, data in zip(self.aws, self.w_bursts)]
+        return [(*aw, data) for aw, data in zip(self.aws, self.w_bursts, strict=True)]
 
     def replay(self, image: bytearray) -> bytearray:
         out = bytearray(image)

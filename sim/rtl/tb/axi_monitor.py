@@ -35,9 +35,10 @@ import cocotb
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import First, ReadOnly, RisingEdge
 
-BOUNDARY_BYTES = 4096
-MAX_INCR_BEATS = 256
-FIXED, INCR, WRAP = 0, 1, 2
+from hwgen.spec.axi import BOUNDARY_BYTES, MAX_INCR_BEATS
+from hwgen.spec.axi import BURST_FIXED as FIXED
+from hwgen.spec.axi import BURST_INCR as INCR
+from hwgen.spec.axi import BURST_WRAP as WRAP
 
 # Optional payload signals a port may have, per channel (valid/ready are required).
 FIELDS = {

@@ -1,7 +1,7 @@
 """cocotb testbench of the whole chip (``dsa_<name>_chip``: ``hwgen/rtl/chip.py``): a host on ``s_axi_ctrl`` runs DAG
 programs that ``sim.rtl.runner.run_chip_batch`` pickled, and writes the results back.
 
-Environment: DSA_TB_JOBS (pickle: list of jobs, see ``sim.rtl.runner._chip_job``), DSA_TB_RESULTS (pickle written
+Environment: DSA_TB_JOBS (pickle: list of jobs, see ``sim.rtl.runner.chip_job``), DSA_TB_RESULTS (pickle written
 here: {"results": [...], "error": str | None}).
 
 One ``HbmResponder`` per ``m_axi_hbm<i>`` port (timed by the shared ``sim/model/memory/axi_port.py``, with the first
@@ -155,7 +155,7 @@ async def run_job(dut, job, image, host, responders, monitors):
     wall = time.perf_counter() - wall
     board.stop = True
     result = {name: await host.read(name) for name in (*COUNTERS, *BYTE_COUNTERS, "error", "page_fault",
-                                                        "dma_error", "predicates")}
+                                                        "dma_error", "predicates", "policy")}
     await host.write("irq", 1)
     await host.write("control", 1 << CONTROL_BITS.index("l3_flush"))
     for _ in range(job["budget"] // 64 + 64):

@@ -1,6 +1,6 @@
 """cocotb testbench for dsa_<name>: runs the jobs that sim.rtl.runner pickled, writes the results back.
 
-Environment: DSA_TB_JOBS (pickle: list of jobs, see sim.rtl.runner._job), DSA_TB_RESULTS (pickle written
+Environment: DSA_TB_JOBS (pickle: list of jobs, see sim.rtl.runner.engine_job), DSA_TB_RESULTS (pickle written
 here: {"results": [...], "error": str | None}).
 
 Per job (one program): with reset held, the L1 image is written through ``fill_*`` and the page-table inputs
@@ -55,7 +55,8 @@ async def run_job(dut, clock, job):
     if cfg.l3.enabled:
         dut.l3_flush.value = 0
     image = np.frombuffer(job["hbm"], dtype=np.uint8).copy()
-    responder = HbmResponder(dut, HbmPorts(cfg), image, clock, dut.rst, stall=job["stall"], seed=job["seed"])
+    responder = HbmResponder(dut, HbmPorts(cfg), image, clock, dut.rst, stall=job["stall"], seed=job["seed"],
+                             plant=job.get("plant"))
     monitors = [AxiMonitor(dut, hbm_prefix(i), dut.clk, dut.rst) for i in range(cfg.memory.ports)]
     await rise
     # cycle 0 starts here
@@ -81,7 +82,7 @@ async def run_job(dut, clock, job):
         while not dut.task_ready.value and not dut.page_fault.value:
             fired = await First(RisingEdge(dut.task_ready), dut.page_fault.value_change, Timer(budget_ns, unit="ns"))
             if isinstance(fired, Timer):
-                raise TimeoutError(f"{job['shape']}: task {index} not taken by cycle {cycle()} (budget "
+                raise TimeoutError(f"{job['label']}: task {index} not taken by cycle {cycle()} (budget "
                                    f"{job['budget']}, busy units {int(dut.unit_busy.value):03b})")
             await ReadOnly()
         if dut.page_fault.value:            # halted: this task and the rest are not taken
@@ -94,7 +95,7 @@ async def run_job(dut, clock, job):
     if not dut.idle.value:
         fired = await First(RisingEdge(dut.idle), Timer(budget_ns, unit="ns"))
         if isinstance(fired, Timer):
-            raise TimeoutError(f"{job['shape']}: not idle by cycle {cycle()} (budget {job['budget']}, busy "
+            raise TimeoutError(f"{job['label']}: not idle by cycle {cycle()} (budget {job['budget']}, busy "
                                f"units {int(dut.unit_busy.value):03b})")
     await rise
     wall = time.perf_counter() - wall
@@ -108,10 +109,10 @@ async def run_job(dut, clock, job):
             bound = job["budget"] + cfg.l3.sets * (1 + cfg.l3.ways * (cfg.l3.line_bytes // cfg.beat_bytes + 1))
             fired = await First(FallingEdge(dut.l3_flushing), Timer(bound * PERIOD_NS, unit="ns"))
             if isinstance(fired, Timer):
-                raise TimeoutError(f"{job['shape']}: the L3 flush did not end within {bound} cycles")
+                raise TimeoutError(f"{job['label']}: the L3 flush did not end within {bound} cycles")
         await rise
     if int(dut.dma_error.value):
-        raise RuntimeError(f"{job['shape']}: DMA error bits {int(dut.dma_error.value):02b}, slave errors "
+        raise RuntimeError(f"{job['label']}: DMA error bits {int(dut.dma_error.value):02b}, slave errors "
                            f"{responder.errors[:3]}")
     for monitor in monitors:
         monitor.assert_clean()

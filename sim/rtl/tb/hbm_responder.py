@@ -21,6 +21,9 @@ channels (ARREADY, AWREADY, WREADY) are low with probability p in each cycle the
 RVALID/BVALID: a response that may be presented is held back with probability p in that cycle (once
 presented, VALID stays up until the handshake, as AXI requires). p = 0 draws nothing and never pauses.
 
+Planted violations (``plant``, for tests that the checkers cannot miss a failure): ``"rlast"`` ends the first
+read burst of two or more beats with RLAST on its first beat, once; the AXI monitor must then fail the run.
+
 Cycle 0 and sampling: on each rising edge the responder reads the signals the design registers at that
 edge (the values of the cycle that just ended) and then drives its outputs for the cycle that starts
 (writes land in the same time step, after the design's registers updated, as with cocotbext-axi and
@@ -61,6 +64,7 @@ from sim.model.memory.axi_port import KINDS, READ, WRITE, HbmPorts
 
 CHANNELS = ("ar", "r", "aw", "w", "b")
 MAX_STALL = 0.9
+PLANTS = (None, "rlast")
 BURST_INCR = 1
 OKAY, SLVERR = 0, 2
 _FIELDS = {
@@ -158,7 +162,10 @@ class HbmResponder:
 
     def __init__(self, dut, timing: HbmPorts, image, clock: Clock, reset=None, *,
                  ports: dict[str, int] | None = None, stall: float | dict[str, float] = 0.0, seed: int = 0,
-                 reset_active_level: bool = True):
+                 reset_active_level: bool = True, plant: str | None = None):
+        if plant not in PLANTS:
+            raise ValueError(f"plant: {plant!r} is not allowed (allowed: {', '.join(map(str, PLANTS))})")
+        self.plant = plant               # a protocol violation to commit once, to test the checkers (PLANTS)
         self.timing = timing
         self.image = image
         self._mem = memoryview(image).cast("B")
@@ -258,7 +265,7 @@ class HbmResponder:
             for port in self._ports:
                 self._sample(port, cycle - 1)
             due = None
-            for port, (was_r, was_b) in zip(self._ports, was):
+            for port, (was_r, was_b) in zip(self._ports, was, strict=True):
                 self._drive(port, cycle, was_r, was_b)
                 for on, queue, channel in ((port.r_on, port.rq, self.timing.r), (port.b_on, port.bq, self.timing.b)):
                     if not on and queue:
@@ -327,9 +334,12 @@ class HbmResponder:
         self.calls.append((n, port.index, KINDS[READ], addr, beats))
         ready = self.timing.read(n, port.index, addr, beats)
         B, size = self.beat_bytes, len(self._mem)
+        early = self.plant == "rlast" and beats > 1       # planted: RLAST on the first beat of this burst
+        if early:
+            self.plant = None
         for k, t in enumerate(ready):
             a = addr + k * B
-            port.rq.append((t, bid, a, k == beats - 1, resp if a + B <= size else SLVERR))
+            port.rq.append((t, bid, a, k == beats - 1 or (early and k == 0), resp if a + B <= size else SLVERR))
 
     def _write_beat(self, port: _Port, n: int) -> None:
         burst = port.aws[0]
@@ -393,4 +403,4 @@ class HbmResponder:
                 port.ready[ch] = value
 
 
-__all__ = ["CHANNELS", "MAX_STALL", "HbmResponder", "PortRecord", "SlaveError"]
+__all__ = ["CHANNELS", "MAX_STALL", "PLANTS", "HbmResponder", "PortRecord", "SlaveError"]

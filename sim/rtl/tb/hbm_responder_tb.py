@@ -188,7 +188,7 @@ def check_timing(cfg, responder: HbmResponder, exact: bool) -> int:
             if exact:
                 assert got == ResponseChannel().take_all(want), f"{prefix} {ch}: {got} != prediction"
             prev = -1
-            for g, w in zip(got, want):
+            for g, w in zip(got, want, strict=True):
                 bound = max(w, prev + 1)
                 assert g >= bound, f"{prefix} {ch}: a response in cycle {g} before its bound {bound}"
                 late += g > bound

@@ -217,14 +217,14 @@ def check_routing(master: Master, responder: HbmResponder) -> None:
     """Zero latency: per port, the slave-side handshakes of its bursts are the port's handshakes."""
     for i in range(P):
         rec = responder.records[f"m_axi_hbm{i}"]
-        ar = [c for c, (_, addr, _) in zip(master.ar, master.reads) if port_of(addr) == i]
-        aw = [c for c, (_, addr, _, _) in zip(master.aw, master.writes) if port_of(addr) == i]
+        ar = [c for c, (_, addr, _) in zip(master.ar, master.reads, strict=True) if port_of(addr) == i]
+        aw = [c for c, (_, addr, _, _) in zip(master.aw, master.writes, strict=True) if port_of(addr) == i]
         assert [c for c, *_ in rec.ar] == ar, f"port {i}: AR cycles {[c for c, *_ in rec.ar][:6]} != slave {ar[:6]}"
         assert [c for c, *_ in rec.aw] == aw, f"port {i}: AW cycles {[c for c, *_ in rec.aw][:6]} != slave {aw[:6]}"
         beats = [port_of(addr) for _, addr, n in master.reads for _ in range(n)]
-        r = [c for c, p in zip(master.r, beats) if p == i]
+        r = [c for c, p in zip(master.r, beats, strict=True) if p == i]
         assert rec.r == r, f"port {i}: R cycles {rec.r[:6]} != slave {r[:6]}"
-        b = [c for c, (_, addr, _, _) in zip(master.b, master.writes) if port_of(addr) == i]
+        b = [c for c, (_, addr, _, _) in zip(master.b, master.writes, strict=True) if port_of(addr) == i]
         assert rec.b == b, f"port {i}: B cycles {rec.b[:6]} != slave {b[:6]}"
 
 

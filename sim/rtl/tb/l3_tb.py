@@ -265,7 +265,7 @@ def replay(master: Master, cfg, cleared: bool = False, model: L3Ports | None = N
 
 def diff(got: list, want: list) -> str:
     """Where two lists of cycles (or calls) first differ."""
-    for i, (g, w) in enumerate(zip(got, want)):
+    for i, (g, w) in enumerate(zip(got, want, strict=True)):
         if g != w:
             return f"item {i}: RTL {g} != model {w} (RTL {got[max(i - 2, 0):i + 3]}, model {want[max(i - 2, 0):i + 3]})"
     return f"lengths: RTL {len(got)} != model {len(want)}"
