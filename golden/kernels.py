@@ -42,19 +42,25 @@ def threshold_a(a: torch.Tensor, threshold: int) -> torch.Tensor:
     return a.masked_fill(a.to(torch.int64).abs() < threshold, 0)
 
 
-def spmm(numeric: dict, a: Any, b: Any, threshold: int = 0, device: str | None = None) -> torch.Tensor:
-    """SPMM task: C = accumulate(threshold_a(A), B) -> int64 (M, N) on the CPU.
+def spmm(numeric: dict, a: Any, b: Any, threshold: int = 0, device: str | None = None,
+         init: Any = None) -> torch.Tensor:
+    """SPMM task: C = accumulate(threshold_a(A), B, init) -> int64 (M, N) on the CPU.
 
     ``device``: None/"cpu", "cuda" (error if absent) or "auto"; the answer is identical on every device.
+    ``init``: int64 (M, N) numpy array or tensor the accumulators start from (an ``accumulate`` task); None: 0.
     """
     a, b = int8_matrix("A", a), int8_matrix("B", b)
     if a.shape[1] != b.shape[0]:
         raise ValueError(f"B: shape {tuple(b.shape)} does not match A {tuple(a.shape)}: B needs {a.shape[1]} rows")
     dev = pick_device(device)
     a = threshold_a(a.to(dev, torch.int64), threshold)
-    return accumulate(a, b.to(dev, torch.int64), numeric["acc_bits"], numeric["overflow"]).cpu()
+    if isinstance(init, np.ndarray):
+        init = torch.from_numpy(np.array(init, copy=True))   # copy: numpy may be read-only or strided
+    if init is not None:
+        init = init.to(dev)
+    return accumulate(a, b.to(dev, torch.int64), numeric["acc_bits"], numeric["overflow"], init=init).cpu()
 
 
-def gemm(numeric: dict, a: Any, b: Any, device: str | None = None) -> torch.Tensor:
-    """GEMM task (dense baseline): C = accumulate(A, B); numerically spmm with threshold 0."""
-    return spmm(numeric, a, b, threshold=0, device=device)
+def gemm(numeric: dict, a: Any, b: Any, device: str | None = None, init: Any = None) -> torch.Tensor:
+    """GEMM task (dense baseline): C = accumulate(A, B, init); numerically spmm with threshold 0."""
+    return spmm(numeric, a, b, threshold=0, device=device, init=init)

@@ -108,12 +108,18 @@ def _row_bounds(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return a.abs().sum(dim=1) * bmax
 
 
-def accumulate(a: torch.Tensor, b: torch.Tensor, acc_bits: int, mode: Mode) -> torch.Tensor:
+def accumulate(a: torch.Tensor, b: torch.Tensor, acc_bits: int, mode: Mode,
+               init: torch.Tensor | None = None) -> torch.Tensor:
     """C = A @ B as the engine computes it: int64 (M, K) x int64 (K, N) -> int64 (M, N) on a's device.
 
-    Exactly ``acc = 0; for k: acc = overflow(acc + a[:, k, None] * b[None, k, :])``. wrap: one exact matmul
-    then the rule. saturate: rows whose bound (sum_k |a_ik| * max|b|) fits the range cannot clamp, so they
-    take one matmul; only the other rows run the k loop (vectorised over their (rows, N)).
+    Exactly ``acc = init; for k: acc = overflow(acc + a[:, k, None] * b[None, k, :])``, with ``init`` an int64
+    (M, N) of in-range values (default 0; a task with the descriptor's ``accumulate`` bit starts from the output
+    buffer's lines). The first product is added to ``init`` and the rest follow in k order, so
+    accumulate(A[:, k1:], B[k1:], init=accumulate(A[:, :k1], B[:k1])) == accumulate(A, B) in both modes: a
+    K-split loses nothing (adding partial sums at the end would, under saturate).
+    wrap: one exact matmul then the rule. saturate: rows whose bound (max |init| + sum_k |a_ik| * max|b|) fits
+    the range cannot clamp, so they take one matmul; only the other rows run the k loop (vectorised over their
+    (rows, N)).
     """
     _check(acc_bits, mode)
     if a.dtype != torch.int64 or b.dtype != torch.int64:
@@ -122,16 +128,28 @@ def accumulate(a: torch.Tensor, b: torch.Tensor, acc_bits: int, mode: Mode) -> t
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
         raise ValueError(f"accumulate: shapes {tuple(a.shape)} @ {tuple(b.shape)} do not match "
                          "(allowed: (M, K) @ (K, N))")
-    if mode == "wrap":
-        return overflow(exact_matmul(a, b), acc_bits, mode)
     lo, hi = acc_range(acc_bits)
-    risky = _row_bounds(a, b) > hi  # |partial sum| <= hi < -lo: no clamp can happen in a safe row
+    if init is None:
+        init = torch.zeros((a.shape[0], b.shape[1]), dtype=torch.int64, device=a.device)
+    else:
+        init = torch.as_tensor(init).to(a.device)
+        if init.dtype != torch.int64 or tuple(init.shape) != (a.shape[0], b.shape[1]):
+            raise ValueError(f"accumulate: init {init.dtype} {tuple(init.shape)} is not allowed (allowed: "
+                             f"torch.int64 of shape {(a.shape[0], b.shape[1])})")
+        if init.numel() and (int(init.min()) < lo or int(init.max()) > hi):
+            raise ValueError(f"accumulate: init holds values outside int{acc_bits} (allowed: {lo}..{hi}, what "
+                             "an accumulator can hold)")
+    if mode == "wrap":
+        return overflow(init + exact_matmul(a, b), acc_bits, mode)
+    # |partial sum| <= max|init| + bound <= hi < -lo: no clamp can happen in a safe row
+    start = init.abs().amax(dim=1) if init.shape[1] else torch.zeros(a.shape[0], dtype=torch.int64, device=a.device)
+    risky = start + _row_bounds(a, b) > hi
     out = torch.empty((a.shape[0], b.shape[1]), dtype=torch.int64, device=a.device)
     if not bool(risky.all()):
-        out[~risky] = exact_matmul(a[~risky], b)
+        out[~risky] = init[~risky] + exact_matmul(a[~risky], b)
     if bool(risky.any()):
         ar = a[risky]
-        acc = torch.zeros((ar.shape[0], b.shape[1]), dtype=torch.int64, device=a.device)
+        acc = init[risky].clone()
         for k in ar.any(dim=0).nonzero().flatten().tolist():  # adding 0 to an in-range acc changes nothing
             acc = (acc + ar[:, k, None] * b[None, k, :]).clamp_(lo, hi)
         out[risky] = acc

@@ -27,10 +27,12 @@ def default_build_root() -> Path:
 
 def run_programs(backend: str, cfg: HwConfig, programs: list[Program], *, device: str | None = None,
                  build_root: Path | None = None, start_cycles: list[int | None] | None = None,
-                 stage: Callable[[str], None] = lambda what: None) -> list[Result]:
+                 stage: Callable[[str], None] = lambda what: None,
+                 progress: Callable[[int, int], None] | None = None) -> list[Result]:
     """Run each program on one backend; the RTL runs them all in one simulator process. ``start_cycles``
     (sim, DAG programs): the cycle each program's host start lands, e.g. the RTL run's (default: the first
-    cycle the chip is ready). ``stage`` hears what is being done."""
+    cycle the chip is ready). ``stage`` hears what is being done, ``progress`` (sim, one engine) how many
+    tasks of a program are taken."""
     if backend == "golden":
         from golden import executor
         stage(f"running {len(programs)} program(s) on the golden model ({device or 'cpu'})")
@@ -42,7 +44,7 @@ def run_programs(backend: str, cfg: HwConfig, programs: list[Program], *, device
         stage(f"running {len(programs)} program(s) on the cycle model")
         engine, chip = EngineModel(cfg), ChipModel(cfg)
         starts = start_cycles or [None] * len(programs)
-        return [chip.run(p, start_cycle=s) if p.tasks else engine.run(p)
+        return [chip.run(p, start_cycle=s) if p.tasks else engine.run(p, progress=progress)
                 for p, s in zip(programs, starts, strict=True)]
     if backend == "rtl":           # DAG programs on the whole chip, the others on one engine
         from sim.rtl.runner import run_chip_batch, run_rtl_batch

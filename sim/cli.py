@@ -218,14 +218,15 @@ def _matmul_program(cfg, kernel: str, a_format: str, ratio, threshold, requant, 
     if not hbm:
         try:
             return compile_matmul(cfg, A, B, kernel, a_format, threshold, nm=ratio, requant=requant), "in L1"
-        except L1FullError as e:
-            why = f"they do not fit L1 ({str(e).split(' (operands')[0]})"
+        except L1FullError:
+            why = f"they do not fit the {cfg.l1.bytes}-byte L1"
     if requant is not None:
         raise BadInput(f"--requant: not available for operands tiled through HBM ({why})")
     program = compile_matmul_hbm(cfg, A, B, kernel, a_format, threshold, nm=ratio)
     p = program.params
     return program, (f"in HBM, tiled ({why}): {p['tiles']} row tiles of {p['tile_rows']} rows"
-                     + (f", {p['panels']} column panels of {p['panel_cols']}" if p["panels"] > 1 else ""))
+                     + (f", {p['panels']} column panels of {p['panel_cols']}" if p["panels"] > 1 else "")
+                     + (f", K in {p['k_chunks']} chunks of {p['chunk_k']}" if p.get("k_chunks", 1) > 1 else ""))
 
 
 def _generate_operands(m, k, n, density, seed, a_format, ratio, power_law):
@@ -375,7 +376,8 @@ def run(config: str = typer.Option("default", "--config", help=CONFIG_HELP),
                 A, B = _generate_operands(m, k, n, density, seed, a_format.value, ratio, power_law)
                 origin = {"density": density, "seed": seed, "power_law": power_law}
             program, where = _matmul_program(cfg, kernel.value, a_format.value, ratio, threshold, rq, hbm, A, B, stage)
-        (result,) = run_programs(backend.value, cfg, [program], device=device, build_root=root, stage=stage)
+        (result,) = run_programs(backend.value, cfg, [program], device=device, build_root=root, stage=stage,
+                                 progress=stage.progress)
     cycles = result.cycles
     (name, output), = result.outputs.items()
     record = {"kernel": kernel.value, "backend": backend.value, "config": cfg.name, "config_digest": cfg.digest(),

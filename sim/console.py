@@ -47,15 +47,23 @@ class Stages:
     """The stages of one long piece of work, shown as they happen (``stage(what)``), each with its time."""
 
     def __init__(self, console: Console = err):
-        self.console, self.status, self.what, self.t0 = console, None, None, time.perf_counter()
+        self.console, self.status, self.what, self.t0, self.last = console, None, None, time.perf_counter(), 0
 
     def __call__(self, what: str) -> None:
         self._close()
-        self.what, self.t0 = what, time.perf_counter()
+        self.what, self.t0, self.last = what, time.perf_counter(), 0
         if self.status is not None:
             self.status.update(f"{what} ...")
         elif not self.console.is_terminal:
             self.console.print(f"... {what}", markup=False)
+
+    def progress(self, done: int, total: int) -> None:
+        """How far the current stage is (tasks of a long program): on the status line, or a log line per tenth."""
+        if self.status is not None:
+            self.status.update(f"{self.what} ({done}/{total} tasks, {time.perf_counter() - self.t0:.0f} s) ...")
+        elif total >= 1000 and (10 * done // total) != (10 * self.last // total if total else 0):
+            self.console.print(f"... {done}/{total} tasks", markup=False)
+        self.last = done
 
     def _close(self) -> None:
         if self.what is not None and self.console.is_terminal:

@@ -86,6 +86,79 @@ def test_mac_lanes_rule_every_step(mode):
     assert got == expected
 
 
+@pytest.mark.parametrize("mode", ["wrap", "saturate"])
+@pytest.mark.parametrize("schedule", ["earliest", "latest"])
+def test_mac_lanes_start_from_the_init_register_of_the_job(mode, schedule):
+    """``first`` opens a job on init[slot] (a bubble too: a job with nothing marked returns its init); the
+    slots alternate, so a job's init may be written while the previous job is still in the lanes: as early
+    as two cycles after the first operand of the job before that (which used the same slot), or as late as
+    the cycle after its own first operand."""
+    lanes, bits = 4, 16
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    dut = MacLanes(lanes, 8, bits, mode)
+    rng = random.Random(11)
+    jobs = []
+    for _ in range(40):
+        init = [rng.choice([lo, hi, 0, rng.randint(lo, hi)]) for _ in range(lanes)]
+        ops = [(rng.choice([-128, 127, rng.randint(-128, 127)]), [rng.choice([-128, 127, 0]) for _ in range(lanes)],
+                rng.random() < 0.8) for _ in range(rng.choice([1, 1, 2, rng.randint(1, 10)]))]
+        if rng.random() < 0.2:
+            ops = [(0, [0] * lanes, False)]          # a job with no marked element: only its closing bubble
+        jobs.append((init, ops, rng.randint(0, 2)))  # (init, operands, idle cycles before it)
+    expected = []
+    for init, ops, _ in jobs:
+        acc = list(init)
+        for a, b, valid in ops:
+            if valid:
+                acc = [_overflow(acc[lane] + a * b[lane], bits, mode) for lane in range(lanes)]
+        expected.append(acc)
+    # the cycle each job's first operand is presented, and the cycle its init is written
+    firsts, cycle = [], 1
+    for _, ops, gap in jobs:
+        cycle += gap
+        firsts.append(cycle)
+        cycle += len(ops)
+    writes = {}
+    for n, first in enumerate(firsts):
+        w = (firsts[n - 2] + 2 if n >= 2 else n) if schedule == "earliest" else first + 1
+        assert w not in writes and w <= first + 1
+        writes[w] = n
+    timeline = {}
+    for n, ((_, ops, _), first) in enumerate(zip(jobs, firsts, strict=True)):
+        for e, op in enumerate(ops):
+            timeline[first + e] = (n, e == 0, e == len(ops) - 1, op)
+    got = []
+
+    async def feed(ctx):
+        for c in range(cycle + MacLanes.latency + 2):
+            n, first, last, (a, b, valid) = timeline.get(c, (0, False, False, (0, [0] * lanes, False)))
+            ctx.set(dut.a, a)
+            for lane in range(lanes):
+                ctx.set(dut.b[lane], b[lane])
+            ctx.set(dut.valid, valid)
+            ctx.set(dut.first, first)
+            ctx.set(dut.last, last)
+            ctx.set(dut.slot, n % 2)
+            ctx.set(dut.init_valid, c in writes)
+            if c in writes:
+                ctx.set(dut.init_slot, writes[c] % 2)
+                for lane in range(lanes):
+                    ctx.set(dut.init[lane], jobs[writes[c]][0][lane])
+            await ctx.tick()
+
+    async def watch(ctx):
+        async for _, _, valid, result in ctx.tick().sample(dut.result_valid, dut.result):
+            if valid:
+                got.append([result[lane] for lane in range(lanes)])
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(feed)
+    sim.add_process(watch)
+    sim.run_until(1e-6 * (cycle + 20))
+    assert got == expected
+
+
 def test_mac_lanes_latency_is_what_the_simulator_reads():
     dut = MacLanes(2, 8, 32, "wrap")
 
@@ -129,11 +202,11 @@ def test_scratchpad_banks_and_ports():
         ctx.set(dut.fill.en, 0)
         for _ in range(200):
             lines = [rng.randrange(cfg.l1_lines) for _ in dut.read]
-            for port, line in zip(dut.read, lines):
+            for port, line in zip(dut.read, lines, strict=True):
                 ctx.set(port.addr, line)
                 ctx.set(port.en, 1)
             await ctx.tick().repeat(Scratchpad.READ_LATENCY)
-            for port, line in zip(dut.read, lines):
+            for port, line in zip(dut.read, lines, strict=True):
                 assert ctx.get(port.data) == image[line]
         # en low holds the data
         for port in dut.read:

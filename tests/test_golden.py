@@ -229,6 +229,57 @@ def test_accumulate_takes_int64_only():
         accumulate(torch.ones(2, 3, dtype=torch.int64), torch.ones(2, 2, dtype=torch.int64), 16, "wrap")
 
 
+def ref_matmul_from(a: np.ndarray, b: np.ndarray, init: np.ndarray, acc_bits: int, mode: str) -> np.ndarray:
+    acc = init.astype(np.int64).copy()
+    for k in range(a.shape[1]):
+        acc = ref_rule(acc + a[:, k, None].astype(np.int64) * b[None, k, :].astype(np.int64), acc_bits, mode)
+    return acc
+
+
+@pytest.mark.parametrize("acc_bits", [16, 20, 32])
+@pytest.mark.parametrize("mode", MODES)
+def test_accumulate_with_init_is_one_pass_over_the_concatenated_k(acc_bits, mode):
+    """K tiling: chunks run one after another, each starting from what the last one left (``init``), equal one
+    pass over all of K, in both modes, for every way of cutting K; the reference loop agrees."""
+    rng = np.random.default_rng(acc_bits)
+    a = rng.integers(-128, 128, (12, 90)).astype(np.int8)
+    a[:6, :45] = np.abs(a[:6, :45].astype(np.int16)).clip(0, 127).astype(np.int8)   # climb, then fall back
+    a[:6, 45:] = -np.abs(a[:6, 45:].astype(np.int16)).clip(0, 128).astype(np.int8)
+    a[8] = 0                                                                           # a row with no product
+    b = rng.integers(0, 128, (90, 7)).astype(np.int8)
+    num_ = num(acc_bits, mode)
+    one_pass = spmm(num_, a, b).numpy()
+    np.testing.assert_array_equal(one_pass, ref_matmul(a, b, acc_bits, mode))
+    for cuts in ([45], [1, 2, 89], [16, 32, 48, 64, 80], list(range(1, 90, 7))):
+        acc = None
+        for k0, k1 in zip([0, *cuts], [*cuts, 90], strict=True):
+            acc = spmm(num_, a[:, k0:k1], b[k0:k1], init=acc)
+        np.testing.assert_array_equal(acc.numpy(), one_pass, err_msg=f"cuts {cuts}")
+    # init is added before the first product, under the rule: the reference from the same start agrees
+    lo, hi = -(2 ** (acc_bits - 1)), 2 ** (acc_bits - 1) - 1
+    init = rng.integers(lo, hi + 1, (12, 7))
+    init[0] = hi
+    got = accumulate(torch.from_numpy(a.astype(np.int64)), torch.from_numpy(b.astype(np.int64)), acc_bits, mode,
+                     init=torch.from_numpy(init))
+    np.testing.assert_array_equal(got.numpy(), ref_matmul_from(a, b, init, acc_bits, mode))
+    if mode == "saturate" and acc_bits == 16:
+        # the sums leave the range and come back: adding the chunks' partial sums at the end is not the same
+        halves = [spmm(num_, a[:, k0:k1], b[k0:k1]).numpy() for k0, k1 in ((0, 45), (45, 90))]
+        assert not np.array_equal(ref_rule(halves[0] + halves[1], 16, "saturate"), one_pass)
+
+
+def test_accumulate_init_is_checked():
+    a, b = torch.ones(2, 3, dtype=torch.int64), torch.ones(3, 4, dtype=torch.int64)
+    with pytest.raises(ValueError, match=r"^accumulate: init torch.int64 \(2, 3\) is not allowed"):
+        accumulate(a, b, 16, "wrap", init=torch.zeros(2, 3, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"^accumulate: init torch.int32 \(2, 4\) is not allowed"):
+        accumulate(a, b, 16, "wrap", init=torch.zeros(2, 4, dtype=torch.int32))
+    with pytest.raises(ValueError, match=r"^accumulate: init holds values outside int16 \(allowed: -32768..32767"):
+        accumulate(a, b, 16, "saturate", init=torch.full((2, 4), 1 << 15, dtype=torch.int64))
+    assert torch.equal(accumulate(a, b, 16, "wrap", init=torch.full((2, 4), 32767, dtype=torch.int64)),
+                       torch.full((2, 4), -32768 + 2, dtype=torch.int64))
+
+
 # ---- devices ----------------------------------------------------------------------------------------
 
 def test_pick_device_without_cuda(monkeypatch):

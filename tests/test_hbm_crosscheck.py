@@ -89,12 +89,40 @@ def test_tile_rows_follow_l1_and_output_buffer():
                                   executor.run(cfg.numeric(), program).outputs["C"])
 
 
-def test_l1_too_small_for_one_tile():
+def test_k_larger_than_l1_is_split():
+    """B alone needs 4000 of 256 lines, one lane block of it 1000: K runs in chunks (hwgen/compiler/tiling.py)."""
     cfg = variant("tiny")
-    a, b = random_operands(8, 1000, 64, 0.5, seed=3)   # B alone needs 4000 of 256 lines
-    with pytest.raises(OperandError, match=r"^l1.bytes: 4096 is too small for one tile: B \(1000x64\) takes 4000 of "
-                                           r"256 L1 lines"):
-        compile_matmul_hbm(cfg, a, b)
+    a, b = random_operands(8, 1000, 64, 0.5, seed=3)
+    program = compile_matmul_hbm(cfg, a, b)
+    assert program.params["k_chunks"] >= 8
+    np.testing.assert_array_equal(EngineModel(cfg).run(program).outputs["C"],
+                                  executor.run(cfg.numeric(), program).outputs["C"])
+
+
+def _k_split_256(cfg):
+    """The tiny preset's 256x256 spmm at density 0.1 (dense-stored A) times a 256x64 B: K does not fit."""
+    a, b = random_operands(256, 256, 64, 0.1, seed=0)
+    return compile_matmul_hbm(cfg, a, b, "spmm", "dense")
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("stall", [0.0, 0.3])
+def test_k_split_256x256x64_end_to_end(stall, build_root):
+    cfg = variant("tiny")
+    program = _k_split_256(cfg)
+    assert program.params["k_chunks"] >= 2
+    rtl = run_rtl_batch(cfg, [program], build_root, stall=stall, seed=7)
+    three_way(cfg, [("spmm/dense 256x256x64 d=0.1", program)], rtl, stall)
+
+
+def test_default_k_4096_sim_equals_golden():
+    """default: one lane block of B over K = 4096 is 4096 of L1's 1024 lines."""
+    cfg = config.from_dict({"base": "default"})
+    a, b = random_operands(64, 4096, 64, 0.1, seed=5)
+    program = compile_matmul_hbm(cfg, a, b)
+    assert program.params["k_chunks"] >= 4
+    np.testing.assert_array_equal(EngineModel(cfg).run(program).outputs["C"],
+                                  executor.run(cfg.numeric(), program).outputs["C"])
 
 
 def test_bad_nm_ratio_is_refused_like_in_l1():
@@ -173,7 +201,7 @@ def test_faults_agree(build_root):
     cases = _faulty(cfg)
     rtl = run_rtl_batch(cfg, [p for _, p, _ in cases], build_root)
     model = EngineModel(cfg)
-    for (label, program, want), r in zip(cases, rtl):
+    for (label, program, want), r in zip(cases, rtl, strict=True):
         sim = model.run(program)
         assert r.stats["page_fault"] == sim.stats["page_fault"] == want, label
         assert (r.stats["task_issue"], r.cycles) == (sim.stats["task_issue"], sim.cycles), label

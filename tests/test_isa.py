@@ -311,3 +311,14 @@ def test_gemm_descriptor_and_default_threshold():
     (f,) = compile_matmul(cfg, a, b, kernel="gemm").fields
     assert f["opcode"] == isa.Opcode.GEMM and f["a_format"] == isa.AFormat.DENSE
     assert f["threshold"] == 0   # gemm is dense: the config's threshold does not apply
+
+
+def test_accumulate_is_appended_and_single_kernel_programs_leave_it_clear():
+    """The K-tiling bit is the table's last field: no other field moved, so a descriptor written before it
+    packs to the same word; a single-kernel matmul never accumulates."""
+    names = list(isa.FIELD_NAMES)
+    assert names[-1] == "accumulate" and isa.DESCRIPTOR.bits("accumulate") == 1
+    assert isa.pack(accumulate=1) == 1 << sum(f.bits for f in isa.DESCRIPTOR if f.name != "accumulate")
+    assert sum(f.bits for f in isa.DESCRIPTOR) <= isa.DESCRIPTOR_BITS
+    a, b = random_operands(3, 5, 2, 1.0, seed=2)
+    assert compile_matmul(from_dict({"base": "tiny"}), a, b).fields[0]["accumulate"] == 0

@@ -101,8 +101,9 @@ def golden_int8(cfg, program: Program) -> np.ndarray:
 
 def test_source_field_round_trip_and_position():
     names = list(isa.FIELD_NAMES)
-    assert names[-2:] == ["stream", "source"] and isa.DESCRIPTOR.bits("source") == 1
-    offset = sum(f.bits for f in isa.DESCRIPTOR if f.name != "source")   # appended: no other field moved
+    at = names.index("source")
+    assert names[at - 1:] == ["stream", "source", "accumulate"] and isa.DESCRIPTOR.bits("source") == 1
+    offset = sum(f.bits for f in list(isa.DESCRIPTOR)[:at])   # appended (only later fields after it): none moved
     assert isa.pack(source=1) == 1 << offset
     assert isa.pack(stream=1) == 1 << (offset - 1)
     fields = dict(opcode=isa.Opcode.STORE, source=1, d_addr=123, c_addr=45, lines=678, hbm_addr=0x1234_5000,

@@ -73,6 +73,9 @@ DESCRIPTOR = FieldTable("descriptor", width=DESCRIPTOR_BITS, fields=(
     Field("lines", 16, "load: L1 lines to fill; store: lines to write out (output-buffer or L1 lines, see source)"),
     Field("stream", 1, "load: read-once data (the L3 may bypass it, l3.bypass = streaming)"),
     Field("source", 1, "store: 0 output buffer lines from c_addr, 1 L1 lines from d_addr (requantized int8 rows)"),
+    Field("accumulate", 1, "gemm/spmm: each job's accumulators start from its output-buffer line (row i, lane "
+                           "block j at c_addr) instead of 0, so the task adds its A @ B to what an earlier task "
+                           "left there (K tiling); the overflow rule still applies after every addition"),
 ))
 FIELD_NAMES = DESCRIPTOR.names
 pack = DESCRIPTOR.pack

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -166,7 +167,9 @@ class EngineModel:
     def __init__(self, cfg: HwConfig):
         self.cfg = cfg
 
-    def run(self, program: Program, outputs: bool = True) -> Result:
+    def run(self, program: Program, outputs: bool = True,
+            progress: Callable[[int, int], None] | None = None) -> Result:
+        """``progress(tasks taken, tasks)`` hears how far a long program is (every 256 tasks and at the end)."""
         cfg = self.cfg
         if program.config_digest != cfg.digest():
             raise ValueError(f"program was compiled for config {program.config_digest}, not {cfg.digest()}")
@@ -185,8 +188,12 @@ class EngineModel:
         core = EngineCore(cfg, image, table, ports, arithmetic=outputs or len(program.descriptors) > 1,
                           l1=program.l1.copy())
         core.start(program.fields, start)
+        total = len(program.descriptors)
         while core.queue and core.run_next():
-            pass
+            if progress is not None and len(core.queue) % 256 == 0:
+                progress(total - len(core.queue), total)
+        if progress is not None:
+            progress(total, total)
         end = core.end_cycle()
         result = {name: read_output(cfg, spec, core.out, image, table) for name, spec in program.outputs.items()} \
             if outputs else {}
@@ -215,6 +222,8 @@ class EngineModel:
         W = cfg.line_bytes
         stats["l1_read_bytes"] += int(s.words @ blocks) * W + int(s.marked @ blocks) * cfg.engine.lanes
         stats["out_write_bytes"] += int(blocks.sum()) * cfg.out_line_bits // 8
+        if f["accumulate"]:      # the dispatcher reads each job's line to start its accumulators from
+            stats["out_read_bytes"] += int(blocks.sum()) * cfg.out_line_bits // 8
         if f["requant"] != isa.Requant.NONE:
             stats["l1_write_bytes"] += f["m"] * lay.words(f["n"]) * W
         # a zero in B gates its lane for every element that reaches the MACs, in every block the row runs
@@ -225,13 +234,16 @@ class EngineModel:
         if arithmetic:
             from golden import kernels  # the one definition of the arithmetic
             numeric = cfg.numeric()
+            # accumulate: every job starts from its output line (lanes past N too: they add B's zero padding)
+            start = read_rows(cfg, f, out) if f["accumulate"] else None
+            init = None if start is None else start[:, :f["n"]]
             if f["opcode"] == isa.Opcode.GEMM:
-                c = kernels.gemm(numeric, s.a, b).numpy()
+                c = kernels.gemm(numeric, s.a, b, init=init).numpy()
             else:
-                c = kernels.spmm(numeric, s.a, b, threshold=f["threshold"]).numpy()
+                c = kernels.spmm(numeric, s.a, b, threshold=f["threshold"], init=init).numpy()
             if f["requant"] != isa.Requant.NONE:
                 c = requantize_into_l1(cfg, f, l1, c)
-            write_rows(cfg, f, out, c, blocks)
+            write_rows(cfg, f, out, c, blocks, start)
         return cycles
 
 
@@ -386,11 +398,19 @@ def requantize_into_l1(cfg: HwConfig, f: dict[str, int], l1: np.ndarray, c: np.n
     return y.astype(np.int64)
 
 
-def write_rows(cfg: HwConfig, f: dict[str, int], out: np.ndarray, c: np.ndarray, blocks: np.ndarray) -> None:
-    """C (stored row order) -> the output buffer, one line per job that ran."""
+def read_rows(cfg: HwConfig, f: dict[str, int], out: np.ndarray) -> np.ndarray:
+    """The output lines of a task's C, stored row order: int64 (M, lane blocks x L)."""
+    nbj = Layout.of(cfg).blocks(f["n"])
+    return out[f["c_addr"]:f["c_addr"] + f["m"] * nbj].reshape(f["m"], nbj * cfg.engine.lanes).copy()
+
+
+def write_rows(cfg: HwConfig, f: dict[str, int], out: np.ndarray, c: np.ndarray, blocks: np.ndarray,
+               start: np.ndarray | None = None) -> None:
+    """C (stored row order) -> the output buffer, one line per job that ran; lanes past N keep ``start``
+    (the lines an ``accumulate`` task started from) or are 0."""
     lay, L = Layout.of(cfg), cfg.engine.lanes
     nbj = lay.blocks(f["n"])
-    padded = np.zeros((f["m"], nbj * L), dtype=np.int64)
+    padded = np.zeros((f["m"], nbj * L), dtype=np.int64) if start is None else start
     padded[:, :f["n"]] = c
     lines = padded.reshape(f["m"], nbj, L)
     ran = np.arange(nbj)[None, :] < blocks[:, None]

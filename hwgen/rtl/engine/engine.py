@@ -9,6 +9,11 @@ on its own, so the compiler overlaps the next tile's LOAD and the last tile's ST
 buffering) and orders them with ``wait`` bits. A unit's ``busy`` rises in the cycle after its task is
 taken.
 
+A matrix task with ``accumulate`` starts each job from its output line: the dispatcher reads it on the
+output buffer's first read port (the host's and TOPK's, idle during a matrix task) in the cycle it hands the
+job to a row unit, which latches it the next cycle (row_unit.py). The second read port stays the STORE's, so
+a STORE of the other half runs beside it undisturbed.
+
 What the issue rule does NOT check is left to the compiler's ``wait`` bits: a compute task must not write
 output lines a running STORE reads (it waits for STORE), and a STORE with ``source`` = 1 reads L1 while it
 runs, so it must not overlap a task that writes the same L1 lines: the STORE waits for COMPUTE (or LOAD)
@@ -190,12 +195,14 @@ class DsaEngine(EngineTiming, wiring.Component):
         job_i, job_j = Signal(DIM_BITS), Signal(DIM_BITS)
         all_dispatched = job_i == task.m
 
+        # where a job's sums start: its output line (accumulate; read as it is dispatched), else 0
+        job_start = Mux(task.accumulate, out_rd.data, 0)
         units = []
         for u in range(R):
             unit = RowUnit(cfg)
             m.submodules[f"unit{u}"] = unit
             units.append(unit)
-            m.d.comb += [unit.task.eq(task), unit.nw.eq(nw), unit.nbl.eq(nbl),
+            m.d.comb += [unit.task.eq(task), unit.nw.eq(nw), unit.nbl.eq(nbl), unit.init.eq(job_start),
                          unit.job_i.eq(job_i), unit.job_j.eq(job_j),
                          unit.result_taken.eq(unit.result_pending & (slot == u))]
             connect(m, unit.a_port, l1.read[3 * u])
@@ -211,12 +218,17 @@ class DsaEngine(EngineTiming, wiring.Component):
                 chosen = chosen & ~f
             m.d.comb += unit.job_valid.eq(can_dispatch & chosen)
         dispatched = can_dispatch & _any(unit.free for unit in units)
+        # accumulate: read the job's output line as it is handed over (the unit latches it the next cycle).
+        # The port is the host's / TOPK's, both idle during a matrix task, so it wins even while a LOAD runs
+        row_base = Signal(2 * DIM_BITS)          # job_i * nbj, kept as a sum (no multiplier)
+        with m.If(running & task.accumulate & ~is_topk):
+            m.d.comb += [out_rd.addr.eq(lay.c_line(task.c_addr, row_base, job_j)), out_rd.en.eq(dispatched)]
         # causal (sampled) products skip the lane blocks wholly above the diagonal j > i + (n - m)
         diagonal_block = lay.causal_blocks(job_i, task.m, task.n) - 1
         last_block = Mux(task.causal & (diagonal_block < nbj - 1), diagonal_block, nbj - 1)
         with m.If(dispatched):
             with m.If(job_j == last_block):
-                m.d.sync += [job_j.eq(0), job_i.eq(job_i + 1)]
+                m.d.sync += [job_j.eq(0), job_i.eq(job_i + 1), row_base.eq(row_base + nbj)]
             with m.Else():
                 m.d.sync += job_j.eq(job_j + 1)
 
@@ -236,7 +248,7 @@ class DsaEngine(EngineTiming, wiring.Component):
                 m.d.sync += running.eq(0)
         with m.Elif(start):
             m.d.sync += [task.eq(head), running.eq(1), writes_l1.eq(head_writes_l1), slot.eq(0), job_i.eq(0),
-                         job_j.eq(0)]
+                         job_j.eq(0), row_base.eq(0)]
 
         # counters
         with m.If(self.clear):

@@ -5,7 +5,14 @@ Pipeline (FPGA-friendly: multiplier inputs and products are registered, no mux i
   cycle 1  multiply                -> product registers
   cycle 2  accumulate (wrap or saturate, every step) -> acc; on ``last`` the sum goes to ``result``
 ``latency`` (3) is the distance from an operand to the ``result_valid`` strobe that includes it; the
-simulator reads it from here.
+simulator reads it from ``hwgen/spec/timing.py``.
+
+A job's sum starts from 0, or, for an operand marked ``first``, from one of two init registers (``slot``,
+carried with the operand): the job's output line for a task with ``accumulate`` (K tiling), 0 otherwise.
+The owner writes a register (``init_valid``, ``init_slot``) ahead of the job's first operand; two are enough
+because at most two jobs are in the lanes at once (the front end of the next, the back end of the current),
+and the two alternate. Choosing the start (init 0, init 1 or acc) is a 3:1 mux in front of the adder, not a
+pipeline stage, so the latency stays 3.
 """
 from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
@@ -39,6 +46,11 @@ class MacLanes(MacLanesTiming, wiring.Component):
             "b": In(data.ArrayLayout(signed(operand_bits), lanes)),
             "valid": In(1),      # low: a bubble, accumulates nothing
             "last": In(1),       # closes the sum: result <- acc + this product, acc <- 0
+            "first": In(1),      # opens a sum (valid or a bubble): acc <- init[slot] + this product
+            "slot": In(1),       # with ``first``: which init register the job starts from
+            "init": In(self.result_layout),   # written into init[init_slot] when init_valid
+            "init_valid": In(1),
+            "init_slot": In(1),
             "result": Out(self.result_layout),
             "result_valid": Out(1),
         })
@@ -48,27 +60,35 @@ class MacLanes(MacLanesTiming, wiring.Component):
         L = self._lanes
         op_a = Signal.like(self.a)
         op_b = Signal.like(self.b)
-        op_last = Signal()
+        op_last, op_first, op_slot = Signal(), Signal(), Signal()
         prod = Signal(data.ArrayLayout(signed(2 * len(self.a)), L))
-        prod_last = Signal()
+        prod_last, prod_first, prod_slot = Signal(), Signal(), Signal()
         acc = Signal(self.result_layout)
+        init = [Signal(self.result_layout, name=f"init{slot}") for slot in range(2)]
+        with m.If(self.init_valid):
+            with m.If(self.init_slot):
+                m.d.sync += init[1].eq(self.init)
+            with m.Else():
+                m.d.sync += init[0].eq(self.init)
 
         # operand registers: a bubble multiplies by zero; a lane whose B value is zero is gated: its
         # operand register holds (no toggle) and its product register loads zero instead of a product
         gated = Signal(L)
-        m.d.sync += [op_a.eq(Mux(self.valid, self.a, 0)), op_last.eq(self.last)]
+        m.d.sync += [op_a.eq(Mux(self.valid, self.a, 0)), op_last.eq(self.last), op_first.eq(self.first),
+                     op_slot.eq(self.slot)]
         for lane in range(L):
             m.d.sync += gated[lane].eq(self.b[lane] == 0)
             with m.If(self.b[lane] != 0):
                 m.d.sync += op_b[lane].eq(self.b[lane])
         # products
-        m.d.sync += prod_last.eq(op_last)
+        m.d.sync += [prod_last.eq(op_last), prod_first.eq(op_first), prod_slot.eq(op_slot)]
         for lane in range(L):
             m.d.sync += prod[lane].eq(Mux(gated[lane], 0, op_a * op_b[lane]))
-        # accumulate
+        # accumulate: a job's first product goes onto its init register, the others onto acc
         m.d.sync += self.result_valid.eq(prod_last)
         for lane in range(L):
-            total = overflow_rule(m, acc[lane] + prod[lane], self._acc_bits, self._overflow)
+            base = Mux(prod_first, Mux(prod_slot, init[1][lane], init[0][lane]), acc[lane])
+            total = overflow_rule(m, base + prod[lane], self._acc_bits, self._overflow)
             with m.If(prod_last):
                 m.d.sync += [self.result[lane].eq(total), acc[lane].eq(0)]
             with m.Else():

@@ -11,6 +11,11 @@ Back end (pipelined behind the front end, so the next job starts while this one 
   T0  the element's K index is known (for CSR: read from the column indices) and so is its value (for
       bitmask: read from the packed values, then gated if |a| < threshold); B[k, block j] is read;
   T1  B arrives -> MacLanes; lanes whose B value is zero are counted as gated -> result for the writer.
+Accumulate (descriptor bit, K tiling): the dispatcher reads the job's output line in the cycle it hands the
+job over; the unit latches it the next cycle into the MAC lanes' init register of the job's parity (a bit
+that flips with every job taken and travels with its elements), and the job's first MAC cycle (its first
+element, or the closing bubble of a job with none) adds onto it. Without accumulate the engine gives 0.
+No cycle is added: the line is in place long before the job's first element reaches the lanes.
 
 Timing, read by the simulator from the members below (Σ = sum over words of max(1, marked)):
   job accepted in cycle td  -> last encode cycle te = td + front_latency(format) + Σ - 1;
@@ -46,6 +51,7 @@ class RowUnit(RowUnitTiming, wiring.Component):
             "free": Out(1),
             "quiet": Out(1),           # no job and nothing in flight
             "a_port": port, "v_port": port, "b_port": port,
+            "init": In(data.ArrayLayout(signed(cfg.engine.acc_bits), L)),   # job's start: line read at dispatch, or 0
             "result": Out(data.ArrayLayout(signed(cfg.engine.acc_bits), L)),
             "result_i": Out(DIM_BITS), "result_j": Out(DIM_BITS),   # which job the result belongs to
             "result_pending": Out(1),
@@ -195,8 +201,23 @@ class RowUnit(RowUnitTiming, wiring.Component):
         with m.Else():
             m.d.comb += self.v_port.addr.eq(lay.byte_line(task.a_meta, vptr))
 
+        # accumulate: the line the dispatcher read when it handed over the job arrives the cycle after; it goes
+        # into the init register of the job's parity (the other one may still serve the previous job's tail)
+        parity = Signal()                        # of the job in the front end: flips with every job taken
+        init_due = Signal()
+        fresh = Signal()                         # the job has not sent a MAC cycle yet
+        carries = self.elem | final              # a MAC cycle of the job in the front end: element or closer
+        m.d.sync += init_due.eq(self.job_valid)
+        with m.If(self.job_valid):
+            m.d.sync += [parity.eq(~parity), fresh.eq(1)]
+        with m.Elif(carries):
+            m.d.sync += fresh.eq(0)
+        m.d.comb += [mac.init.eq(self.init), mac.init_valid.eq(init_due), mac.init_slot.eq(parity)]
+
         # T0: index and value known; read B
         t0_valid, t0_last = Signal(), Signal()
+        t0_first, t0_parity = Signal(), Signal()
+        m.d.sync += [t0_first.eq(carries & fresh), t0_parity.eq(parity)]
         t0_k = Signal(DIM_BITS)
         t0_a = Signal(signed(8))
         t0_j = Signal(DIM_BITS)
@@ -213,6 +234,8 @@ class RowUnit(RowUnitTiming, wiring.Component):
 
         # T1: B arrives; MAC
         t1_valid, t1_last = Signal(), Signal()
+        t1_first, t1_parity = Signal(), Signal()
+        m.d.sync += [t1_first.eq(t0_first), t1_parity.eq(t0_parity)]
         t1_a = Signal(signed(8))
         t1_bslot = Signal(range(max(W // L, 2)))
         t1_lanes = Signal(signed(DIM_BITS + 1))  # lanes of this block inside N
@@ -220,6 +243,7 @@ class RowUnit(RowUnitTiming, wiring.Component):
                      t1_bslot.eq(lay.b_slot(t0_j)), t1_lanes.eq(task.n - (t0_j << log2(L)))]
         b = data.ArrayLayout(signed(8), L)(self.b_port.data.word_select(t1_bslot, 8 * L))
         m.d.comb += [mac.a.eq(t1_a), mac.valid.eq(t1_valid), mac.last.eq(t1_last), mac.b.eq(b),
+                     mac.first.eq(t1_first), mac.slot.eq(t1_parity),
                      self.gated.eq(Mux(t1_valid, sum((b[lane] == 0) & (lane < t1_lanes) for lane in range(L)), 0))]
 
         # result holding: the job's (i, j) travels beside its last element (the next job may already be
@@ -230,7 +254,7 @@ class RowUnit(RowUnitTiming, wiring.Component):
         held_job = Signal(job)
         pending = Signal()
         m.d.sync += [job_pipe[0].i.eq(row_i), job_pipe[0].j.eq(job_j)]
-        m.d.sync += [later.eq(earlier) for earlier, later in zip(job_pipe, job_pipe[1:])]
+        m.d.sync += [later.eq(earlier) for earlier, later in zip(job_pipe, job_pipe[1:], strict=False)]
         m.d.sync += inflight.eq(inflight + final - mac.result_valid)
         with m.If(mac.result_valid):
             m.d.sync += held_job.eq(job_pipe[-1])

@@ -13,7 +13,7 @@ Counters read from ``stats`` (missing ones count as 0, so a program without HBM 
                     (value and index side reads of bitmask / N:M / CSR are not counted)
 ``l1_write_bytes``  bytes written into L1 (LOAD beats, requantized C, top-k P)
 ``out_write_bytes`` bytes written into the output buffer (one output line per job)
-``out_read_bytes``  bytes read from the output buffer (STORE, top-k scores)
+``out_read_bytes``  bytes read from the output buffer (STORE, top-k scores, a job's line for ``accumulate``)
 ``l3``              the L3 model's ``stats`` (``bytes_read`` / ``bytes_written``, hits and misses)
 ``hbm``             ``HbmPorts.stats`` (``bytes_read`` / ``bytes_written`` at the HBM)
 ==================  ==============================================================================
