@@ -43,6 +43,23 @@ def _overflow(x, bits, mode):
     return (x - lo) % (1 << bits) + lo
 
 
+def _lane_results(dut: MacLanes, feed, cycles: int) -> list[list[int]]:
+    """Run ``feed`` on ``dut`` for ``cycles`` cycles; every result the lanes strobe, in order."""
+    got = []
+
+    async def watch(ctx):
+        async for _, _, valid, result in ctx.tick().sample(dut.result_valid, dut.result):
+            if valid:
+                got.append([result[lane] for lane in range(dut.result_layout.length)])
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(feed)
+    sim.add_process(watch)
+    sim.run_until(1e-6 * cycles)
+    return got
+
+
 @pytest.mark.parametrize("mode", ["wrap", "saturate"])
 def test_mac_lanes_rule_every_step(mode):
     """Saturation is applied after every addition, so the order of products matters; the model mirrors it."""
@@ -58,7 +75,6 @@ def test_mac_lanes_rule_every_step(mode):
             if valid:
                 acc = [_overflow(acc[lane] + a * b[lane], bits, mode) for lane in range(lanes)]
         expected.append(acc)
-    got = []
 
     async def feed(ctx):
         for job in jobs:
@@ -73,17 +89,7 @@ def test_mac_lanes_rule_every_step(mode):
         ctx.set(dut.last, 0)
         await ctx.tick().repeat(MacLanes.latency + 2)
 
-    async def watch(ctx):
-        async for _, _, valid, result in ctx.tick().sample(dut.result_valid, dut.result):
-            if valid:
-                got.append([result[lane] for lane in range(lanes)])
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(feed)
-    sim.add_process(watch)
-    sim.run_until(1e-6 * (sum(len(j) for j in jobs) + 20))
-    assert got == expected
+    assert _lane_results(dut, feed, sum(len(j) for j in jobs) + 20) == expected
 
 
 @pytest.mark.parametrize("mode", ["wrap", "saturate"])
@@ -127,7 +133,6 @@ def test_mac_lanes_start_from_the_init_register_of_the_job(mode, schedule):
     for n, ((_, ops, _), first) in enumerate(zip(jobs, firsts, strict=True)):
         for e, op in enumerate(ops):
             timeline[first + e] = (n, e == 0, e == len(ops) - 1, op)
-    got = []
 
     async def feed(ctx):
         for c in range(cycle + MacLanes.latency + 2):
@@ -146,17 +151,7 @@ def test_mac_lanes_start_from_the_init_register_of_the_job(mode, schedule):
                     ctx.set(dut.init[lane], jobs[writes[c]][0][lane])
             await ctx.tick()
 
-    async def watch(ctx):
-        async for _, _, valid, result in ctx.tick().sample(dut.result_valid, dut.result):
-            if valid:
-                got.append([result[lane] for lane in range(lanes)])
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(feed)
-    sim.add_process(watch)
-    sim.run_until(1e-6 * (cycle + 20))
-    assert got == expected
+    assert _lane_results(dut, feed, cycle + 20) == expected
 
 
 def test_mac_lanes_latency_is_what_the_simulator_reads():
