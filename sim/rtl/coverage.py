@@ -87,7 +87,7 @@ def _pct(pair) -> float | None:
 
 
 def report(folder: Path, console: Console | None = None) -> dict:
-    console = console or Console()
+    console = console or Console(width=max(Console().width, 160))   # module paths are long: do not cut them
     total = merge(folder)
     annotated = folder / "annotated"
     annotate(total, annotated)
