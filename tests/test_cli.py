@@ -205,3 +205,11 @@ def test_run_tiles_what_does_not_fit_l1_on_every_backend(tmp_path, build_root):
         np.testing.assert_array_equal(outputs[backend], outputs["golden"], err_msg=backend)
     assert records["sim"]["cycles"] == records["rtl"]["cycles"] > 0
     assert records["rtl"]["build_s"] is not None and records["rtl"]["wall_s"] > 0
+
+
+@pytest.mark.parametrize("preset", ["tiny", "default"])
+def test_default_shapes_run_on_every_preset(tmp_path, preset):
+    """`dsa run` with no shape options works on every preset (on tiny the operands go through HBM)."""
+    result = invoke("run", "--config", preset, "--backend", "sim", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert np.load(tmp_path / "c.npy").shape == (64, 64)
