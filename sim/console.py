@@ -55,14 +55,14 @@ class Stages:
         if self.status is not None:
             self.status.update(f"{what} ...")
         elif not self.console.is_terminal:
-            self.console.print(f"... {what}", markup=False)
+            self.console.print(f"... {what}", markup=False, soft_wrap=True)
 
     def progress(self, done: int, total: int) -> None:
         """How far the current stage is (tasks of a long program): on the status line, or a log line per tenth."""
         if self.status is not None:
             self.status.update(f"{self.what} ({done}/{total} tasks, {time.perf_counter() - self.t0:.0f} s) ...")
         elif total >= 1000 and (10 * done // total) != (10 * self.last // total if total else 0):
-            self.console.print(f"... {done}/{total} tasks", markup=False)
+            self.console.print(f"... {done}/{total} tasks", markup=False, soft_wrap=True)
         self.last = done
 
     def _close(self) -> None:
