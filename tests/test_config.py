@@ -33,7 +33,7 @@ def write(tmp_path, text: str, name: str = "cfg.yaml"):
 
 @pytest.mark.parametrize("data, line", [
     # unknown keys, with the allowed ones
-    ({"foo": 1}, "foo: unknown key (allowed: name, engine, l1, attention, memory, l3, scheduler, energy, clock)"),
+    ({"foo": 1}, "foo: unknown key (allowed: name, engine, l1, attention, memory, l3, scheduler, energy, clock, board)"),
     ({"engine": {"lane": 4}}, f"engine.lane: unknown key (allowed: {ENGINE_KEYS})"),
     ({"l1": {"size": 4}}, "l1.size: unknown key (allowed: bytes, banks, out_bytes)"),
     ({"clock": {"ghz": 1}}, "clock.ghz: unknown key (allowed: mhz)"),
@@ -121,7 +121,7 @@ def test_many_problems_one_line_each():
         "engine.lanes: 12 is not allowed: must be a power of two in [2, 64]",
         "engine.overflow: 'clamp' is not allowed: Input should be 'wrap' or 'saturate'",
         "l1.banks: 3 is not allowed: must be a power of two in [1, 16]",
-        "foo: unknown key (allowed: name, engine, l1, attention, memory, l3, scheduler, energy, clock)",
+        "foo: unknown key (allowed: name, engine, l1, attention, memory, l3, scheduler, energy, clock, board)",
     ]
 
 
@@ -170,7 +170,7 @@ def test_many_problems_from_a_file(tmp_path):
         "engine.lanes: 12 is not allowed: must be a power of two in [2, 64]",
         "engine.overflow: False is not allowed: Input should be 'wrap' or 'saturate'" + YAML_BOOL_HINT,
         "l1.banks: 3 is not allowed: must be a power of two in [1, 16]",
-        "extra: unknown key (allowed: name, engine, l1, attention, memory, l3, scheduler, energy, clock)",
+        "extra: unknown key (allowed: name, engine, l1, attention, memory, l3, scheduler, energy, clock, board)",
     ]
 
 

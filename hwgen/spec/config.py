@@ -277,6 +277,21 @@ class ClockConfig(_Section):
     mhz: float = Field(1000.0, gt=0, le=5000, description="clock used to turn cycles into time")
 
 
+class BoardConfig(_Section):
+    """What a board build adds around the chip (``hwgen/rtl/board/``): on-chip RAM standing in for HBM behind the
+    AXI port(s), and the UART host link. Only board builds (``dsa fpga build``) and their testbenches use it."""
+
+    target: Literal["none", "ulx3s", "icebreaker", "u55c"] = Field(
+        "none", description="the board the preset is sized for (none: a model, not built for a board)")
+    memory_bytes: int = Field(131072, description="on-chip RAM behind the HBM port(s) on a board without HBM")
+    uart_baud: int = Field(115200, ge=1200, le=3_000_000, description="host link bit rate")
+
+    @field_validator("memory_bytes")
+    @classmethod
+    def _memory(cls, v: int) -> int:
+        return _power_of_two(v, 4096, 1 << 30)
+
+
 class SchedulerConfig(_Section):
     """The ASA task scheduler and the engines it feeds (``hwgen/rtl/scheduler/asa.py``, modelled by
     ``sim/model/chip.py``).
@@ -322,6 +337,7 @@ class HwConfig(_Section):
     scheduler: SchedulerConfig = SchedulerConfig()
     energy: EnergyConfig = EnergyConfig()
     clock: ClockConfig = ClockConfig()
+    board: BoardConfig = BoardConfig()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> HwConfig:
