@@ -1,6 +1,7 @@
 # amaranth: UnusedElaboratable=no
-"""hwgen.rtl.scheduler.csr: the register table (validation, Markdown, JSON), CsrBlock in Amaranth's simulator with the
-AXI4-Lite bus driven by hand, and CsrBlock in VivadoTop under Verilator + cocotbext-axi (sim/rtl/tb/csr_tb.py).
+"""hwgen.spec.csr_map: the register table (validation, Markdown, JSON); hwgen.rtl.scheduler.csr: CsrBlock in
+Amaranth's simulator with the AXI4-Lite bus driven by hand, and CsrBlock in VivadoTop under Verilator +
+cocotbext-axi (sim/rtl/tb/csr_tb.py).
 """
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
 from hwgen.rtl.memory.axi import AxiLiteSignature, VivadoTop
-from hwgen.rtl.scheduler.csr import Access, CsrBlock, CsrMap, Register
+from hwgen.rtl.scheduler.csr import CsrBlock
 from hwgen.spec.axi import RESP_OKAY, RESP_SLVERR
+from hwgen.spec.csr_map import Access, CsrMap, Register
 from sim.rtl import runner
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,7 +3,7 @@
 ``generate(cfg, out)`` writes ``out/<name>-<digest>/``:
   <name>_chip.v   the whole chip (top module ``dsa_<name>_chip``): host CSRs, the ASA scheduler, the engines and
                   the memory side (``hwgen/rtl/chip.py``)
-  csr_map.md/json its CSR map
+  csr_map.md/json its CSR map (``hwgen/spec/csr_map.py``)
   <name>.v        one engine and its memory side with a task-stream interface (top module ``dsa_<name>``), for
                   engine-level verification and for hosts that feed descriptors themselves
   l3_*_ram_*.v    with the L3: its tag and data RAM modules (behavioural, no initial contents)
@@ -20,13 +20,14 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-from hwgen.rtl.chip import Chip, csr_map
+from hwgen.rtl.chip import Chip
 from hwgen.rtl.chip import axi_ports as chip_axi_ports
 from hwgen.rtl.memory import l3_cache
 from hwgen.rtl.memory.axi import VivadoTop
 from hwgen.rtl.top import axi_ports, chip, hbm_prefix
 from hwgen.spec import isa
 from hwgen.spec.config import HwConfig
+from hwgen.spec.csr_map import csr_map
 from hwgen.spec.page_table import PTE, PTE_BITS, Fault
 
 DERIVED = ("line_bytes", "l1_lines", "lines_per_bank", "out_line_bits", "out_lines", "macs_per_cycle",

@@ -1,7 +1,7 @@
 """The whole chip: the host's AXI4-Lite CSR block, the ASA scheduler, ``scheduler.engines`` DSA engines and the
 memory side (L3, interleaver, HBM ports), as the design brief draws it::
 
- s_axi_ctrl (host) ── CsrBlock (CSR_MAP below; irq = irq.done & irq_enable)
+ s_axi_ctrl (host) ── CsrBlock (hwgen/spec/csr_map.py; irq = irq.done & irq_enable)
                           │ start, program_base, policy        ▲ status, errors, counters
                       ┌───▼────┐
                       │  Asa   │ loads the program over its own AXI master, feeds task<e> to engine e
@@ -15,7 +15,8 @@ The host: wait for ``status.l3_ready``, write ``program_base`` (and ``policy``),
 ``irq`` rises (if ``irq_enable``) when the program is done; then ``control.l3_flush`` and wait for
 ``status.l3_flushing`` to fall before reading results from HBM. Counters are cleared at start. The engines
 take their page table from the program's header (through the scheduler); ``control.tlb_flush`` empties their
-TLBs. The CSR map is written once (``csr_map``) and exported beside the Verilog as Markdown and JSON.
+TLBs. The CSR map is written once (``hwgen/spec/csr_map.py``) and exported beside the Verilog as Markdown, JSON
+and a C header.
 """
 from __future__ import annotations
 
@@ -29,57 +30,11 @@ from hwgen.rtl import signatures
 from hwgen.rtl.engine.engine import DsaEngine
 from hwgen.rtl.memory.axi import AxiLiteSignature
 from hwgen.rtl.memory.axi_arbiter import AxiArbiter
-from hwgen.rtl.memory.tlb import page_fault_layout
-from hwgen.rtl.scheduler.asa import Asa, AsaError
-from hwgen.rtl.scheduler.csr import Access, CsrBlock, CsrMap, Register
+from hwgen.rtl.scheduler.asa import Asa
+from hwgen.rtl.scheduler.csr import CsrBlock
 from hwgen.rtl.top import hbm_prefix, memory_side
-from hwgen.spec.config import POLICIES, check_memory_side, policy_code
-
-VERSION = 0x44534105    # "DSA", format 5: the chip with the scheduler
-CONTROL_BITS = ("start", "l3_flush", "tlb_flush")
-STATUS_BITS = ("busy", "done", "l3_ready", "l3_flushing", "engines_idle")
-COUNTERS = ("cycles", "issued", "skipped", "stall_no_engine", "stall_not_ready")
-BYTE_COUNTERS = ("l3_read_bytes", "l3_write_bytes", "hbm_read_bytes", "hbm_write_bytes", "lane_macs", "gated_macs")
-
-
-def _bits_doc(names) -> str:
-    return ", ".join(f"bit {i} {n}" for i, n in enumerate(names))
-
-
-def csr_map(cfg) -> CsrMap:
-    """The chip's registers, in address order (offsets follow from the widths: 64-bit ones take two words)."""
-    E = cfg.scheduler.engines
-    fault_bits = page_fault_layout().size
-    rows = [
-        ("version", 32, Access.RO, f"{VERSION:#010x}: 'DSA' and the register format", 0),
-        ("control", len(CONTROL_BITS), Access.W1P, _bits_doc(CONTROL_BITS), 0),
-        ("status", len(STATUS_BITS), Access.RO, _bits_doc(STATUS_BITS), 0),
-        ("irq", 1, Access.W1C, "bit 0: the program is done (write 1 to clear)", 0),
-        ("irq_enable", 1, Access.RW, "bit 0: drive the irq pin from irq.done", 0),
-        ("error", 2, Access.RO, "scheduler error: " + ", ".join(f"{e.value} {e.name}" for e in AsaError), 0),
-        ("page_fault", fault_bits * E, Access.RO, f"per engine e, bits {fault_bits}e..: its page_fault "
-                                                  "(hwgen/spec/page_table.py: LOAD bits 0-1, STORE bits 2-3)", 0),
-        ("dma_error", 2 * E, Access.RO, "per engine e, bit 2e: a LOAD beat, 2e+1: a STORE response was not OKAY", 0),
-        ("policy", 2, Access.RW, "scheduling policy, taken at start: " + ", ".join(
-            f"{i} {p}" for i, p in enumerate(POLICIES)), policy_code(cfg.scheduler.policy)),
-        ("program_base", 40, Access.RW, "physical HBM byte address of the program header "
-                                        "(hwgen/spec/task_table.py)", 0),
-        *[(name, 32, Access.RO, doc, 0) for name, doc in zip(COUNTERS, (
-            "cycles from start to done", "tasks issued to engines", "tasks skipped by a clear predicate",
-            "cycles a picked task waited for a free engine", "cycles no window task was ready"), strict=True)],
-        *[(name, 64, Access.RO, doc, 0) for name, doc in zip(BYTE_COUNTERS, (
-            "bytes read through the L3 side (scheduler + engines, R beats)", "bytes written toward the L3 (W beats)",
-            "bytes read on the HBM ports", "bytes written on the HBM ports",
-            "lane-MACs the engines performed (elements x lanes)", "lane-MACs gated by a zero in B"), strict=True)],
-        ("predicates", min(64, cfg.scheduler.predicates), Access.RO, "predicate bits 0..63 the gates wrote", 0),
-    ]
-    regs, offset = [], 0
-    for name, width, access, doc, reset in rows:
-        step = 8 if width > 32 else 4
-        offset = -(-offset // step) * step
-        regs.append(Register(name, offset, width, access, doc, reset))
-        offset += step
-    return CsrMap(tuple(regs))
+from hwgen.spec.config import check_memory_side
+from hwgen.spec.csr_map import COUNTERS, VERSION, csr_map
 
 
 class Chip(wiring.Component):

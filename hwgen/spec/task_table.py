@@ -36,6 +36,18 @@ class GateOp(enum.IntEnum):
     TOPK = 2        # MoE router: top-k experts per token, capacity per expert, bits per (expert, token tile)
 
 
+class AsaError(enum.IntEnum):
+    """Why the scheduler stopped a run (its ``error`` output and the CSR ``error``, ``ERROR_BITS`` bits); the values
+    are the hardware encoding."""
+
+    NONE = 0
+    TOO_MANY_TASKS = 1    # header counts above scheduler.tasks / successors / descriptors
+    AXI_ERROR = 2         # an RRESP other than OKAY
+
+
+ERROR_BITS = 2
+
+
 TASK = FieldTable("task", width=256, fields=(
     Field("first", 16, "first descriptor of the task (index into the descriptor array)"),
     Field("count", 8, "descriptors the task feeds to its engine (1..255)"),

@@ -297,7 +297,7 @@ def chip_job(cfg: HwConfig, program: Program, stall: float, seed: int, policy: s
     """What the chip testbench needs of one DAG program: the image, the CSR values, the DAG for the scoreboard
     (predecessors, the tasks the golden predicates skip), the outputs to read, and the cycle bounds."""
     from golden.graph import run_workload
-    from hwgen.rtl.chip import csr_map
+    from hwgen.spec.csr_map import csr_map
     if program.config_digest != cfg.digest():
         raise ValueError(f"program: compiled for config {program.config_digest}, not {cfg.build_name}")
     if not program.tasks:

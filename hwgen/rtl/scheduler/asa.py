@@ -64,9 +64,9 @@ from amaranth.utils import ceil_log2, exact_log2
 
 from hwgen.rtl import signatures
 from hwgen.rtl.memory.dma_load import BurstPlanner
-from hwgen.spec import isa
+from hwgen.spec import isa, task_table
 from hwgen.spec.axi import BURST_INCR, RESP_OKAY
-from hwgen.spec.task_table import ADDR_BITS, HEADER, SUCC_BYTES, TASK, GateOp
+from hwgen.spec.task_table import ADDR_BITS, ERROR_BITS, HEADER, SUCC_BYTES, TASK, GateOp
 from hwgen.spec.timing import MLOG_FRAC, AsaTiming
 
 COUNTER_BITS = 32
@@ -76,10 +76,8 @@ MLOG_BITS = 5 + MLOG_FRAC
 TOPK_MAX = (1 << TASK.bits("gate_k")) - 1
 
 
-class AsaError(enum.Enum, shape=2):
-    NONE = 0
-    TOO_MANY_TASKS = 1    # header counts above scheduler.tasks / successors / descriptors
-    AXI_ERROR = 2         # an RRESP other than OKAY
+#: the error code as a hardware shape (the encoding is ``hwgen.spec.task_table.AsaError``)
+AsaError = signatures.hw_enum(task_table.AsaError, ERROR_BITS)
 
 
 class Policy(enum.Enum, shape=2):

@@ -1,7 +1,8 @@
 """A generic AXI4-Lite CSR block, written once from a register table.
 
-``CsrMap`` is the table (validated, exported as Markdown and JSON beside the Verilog); ``CsrBlock`` is the
-hardware: an AXI4-Lite slave port ``bus`` of 32-bit words and one member per register::
+``CsrMap`` is the table (``hwgen/spec/csr_map.py``: validated, exported as Markdown, JSON and a C header beside the
+Verilog); ``CsrBlock`` is the hardware: an AXI4-Lite slave port ``bus`` of 32-bit words and one member per
+register::
 
     RW   <name>: Out(width)   the value the host wrote (reset: ``Register.reset``)
     RO   <name>: In(width)    hardware drives it, the host reads it; host writes are ignored (OKAY)
@@ -21,151 +22,13 @@ AWPROT/ARPROT are ignored.
 """
 from __future__ import annotations
 
-import enum
-import keyword
-import re
-from dataclasses import dataclass
-
 from amaranth import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from hwgen.rtl.memory.axi import AxiLiteSignature, axilite_handshake, byte_mask
 from hwgen.spec.axi import RESP_OKAY, RESP_SLVERR
-
-WORD_BITS = 32
-WORD_BYTES = 4
-MAX_WIDTH = 64
-MIN_ADDRESS_BITS = 4
-#: member names CsrBlock itself uses (a register of that name would hide them)
-RESERVED = frozenset({"bus", "csr_map", "signature", "metadata", "elaborate"})
-_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
-
-
-class Access(enum.Enum):
-    RW = "rw"    # host writes, hardware reads
-    RO = "ro"    # hardware drives, host reads
-    W1P = "w1p"  # write-1-pulse: one-cycle pulse per bit written 1; reads 0
-    W1C = "w1c"  # hardware sets (``<name>_set``), host writes 1 to clear; reads the sticky bits
-
-
-@dataclass(frozen=True)
-class Register:
-    name: str
-    offset: int          # byte address of the (low) word, a multiple of 4
-    width: int           # 1..64 bits; above 32 the register takes two words
-    access: Access
-    description: str = ""
-    reset: int = 0       # RW only
-
-    @property
-    def words(self) -> int:
-        return -(-self.width // WORD_BITS) if isinstance(self.width, int) and self.width > 0 else 1
-
-    @property
-    def end(self) -> int:
-        """One past the register's last byte."""
-        return self.offset + WORD_BYTES * self.words
-
-    @property
-    def latched(self) -> bool:
-        """Whether reading the low word latches the high word (hardware changes the value)."""
-        return self.words > 1 and self.access in (Access.RO, Access.W1C)
-
-    def problems(self) -> list[str]:
-        """What is wrong with this register on its own, one line each."""
-        out, who = [], f"register {self.name!r}"
-        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name) or keyword.iskeyword(self.name):
-            out.append(f"{who}: name is not an identifier (allowed: a letter, then letters, digits or _; "
-                       "not a Python keyword)")
-        elif self.name in RESERVED:
-            out.append(f"{who}: name is reserved (not allowed: {', '.join(sorted(RESERVED))})")
-        if not isinstance(self.access, Access):
-            out.append(f"{who}: access {self.access!r} is not an Access (allowed: "
-                       f"{', '.join(a.name for a in Access)})")
-        if not isinstance(self.offset, int) or self.offset < 0 or self.offset % WORD_BYTES:
-            out.append(f"{who}: offset {_hex(self.offset)} is not word aligned "
-                       f"(allowed: a non-negative multiple of {WORD_BYTES})")
-        if not isinstance(self.width, int) or not 1 <= self.width <= MAX_WIDTH:
-            out.append(f"{who}: width {self.width!r} is not allowed (allowed: 1..{MAX_WIDTH})")
-        elif self.reset and isinstance(self.access, Access) and self.access is not Access.RW:
-            out.append(f"{who}: reset {_hex(self.reset)} on a {self.access.name} register "
-                       "(allowed: a reset value on RW registers only)")
-        elif not isinstance(self.reset, int) or not 0 <= self.reset < 1 << self.width:
-            out.append(f"{who}: reset {_hex(self.reset)} does not fit {self.width} bits "
-                       f"(allowed: 0..{_hex((1 << self.width) - 1)})")
-        return out
-
-
-def _hex(value) -> str:
-    return f"0x{value:x}" if isinstance(value, int) and value >= 0 else repr(value)
-
-
-class CsrMap:
-    """An ordered, validated tuple of Registers. Every problem is reported, one line each, in a ValueError."""
-
-    def __init__(self, registers):
-        self.registers: tuple[Register, ...] = tuple(registers)
-        problems = [p for r in self.registers for p in r.problems()]
-        if not problems:
-            problems = self._clashes()
-        if problems:
-            raise ValueError("\n".join(problems))
-
-    def _clashes(self) -> list[str]:
-        """Names used twice (a W1C's ``<name>_set`` member counts) and byte ranges that overlap."""
-        out, owner = [], {}                           # member name -> (index, register) it belongs to
-        for i, r in enumerate(self.registers):
-            for name in (r.name, f"{r.name}_set") if r.access is Access.W1C else (r.name,):
-                j, other = owner.setdefault(name, (i, r))
-                if j == i:
-                    continue
-                mine = "name" if name == r.name else f"set input {name!r}"
-                theirs = "register" if name == other.name else "the set input of W1C register"
-                out.append(f"register {r.name!r} at {_hex(r.offset)}: {mine} is taken by {theirs} {other.name!r} "
-                           f"at {_hex(other.offset)} (allowed: unique names; a W1C register also takes <name>_set)")
-        last = None                                   # the register reaching furthest so far
-        for r in sorted(self.registers, key=lambda r: r.offset):
-            if last is not None and r.offset < last.end:
-                out.append(f"register {r.name!r}: offset {_hex(r.offset)} overlaps register {last.name!r} "
-                           f"at {_hex(last.offset)}..{_hex(last.end - 1)} (allowed: offsets from {_hex(last.end)})")
-            if last is None or r.end > last.end:
-                last = r
-        return out
-
-    def __iter__(self):
-        return iter(self.registers)
-
-    def __len__(self) -> int:
-        return len(self.registers)
-
-    def __getitem__(self, name: str) -> Register:
-        for r in self.registers:
-            if r.name == name:
-                return r
-        raise KeyError(name)
-
-    @property
-    def address_bits(self) -> int:
-        """Byte-address bits that reach the highest word (at least 4)."""
-        end = max((r.end for r in self.registers), default=0)
-        return max(MIN_ADDRESS_BITS, (end - 1).bit_length())
-
-    def to_json(self) -> list[dict]:
-        """One dict per register, in table order (JSON-serialisable)."""
-        return [{"name": r.name, "offset": r.offset, "width": r.width, "access": r.access.name,
-                 "reset": r.reset, "description": r.description} for r in self.registers]
-
-    def to_markdown(self) -> str:
-        """The table for a README: offset (hex), name, access, width, reset, description."""
-        digits = max(4, -(-self.address_bits // 4))
-        lines = ["| Offset | Name | Access | Width | Reset | Description |",
-                 "|---|---|---|---|---|---|"]
-        for r in self.registers:
-            reset = f"0x{r.reset:x}" if r.access is Access.RW else "-"
-            text = r.description.replace("|", "\\|").replace("\n", " ")
-            lines.append(f"| 0x{r.offset:0{digits}x} | {r.name} | {r.access.name} | {r.width} | {reset} | {text} |")
-        return "\n".join(lines) + "\n"
+from hwgen.spec.csr_map import WORD_BITS, WORD_BYTES, Access, CsrMap
 
 
 class CsrBlock(wiring.Component):

@@ -26,8 +26,8 @@ import numpy as np
 from cocotb.triggers import First, ReadOnly, RisingEdge, Timer
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
-from hwgen.rtl.chip import BYTE_COUNTERS, CONTROL_BITS, COUNTERS, STATUS_BITS
 from hwgen.rtl.top import hbm_prefix
+from hwgen.spec.csr_map import BYTE_COUNTERS, CONTROL_BITS, COUNTERS, STATUS_BITS
 from hwgen.spec.page_table import PageTable
 from hwgen.spec.program import output_words
 from sim.model.memory.axi_port import HbmPorts

@@ -20,7 +20,7 @@ import warnings
 import cocotb
 from cocotb.triggers import ClockCycles, RisingEdge
 
-from hwgen.rtl.scheduler.csr import Access, CsrMap, Register
+from hwgen.spec.csr_map import Access, CsrMap, Register
 from sim.rtl.tb.axi_monitor import AxiMonitor
 
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"cocotbext\.axi(\.|$)")
