@@ -266,7 +266,8 @@ def _output_dtype(cfg, int8: bool):
 def generate(config: str = typer.Option("default", "--config", help=CONFIG_HELP),
              out_dir: str = typer.Option("rtl_out", "--out",
                                           help="folder; the build goes to OUT/<name>-<digest>/")):
-    """Write the Verilog of CONFIG and its sidecars (config.json, component.json, csr_map.*, README.md)."""
+    """Write the Verilog of CONFIG and its sidecars (config.json, component.json, csr_map.*, README.md) and the
+    integration files (a FuseSoC .core, files.f, a C header of the CSRs)."""
     cfg = _load_config(config)
     target = _writable_folder(out_dir, "--out")
     from hwgen.rtl.build import generate as gen

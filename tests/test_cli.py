@@ -33,7 +33,8 @@ def test_generate_is_deterministic(tmp_path):
     names = sorted(p.name for p in folder.iterdir())
     # tiny has an L3: its tag and data RAM modules come beside the top
     assert names == ["README.md", "chip_component.json", "component.json", "config.json", "csr_map.json",
-                     "csr_map.md", "l3_data_ram_w128_d2048.v", "l3_tag_ram_w120_d128.v", "tiny.v", "tiny_chip.v"]
+                     "csr_map.md", "files.f", "l3_data_ram_w128_d2048.v", "l3_tag_ram_w120_d128.v", "tiny.core",
+                     "tiny.v", "tiny_chip.v", "tiny_csr.h"]
     for name in names:
         assert (folder / name).read_bytes() == (second / folder.name / name).read_bytes(), name
     assert "module dsa_tiny(" in (folder / "tiny.v").read_text()

@@ -17,7 +17,7 @@ from amaranth.sim import Simulator
 from hwgen.rtl.memory.axi import AxiLiteSignature, VivadoTop
 from hwgen.rtl.scheduler.csr import CsrBlock
 from hwgen.spec.axi import RESP_OKAY, RESP_SLVERR
-from hwgen.spec.csr_map import Access, CsrMap, Register
+from hwgen.spec.csr_map import Access, BitField, CsrMap, Register
 from sim.rtl import runner
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,6 +81,14 @@ def test_map_properties():
     ([Register("a", 0, 8, RO, reset=1)],
      "register 'a': reset 0x1 on a RO register (allowed: a reset value on RW registers only)"),
     ([Register("a", 0, 8, "rw")], "register 'a': access 'rw' is not an Access (allowed: RW, RO, W1P, W1C)"),
+    ([Register("a", 0, 8, RW, fields=(BitField("x", 6, 3),))],
+     "register 'a': field 'x': bits 6, width 3 leave the register (allowed: within bits 0..7)"),
+    ([Register("a", 0, 8, RW, fields=(BitField("x", 0, 4), BitField("y", 3)))],
+     "register 'a': field 'y': bits taken by field 'x' (allowed: unique names, disjoint bits)"),
+    ([Register("a", 0, 8, RW, fields=(BitField("x", 0), BitField("x", 1)))],
+     "register 'a': field 'x': name taken by field 'x' (allowed: unique names, disjoint bits)"),
+    ([Register("a", 0, 8, RW, fields=(BitField("1x", 0),))],
+     "register 'a': field '1x': name is not an identifier (allowed: a letter, then letters, digits or _)"),
 ])
 def test_map_rejects(registers, message):
     with pytest.raises(ValueError) as err:

@@ -4,16 +4,20 @@
   <name>_chip.v   the whole chip (top module ``dsa_<name>_chip``): host CSRs, the ASA scheduler, the engines and
                   the memory side (``hwgen/rtl/chip.py``)
   csr_map.md/json its CSR map (``hwgen/spec/csr_map.py``)
+  <name>_csr.h    the CSR map as a C header (offsets, widths, bit fields, reset values, the version, the codes)
   <name>.v        one engine and its memory side with a task-stream interface (top module ``dsa_<name>``), for
                   engine-level verification and for hosts that feed descriptors themselves
   l3_*_ram_*.v    with the L3: its tag and data RAM modules (behavioural, no initial contents)
   config.json     the full config, its digest and derived values
   component.json  the top's interface (amaranth.lib.meta)
   README.md       a table of the top's ports
+  <name>.core     a FuseSoC CAPI2 core (``core_file``): the Verilog of each top in compile order, a lint target
+  files.f         every Verilog file of the folder in compile order, one name a line (``file_list``)
 Output is byte-identical for the same config, so the folder can be regenerated instead of stored.
 """
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +31,7 @@ from hwgen.rtl.memory.axi import VivadoTop
 from hwgen.rtl.top import axi_ports, chip, hbm_prefix
 from hwgen.spec import isa
 from hwgen.spec.config import HwConfig
-from hwgen.spec.csr_map import csr_map
+from hwgen.spec.csr_map import c_header, c_header_name, csr_map
 from hwgen.spec.page_table import PTE, PTE_BITS, Fault
 
 DERIVED = ("line_bytes", "l1_lines", "lines_per_bank", "out_line_bits", "out_lines", "macs_per_cycle",
@@ -35,6 +39,9 @@ DERIVED = ("line_bytes", "l1_lines", "lines_per_bank", "out_line_bits", "out_lin
 
 
 TOPS = ("engine", "chip")
+#: Verilator warnings the generated Verilog raises by construction (Amaranth's backend), waived in the core's lint
+#: target under -Wall; the same rules as the lint_off lines of sim/rtl/tb/waivers.vlt
+LINT_WAIVERS = ("WIDTHEXPAND", "WIDTHTRUNC", "UNUSEDSIGNAL", "PROCASSINIT", "CASEINCOMPLETE", "DECLFILENAME")
 
 
 def top_name(cfg: HwConfig, top: str = "engine") -> str:
@@ -147,6 +154,26 @@ def _ports_readme(cfg: HwConfig, meta: dict) -> str:
             + fields + "\n")
 
 
+def _ip_readme(cfg: HwConfig) -> str:
+    chip_files = " ".join(verilog_sources(cfg, "chip"))
+    lint_options = " ".join(_lint_options())
+    return (f"\n# Integration files\n\n"
+            f"- `{core_name(cfg)}`: a FuseSoC (CAPI2) core, `{vlnv(cfg)}`. Filesets `chip` and `engine` hold each "
+            "top's Verilog in compile order (the RAM modules first), `csr_header` the C header. Targets: "
+            f"`default` and `chip` (toplevel `{top_name(cfg, 'chip')}`), `engine` (`{top_name(cfg)}`), `lint` and "
+            "`lint_engine` (Verilator `--lint-only -Wall`, waiving only what Amaranth's Verilog raises by "
+            f"construction: {', '.join(LINT_WAIVERS)}). Use: `fusesoc --cores-root <this folder> run "
+            f"--target=lint {vlnv(cfg).rsplit(':', 1)[0]}`.\n"
+            "- `files.f`: every Verilog file of this folder in compile order, one name a line, relative to this "
+            "folder: the RAM modules, the chip top, the engine top (no module is defined twice, so it serves "
+            f"either top: `verilator --lint-only {lint_options} -f files.f --top-module {top_name(cfg, 'chip')}` "
+            f"from here). The chip alone: {chip_files}.\n"
+            f"- `{c_header_name(cfg)}`: the CSR map for C drivers: per register `DSA_{cfg.name.upper()}_<REG>_OFFSET` "
+            "(registers wider than 32 bits: `_LO` and `_HI`, one word each), `_WIDTH`, `_RESET` (writable "
+            "registers), per bit field `_SHIFT`, `_WIDTH`, `_MASK`; "
+            f"`DSA_{cfg.name.upper()}_CSR_VERSION` (the value of `version`) and the error, policy and fault codes.\n")
+
+
 def extra_sources(cfg: HwConfig) -> dict[str, str]:
     """Verilog files the top instantiates besides its own (the L3's RAM modules): {file name: text}."""
     return l3_cache.ram_modules(cfg) if cfg.l3.enabled else {}
@@ -155,6 +182,65 @@ def extra_sources(cfg: HwConfig) -> dict[str, str]:
 def verilog_sources(cfg: HwConfig, top: str = "engine") -> list[str]:
     """File names of a build folder to compile for ``top``, in order: the RAM modules, then the top."""
     return [*sorted(extra_sources(cfg)), verilog_name(cfg, top)]
+
+
+def file_list_sources(cfg: HwConfig) -> list[str]:
+    """Every Verilog file of a build folder in compile order: the RAM modules, the chip top, the engine top. No
+    module name is defined twice (each top's modules are named under it), so the list compiles either top."""
+    return [*sorted(extra_sources(cfg)), verilog_name(cfg, "chip"), verilog_name(cfg, "engine")]
+
+
+def file_list(cfg: HwConfig) -> str:
+    """``files.f``: ``file_list_sources``, one file name (relative to the build folder) a line."""
+    return "".join(f"{name}\n" for name in file_list_sources(cfg))
+
+
+def _lint_options() -> list[str]:
+    return ["-Wall", *(f"-Wno-{rule}" for rule in LINT_WAIVERS)]
+
+
+def core_name(cfg: HwConfig) -> str:
+    return f"{cfg.name}.core"
+
+
+def vlnv(cfg: HwConfig) -> str:
+    """The core's vendor:library:name:version: the build (config name and digest) and the generator's version."""
+    try:
+        version = importlib.metadata.version("dsa")
+    except importlib.metadata.PackageNotFoundError:      # run from a source tree that was never installed
+        version = "0"
+    return f"dsa:accelerator:{cfg.build_name.replace('-', '_')}:{version}"
+
+
+def core_file(cfg: HwConfig) -> str:
+    """A FuseSoC CAPI2 core of the build folder: a fileset per top (``verilog_sources`` order) and the C header;
+    targets ``default`` and ``chip`` (the chip top), ``engine``, and ``lint`` / ``lint_engine`` (verilator
+    --lint-only -Wall, waiving ``LINT_WAIVERS``)."""
+    def files(names) -> str:
+        return "".join(f"      - {name}\n" for name in names)
+
+    def target(name: str, top: str, lint: bool = False) -> str:
+        text = f"  {name}:\n    filesets: [{top}]\n    toplevel: {top_name(cfg, top)}\n"
+        if lint:
+            options = ", ".join(_lint_options())
+            text += (f"    description: verilator --lint-only -Wall on the {top} top\n    flow: lint\n"
+                     f"    flow_options:\n      tool: verilator\n      verilator_options: [{options}]\n")
+        return text
+
+    description = (f"dsa {cfg.name} ({cfg.build_name}): the whole chip {top_name(cfg, 'chip')} and one engine "
+                   f"{top_name(cfg)}")
+    return ("CAPI=2:\n"
+            f"# Generated by `dsa generate --config {cfg.name}`; do not edit.\n"
+            f"name: {vlnv(cfg)}\n"
+            f"description: {json.dumps(description)}\n\n"
+            "filesets:\n"
+            + "".join(f"  {top}:\n    file_type: verilogSource\n    files:\n{files(verilog_sources(cfg, top))}"
+                      for top in ("chip", "engine"))
+            + f"  csr_header:\n    file_type: cSource\n    files:\n      - {c_header_name(cfg)}: "
+              "{is_include_file: true}\n\n"
+            "targets:\n"
+            + target("default", "chip") + target("chip", "chip") + target("engine", "engine")
+            + target("lint", "chip", lint=True) + target("lint_engine", "engine", lint=True))
 
 
 def top_component(cfg: HwConfig, top: str = "engine") -> VivadoTop:
@@ -184,8 +270,12 @@ def generate(cfg: HwConfig, out: str | Path, stage: Callable[[str], None] = lamb
     csrs = csr_map(cfg)
     (folder / "csr_map.md").write_text(csrs.to_markdown() + "\n")
     (folder / "csr_map.json").write_text(json.dumps(csrs.to_json(), indent=2) + "\n")
+    (folder / c_header_name(cfg)).write_text(c_header(cfg, csrs))
+    (folder / core_name(cfg)).write_text(core_file(cfg))
+    (folder / "files.f").write_text(file_list(cfg))
     (folder / "config.json").write_text(json.dumps(config_json(cfg), indent=2, sort_keys=True) + "\n")
     (folder / "component.json").write_text(json.dumps(metas["engine"], indent=2, sort_keys=True) + "\n")
     (folder / "chip_component.json").write_text(json.dumps(metas["chip"], indent=2, sort_keys=True) + "\n")
-    (folder / "README.md").write_text(_chip_readme(cfg, metas["chip"]) + _ports_readme(cfg, metas["engine"]))
+    (folder / "README.md").write_text(_chip_readme(cfg, metas["chip"]) + _ports_readme(cfg, metas["engine"])
+                                      + _ip_readme(cfg))
     return folder
