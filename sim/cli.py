@@ -570,6 +570,70 @@ def lint(config: str = typer.Option("tiny", "--config", help=CONFIG_HELP),
         out.print(f"lint clean: {cfg.build_name} ({top})", markup=False)
 
 
+fpga_app = typer.Typer(no_args_is_help=True, epilog=EXIT_HELP,
+                       help="FPGA flows: synthesis and resource counts (Yosys from PyPI).")
+app.add_typer(fpga_app, name="fpga")
+Family = Enum("Family", {f: f for f in ("ecp5", "ice40", "xilinx")}, type=str)
+Top = Enum("Top", {t: t for t in ("chip", "engine")}, type=str)
+
+
+@fpga_app.command()
+def synth(config: str = typer.Option("tiny", "--config", help=CONFIG_HELP),
+          family: Family | None = typer.Option(None, "--family", help="Yosys synth_<family> to run (default: the "
+                                                                      "family of the config's board, else ecp5)"),
+          top: Top = typer.Option(Top.chip, "--top", help="chip: the whole chip; engine: one engine and its memory "
+                                                          "side"),
+          out_dir: str = typer.Option("build/fpga", "--out", help="folder; the build goes to OUT/<name>-<digest>/"),
+          depth: int = typer.Option(2, "--depth", help="levels of the instance tree to print (0..8)")):
+    """Synthesize the Verilog of CONFIG and print LUT / FF / DSP / RAM per component and in all, against the
+    part of the config's board; writes resources_<family>_<top>.json beside the Verilog."""
+    from sim.fpga.parts import BOARDS, PARTS
+    cfg = _load_config(config)
+    _check_ranges(depth=(depth, 0, 8))
+    target = _writable_folder(out_dir, "--out")
+    part = BOARDS.get(cfg.board.target)
+    fam = family.value if family is not None else part.family if part is not None else "ecp5"
+    if part is None or part.family != fam:
+        part = next((p for p in PARTS.values() if p.family == fam), None)
+    from hwgen.rtl.build import generate, top_name, verilog_sources
+    from sim.fpga.yosys import synthesize
+    with Stages().shown() as stage:
+        folder = generate(cfg, target, stage)
+        stage(f"Yosys synth_{fam} of the {top.value} top of {cfg.build_name}")
+        result = synthesize(folder, verilog_sources(cfg, top.value), top_name(cfg, top.value), fam,
+                            detail=stage.detail)
+    record = {**result.to_json(), "config": cfg.name, "config_digest": cfg.digest(),
+              "part": part.name if part else None, "available": part.available() if part else None}
+    report = folder / f"resources_{fam}_{top.value}.json"
+    report.write_text(json.dumps(record, indent=2) + "\n")
+    out.print(_resource_table(result, part, depth))
+    out.print(f"{result.tool}, {result.seconds:.0f} s; wrote {report}", markup=False)
+
+
+def _resource_table(result, part, depth: int) -> Table:
+    from sim.fpga.parts import KINDS
+    table = Table(title=f"{result.top}: synth_{result.family}" + (f" for {part.name}" if part else ""))
+    table.add_column("instance")
+    for kind in KINDS:
+        table.add_column(kind.upper(), justify="right")
+    for path, inst in result.instances.items():
+        level = path.count(".")
+        if level <= depth:
+            table.add_row("  " * level + path.rsplit(".", 1)[-1], *(f"{inst.total[k]:g}" for k in KINDS))
+    if part is not None:
+        total = result.total
+        table.add_section()
+        table.add_row(f"{part.name} has", *(f"{part.available()[k]:,}" for k in KINDS))
+        table.add_row("used", *(_share(total[k], part.available()[k]) for k in KINDS))
+    return table
+
+
+def _share(used: float, available: int) -> str:
+    share = used / available if available else 0.0
+    colour = "green" if share <= 0.8 else "yellow" if share <= 1.0 else "red"
+    return f"[{colour}]{100 * share:.0f} %[/{colour}]"
+
+
 def _mark(ok: bool) -> str:
     return "[green]equal[/green]" if ok else "[red]DIFFER[/red]"
 

@@ -65,6 +65,11 @@ class Stages:
             self.console.print(f"... {done}/{total} tasks", markup=False, soft_wrap=True)
         self.last = done
 
+    def detail(self, text: str) -> None:
+        """What the current stage is doing now (a tool's pass): on the status line only."""
+        if self.status is not None:
+            self.status.update(f"{self.what} ({text}) ...")
+
     def _close(self) -> None:
         if self.what is not None and self.console.is_terminal:
             self.console.print(Text(f"{self.what}: {time.perf_counter() - self.t0:.1f} s", style="dim"))

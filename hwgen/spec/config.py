@@ -77,7 +77,9 @@ class L1Config(_Section):
     """Per-engine scratchpad for operands, plus the output buffer that holds C."""
 
     bytes: int = Field(65536, description="operand scratchpad capacity")
-    banks: int = Field(4, description="scratchpad banks, interleaved by line")
+    banks: int = Field(4, description="memories each read port's copy of the scratchpad is split into, interleaved "
+                                      "by line (every read port has its own copy, so ports never conflict; "
+                                      "1: one memory per copy, the fewest block RAMs)")
     out_bytes: int = Field(65536, description="output (accumulator) buffer capacity")
 
     @field_validator("banks")

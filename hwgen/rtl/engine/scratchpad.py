@@ -1,8 +1,11 @@
 """L1 scratchpad: ``banks`` memories interleaved by line, one byte-enabled write port, independent read ports.
 
-Each read port reads every bank at the line-in-bank address and picks the bank on the next cycle, so
-ports never conflict: a port is a replicated copy per requester (on an FPGA, one BRAM pair per port).
-Read latency is one cycle; with ``en`` low the port holds its last data.
+Every read port has its own copy of the whole scratchpad (the write port writes all copies), so ports never
+conflict and the timing has no bank term: the engine's 3·rows + 3 ports cost that many copies, which the
+resource report (``dsa fpga synth``) shows. A port reads every bank of its copy at the line-in-bank address and
+picks the bank on the next cycle; ``l1.banks: 1`` makes each copy one memory, the fewest block RAMs on an
+FPGA (shallow banks suit ASIC SRAM macros). Read latency is one cycle; with ``en`` low the port holds its last
+data.
 """
 from amaranth import Module, Mux, Signal
 from amaranth.lib import memory, wiring

@@ -1,0 +1,1 @@
+"""FPGA flows of the generated Verilog: synthesis and resource counts (Yosys), place and route, board builds."""
