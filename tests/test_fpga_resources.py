@@ -3,7 +3,7 @@ import pytest
 
 from hwgen.spec import config
 from sim.fpga.resource_model import COMPONENTS, FEATURES, block_rams, fit, instances, kind_of
-from sim.fpga.yosys import instances_of
+from sim.fpga.yosys import dedupe_modules, instances_of
 
 
 def _stat(modules: dict[str, dict[str, int]]) -> dict:
@@ -55,3 +55,18 @@ def test_the_fit_recovers_a_linear_law_and_states_its_error():
     assert model.error["tlb"]["lut"] < 1e-6
     assert len(model.coef["tlb"]["lut"]) == len(FEATURES["tlb"])
 
+
+
+def test_copies_of_a_module_are_written_once_and_instantiated_in_their_places():
+    def leaf(name, helper):
+        return (f"(* generator = \"x\" *)\nmodule \\{name} (a, y);\n"
+                f"  reg \\$auto$verilog_backend.cc:1:dump_module${helper} = 0;\n"
+                "  input a;\n  output y;\n  assign y = ~a;\nendmodule\n")
+    text = ("/* header */\nmodule top(a, y);\n  input a;\n  output y;\n  wire m;\n"
+            "  \\top.u0  u0 (.a(a), .y(m));\n  \\top.u1  u1 (.a(m), .y(y));\nendmodule\n"
+            + leaf("top.u0", 1) + leaf("top.u1", 2) + leaf("top.other", 3).replace("~a", "a"))
+    out = dedupe_modules(text)
+    assert [ln.split()[1] for ln in out.splitlines() if ln.startswith("module ")] == ["top(a,", "\\top.u0",
+                                                                                      "\\top.other"]
+    assert "  \\top.u0  u0 (" in out and "  \\top.u0  u1 (" in out    # instance names kept
+    assert out.count('(* generator = "x" *)') == 2

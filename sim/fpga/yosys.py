@@ -9,6 +9,7 @@ are an upper bound of a flat build's (place and route flattens; ``sim/fpga/board
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -129,6 +130,60 @@ def instances_of(stat: dict, family: str, top: str) -> dict[str, Instance]:
     return found
 
 
+_BACKEND_NAME = re.compile(r"dump_module\$\d+")    # Yosys' Verilog backend numbers a helper reg per module
+
+
+def dedupe_modules(text: str) -> str:
+    """The same design with every module that is a copy of another (the same text, up to its own name and the
+    names of its copies' children) written once and instantiated in its copies' places: Yosys then maps each
+    distinct module once (the engines of a chip, the row units of an engine, its two TLBs). Instance names are
+    kept, so the hierarchy reads the same; ``instances_of`` counts the copies."""
+    blocks: dict[str, str] = {}            # module name -> its text (attributes, module .. endmodule), in order
+    pending: list[str] = []                # attribute lines waiting for their module
+    current: list[str] | None = None
+    name = ""
+    for line in text.splitlines(keepends=True):
+        if current is not None:
+            current.append(line)
+            if line.startswith("endmodule"):
+                blocks[name] = "".join(current)
+                current = None
+        elif line.startswith("module "):
+            name = line.split()[1].split("(")[0]
+            current, pending = [*pending, line], []
+        else:
+            pending = [*pending, line] if line.startswith("(*") else []
+    refs = {name: re.compile(r"(?<=\s)" + re.escape(name) + r"(?=\s)") for name in blocks}
+
+    def children(name: str) -> list[str]:
+        body = blocks[name].split("\n", 1)[1] if "\n" in blocks[name] else ""
+        return [c for c in blocks if c != name and refs[c].search(body)]
+
+    key: dict[str, str] = {}
+
+    def key_of(name: str) -> str:
+        if name not in key:
+            body = _BACKEND_NAME.sub("dump_module", refs[name].sub("@self", blocks[name]))
+            for child in children(name):
+                body = refs[child].sub("@" + key_of(child), body)
+            key[name] = hashlib.sha256(body.encode()).hexdigest()
+        return key[name]
+
+    canonical: dict[str, str] = {}
+    first_of: dict[str, str] = {}
+    for name in blocks:
+        canonical[name] = first_of.setdefault(key_of(name), name)
+    kept = [name for name in blocks if canonical[name] == name]
+    out = []
+    for name in kept:
+        block = blocks[name]
+        for child in children(name):
+            if canonical[child] != child:
+                block = refs[child].sub(canonical[child].replace("\\", "\\\\"), block)
+        out.append(block)
+    return "\n".join(out)
+
+
 def synthesize(folder: Path, sources: list[str], top: str, family: str = "ecp5", *,
                netlist: bool = False, detail: Callable[[str], None] = lambda what: None,
                timeout: float = 3600) -> Synthesis:
@@ -143,6 +198,10 @@ def synthesize(folder: Path, sources: list[str], top: str, family: str = "ecp5",
     log = folder / f"synth_{family}_{top}.log"
     stat_file = f"synth_{family}_{top}.json"
     # Yosys #4349: array-typed ports crash synth_*; proc + opt_clean -purge first avoids it
+    # the top's file written once per distinct module (the RAM modules before it are shared already)
+    deduped = f"{Path(sources[-1]).stem}.dedup.v"
+    (folder / deduped).write_text(dedupe_modules((folder / sources[-1]).read_text()))
+    sources = [*sources[:-1], deduped]
     script = (f"read_verilog {' '.join(sources)}; hierarchy -top {top}; proc; opt_clean -purge; "
               + SCRIPTS[family].format(top=top) + f"; tee -q -o {stat_file} stat -json"
               + (f"; write_json netlist_{family}_{top}.json" if netlist else ""))
