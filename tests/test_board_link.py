@@ -1,15 +1,19 @@
 # amaranth: UnusedElaboratable=no
-"""The board build's host link end to end: the board top (``hwgen/rtl/board/``: chip, board memory, host bridge, UART)
-under Verilator + cocotb, its UART pins bridged to a TCP socket (``sim/rtl/tb/board_tb.py``), and the real host
-driver (``sim/board/driver.py``) and ``dsa board`` commands talking to it over ``socket://127.0.0.1:PORT``.
+"""The board build's host link: the RTL in Amaranth's simulator, then end to end under Verilator + cocotb.
 
-One simulation serves every test of this file (a fixture starts it in a thread; the last test stops it and checks
-cocotb's verdict). The tiny preset with 4 KiB pages (so a workload's image fits the 128 KiB board memory), 8 clock
-cycles per UART bit. Asserted: ping answers the board's sizes; CSR and memory reads and writes round-trip (several
-frames, word offsets within a beat); a DAG workload run by ``run_program`` and by ``dsa board run`` equals golden;
-hostile frames (garbage, a wrong header or data checksum, an unknown command, a bad length, a misaligned or
-out-of-range address, an unmapped CSR, a frame cut short) each get their status code from the bridge and a one-line
-``BoardError`` on the host, and a correct access right after each still works.
+Amaranth simulation: the host bridge on byte streams with the board memory and the chip's CSR block answers good and
+hostile frames exactly as ``hwgen/spec/host_link.py`` encodes them; the board memory's AXI slave (bursts, IDs,
+backpressure, SLVERR) and host port; the UART pair (bytes in order, a broken stop bit dropped).
+
+End to end: the board top (``hwgen/rtl/board/``: chip, board memory, host bridge, UART), its UART pins bridged to a TCP
+socket (``sim/rtl/tb/board_tb.py``), and the real host driver (``sim/board/driver.py``) and ``dsa board`` commands
+talking to it over ``socket://127.0.0.1:PORT``. One simulation serves every test (a fixture starts it in a thread;
+the last test stops it and checks cocotb's verdict). The tiny preset with 4 KiB pages (so a workload's image fits
+the 128 KiB board memory), 8 clock cycles per UART bit. Asserted: ping answers the board's sizes; CSR and memory
+reads and writes round-trip; ``workloads/two_branches.yaml`` run by ``run_program`` and by ``dsa board run`` equals
+golden; hostile frames (garbage, a wrong header or data checksum, an unknown command, a bad length, a misaligned or
+out-of-range address, an unmapped CSR, a frame cut short, no answer at all) each get their status code from the
+bridge and a one-line ``BoardError`` on the host, and a correct access right after each still works.
 """
 from __future__ import annotations
 
@@ -154,6 +158,91 @@ def test_bridge_answers_every_frame_as_the_spec_says():
     answers = h.run([frame for frame, _ in cases])
     for (frame, want), got in zip(cases, answers, strict=True):
         assert got == want, (frame.hex(), got.hex(), want.hex())
+
+
+def test_board_memory_answers_axi_bursts_and_the_host_port():
+    """BoardMemory in Amaranth's simulator: an INCR write burst with strobes and an ID, read back under RREADY
+    backpressure (one beat per cycle while ready), a burst running past the end (SLVERR, zeros, nothing written),
+    a FIXED burst (SLVERR), and the host port's word reads of what the AXI side wrote."""
+    from amaranth.sim import Simulator
+
+    from hwgen.rtl.board.board_memory import BoardMemory
+    from hwgen.spec.axi import BURST_FIXED, BURST_INCR, RESP_OKAY, RESP_SLVERR
+    cfg = config.from_dict(SMALL)
+    B, size = cfg.beat_bytes, (cfg.beat_bytes - 1).bit_length()
+    dut = BoardMemory(cfg, 3)
+    bus = dut.hbm0
+    end = cfg.board.memory_bytes
+    beats = [int.from_bytes(bytes((17 * i + j) & 0xFF for j in range(B)), "little") for i in range(4)]
+    log = {}
+
+    async def write(ctx, addr, data, tid, burst=BURST_INCR, strb=None):
+        ctx.set(bus.aw.payload, {"id": tid, "addr": addr, "len": len(data) - 1, "size": size, "burst": burst})
+        ctx.set(bus.aw.valid, 1)
+        await ctx.tick().until(bus.aw.ready)
+        ctx.set(bus.aw.valid, 0)
+        for i, d in enumerate(data):
+            ctx.set(bus.w.payload, {"data": d, "strb": (1 << B) - 1 if strb is None else strb,
+                                    "last": i == len(data) - 1})
+            ctx.set(bus.w.valid, 1)
+            await ctx.tick().until(bus.w.ready)
+        ctx.set(bus.w.valid, 0)
+        ctx.set(bus.b.ready, 1)
+        bid, bresp = await ctx.tick().sample(bus.b.payload.id, bus.b.payload.resp).until(bus.b.valid)
+        ctx.set(bus.b.ready, 0)
+        return bid, bresp
+
+    async def read(ctx, addr, n, tid, burst=BURST_INCR, stall=()):
+        ctx.set(bus.ar.payload, {"id": tid, "addr": addr, "len": n - 1, "size": size, "burst": burst})
+        ctx.set(bus.ar.valid, 1)
+        await ctx.tick().until(bus.ar.ready)
+        ctx.set(bus.ar.valid, 0)
+        got, cycle, first = [], 0, None
+        while len(got) < n:
+            ready = cycle not in stall
+            ctx.set(bus.r.ready, ready)
+            if ready and ctx.get(bus.r.valid):
+                got.append((ctx.get(bus.r.payload.data), ctx.get(bus.r.payload.resp), ctx.get(bus.r.payload.id),
+                            ctx.get(bus.r.payload.last)))
+                first = cycle if first is None else first
+            await ctx.tick()
+            cycle += 1
+        ctx.set(bus.r.ready, 0)
+        return got, cycle - first
+
+    async def host_read(ctx, word_addr):
+        ctx.set(dut.host.req.payload, {"addr": word_addr, "write": 0, "data": 0})
+        ctx.set(dut.host.req.valid, 1)
+        await ctx.tick().until(dut.host.req.ready)
+        ctx.set(dut.host.req.valid, 0)
+        ctx.set(dut.host.resp.ready, 1)
+        (value,) = await ctx.tick().sample(dut.host.resp.payload).until(dut.host.resp.valid)
+        ctx.set(dut.host.resp.ready, 0)
+        return value
+
+    async def bench(ctx):
+        log["write"] = await write(ctx, 4 * B, beats, tid=5)
+        log["read"], log["read_cycles"] = await read(ctx, 4 * B, 4, tid=6)
+        log["stalled"], log["stalled_cycles"] = await read(ctx, 4 * B, 4, tid=1, stall={1, 2, 4})
+        log["past_end"] = await write(ctx, end - B, [beats[0], beats[1]], tid=2)
+        log["read_past_end"], _ = await read(ctx, end - B, 2, tid=3)
+        log["fixed"] = await write(ctx, 0, [beats[2]], tid=4, burst=BURST_FIXED)
+        log["fixed_read"], _ = await read(ctx, 0, 1, tid=0, burst=BURST_FIXED)
+        log["host"] = [await host_read(ctx, (4 * B) // 4 + i) for i in range(B // 4 + 1)]
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert log["write"] == (5, RESP_OKAY)
+    assert log["read"] == [(d, RESP_OKAY, 6, i == 3) for i, d in enumerate(beats)]
+    assert log["read_cycles"] == 4                          # 4 beats in 4 consecutive cycles
+    assert [x[0] for x in log["stalled"]] == beats
+    assert log["past_end"] == (2, RESP_SLVERR)
+    assert log["read_past_end"] == [(beats[0], RESP_OKAY, 3, 0), (0, RESP_SLVERR, 3, 1)]
+    assert log["fixed"] == (4, RESP_SLVERR) and log["fixed_read"] == [(0, RESP_SLVERR, 0, 1)]
+    words = [(beats[0] >> (32 * i)) & 0xFFFFFFFF for i in range(B // 4)] + [beats[1] & 0xFFFFFFFF]
+    assert log["host"] == words
 
 
 def test_uart_pair_carries_bytes_and_drops_a_broken_stop_bit():

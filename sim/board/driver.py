@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import serial
 
 from hwgen.spec import host_link as hl
 from hwgen.spec.host_link import Command, LinkFormatError, Status
@@ -41,7 +42,6 @@ DEFAULT_TIMEOUT = 2.0     # seconds to wait for an answer (a 64-word frame takes
 
 
 def _open(url: str, baud: int, timeout: float):
-    import serial
     try:
         return serial.serial_for_url(url, baudrate=baud, timeout=timeout, write_timeout=timeout)
     except ValueError as e:           # a URL pyserial cannot read
@@ -81,7 +81,7 @@ class Board:
         try:
             self.port.write(frame)
             self.port.flush()
-        except (OSError, Exception) as e:  # noqa: BLE001 -- serial raises SerialException / timeouts of its own
+        except (OSError, serial.SerialException) as e:
             raise BoardError(f"board: cannot write to {self.url}: {e}") from None
 
     def _read(self, n: int, deadline: float, what: str) -> bytes:
@@ -95,7 +95,7 @@ class Board:
             self.port.timeout = min(left, 0.5)
             try:
                 blob += self.port.read(n - len(blob))
-            except Exception as e:  # noqa: BLE001 -- SerialException, socket errors
+            except (OSError, serial.SerialException) as e:
                 raise BoardError(f"board: cannot read from {self.url}: {e}") from None
         return blob
 
