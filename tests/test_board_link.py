@@ -7,8 +7,8 @@ backpressure, SLVERR) and host port; the UART pair (bytes in order, a broken sto
 
 End to end: the board top (``hwgen/rtl/board/``: chip, board memory, host bridge, UART), its UART pins bridged to a TCP
 socket (``sim/rtl/tb/board_tb.py``), and the real host driver (``sim/board/driver.py``) and ``dsa board`` commands
-talking to it over ``socket://127.0.0.1:PORT``. One simulation serves every test (a fixture starts it in a thread;
-the last test stops it and checks cocotb's verdict). The tiny preset with 4 KiB pages (so a workload's image fits
+talking to it over ``socket://127.0.0.1:PORT``. One simulation (in a thread) serves one test that runs the steps in
+order, then stops it and checks cocotb's verdict. The tiny preset with 4 KiB pages (so a workload's image fits
 the 128 KiB board memory), 8 clock cycles per UART bit. Asserted: ping answers the board's sizes; CSR and memory
 reads and writes round-trip; ``workloads/two_branches.yaml`` run by ``run_program`` and by ``dsa board run`` equals
 golden; hostile frames (garbage, a wrong header or data checksum, an unknown command, a bad length, a misaligned or
@@ -369,22 +369,7 @@ class BoardSim:
         return self.outcome
 
 
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory):
-    s = BoardSim(tmp_path_factory.mktemp("board"))
-    yield s
-    s.finish()
-
-
-@pytest.fixture
-def board(sim):
-    from sim.board.driver import Board
-    with Board(sim.url, timeout=HOST_TIMEOUT) as b:
-        yield b
-
-
-@pytest.mark.rtl
-def test_ping_reports_the_board(board):
+def _ping(board):
     from hwgen.rtl.chip import csr_map
     cfg = board_cfg()
     info = board.ping()
@@ -392,8 +377,7 @@ def test_ping_reports_the_board(board):
                     "csr_bytes": 1 << csr_map(cfg).address_bits}
 
 
-@pytest.mark.rtl
-def test_csr_and_memory_round_trip(board):
+def _round_trip(board):
     from hwgen.rtl.chip import VERSION, csr_map
     from sim.board.driver import Chip
     cfg = board_cfg()
@@ -428,8 +412,7 @@ def _still_works(board):
     assert board.read_mem(0x100, 16) == bytes(range(16))
 
 
-@pytest.mark.rtl
-def test_hostile_frames_get_their_status_and_the_link_recovers(board):
+def _hostile_frames(board):
     from hwgen.rtl.chip import csr_map
     from sim.board.driver import LinkTimeout, StatusError
     cfg = board_cfg()
@@ -479,8 +462,7 @@ def test_hostile_frames_get_their_status_and_the_link_recovers(board):
     _still_works(board)
 
 
-@pytest.mark.rtl
-def test_a_workload_on_the_board_equals_golden(board):
+def _workload(board):
     from golden.executor import run as golden_run
     from hwgen.compiler.dag import compile_workload
     from hwgen.spec.workload import load
@@ -495,14 +477,13 @@ def test_a_workload_on_the_board_equals_golden(board):
     assert result["cycles"] > 0 and result["counters"]["issued"] > 0
 
 
-@pytest.mark.rtl
-def test_dsa_board_commands(sim, tmp_path, capsys):
+def _dsa_board_commands(url, tmp_path, capsys):
     from sim.cli import main
     cfg_file = tmp_path / "board.yaml"
     cfg_file.write_text("base: tiny\nname: tinyboard\nmemory: {page_bytes: 4096}\n")
-    assert main(["board", "ping", "--port", sim.url, "--timeout", str(HOST_TIMEOUT)]) == 0
+    assert main(["board", "ping", "--port", url, "--timeout", str(HOST_TIMEOUT)]) == 0
     assert "memory 131072 bytes" in capsys.readouterr().out
-    code = main(["board", "run", "--port", sim.url, "--workload", str(WORKLOAD), "--config", str(cfg_file),
+    code = main(["board", "run", "--port", url, "--workload", str(WORKLOAD), "--config", str(cfg_file),
                  "--timeout", str(HOST_TIMEOUT)])
     captured = capsys.readouterr()
     assert code == 0, captured.out + captured.err
@@ -510,7 +491,22 @@ def test_dsa_board_commands(sim, tmp_path, capsys):
 
 
 @pytest.mark.rtl
-def test_the_simulation_passed(sim):
-    """Last: stop the simulation; cocotb's verdict (a failed task fails it) must be a pass."""
+def test_the_board_over_its_host_link(tmp_path, capsys):
+    """One simulation, the steps in order (one test, so that test distribution cannot split the simulation):
+    ping, CSR and memory round trips, hostile frames, a workload through run_program, the dsa board commands;
+    then the simulation is stopped and cocotb's verdict (a failed task fails it) must be a pass."""
+    from sim.board.driver import Board
+    sim = BoardSim(tmp_path)
+    try:
+        with Board(sim.url, timeout=HOST_TIMEOUT) as board:
+            for step in (_ping, _round_trip, _hostile_frames, _workload):
+                step(board)
+        _dsa_board_commands(sim.url, tmp_path, capsys)
+    except BaseException:
+        try:
+            sim.finish()
+        except Exception:  # noqa: BLE001 -- the step's failure is the one to report
+            pass
+        raise
     outcome = sim.finish()
     assert outcome == {"serve_host_link": None}, outcome
