@@ -24,11 +24,13 @@ from hwgen.spec.isa import THRESHOLD_MAX
 from hwgen.spec.program import A_FORMATS, KERNELS
 from hwgen.spec.workload import WorkloadError
 from sim.backends import BACKENDS, default_build_root, run_programs
+from sim.board.driver import BoardError
 from sim.console import Stages, crash_log, err, error_lines, out
 from sim.rtl.errors import RtlError, ToolchainError
 
 EXIT_HELP = ("Exit codes: 0 ok; 1 a mismatch or lint finding; 2 bad input (one line per problem); 3 a missing "
-             "toolchain, a failed build or simulation, or an internal error (the message names a log).")
+             "toolchain, a failed build or simulation, a failed board link, or an internal error (the message names "
+             "a log).")
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, epilog=EXIT_HELP,
                   help="Generator, cycle simulator and verifier of the DSA dynamic-sparsity accelerator.")
 
@@ -80,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         error_lines([str(e)])
         return 2
     except (ToolchainError, RtlError) as e:
+        error_lines([str(e)])
+        return 3
+    except BoardError as e:                        # the host link or the board failed
         error_lines([str(e)])
         return 3
     except Exception as e:                         # a bug: say where the traceback is, not the traceback
@@ -632,6 +637,79 @@ def _share(used: float, available: int) -> str:
     share = used / available if available else 0.0
     colour = "green" if share <= 0.8 else "yellow" if share <= 1.0 else "red"
     return f"[{colour}]{100 * share:.0f} %[/{colour}]"
+
+
+# ---------------------------------------------------------------------------------------------------
+# a board build over its UART host link (hwgen/spec/host_link.py, sim/board/driver.py)
+
+board_app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, epilog=EXIT_HELP,
+                        help="Talk to a board build (hwgen/rtl/board/) over its UART host link.")
+app.add_typer(board_app, name="board")
+PORT_HELP = "serial device (/dev/ttyUSB0, COM3) or pyserial URL (socket://HOST:PORT reaches a simulation)"
+TIMEOUT_HELP = "seconds to wait for each answer of the board (run: also for the program to finish)"
+
+
+def _open_board(port: str, timeout: float, baud: int):
+    from sim.board.driver import Board
+    if not port.strip():
+        raise BadInput(f"--port: {port!r} is not allowed (allowed: {PORT_HELP})")
+    try:
+        return Board(port, timeout=timeout, baud=baud)
+    except ValueError as e:
+        raise BadInput(str(e)) from None
+
+
+@board_app.command("ping")
+def board_ping(port: str = typer.Option(..., "--port", help=PORT_HELP),
+               baud: int = typer.Option(115200, "--baud", help="bit rate of a serial device (the board's "
+                                        "board.uart_baud)"),
+               timeout: float = typer.Option(2.0, "--timeout", help=TIMEOUT_HELP)):
+    """Ask the board who it is: the host link's version, its memory and CSR space, the chip's version register."""
+    _check_ranges(baud=(baud, 1200, 3_000_000), timeout=(timeout, 0.1, 86400))
+    with _open_board(port, timeout, baud) as board:
+        info = board.ping()
+        (version,) = board.read_csr(0, 1)
+    out.print(f"board on {port}: host link version {info['version']}, memory {info['memory_bytes']} bytes, "
+              f"CSR space {info['csr_bytes']} bytes, chip version 0x{version:08x}", markup=False)
+
+
+@board_app.command("run")
+def board_run(port: str = typer.Option(..., "--port", help=PORT_HELP),
+              workload: Path = typer.Option(..., "--workload", help="a workload YAML (e.g. workloads/*.yaml)"),
+              config: str = typer.Option("default", "--config", help=CONFIG_HELP + ": the one the board was built "
+                                         "from"),
+              baud: int | None = typer.Option(None, "--baud", help="bit rate of a serial device (default: the "
+                                              "config's board.uart_baud)"),
+              timeout: float = typer.Option(60.0, "--timeout", help=TIMEOUT_HELP)):
+    """Run a DAG workload on the board: load the program into the board memory, start the chip, wait for it, read
+    every output and compare it with golden. Exit 0 if all are equal, 1 if not, 3 if the link or the board fails."""
+    from golden.executor import run as golden_run
+    from hwgen.compiler.dag import compile_workload
+    from sim.board.driver import check_fits, run_program
+    _check_ranges(baud=(baud, 1200, 3_000_000), timeout=(timeout, 0.1, 86400))
+    cfg = _load_config(config)
+    w = _load_workload(workload)
+    with Stages().shown() as stage:
+        stage(f"compiling {w.name} for {cfg.build_name}")
+        program = compile_workload(cfg, w)
+        try:
+            check_fits(cfg, program)
+        except ValueError as e:
+            raise BadInput(f"--workload: {e}") from None
+        stage("running golden")
+        golden = golden_run(cfg.numeric(), program).outputs
+        with _open_board(port, timeout, baud or cfg.board.uart_baud) as board:
+            result = run_program(board, cfg, program, timeout=timeout, stage=stage)
+    table = Table(title=f"{w.name} on the board at {port} ({cfg.build_name}, {len(program.tasks)} tasks, "
+                        f"{result['cycles']} cycles)")
+    for col in ("output", "shape", "board == golden"):
+        table.add_column(col)
+    same = {name: np.array_equal(result["outputs"][name], ref) for name, ref in golden.items()}
+    for name, ref in golden.items():
+        table.add_row(name, "x".join(map(str, ref.shape)), _mark(same[name]))
+    out.print(table)
+    if not all(same.values()):
+        raise typer.Exit(1)
 
 
 def _mark(ok: bool) -> str:

@@ -1,0 +1,181 @@
+"""On-chip RAM standing in for HBM on a board: ``cfg.board.memory_bytes`` bytes in one block RAM
+(``amaranth.lib.memory``: one read port, one write port with byte enables), one chip beat (``cfg.beat_bytes``) per
+word.
+
+Ports: ``hbm0`` .. ``hbm<P-1>`` (AXI4 slaves with the chip's HBM port signature, ``P = cfg.memory.ports``; they
+share the RAM) and ``host`` (the host bridge's 32-bit word port, ``HostPort``).
+
+Rules: one transaction at a time, in the order taken: when idle, a host request first (the host touches memory
+only while the chip is idle), else an AW or an AR (alternating when both wait), lowest port first. A read burst
+streams one beat per cycle while RREADY is high; a write burst takes its W beats after its AW (WREADY is low
+until then; AWREADY does not wait for WVALID), then answers B. INCR bursts with full-width beats; the response
+carries the request's ID. A beat outside the memory reads as zeros and is not written, and its RRESP / the
+burst's BRESP is SLVERR; so is every beat of a FIXED / WRAP burst or of a narrow one (AxSIZE below the beat), which
+are not supported. Host requests take 1 cycle (write) or 2 (read) and are answered on ``host.resp``.
+"""
+from __future__ import annotations
+
+from amaranth import Cat, Module, Mux, Signal
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2, exact_log2
+
+from hwgen.rtl import signatures
+from hwgen.spec.axi import BURST_INCR, RESP_OKAY, RESP_SLVERR
+
+
+class HostPort(wiring.Signature):
+    """The bridge's port into the board memory, from the bridge's side: ``req`` (word address, write, data) and
+    ``resp`` (the read word, or 0 after a write), one response per request."""
+
+    def __init__(self, addr_width: int):
+        self.addr_width = addr_width
+        super().__init__({
+            "req": Out(stream.Signature(data.StructLayout({"addr": addr_width, "write": 1, "data": 32}))),
+            "resp": In(stream.Signature(32)),
+        })
+
+    def __eq__(self, other):
+        return type(other) is type(self) and other.addr_width == self.addr_width
+
+    def __hash__(self):
+        return hash((type(self), self.addr_width))
+
+
+def host_addr_width(memory_bytes: int) -> int:
+    """Bits of a 32-bit word address into ``memory_bytes``."""
+    return max(1, ceil_log2(memory_bytes // 4))
+
+
+class BoardMemory(wiring.Component):
+    """See the module docstring. ``id_width``: the chip's HBM ID width (``Chip.mem_id_bits``)."""
+
+    def __init__(self, cfg, id_width: int):
+        self._cfg = cfg
+        self.memory_bytes = cfg.board.memory_bytes
+        self.beat_bytes = cfg.beat_bytes
+        if self.memory_bytes < self.beat_bytes:
+            raise ValueError(f"board.memory_bytes: {self.memory_bytes} is not allowed (allowed: at least one beat, "
+                             f"{self.beat_bytes} bytes)")
+        self.depth = self.memory_bytes // self.beat_bytes
+        self._axi = signatures.hbm_axi(cfg, id_width)
+        members = {f"hbm{i}": In(self._axi) for i in range(cfg.memory.ports)}
+        members["host"] = In(HostPort(host_addr_width(self.memory_bytes)))
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        B, depth, sig = self.beat_bytes, self.depth, self._axi
+        m.submodules.ram = ram = memory.Memory(shape=8 * B, depth=depth, init=[])
+        wp = ram.write_port(granularity=8)
+        rp = ram.read_port(domain="sync")
+        ports = [getattr(self, f"hbm{i}") for i in range(self._cfg.memory.ports)]
+        host = self.host
+        lsb = exact_log2(B)
+        sel_bits = exact_log2(B // 4)               # the 32-bit word within a beat (host accesses)
+        words = B // 4
+
+        port = Signal(range(max(2, len(ports))))    # the transaction in progress: its port, ID, beat address
+        tid = Signal(sig.id_width)
+        addr = Signal(sig.addr_width - lsb)
+        left = Signal(9)                            # beats still to read
+        bad = Signal()                              # the whole burst is SLVERR (not INCR, or narrow)
+        werr = Signal()                             # a beat of the write burst was SLVERR
+        prefer_write = Signal()
+        host_word = Signal(max(1, sel_bits))
+        r_valid, r_last, r_resp = Signal(), Signal(), Signal(2)
+        in_range = Signal()
+        m.d.comb += in_range.eq(addr < depth)
+
+        def port_rready():
+            ready = Signal(name="port_rready")
+            for i, p in enumerate(ports):
+                with m.If(port == i):
+                    m.d.comb += ready.eq(p.r.ready)
+            return ready
+
+        def take(ch: str) -> None:
+            """Accept the AW / AR of the lowest port that offers one."""
+            with m.If(getattr(ports[0], ch).valid):
+                accept(0, ch)
+            for i in range(1, len(ports)):
+                with m.Elif(getattr(ports[i], ch).valid):
+                    accept(i, ch)
+
+        def accept(i: int, ch: str) -> None:
+            a = getattr(ports[i], ch)
+            m.d.comb += a.ready.eq(1)
+            m.d.sync += [port.eq(i), tid.eq(a.payload.id), addr.eq(a.payload.addr[lsb:]), left.eq(a.payload.len + 1),
+                         bad.eq((a.payload.burst != BURST_INCR) | (a.payload.size != sig.size)), werr.eq(0)]
+
+        with m.FSM():
+            with m.State("IDLE"):
+                aw_any = Cat(p.aw.valid for p in ports).any()
+                ar_any = Cat(p.ar.valid for p in ports).any()
+                with m.If(host.req.valid):
+                    req = host.req.payload
+                    m.d.comb += [host.req.ready.eq(1), wp.addr.eq(req.addr[sel_bits:]),
+                                 rp.addr.eq(req.addr[sel_bits:]), rp.en.eq(~req.write)]
+                    for w in range(words):
+                        m.d.comb += wp.data[32 * w:32 * w + 32].eq(req.data)
+                        with m.If(req.write & ((req.addr[:sel_bits] == w) if sel_bits else 1)):
+                            m.d.comb += wp.en[4 * w:4 * w + 4].eq(0xF)
+                    if sel_bits:
+                        m.d.sync += host_word.eq(req.addr[:sel_bits])
+                    m.next = "HOST_RESP"
+                with m.Elif(aw_any & (prefer_write | ~ar_any)):
+                    m.d.sync += prefer_write.eq(0)
+                    take("aw")
+                    m.next = "WRITE"
+                with m.Elif(ar_any):
+                    m.d.sync += prefer_write.eq(1)
+                    take("ar")
+                    m.next = "READ"
+            with m.State("HOST_RESP"):
+                # after a write the read port was not enabled and the word is don't-care: the bridge ignores it
+                m.d.comb += host.resp.valid.eq(1)
+                with m.Switch(host_word):
+                    for w in range(words):
+                        with m.Case(w):
+                            m.d.comb += host.resp.payload.eq(rp.data[32 * w:32 * w + 32])
+                with m.If(host.resp.ready):
+                    m.next = "IDLE"
+            with m.State("READ"):
+                # a beat is read from the RAM in the cycle it is issued and shown from the next: one per cycle
+                advance = Signal()
+                m.d.comb += [advance.eq(~r_valid | port_rready()), rp.addr.eq(addr), rp.en.eq(advance)]
+                with m.If(advance):
+                    with m.If(left != 0):
+                        m.d.sync += [r_valid.eq(1), r_last.eq(left == 1), addr.eq(addr + 1), left.eq(left - 1),
+                                     r_resp.eq(Mux(in_range & ~bad, RESP_OKAY, RESP_SLVERR))]
+                    with m.Else():
+                        m.d.sync += r_valid.eq(0)
+                        m.next = "IDLE"
+            with m.State("WRITE"):
+                for i, p in enumerate(ports):
+                    with m.If(port == i):
+                        m.d.comb += p.w.ready.eq(1)
+                        with m.If(p.w.valid):
+                            m.d.comb += [wp.addr.eq(addr), wp.data.eq(p.w.payload.data)]
+                            with m.If(in_range & ~bad):
+                                m.d.comb += wp.en.eq(p.w.payload.strb)
+                            with m.Else():
+                                m.d.sync += werr.eq(1)
+                            m.d.sync += addr.eq(addr + 1)
+                            with m.If(p.w.payload.last):
+                                m.next = "WRITE_RESP"
+            with m.State("WRITE_RESP"):
+                for i, p in enumerate(ports):
+                    with m.If(port == i):
+                        m.d.comb += [p.b.valid.eq(1), p.b.payload.id.eq(tid),
+                                     p.b.payload.resp.eq(Mux(werr | bad, RESP_SLVERR, RESP_OKAY))]
+                        with m.If(p.b.ready):
+                            m.next = "IDLE"
+
+        for i, p in enumerate(ports):        # R: the data is the read port's, which holds while not advancing
+            with m.If(port == i):
+                m.d.comb += [p.r.valid.eq(r_valid), p.r.payload.id.eq(tid), p.r.payload.last.eq(r_last),
+                             p.r.payload.resp.eq(r_resp)]
+                with m.If(r_resp == RESP_OKAY):
+                    m.d.comb += p.r.payload.data.eq(rp.data)
+        return m
