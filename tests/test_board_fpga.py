@@ -1,0 +1,56 @@
+"""The board build around the chip: the ECP5 PLL's dividers (against nextpnr's own ecppll), the ULX3S top's pins,
+and `dsa fpga build`'s refusals."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hwgen.rtl.board.ecp5_pll import pll_dividers
+from hwgen.spec import config
+from tests.test_cli import invoke
+
+
+@pytest.mark.parametrize("mhz", [125, 100, 137.5, 160, 66, 33.333, 200])
+def test_pll_dividers_are_the_ones_ecppll_picks(tmp_path, mhz):
+    ecppll = Path(sys.executable).parent / "yowasp-ecppll"
+    subprocess.run([str(ecppll), "-i", "25", "-o", str(mhz), "-f", "pll.v"], cwd=tmp_path, check=True,
+                   capture_output=True, timeout=600)
+    text = (tmp_path / "pll.v").read_text()
+    theirs = {k: int(v) for k, v in re.findall(r"\.(CLKI_DIV|CLKFB_DIV|CLKOP_DIV)\((\d+)\)", text)}
+    mine = pll_dividers(25, mhz)
+    assert (mine.clki_div, mine.clkfb_div, mine.clkop_div) == (theirs["CLKI_DIV"], theirs["CLKFB_DIV"],
+                                                              theirs["CLKOP_DIV"])
+    assert 400 <= mine.vco_mhz <= 800
+
+
+def test_a_clock_the_pll_cannot_make_is_refused():
+    with pytest.raises(ValueError, match=r"clock.mhz: 1000 is not allowed on an ECP5 PLL \(allowed: 3.125..400"):
+        pll_dividers(25, 1000)
+
+
+def test_the_ulx3s_top_takes_the_boards_pins_and_clock():
+    from amaranth_boards.ulx3s import ULX3S_85F_Platform
+
+    from hwgen.rtl.board.ulx3s import Ulx3sTop
+    plan = ULX3S_85F_Platform().prepare(Ulx3sTop(config.load("ulx3s")), name="board_top")
+    lpf = plan.files["board_top.lpf"]
+    for pin in ("G2", "M1", "L4", "D6", "B2"):           # clk25, UART rx / tx, power button, LED 0
+        assert f'SITE "{pin}"' in lpf
+    assert 'FREQUENCY PORT "clk25_0__io" 25000000.0 HZ;' in lpf
+    rtlil = plan.files["board_top.il"]
+    assert "EHXPLLL" in rtlil and 'FREQUENCY_PIN_CLKOP "125"' in rtlil
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (["--board", "icebreaker"], "error: --board: 'icebreaker' is not allowed (allowed: ulx3s)"),
+    (["--board", "ulx3s", "--config", "tiny"], "error: --config: tiny is sized for board.target 'none', not 'ulx3s'"),
+    (["--board", "ulx3s", "--seeds", "1,1"], "error: --seeds: '1,1' is not allowed (allowed: distinct integers"),
+    (["--board", "ulx3s", "--seeds", ""], "error: --seeds: '' is not allowed"),
+])
+def test_bad_build_input_exits_2_before_any_work(tmp_path, args, line):
+    result = invoke("fpga", "build", *args, "--out", tmp_path)
+    assert result.exit_code == 2, result.output
+    assert line in result.output
+    assert not any(tmp_path.iterdir())
