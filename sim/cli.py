@@ -669,6 +669,28 @@ def build(board: str = typer.Option(..., "--board", help="ulx3s"),
               f"bitstream {record['bitstream']}", markup=False)
 
 
+@fpga_app.command()
+def export(board: str = typer.Option(..., "--board", help="u55c or u280"),
+           config: str | None = typer.Option(None, "--config", help=CONFIG_HELP + " (default: the board's preset)"),
+           out_dir: str = typer.Option("build/fpga", "--out", help="folder; the export goes to OUT/<name>-<digest>-"
+                                                                   "<board>/"),
+           synth: bool = typer.Option(False, "--synth", help="also estimate the resources with Yosys synth_xilinx")):
+    """Write CONFIG as a Vitis RTL kernel for an HBM board: Verilog with Vivado-inferable AXI names, kernel.xml,
+    the packaging Tcl, an example XDC, v++ connectivity, the CSR map and its C header."""
+    from sim.fpga.export import HBM_CHANNELS
+    from sim.fpga.export import export as run_export
+    if board not in HBM_CHANNELS:
+        raise BadInput(f"--board: {board!r} is not allowed (allowed: {', '.join(HBM_CHANNELS)})")
+    cfg = _load_config(config or "u55c")
+    if cfg.memory.ports > HBM_CHANNELS[board]:
+        raise BadInput(f"memory.ports: {cfg.memory.ports} is not allowed on {board} (allowed: 1.."
+                       f"{HBM_CHANNELS[board]}, its HBM pseudo-channels)")
+    target = _writable_folder(out_dir, "--out")
+    with Stages().shown() as stage:
+        folder = run_export(cfg, target, board, synth=synth, stage=stage, detail=stage.detail)
+    out.print(f"wrote {folder}/", markup=False)
+
+
 def _resource_table(result, part, depth: int) -> Table:
     from sim.fpga.parts import KINDS
     table = Table(title=f"{result.top}: synth_{result.family}" + (f" for {part.name}" if part else ""))

@@ -62,7 +62,8 @@ def test_bad_config_exits_2_with_one_line_per_problem(tmp_path):
 def test_unknown_preset_exits_2():
     result = invoke("run", "--config", "huge", "--out", "x")
     assert result.exit_code == 2
-    assert "error: config: 'huge' is neither a preset (allowed: default, tiny, ulx3s) nor a YAML file" in result.output
+    assert ("error: config: 'huge' is neither a preset (allowed: default, tiny, u55c, ulx3s) nor a YAML file"
+            in result.output)
 
 
 def test_run_sim_writes_result_and_c(tmp_path):
@@ -208,7 +209,7 @@ def test_run_tiles_what_does_not_fit_l1_on_every_backend(tmp_path, build_root):
     assert records["rtl"]["build_s"] is not None and records["rtl"]["wall_s"] > 0
 
 
-@pytest.mark.parametrize("preset", ["tiny", "default", "ulx3s"])
+@pytest.mark.parametrize("preset", ["tiny", "default", "ulx3s", "u55c"])
 def test_default_shapes_run_on_every_preset(tmp_path, preset):
     """`dsa run` with no shape options works on every preset (on tiny the operands go through HBM)."""
     result = invoke("run", "--config", preset, "--backend", "sim", "--out", tmp_path)

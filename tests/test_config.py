@@ -132,7 +132,7 @@ def test_from_dict_base():
     cfg = from_dict(data)
     assert (cfg.name, cfg.engine.lanes, cfg.engine.rows, cfg.l1.bytes) == ("tiny", 8, 2, 4096)
     assert data == {"base": "tiny", "engine": {"lanes": 8}}  # the caller's dict is not changed
-    assert problems_of({"base": "huge"}) == ["base: 'huge' is not a preset (allowed: default, tiny, ulx3s)"]
+    assert problems_of({"base": "huge"}) == ["base: 'huge' is not a preset (allowed: default, tiny, u55c, ulx3s)"]
     assert problems_of({"base": "tiny", "engine": {"lanes": 32}}) == [
         "engine.scan_bytes: 16 is not allowed: must be >= lanes (32), since one L1 line holds a whole B segment"]
 
@@ -219,12 +219,12 @@ def test_base_override_is_validated_against_the_merge(tmp_path):
 @pytest.mark.parametrize("value, shown", [("huge", "'huge'"), ("5", "5")])
 def test_unknown_base(tmp_path, value, shown):
     path = write(tmp_path, f"base: {value}\n")
-    assert load_problems(path) == [f"base: {shown} is not a preset (allowed: default, tiny, ulx3s)"]
+    assert load_problems(path) == [f"base: {shown} is not a preset (allowed: default, tiny, u55c, ulx3s)"]
 
 
 def test_unknown_preset_name():
     assert load_problems("huge") == [
-        "config: 'huge' is neither a preset (allowed: default, tiny, ulx3s) nor a YAML file"]
+        "config: 'huge' is neither a preset (allowed: default, tiny, u55c, ulx3s) nor a YAML file"]
 
 
 def test_missing_file(tmp_path):
@@ -239,7 +239,7 @@ def test_directory_is_not_a_file(tmp_path):
 # ---- presets, digest, round trip, frozen -------------------------------------------------------------
 
 def test_presets_load_and_are_valid():
-    assert preset_names() == ["default", "tiny", "ulx3s"]
+    assert preset_names() == ["default", "tiny", "u55c", "ulx3s"]
     for name in preset_names():
         cfg = load(name)
         assert cfg.name == name
