@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 JOBS   ?= 2
 
-.PHONY: setup demo test test-full coverage rtl bench lint clean fpga-resources
+.PHONY: setup demo test test-full coverage rtl bench lint clean fpga fpga-resources
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ rtl: setup
 ## bench: speedup vs density (RTL and sim) and simulator vs RTL wall time
 bench: setup
 	$(BIN)/python -m sim.bench
+
+## fpga: the ULX3S build (Yosys, nextpnr with seeds 1, 2, 3, ecppack); its record goes to data/fpga/ulx3s_build.json
+fpga: setup
+	$(BIN)/dsa fpga build --board ulx3s --seeds 1,2,3 --json data/fpga/ulx3s_build.json
 
 ## fpga-resources: synthesize a grid of configs (Yosys, ECP5) and refit the resource model in data/fpga (~1 h)
 fpga-resources: setup

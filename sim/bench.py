@@ -12,7 +12,8 @@ Every table runs the same programs on the RTL (Verilator) and the cycle model an
    fraction of the byte-ratio limit 1/(1/8 + d), with the achieved HBM bandwidth;
 9. HBM bandwidth one LOAD unit achieves streaming, against the port's and the HBM's peak;
 10. the L3: average memory access time with and without it, and its hit rate, on named DMA traces;
-11-13. the ASA scheduler on DAG programs (``sim/bench_scheduler.py``).
+11-13. the ASA scheduler on DAG programs (``sim/bench_scheduler.py``);
+14-16. FPGA resources and FMAX per preset, sparse vs dense in time on the ULX3S (``sim/bench_fpga.py``).
 """
 from __future__ import annotations
 
@@ -362,6 +363,8 @@ def main(preset: str = "default", out: Path = Path("results") / "bench.json") ->
     ok &= scheduler.policies()
     scheduler.predicates()
     ok &= scheduler.rtl_check()
+    from sim import bench_fpga
+    ok &= bench_fpga.run(bench)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(bench.record, indent=2) + "\n")
     bench.console.print(f"sim cycles == RTL cycles everywhere and goals met: {'yes' if ok else 'NO'}; wrote {out}")
