@@ -26,18 +26,18 @@ demo: setup
 ## test: the CI suite (< 30 min on 2 cores)
 test: setup
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -n $(JOBS) -m "not full" -q
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup -m "not full" -q
 
 ## test-full: adds the long regressions (more seeds, bigger shapes)
 test-full: setup
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -n $(JOBS) -q
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup -q
 
 ## coverage: Verilator line + toggle coverage of the generated Verilog (the tiny preset's tops and every component
 ## top) under the tests of make test; prints it per module, keeps annotated sources in build/coverage/annotated
 coverage: setup
 	rm -rf build/coverage
-	DSA_COVERAGE=$(CURDIR)/build/coverage $(BIN)/python -m pytest -n $(JOBS) -m "not full" -q
+	DSA_COVERAGE=$(CURDIR)/build/coverage $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup -m "not full" -q
 	$(BIN)/python -m sim.rtl.coverage build/coverage
 
 ## rtl: generate Verilog for every preset into rtl_out/

@@ -12,6 +12,10 @@ from sim.rtl.errors import RtlError
 from tests.test_cli import invoke
 
 
+# both tests read one synthesis: keep them on one xdist worker (make test runs --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("tiny_synthesis")
+
+
 @pytest.fixture(scope="module")
 def tiny_synthesis(tmp_path_factory):
     out = tmp_path_factory.mktemp("fpga")
