@@ -5,6 +5,10 @@ hit_cycles), ``cfg.beat_bytes`` (one AXI beat) and ``cfg.memory`` (outstanding, 
 buffers). ``L3Timing.of(cfg)`` (``hwgen/spec/l3.py``) holds every derived number; ``sim/model/memory/l3.py``
 (``L3Ports``) reads it too and reproduces this component's timing cycle for cycle.
 
+With ``memory.ports`` P > 1 the top instantiates one ``L3Cache(cfg, port=i)`` per HBM port behind the interleaver:
+a slice of ``l3.bytes / P`` (``L3Timing`` gives a slice's numbers) that sees only port i's addresses and indexes
+its sets without the port bits (see the class). Everything below holds per slice.
+
 Ports: ``bus`` (``In(signatures.hbm_axi(cfg))``, the slave the DMA talks to), ``hbm`` (``Out`` of the same
 signature, the master toward HBM), ``ar_stream`` (In(1): sampled with the slave AR handshake, 1 marks a
 read-once burst, the AXI ``aruser``-style hint the DMA's ``stream`` bit drives; ignored unless
