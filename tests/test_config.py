@@ -33,7 +33,8 @@ def write(tmp_path, text: str, name: str = "cfg.yaml"):
 
 @pytest.mark.parametrize("data, line", [
     # unknown keys, with the allowed ones
-    ({"foo": 1}, "foo: unknown key (allowed: name, engine, l1, attention, memory, l3, scheduler, energy, clock, board)"),
+    ({"foo": 1},
+     "foo: unknown key (allowed: name, engine, l1, attention, memory, l3, scheduler, energy, clock, board)"),
     ({"engine": {"lane": 4}}, f"engine.lane: unknown key (allowed: {ENGINE_KEYS})"),
     ({"l1": {"size": 4}}, "l1.size: unknown key (allowed: bytes, banks, out_bytes)"),
     ({"clock": {"ghz": 1}}, "clock.ghz: unknown key (allowed: mhz)"),
