@@ -190,6 +190,7 @@ def _load_config(name: str, policy: Policy | None = None) -> hwconfig.HwConfig:
     if policy is not None:
         cfg = hwconfig.from_dict({**cfg.model_dump(), "scheduler": {**cfg.scheduler.model_dump(),
                                                                     "policy": policy.value}})
+    hwconfig.check_memory_side(cfg)     # what the memory side cannot build: refused before any work
     return cfg
 
 

@@ -11,7 +11,6 @@ from sim.fpga.yosys import _resources, synthesize
 from sim.rtl.errors import RtlError
 from tests.test_cli import invoke
 
-
 # both tests read one synthesis: keep them on one xdist worker (make test runs --dist loadgroup)
 pytestmark = pytest.mark.xdist_group("tiny_synthesis")
 

@@ -20,7 +20,6 @@ from conftest import VARIANTS, three_way, variant
 from golden import executor
 from golden.generators.operands import prune_nm, random_operands
 from hwgen.compiler.tiling import compile_matmul_hbm
-from hwgen.rtl.build import top_component
 from hwgen.spec import config, isa
 from hwgen.spec.formats import OperandError
 from sim.model.engine import EngineModel
@@ -293,13 +292,3 @@ def test_l3_policies_in_the_chip(stall, build_root):
     rtl = run_rtl_batch(cfg, [p for _, p in cases], build_root, stall=stall, seed=5)
     runs = three_way(cfg, cases, rtl, stall)
     assert sum(sim.stats["l3"]["bypassed"] for *_, sim in runs) > 0   # the A tiles' read-once loads skipped it
-
-
-def test_l3_with_several_ports_is_refused_by_generator_and_simulator():
-    cfg = config.from_dict({"base": "tiny", "name": "l3ports", "memory": {"ports": 2}})
-    message = r"^memory.ports: 2 is not supported with l3.enabled yet \(allowed: 1 with the L3, or l3.enabled"
-    with pytest.raises(ValueError, match=message):
-        top_component(cfg)
-    program = compile_matmul_hbm(cfg, *random_operands(8, 16, 4, 0.5, seed=0), "spmm", "bitmask")
-    with pytest.raises(ValueError, match=message):
-        EngineModel(cfg).run(program)

@@ -70,7 +70,8 @@ def _hbm_text(cfg: HwConfig) -> str:
     if ports == 1:
         return f"the AXI4 master `{hbm_prefix(0)}_*`, {bits}-bit data"
     return (f"the {ports} AXI4 masters `{hbm_prefix(0)}_*` .. `{hbm_prefix(ports - 1)}_*`, {bits}-bit data each; "
-            f"a burst at byte address a goes to port (a / {cfg.memory.interleave_bytes}) mod {ports}, no burst "
+            f"a burst at byte address a goes to port (a / {cfg.memory.interleave_bytes}) mod {ports}"
+            + (" (through that port's L3 slice)" if cfg.l3.enabled else "") + ", no burst "
             "crosses an interleave boundary, R beats and B responses come back to the engine in request order "
             "over all ports, and a port's response waits (VALID high) until the earlier ports' are taken")
 
@@ -91,11 +92,16 @@ def _paging_text(cfg: HwConfig) -> str:
 def _l3_text(cfg: HwConfig) -> str:
     if not cfg.l3.enabled:
         return ""
-    c = cfg.l3
+    c, P = cfg.l3, cfg.memory.ports
+    where = "between the engine and the HBM port" if P == 1 else (
+        f"in {P} slices of {c.bytes // P} B, one in front of each HBM port (slice i holds the lines of port i's "
+        "interleave chunks)")
     return (f"L3: {c.bytes} B, {c.ways} ways, {c.line_bytes}-byte lines, {c.banks} banks, {c.mshrs} MSHRs, "
-            f"{c.replacement}, {c.write_policy}, bypass {c.bypass}, hit {c.hit_cycles} cycles, between the engine "
-            "and the HBM port(s). After reset it clears its tags; `l3_ready` rises when it is done: offer the "
-            "first task then. Its tag and data arrays are the RAM modules in the `*.v` files beside this one.\n\n")
+            f"{c.replacement}, {c.write_policy}, bypass {c.bypass}, hit {c.hit_cycles} cycles, {where}. After "
+            "reset it clears its tags; `l3_ready` rises when it is done: offer the first task then. `l3_hits`, "
+            "`l3_misses`, `l3_evictions`, `l3_writebacks` count line accesses since reset"
+            + (" (all slices)" if P > 1 else "") + ". Its tag and data arrays are the RAM modules in the `*.v` "
+            "files beside this one" + (" (every slice instantiates them)" if P > 1 else "") + ".\n\n")
 
 
 def _port_rows(meta: dict) -> str:

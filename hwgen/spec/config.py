@@ -585,7 +585,31 @@ def policy_code(name: str) -> int:
 
 
 def check_memory_side(cfg: HwConfig) -> None:
-    """Refuse what the memory side cannot build yet (the generator and the simulator both ask)."""
-    if cfg.l3.enabled and cfg.memory.ports > 1:
-        raise ValueError(f"memory.ports: {cfg.memory.ports} is not supported with l3.enabled yet (allowed: 1 "
-                         "with the L3, or l3.enabled: false for more ports)")
+    """Refuse what the memory side cannot build (the generator and the simulator both ask; the CLI when it loads a
+    config): raises ``ConfigError`` with one line per problem.
+
+    With the L3 and ``memory.ports`` P > 1 the cache is cut into P slices, one in front of each HBM port
+    (``hwgen/rtl/top.py``): address ``a`` lives in slice ``(a // interleave_bytes) % P``, each slice holds
+    ``l3.bytes / P`` with the same ways, line and banks. So an interleave chunk must hold whole L3 lines, a slice
+    one set per bank, and each port must own its HBM pseudo-channels (the HBM model puts consecutive
+    ``access_bytes`` on consecutive pseudo-channels, ``sim/model/memory/hbm.py``): the slices then share nothing
+    down to the DRAM, which is what lets the simulator time each slice on its own, cycle for cycle."""
+    P = cfg.memory.ports
+    if not cfg.l3.enabled or P == 1:
+        return
+    c3, mem = cfg.l3, cfg.memory
+    problems = []
+    if mem.interleave_bytes < c3.line_bytes:
+        problems.append(f"memory.interleave_bytes: {mem.interleave_bytes} is not allowed with the L3 on {P} ports: "
+                        f"must be >= l3.line_bytes ({c3.line_bytes}), so that a line lives in one port's L3 slice")
+    per_slice, one_set = c3.bytes // P, c3.line_bytes * c3.ways * c3.banks
+    if per_slice < one_set:
+        problems.append(f"l3.bytes: {c3.bytes} is too small for {P} slices (memory.ports): each slice (l3.bytes / "
+                        f"ports = {per_slice}) must hold one set per bank (line_bytes x ways x banks = {one_set})")
+    group = mem.hbm.access_bytes * mem.hbm.pseudo_channels_total
+    if mem.interleave_bytes * P > group:
+        problems.append(f"memory.interleave_bytes: {mem.interleave_bytes} is not allowed with the L3 on {P} ports: "
+                        f"must be <= {group // P} (memory.hbm.access_bytes x pseudo-channels / ports = {group} / {P}), "
+                        "so that each port and its L3 slice own their HBM pseudo-channels")
+    if problems:
+        raise ConfigError(problems)

@@ -58,9 +58,9 @@ from hwgen.spec.layout import Layout
 from hwgen.spec.program import OutputSpec, Program, Result, decode_output, output_words
 from hwgen.spec.task_table import HEADER, SUCC_BYTES, TASK, GateOp
 from hwgen.spec.timing import MLOG_FRAC, AsaTiming
-from sim.model.memory.axi_port import HbmPorts, ResponseChannel
+from sim.model.memory.axi_port import ResponseChannel
 from sim.model.memory.energy import energy_report
-from sim.model.memory.l3 import L3Ports
+from sim.model.memory.l3_slices import memory_side
 
 __all__ = ["MLOG_FRAC", "ChipModel", "SharedMemory", "gate_bits", "gate_cycles", "mlog", "read_region"]
 
@@ -95,17 +95,17 @@ def gate_bits(cfg: HwConfig, f: dict[str, int], values: np.ndarray) -> dict[int,
 
 class SharedMemory:
     """The arbiter in front of the memory side as the models see it: every master's calls go to one
-    ``HbmPorts`` / ``L3Ports``, which take requests in cycle order, one AR and one AW per cycle; a request in a
-    cycle already used is taken in the next free one (the arbiter's wait)."""
+    ``HbmPorts`` / ``L3Ports`` / ``L3Slices``, which take requests in cycle order, one AR and one AW per cycle; a
+    request in a cycle already used is taken in the next free one (the arbiter's wait)."""
 
     def __init__(self, ports):
         self.ports = ports
         self.last = (-1, -1)    # (cycle, kind) of the last request: kind 0 read, 1 write
         self.waits = 0
 
-    def _slot(self, cycle: int, kind: int) -> int:
+    def _slot(self, cycle: int, kind: int, address: int) -> int:
         c = cycle if (cycle, kind) > self.last else self.last[0] + (1 if kind <= self.last[1] else 0)
-        c = self.ports.accept_cycle(c, kind)        # e.g. the L3's request buffer full: its READY is low
+        c = self.ports.accept_cycle(c, kind, address)   # e.g. the L3's request buffer full: its READY is low
         self.waits += c - cycle
         self.last = (c, kind)
         return c
@@ -114,10 +114,10 @@ class SharedMemory:
         return self.ports.port_of(address)
 
     def read(self, cycle: int, port: int, address: int, beats: int, stream: bool = False) -> list[int]:
-        return self.ports.read(self._slot(cycle, 0), port, address, beats, stream)
+        return self.ports.read(self._slot(cycle, 0, address), port, address, beats, stream)
 
     def write(self, cycle: int, port: int, address: int, beats: int) -> int:
-        return self.ports.write(self._slot(cycle, 1), port, address, beats)
+        return self.ports.write(self._slot(cycle, 1, address), port, address, beats)
 
     def master(self) -> _Master:
         """One master's view (an engine's DMA units): the shared requests, its own R and B channels."""
@@ -231,8 +231,7 @@ class _Run:
         self.cfg, self.program, self.policy = cfg, program, policy
         self.image = program.hbm.copy()
         self.table = program.page_table(cfg, self.image)
-        self.hbm = HbmPorts(cfg)
-        self.ports = L3Ports(cfg, self.hbm) if cfg.l3.enabled else self.hbm
+        self.hbm, self.ports = memory_side(cfg)
         self.mem = SharedMemory(self.ports)
         self.S = max(self.ports.ready_cycle if cfg.l3.enabled else 0, start_cycle or 0)
         self.engines = [engine(cfg, self.image, self.table, self.mem.master(), arithmetic=arithmetic)

@@ -16,15 +16,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwgen.spec import isa
-from hwgen.spec.config import HwConfig, check_memory_side
+from hwgen.spec.config import HwConfig
 from hwgen.spec.layout import INDEX_BYTES, PTR_BYTES, Layout
 from hwgen.spec.page_table import PageFault, PageTable
 from hwgen.spec.program import Program, Result, decode_output, hbm_lines, output_lines, output_words, unpermute_rows
 from hwgen.spec.timing import EngineTiming, ResultWriterTiming, RowUnitTiming, TopkPathTiming
-from sim.model.memory.axi_port import HbmPorts
 from sim.model.memory.dma import DmaUnits, out_lines_to_bytes
 from sim.model.memory.energy import energy_report
-from sim.model.memory.l3 import L3Ports
+from sim.model.memory.l3_slices import memory_side
 
 
 @dataclass
@@ -179,11 +178,9 @@ class EngineModel:
         if table is None and any(isa.unit_of(f["opcode"]) != isa.Unit.COMPUTE for f in program.fields):
             raise ValueError("program: LOAD / STORE tasks but no page table (page_table_base is None); compile "
                              "operands in HBM with hwgen.compiler.tiling.compile_matmul_hbm")
-        check_memory_side(cfg)
-        hbm = HbmPorts(cfg)
-        # the memory side the DMA talks to: the L3 in front of HBM, or HBM; tasks are offered from the first
-        # cycle the L3 is ready (its tags are cleared after reset), and cycles count from there
-        ports = L3Ports(cfg, hbm) if cfg.l3.enabled else hbm
+        # the memory side the DMA talks to: the L3 (or its slices, one per port) in front of HBM, or HBM; tasks are
+        # offered from the first cycle the L3 is ready (its tags are cleared after reset), and cycles count from there
+        hbm, ports = memory_side(cfg)
         start = ports.ready_cycle if cfg.l3.enabled else 0
         core = EngineCore(cfg, image, table, ports, arithmetic=outputs or len(program.descriptors) > 1,
                           l1=program.l1.copy())

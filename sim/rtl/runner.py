@@ -289,7 +289,8 @@ def run_rtl_batch(cfg: HwConfig, programs: list[Program], build_root: str | Path
                    cycles=r["cycles"], stats={"elems": r["elems"], "gated_macs": r["gated"], "wall_s": r["wall_s"],
                                               "task_issue": r["task_issue"], "backend": "rtl", **shared,
                                               "page_fault": decode_page_fault(r["page_fault"]),
-                                              **{k: r[k] for k in ("tlb_hits", "tlb_misses", "tlb_walks")}})
+                                              **{k: r[k] for k in ("tlb_hits", "tlb_misses", "tlb_walks", "l3")
+                                                 if k in r}})
             for r, p in zip(results, programs, strict=True)]
 
 

@@ -5,6 +5,10 @@ hit_cycles), ``cfg.beat_bytes`` (one AXI beat) and ``cfg.memory`` (outstanding, 
 buffers). ``L3Timing.of(cfg)`` (``hwgen/spec/l3.py``) holds every derived number; ``sim/model/memory/l3.py``
 (``L3Ports``) reads it too and reproduces this component's timing cycle for cycle.
 
+With ``memory.ports`` P > 1 the top instantiates one ``L3Cache(cfg, port=i)`` per HBM port behind the interleaver:
+a slice of ``l3.bytes / P`` (``L3Timing`` gives a slice's numbers) that sees only port i's addresses and indexes
+its sets without the port bits (see the class). Everything below holds per slice.
+
 Ports: ``bus`` (``In(signatures.hbm_axi(cfg))``, the slave the DMA talks to), ``hbm`` (``Out`` of the same
 signature, the master toward HBM), ``ar_stream`` (In(1): sampled with the slave AR handshake, 1 marks a
 read-once burst, the AXI ``aruser``-style hint the DMA's ``stream`` bit drives; ignored unless
@@ -188,7 +192,7 @@ def ram_shapes(cfg) -> tuple[RamShape, RamShape]:
     ``sets / banks x ways x line_beats`` deep (row = set // banks, way, beat, beat lowest)."""
     t = L3Timing.of(cfg)
     c3 = cfg.l3
-    aw = signatures.hbm_axi(cfg).addr_width
+    aw = signatures.hbm_axi(cfg).addr_width - t.slice_bits        # a slice sees its addresses without the slice bits
     tag_bits = aw - exact_log2(c3.line_bytes) - exact_log2(t.sets)
     age_bits = exact_log2(t.ways) if c3.replacement == "lru" and t.ways > 1 else 0
     rows = t.sets // t.banks
@@ -204,11 +208,20 @@ def ram_modules(cfg) -> dict[str, str]:
 
 
 class L3Cache(wiring.Component):
-    """The L3 cache between ``bus`` (slave) and ``hbm`` (master); see the module docstring for the timing."""
+    """The L3 cache between ``bus`` (slave) and ``hbm`` (master); see the module docstring for the timing.
 
-    def __init__(self, cfg, id_width: int | None = None):
+    ``port``: with ``memory.ports`` P > 1, this is the slice in front of HBM port ``port`` (``L3Timing.slices``):
+    ``l3.bytes / P``, and it only ever sees addresses of that port's interleave chunks. It takes the slice bits
+    out of every slave address (``L3Timing.local``: the bits above them move down, so consecutive chunks of the
+    port index consecutive sets and every set is used) and puts ``port`` back into every master address
+    (``L3Timing.physical``); nothing else changes. A slave address of another port would alias."""
+
+    def __init__(self, cfg, id_width: int | None = None, port: int = 0):
         self.cfg = cfg
         self.timing = L3Timing.of(cfg)
+        if not 0 <= port < self.timing.slices:
+            raise ValueError(f"port: {port} is not allowed: must be in [0, {self.timing.slices}) (memory.ports)")
+        self.port = port
         sig = signatures.hbm_axi(cfg, id_width)   # IDs pass through: as wide as the masters' above
         self.axi = sig
         super().__init__({
@@ -238,7 +251,16 @@ class L3Cache(wiring.Component):
         bus, hbm = self.bus, self.hbm
         B = cfg.beat_bytes
         L, W, S = t.line_beats, t.ways, t.sets
-        AW = sig.addr_width
+        AW = sig.addr_width - t.slice_bits        # addresses inside the slice (L3Timing.local)
+        lo, pb = t.slice_shift, t.slice_bits
+        if pb:
+            def local(a):                         # the slave address without the slice bits
+                return Cat(a[:lo], a[lo + pb:])
+
+            def physical(a):                      # a slice address with the slice bits put back
+                return Cat(a[:lo], Const(self.port, pb), a[lo:])
+        else:
+            local = physical = lambda a: a        # noqa: E731
         beat_lsb = exact_log2(B)
         off = exact_log2(c3.line_bytes)
         lb = off - beat_lsb                       # beat index bits within a line
@@ -278,11 +300,11 @@ class L3Cache(wiring.Component):
         m.d.comb += [
             bus.ar.ready.eq(rq.w_rdy),
             rq.w_en.eq(ar_hs),
-            rq_in.addr.eq(bus.ar.payload.addr), rq_in.len.eq(bus.ar.payload.len), rq_in.id.eq(bus.ar.payload.id),
+            rq_in.addr.eq(local(bus.ar.payload.addr)), rq_in.len.eq(bus.ar.payload.len), rq_in.id.eq(bus.ar.payload.id),
             rq_in.flag.eq(self.ar_stream), rq_in.ticket.eq(issue + w_done),
             bus.aw.ready.eq(awq.w_rdy),
             awq.w_en.eq(bus.aw.valid & bus.aw.ready),
-            awq.w_data.eq(Cat(bus.aw.payload.addr, bus.aw.payload.len, bus.aw.payload.id)),
+            awq.w_data.eq(Cat(local(bus.aw.payload.addr), bus.aw.payload.len, bus.aw.payload.id)),
             bus.w.ready.eq(wdq.w_rdy),
             wdq.w_en.eq(bus.w.valid & bus.w.ready),
             wdq.w_data.eq(Cat(bus.w.payload.data, bus.w.payload.strb)),
@@ -503,7 +525,7 @@ class L3Cache(wiring.Component):
             mar.w_en.eq(s1_go & need_fill),
             mar.w_data.eq(Cat(Mux(stream_miss, line_addr | (s1.first << beat_lsb) if lb else line_addr, line_addr),
                               Mux(stream_miss, s1.cnt - 1, L - 1))),
-            hbm.ar.valid.eq(mar.r_rdy), hbm.ar.payload.addr.eq(mar.r_data[:AW]),
+            hbm.ar.valid.eq(mar.r_rdy), hbm.ar.payload.addr.eq(physical(mar.r_data[:AW])),
             hbm.ar.payload.len.eq(mar.r_data[AW:]), hbm.ar.payload.id.eq(0),
             hbm.ar.payload.size.eq(beat_lsb), hbm.ar.payload.burst.eq(BURST_INCR),
             mar.r_en.eq(hbm.ar.ready),
@@ -530,8 +552,8 @@ class L3Cache(wiring.Component):
         m.d.comb += [lq.w_en.eq(valid_d), lq.w_data.eq(ent_d)]
 
         # ---- 5. data stage --------------------------------------------------------------------------
-        m.submodules.rout = rout = fifo.SyncFIFO(width=8 * B + id_w + 1, depth=4)
-        m.submodules.bout = bout = fifo.SyncFIFO(width=id_w, depth=4)
+        m.submodules.rout = rout = fifo.SyncFIFO(width=8 * B + id_w + 1, depth=t.response_fifo)
+        m.submodules.bout = bout = fifo.SyncFIFO(width=id_w, depth=t.response_fifo)
         m.submodules.maw = maw = fifo.SyncFIFO(width=AW + 8, depth=4)
         m.submodules.mw = mw = fifo.SyncFIFO(width=8 * B + B + 1, depth=4)
 
@@ -630,7 +652,7 @@ class L3Cache(wiring.Component):
             bus.b.valid.eq(bout.r_rdy), bus.b.payload.id.eq(bout.r_data), bus.b.payload.resp.eq(0),
             bout.r_en.eq(bus.b.ready),
             # master writes
-            hbm.aw.valid.eq(maw.r_rdy), hbm.aw.payload.addr.eq(maw.r_data[:AW]),
+            hbm.aw.valid.eq(maw.r_rdy), hbm.aw.payload.addr.eq(physical(maw.r_data[:AW])),
             hbm.aw.payload.len.eq(maw.r_data[AW:]), hbm.aw.payload.id.eq(0),
             hbm.aw.payload.size.eq(beat_lsb), hbm.aw.payload.burst.eq(BURST_INCR), maw.r_en.eq(hbm.aw.ready),
             hbm.w.valid.eq(mw.r_rdy), hbm.w.payload.data.eq(mw.r_data[:8 * B]),

@@ -37,6 +37,12 @@ Beat ``k`` of a burst covers bytes ``[A + k*B, A + (k+1)*B)``; only full-width I
   A call out of this order (or a second call of one kind for one port in one cycle) raises ``ValueError``.
   Because arrivals never decrease, these calls give the same completions as one ``HbmModel.serve`` of
   all their requests at once (tests/test_hbm_responder.py checks it).
+- ``own_channels=True`` (the L3's slices, one per port: ``sim/model/memory/l3_slices.py``): every port's
+  interleave chunks map to pseudo-channels of its own (``interleave_bytes x ports <= access_bytes x
+  pseudo-channels`` with the HBM model's pseudo-channel-first address map; checked here), so the requests of
+  two ports never meet in a controller and calls of different ports commute: the order is then checked per
+  port only (nondecreasing cycles, the AR before the completed write), and any interleaving of the ports'
+  calls gives the completions of the cycle-ordered one the responder makes.
 - The port index selects the response channels and the counters only: the HBM sees physical addresses,
   and ``port_of`` (``(address // interleave_bytes) % ports``) is not enforced here.
 
@@ -109,12 +115,19 @@ class ResponseChannel:
 class HbmPorts:
     """``cfg.memory.ports`` AXI4 ports in front of one shared ``HbmModel``; see the module docstring."""
 
-    def __init__(self, cfg: HwConfig, hbm: HbmModel | None = None):
+    def __init__(self, cfg: HwConfig, hbm: HbmModel | None = None, own_channels: bool = False):
         self.cfg = cfg
         self.hbm = HbmModel(cfg) if hbm is None else hbm
         if self.hbm.timing.mhz != cfg.clock.mhz:
             raise ValueError(f"hbm: timed at {self.hbm.timing.mhz} MHz, not at clock.mhz ({cfg.clock.mhz})")
         self.ports = cfg.memory.ports
+        self.own_channels = bool(own_channels)
+        if own_channels and not self._ports_own_channels():
+            amap = self.hbm.map
+            raise ValueError(f"own_channels: the ports share pseudo-channels (memory.interleave_bytes "
+                             f"{cfg.memory.interleave_bytes} x {self.ports} ports > {amap.interleave} bytes x "
+                             f"{amap.radix['pseudo_channel']} pseudo-channels, or an address map that does not "
+                             "put the pseudo-channel first)")
         self.beat_bytes = cfg.beat_bytes
         self.interleave_bytes = cfg.memory.interleave_bytes
         self.controller_cycles = controller_cycles(cfg)
@@ -123,8 +136,15 @@ class HbmPorts:
         self.b = [ResponseChannel() for _ in range(self.ports)]
         self._clear()
 
+    def _ports_own_channels(self) -> bool:
+        """Whether the interleave chunks of each port map to pseudo-channels no other port's chunks use."""
+        amap, il = self.hbm.map, self.cfg.memory.interleave_bytes
+        return (amap.order[0] == "pseudo_channel" and il % amap.interleave == 0
+                and il * self.ports <= amap.interleave * amap.radix["pseudo_channel"])
+
     def _clear(self) -> None:
         self._last = (-1, -1)          # (cycle, slot) of the previous call; slot = 2 * port + kind
+        self._last_of = [(-1, -1)] * self.ports    # the same per port (``own_channels``)
         self._port = [{"bytes_read": 0, "bytes_written": 0, "reads": 0, "writes": 0, "first_cycle": None,
                        "last_ready": -1} for _ in range(self.ports)]
 
@@ -140,7 +160,7 @@ class HbmPorts:
         return (address // self.interleave_bytes) % self.ports
 
     # -- requests ------------------------------------------------------------------------------------
-    def accept_cycle(self, cycle: int, kind: int) -> int:
+    def accept_cycle(self, cycle: int, kind: int, address: int | None = None) -> int:
         """The first cycle >= ``cycle`` a request can be taken: at once (the ports buffer no requests of
         their own; ``L3Ports`` has the same method for its request buffers)."""
         return cycle
@@ -177,13 +197,15 @@ class HbmPorts:
                 bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
                 raise ValueError(f"{what}: {name} {value!r} is not allowed: must be an integer {bound}")
         slot = (cycle, 2 * port + kind)
-        if slot <= self._last:
-            last_cycle, last_slot = self._last
+        last = self._last_of[port] if self.own_channels else self._last
+        if slot <= last:
+            last_cycle, last_slot = last
             before = f"{KINDS[last_slot % 2]} on port {last_slot // 2} in cycle {last_cycle}"
             rule = ("cycles must not decrease" if cycle < last_cycle else
                     "within a cycle, calls go port by port, AR before the completed write")
             raise ValueError(f"{what}: out of order after {before}: {rule}")
-        self._last = slot
+        self._last = max(self._last, slot)
+        self._last_of[port] = slot
         B, U = self.beat_bytes, self.unit_bytes
         start = address - address % B
         end = start + beats * B

@@ -143,13 +143,27 @@ class _Set:
 class L3Ports:
     """The RTL cache's timing and statistics behind HbmPorts' interface; see the module docstring."""
 
-    def __init__(self, cfg: HwConfig, hbm: HbmPorts | None = None, seed: int = LFSR_SEED, cleared: bool = False):
+    def __init__(self, cfg: HwConfig, hbm: HbmPorts | None = None, seed: int = LFSR_SEED, cleared: bool = False,
+                 slice_: int = 0, merge: tuple[ResponseChannel, ResponseChannel] | None = None):
+        """``slice_``: with ``memory.ports`` P > 1, this is the L3's slice in front of HBM port ``slice_`` (the RTL's
+        ``L3Cache(cfg, port=slice_)``): it indexes its ``sets / P`` sets with ``L3Timing.local(address)`` and makes
+        its master calls on ``hbm`` port ``slice_``. ``merge``: the R and B channels of the interleaver above the
+        slices (``sim/model/memory/l3_slices.py``), whose handshakes are in request order over all slices: each R
+        beat and B response of this slice is handshaken there in ``merge[.].take(ready)``, ``read`` / ``write``
+        return those handshake cycles, and a data micro-op that makes an R beat (B response) waits until fewer than
+        ``response_fifo`` of this slice's earlier ones are not yet handshaken (the RTL's output FIFOs fill while
+        the interleaver serves another port). Without ``merge`` the master takes every response when it is
+        ready, which the L3 alone in front of a DMA does."""
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 < seed < 1 << 16:
             raise ValueError(f"seed: {seed!r} is not allowed: must be in [1, 65535] (a 16-bit LFSR state, not 0)")
         if not isinstance(cleared, bool):
             raise ValueError(f"cleared: {cleared!r} is not allowed: must be True or False")
         self.cfg = cfg
         self.timing = L3Timing.of(cfg)
+        if isinstance(slice_, bool) or not isinstance(slice_, int) or not 0 <= slice_ < self.timing.slices:
+            raise ValueError(f"slice_: {slice_!r} is not allowed: must be in [0, {self.timing.slices}) (memory.ports)")
+        self.slice = slice_
+        self._merge = merge
         self.hbm = HbmPorts(cfg) if hbm is None else hbm
         self.enabled = cfg.l3.enabled
         self.ports = 1
@@ -180,6 +194,8 @@ class L3Ports:
         self._seq = 0
         self.master_calls: list[tuple[int, int, str, int, int]] = []   # as HbmResponder.calls records them
         self._hbm_base = self._hbm_counters()
+        self._r_hs: deque[int] = deque(maxlen=t.response_fifo)    # handshakes of this slice's last R beats
+        self._b_hs: deque[int] = deque(maxlen=t.response_fifo)    # ... and B responses (with ``merge``)
         self._idle_from = 0                         # the first cycle nothing is in flight (see ``idle_cycle``)
         self._flush_wait = (0, 0)                   # (request, take) of the last flush: no request between
         self.flush_take = None                      # the cycle the last flush was taken
@@ -217,7 +233,7 @@ class L3Ports:
         self._account(cycle, beats, READ, max(ready))
         return ready
 
-    def accept_cycle(self, cycle: int, kind: int) -> int:
+    def accept_cycle(self, cycle: int, kind: int, address: int | None = None) -> int:
         """The first cycle >= ``cycle`` in which a request (``kind`` 0 read, 1 write) finds room in its request
         buffer: where the RTL's AR / AW READY rises again when several masters keep it full."""
         fifo, room = self._fifo[kind], self.timing.request_fifo
@@ -250,13 +266,13 @@ class L3Ports:
 
     def contains(self, address: int) -> bool:
         """Whether the line holding ``address`` is allocated."""
-        line = address // self.line_bytes
+        line = self.timing.local(address) // self.line_bytes
         st = self._tags.get(line % self.sets)
         return st is not None and line in st.order
 
     def dirty(self, address: int) -> bool:
         """Whether the line holding ``address`` is allocated and dirty."""
-        line = address // self.line_bytes
+        line = self.timing.local(address) // self.line_bytes
         st = self._tags.get(line % self.sets)
         return st is not None and line in st.order and st.dirty[st.order[line]]
 
@@ -336,7 +352,7 @@ class L3Ports:
                 rec = [victim, None, None, None, None]
                 self._pw.append(rec)
                 u = max(self._u + 1, T + t.hit_delay + 1) + L - 1    # the line's L micro-ops, from the RAM
-                self._master_write(rec, u + 2, victim * lb, L)
+                self._master_write(rec, u + 2, self._physical(victim * lb), L)
                 self._u = u
                 self._pops.append(u)
                 st.dirty[w] = False
@@ -394,6 +410,7 @@ class L3Ports:
                              f"{KINDS[kind]} requests waiting for the tag stage (the RTL would hold the request back: "
                              f"keep at most 2 x memory.outstanding in flight)")
         visible = push + 1
+        address = self.timing.local(address)
         start = address - address % B
         line, first, rem = start // self.line_bytes, (start // B) % L, beats
         out: list[int] = []
@@ -470,47 +487,73 @@ class L3Ports:
             self._pw.append(rec)
         usable: list[int] = []
         if fill:
-            ar_addr = line * lb + (first * B if stream_miss else 0)
+            ar_addr = self._physical(line * lb + (first * B if stream_miss else 0))
             ar_beats = cnt if stream_miss else L
             self._flush(T)                                          # master writes before this AR
-            ready = self.hbm.read(T + 1, 0, ar_addr, ar_beats)
-            self.master_calls.append((T + 1, 0, KINDS[READ], ar_addr, ar_beats))
-            usable = [h + 1 for h in self.hbm.r[0].take_all(ready)]
+            ready = self.hbm.read(T + 1, self.slice, ar_addr, ar_beats)
+            self.master_calls.append((T + 1, self.slice, KINDS[READ], ar_addr, ar_beats))
+            usable = [h + 1 for h in self.hbm.r[self.slice].take_all(ready)]
         # -- data stage -----------------------------------------------------------------------------------
         u = max(self._u + 1, T + t.hit_delay + 1) - 1
         if victim is not None:
             for _ in range(L):
                 u += 1
-            self._master_write(rec, u + 2, victim * lb, L)
+            self._master_write(rec, u + 2, self._physical(victim * lb), L)
             n["writebacks"] += 1
             n["array_bytes"] += lb
-        out = []
+        out = []                                                    # R beats, or the write's B (its last access)
+        respond = self._respond
         if fill and not stream_miss:                                # every beat of the line, from the fill
             for k in range(L):
                 u = max(u + 1, usable[k])
                 if not write and first <= k < first + cnt:
-                    out.append(u + 2)
+                    u, h = respond(u, READ)
+                    out.append(h)
+                elif write and last and k == L - 1:
+                    u, h = respond(u, WRITE)
+                    out.append(h)
             n["array_bytes"] += lb
         elif fill:                                                  # bypassed: its own beats
             for k in range(cnt):
                 u = max(u + 1, usable[k])
-                out.append(u + 2)
-        else:
+                u, h = respond(u, READ)
+                out.append(h)
+        elif self._merge is None:                                   # the master takes every response at once
             u += cnt
-            if not write:
-                out = list(range(u - cnt + 3, u + 3))
+            out = [u + 2] if write and last else [] if write else list(range(u - cnt + 3, u + 3))
+        else:
+            for k in range(cnt):
+                u += 1
+                if not write or (last and k == cnt - 1):
+                    u, h = respond(u, WRITE if write else READ)
+                    out.append(h)
         if present and (hit or (write and not fill)):
             n["array_bytes"] += cnt * B
         if write and not self._write_back:
-            self._master_write(rec, u + 2, line * lb + first * B, cnt)
+            self._master_write(rec, u + 2, self._physical(line * lb + first * B), cnt)
         self._u = u
         self._pops.append(u)
         self._idle_from = max(self._idle_from, T + 1, u + 2)
         if fill:
             self._releases.append(u)
-        if write:
-            return [u + 2] if last else []
         return out
+
+    def _respond(self, u: int, kind: int) -> tuple[int, int]:
+        """The data micro-op due in ``u`` makes an R beat (``kind`` READ) or a B response: the cycle it runs in
+        (with ``merge``: once fewer than ``response_fifo`` of this slice's earlier ones wait for their handshake)
+        and the cycle the response is handshaken (ready two cycles after the micro-op)."""
+        if self._merge is None:
+            return u, u + 2
+        done = self._r_hs if kind == READ else self._b_hs
+        if len(done) == done.maxlen:
+            u = max(u, done[0] + 1)
+        h = self._merge[kind].take(u + 2)
+        done.append(h)
+        return u, h
+
+    def _physical(self, local: int) -> int:
+        """A slice address (``L3Timing.local``) on this slice's HBM port."""
+        return self.timing.physical(local, self.slice)
 
     def _allocate(self, st: _Set, line: int) -> tuple[int, int | None]:
         """Install ``line`` in ``st``: its way, and the dirty victim line to write back (or None)."""
@@ -551,8 +594,8 @@ class L3Ports:
         while self._pending and (limit is None or self._pending[0][0] <= limit):
             cycle, _, rec = heapq.heappop(self._pending)
             _, _, address, beats, _ = rec
-            self.master_calls.append((cycle, 0, KINDS[WRITE], address, beats))
-            rec[4] = self.hbm.b[0].take(self.hbm.write(cycle, 0, address, beats))
+            self.master_calls.append((cycle, self.slice, KINDS[WRITE], address, beats))
+            rec[4] = self.hbm.b[self.slice].take(self.hbm.write(cycle, self.slice, address, beats))
             self._idle_from = max(self._idle_from, rec[4] + 1)
 
     # -- statistics ----------------------------------------------------------------------------------
@@ -564,9 +607,14 @@ class L3Ports:
     def stats(self) -> dict[str, Any]:
         """Counters since this object was made or reset (see the module docstring); drains master writes."""
         self.drain()
-        n = dict(self._n)
-        hbm, base = self._hbm_counters(), self._hbm_base
-        span = self._end - self._first if self._first is not None else 0
+        return self.derive(self._n, self._first, self._end, self._hbm_counters(), self._hbm_base)
+
+    def derive(self, counts: dict[str, int], first: int | None, end: int, hbm: dict[str, float],
+               base: dict[str, float]) -> dict[str, Any]:
+        """``stats`` from raw counters (``counts``: this object's, or summed over slices), the first call cycle and
+        the last ready cycle, and the HBM's counters now and at the start (``base``)."""
+        n = dict(counts)
+        span = end - first if first is not None else 0
         moved = n["bytes_read"] + n["bytes_written"]
         amat = n.pop("latency_sum") / n["requests"] if n["requests"] else 0.0
         l3_pj = n["array_bytes"] * 8 / 64 * self.cfg.energy.l3_pj_per_64b

@@ -14,7 +14,8 @@ that offer. Inputs are driven
 right after a rising edge; the testbench reads ``task_ready`` in the read-only phase to know whether the
 offer is taken at the next edge. Python sleeps while it waits (for ``task_ready``, for ``idle``): it does
 not wake every cycle. With an L3, once idle the testbench flushes it (``l3_flush``, then waits for
-``l3_flushing`` to fall) so the dirty lines reach HBM before C is read there; the flush is not counted.
+``l3_flushing`` to fall) so the dirty lines reach HBM before C is read there; the flush is not counted. The
+L3's counters (``l3_hits`` ...: every slice's, summed) are reported as ``l3``.
 A page fault (``page_fault`` nonzero) halts the engine: the testbench stops offering
 tasks, waits for ``idle`` and reports the fault. C in HBM is read through the page table (virtual addresses).
 """
@@ -25,7 +26,7 @@ import numpy as np
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import FallingEdge, First, ReadOnly, RisingEdge, Timer
 
-from hwgen.rtl.top import hbm_prefix
+from hwgen.rtl.top import L3_COUNTERS, hbm_prefix
 from hwgen.spec.page_table import PageTable
 from hwgen.spec.program import output_words
 from sim.model.memory.axi_port import HbmPorts
@@ -120,6 +121,8 @@ async def run_job(dut, clock, job):
               "task_issue": issue, "wall_s": wall, "outputs": [], "axi_edges": responder.edges,
               "page_fault": int(dut.page_fault.value), "tlb_hits": int(dut.tlb_hits.value),
               "tlb_misses": int(dut.tlb_misses.value), "tlb_walks": int(dut.tlb_walks.value)}
+    if cfg.l3.enabled:                     # line accesses, summed over the L3's slices (the flush counts none)
+        result["l3"] = {name: int(getattr(dut, f"l3_{name}").value) for name in L3_COUNTERS}
     responder.stop()
     for monitor in monitors:
         monitor.stop()
