@@ -20,6 +20,7 @@ from hwgen.spec.config import HwConfig
 from sim.fpga.parts import KINDS
 from sim.fpga.resource_model import DATA, fit, instances, kind_of, write_rows
 from sim.fpga.yosys import Synthesis, _resources, synthesize
+from sim.rtl.errors import RtlError
 
 #: the grid: differences from BASE, each varying what some component's size depends on
 BASE = {"base": "ulx3s", "name": "grid", "scheduler": {"engines": 1}}
@@ -84,11 +85,17 @@ def main(argv: list[str] | None = None) -> int:
     configs = {name: grid_config(name) for name in names}
     configs.update({name: hwconfig.load(name) for name in HELD_OUT})
     rows: list[dict] = []
-    totals = {}
+    totals: dict[str, dict[str, float]] = {}
+    failed: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="dsa-characterize-") as tmp:
         for i, (name, cfg) in enumerate(configs.items(), 1):
             t0 = time.perf_counter()
-            mine, result = measure(cfg, args.family, Path(tmp))
+            try:
+                mine, result = measure(cfg, args.family, Path(tmp))
+            except RtlError as e:          # a tool failure loses this point only; it is reported with the fit
+                failed[name] = str(e)
+                print(f"[{i}/{len(configs)}] {name}: FAILED: {e}", flush=True)
+                continue
             if name not in HELD_OUT:
                 rows += mine
             totals[name] = result.total
@@ -96,12 +103,15 @@ def main(argv: list[str] | None = None) -> int:
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)
     model = fit(rows, args.family)
     model.state_error(totals, configs)
+    model.failed = failed
     args.out.mkdir(parents=True, exist_ok=True)
     write_rows(rows, args.out / f"resources_{args.family}.csv")
     (args.out / f"resource_model_{args.family}.json").write_text(json.dumps(model.to_json(), indent=1) + "\n")
     for name, v in model.checked.items():
         print(f"{name}{' (held out)' if name in HELD_OUT else ''}: "
               + ", ".join(f"{k} {v['measured'][k]:g} vs {v['predicted'][k]:.0f}" for k in KINDS))
+    for name, why in failed.items():
+        print(f"{name}: not measured ({why})")
     print("stated error of a chip total: " + ", ".join(f"{k} {100 * e:.1f} %" for k, e in model.chip_error.items()))
     return 0
 

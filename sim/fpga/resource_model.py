@@ -125,6 +125,7 @@ class ResourceModel:
         #: presets (which the fit did not see), per resource
         self.chip_error = chip_error or dict.fromkeys(KINDS, 0.0)
         self.checked = checked or {}           # config name -> {measured, predicted}
+        self.failed: dict[str, str] = {}       # grid points whose synthesis failed -> why
 
     def component(self, kind: str, c: HwConfig) -> dict[str, float]:
         x = features(kind, c, self.family)
@@ -141,7 +142,7 @@ class ResourceModel:
     def to_json(self) -> dict:
         return {"family": self.family, "points": self.points, "features": {k: list(v) for k, v in FEATURES.items()},
                 "coef": self.coef, "max_relative_error": self.error, "chip_error": self.chip_error,
-                "checked": self.checked}
+                "checked": self.checked, "failed": self.failed}
 
     def state_error(self, measured: dict[str, dict[str, float]], configs: dict[str, HwConfig],
                     margin: float = 0.02) -> None:

@@ -31,22 +31,20 @@ class Scratchpad(ScratchpadTiming, wiring.Component):
         m = Module()
         cfg = self._cfg
         bank_bits = log2(cfg.l1.banks)
-        banks = []
-        for b in range(cfg.l1.banks):
-            mem = memory.Memory(shape=cfg.line_bytes * 8, depth=cfg.lines_per_bank, init=[])
-            m.submodules[f"bank{b}"] = mem
-            banks.append(mem)
-            wp = mem.write_port(granularity=8)
-            here = (self.fill.addr & (cfg.l1.banks - 1)) == b
-            m.d.comb += [wp.addr.eq(self.fill.addr >> bank_bits),
-                         wp.data.eq(self.fill.data),
-                         wp.en.eq(Mux(here, self.fill.en, 0))]
+        # one memory per (read port, bank), each with one write and one read port: the copies are explicit, so
+        # a synthesis tool maps simple dual-port RAMs instead of splitting a many-port memory itself
         for p, port in enumerate(self.read):
             which = Signal(max(bank_bits, 1), name=f"read{p}_bank")
             with m.If(port.en):
                 m.d.sync += which.eq(port.addr & (cfg.l1.banks - 1))
             datas = []
-            for mem in banks:
+            for b in range(cfg.l1.banks):
+                mem = memory.Memory(shape=cfg.line_bytes * 8, depth=cfg.lines_per_bank, init=[])
+                m.submodules[f"copy{p}_bank{b}"] = mem
+                wp = mem.write_port(granularity=8)
+                here = (self.fill.addr & (cfg.l1.banks - 1)) == b
+                m.d.comb += [wp.addr.eq(self.fill.addr >> bank_bits), wp.data.eq(self.fill.data),
+                             wp.en.eq(Mux(here, self.fill.en, 0))]
                 rp = mem.read_port(domain="sync")
                 m.d.comb += [rp.addr.eq(port.addr >> bank_bits), rp.en.eq(port.en)]
                 datas.append(rp.data)
