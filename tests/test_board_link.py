@@ -58,8 +58,8 @@ class BridgeHarness:
 
         from hwgen.rtl.board.board_memory import BoardMemory
         from hwgen.rtl.board.host_bridge import HostBridge
-        from hwgen.rtl.chip import VERSION, csr_map
         from hwgen.rtl.scheduler.csr import CsrBlock
+        from hwgen.spec.csr_map import VERSION, csr_map
         self.cfg = config.from_dict(SMALL)
         self.csrs = csr_map(self.cfg)
         self.bridge = HostBridge(self.cfg.board.memory_bytes, self.csrs.address_bits, PYSIM_TIMEOUT)
@@ -115,7 +115,7 @@ def _csr_hole(csrs) -> int:
 def test_bridge_answers_every_frame_as_the_spec_says():
     """Good and hostile frames on the bridge's byte streams; each answer is the spec's encoding, and what a refused
     frame would have written is not written."""
-    from hwgen.rtl.chip import VERSION
+    from hwgen.spec.csr_map import VERSION
     h = BridgeHarness()
     mem, csr_bytes = h.cfg.board.memory_bytes, 1 << h.csrs.address_bits
     pb = h.csrs["program_base"].offset
@@ -370,7 +370,7 @@ class BoardSim:
 
 
 def _ping(board):
-    from hwgen.rtl.chip import csr_map
+    from hwgen.spec.csr_map import csr_map
     cfg = board_cfg()
     info = board.ping()
     assert info == {"version": hl.LINK_VERSION, "memory_bytes": cfg.board.memory_bytes,
@@ -378,7 +378,7 @@ def _ping(board):
 
 
 def _round_trip(board):
-    from hwgen.rtl.chip import VERSION, csr_map
+    from hwgen.spec.csr_map import VERSION, csr_map
     from sim.board.driver import Chip
     cfg = board_cfg()
     chip = Chip(board, cfg)
@@ -413,7 +413,7 @@ def _still_works(board):
 
 
 def _hostile_frames(board):
-    from hwgen.rtl.chip import csr_map
+    from hwgen.spec.csr_map import csr_map
     from sim.board.driver import LinkTimeout, StatusError
     cfg = board_cfg()
     mem = cfg.board.memory_bytes

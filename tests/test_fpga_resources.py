@@ -2,7 +2,8 @@
 import pytest
 
 from hwgen.spec import config
-from sim.fpga.resource_model import COMPONENTS, FEATURES, block_rams, fit, instances, kind_of
+from sim.fpga.parts import BOARDS, KINDS
+from sim.fpga.resource_model import COMPONENTS, FEATURES, ResourceModel, block_rams, fit, instances, kind_of
 from sim.fpga.yosys import dedupe_modules, instances_of
 
 
@@ -70,3 +71,15 @@ def test_copies_of_a_module_are_written_once_and_instantiated_in_their_places():
                                                                                       "\\top.other"]
     assert "  \\top.u0  u0 (" in out and "  \\top.u0  u1 (" in out    # instance names kept
     assert out.count('(* generator = "x" *)') == 2
+
+
+def test_the_committed_model_covers_every_kind_and_predicts_the_presets_inside_their_parts():
+    model = ResourceModel.load("ecp5")
+    assert set(model.coef) == set(COMPONENTS)
+    ulx3s = config.load("ulx3s")
+    used = model.predict(ulx3s)
+    available = BOARDS[ulx3s.board.target].available()
+    # the board preset fits with margin on every resource
+    assert all(used[k] <= 0.85 * available[k] for k in KINDS), (used, available)
+    # and the ASIC-class preset does not fit that part
+    assert model.predict(config.load("default"))["ram"] > available["ram"]

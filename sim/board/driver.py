@@ -194,7 +194,7 @@ class Chip:
     """The chip's CSRs by name (``hwgen.rtl.chip.csr_map``) over a ``Board``."""
 
     def __init__(self, board: Board, cfg):
-        from hwgen.rtl.chip import CONTROL_BITS, STATUS_BITS, csr_map
+        from hwgen.spec.csr_map import CONTROL_BITS, STATUS_BITS, csr_map
         self.board, self.cfg = board, cfg
         regs = csr_map(cfg)
         self.regs = {r.name: r for r in regs}

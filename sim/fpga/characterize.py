@@ -66,10 +66,13 @@ def split(result: Synthesis, cfg: HwConfig) -> list[dict]:
             for kind, s in sums.items()]
 
 
-def measure(cfg: HwConfig, family: str, work: Path) -> tuple[list[dict], Synthesis]:
+def measure(cfg: HwConfig, family: str, work: Path, keep: Path) -> tuple[list[dict], Synthesis]:
+    """Synthesize ``cfg``'s chip; its per-instance counts are kept in ``keep`` (a refit needs no new synthesis)."""
     from hwgen.rtl.build import generate, top_name, verilog_sources
     folder = generate(cfg, work)
     result = synthesize(folder, verilog_sources(cfg, "chip"), top_name(cfg, "chip"), family)
+    keep.mkdir(parents=True, exist_ok=True)
+    (keep / f"{cfg.name}.json").write_text(json.dumps(result.to_json()) + "\n")
     return split(result, cfg), result
 
 
@@ -89,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         for i, (name, cfg) in enumerate(configs.items(), 1):
             t0 = time.perf_counter()
             try:
-                mine, result = measure(cfg, args.family, Path(tmp))
+                mine, result = measure(cfg, args.family, Path(tmp), args.out / f"synthesis_{args.family}")
             except RtlError as e:          # a tool failure loses this point only; it is reported with the fit
                 failed[name] = str(e)
                 print(f"[{i}/{len(configs)}] {name}: FAILED: {e}", flush=True)

@@ -85,19 +85,26 @@ FEATURES: dict[str, dict[str, Callable[[HwConfig, str], float]]] = {
 COMPONENTS = tuple(FEATURES)
 
 
+_KINDS_BY_NAME = {"unit": "row_unit", "mac": "mac_lanes", "compactor": "zero_compactor", "l1": "scratchpad",
+                  "writer": "result_writer", "load": "dma_load", "store": "dma_store", "load_tlb": "tlb",
+                  "store_tlb": "tlb", "topk": "topk_path", "engine": "engine", "asa": "asa", "l3": "l3_cache",
+                  "l3_": "l3_cache"}
+
+
 def kind_of(path: str, module: str) -> str:
-    """The component kind of a synthesized instance, from its place in the hierarchy."""
-    name = path.rsplit(".", 1)[-1].split("[")[0]
-    parent = path.rsplit(".", 2)[-2] if path.count(".") >= 1 else ""
+    """The component kind of a synthesized instance: its own name's, else its nearest ancestor's (the L1's
+    memory copies belong to the scratchpad, the L3's FIFOs to the L3); what is in no component is "chip"."""
     if module.startswith(("l3_data_ram", "l3_tag_ram")):
         return "l3_ram"
-    if name == "unit" and parent == "topk":
-        return "topk_softmax"
-    base = name.rstrip("0123456789")
-    return {"unit": "row_unit", "mac": "mac_lanes", "compactor": "zero_compactor", "l1": "scratchpad",
-            "writer": "result_writer", "load": "dma_load", "store": "dma_store", "load_tlb": "tlb",
-            "store_tlb": "tlb", "topk": "topk_path", "engine": "engine", "asa": "asa",
-            "l3": "l3_cache"}.get(base, "chip")
+    names = [part.split("[")[0] for part in path.split(".")]
+    for depth in range(len(names) - 1, 0, -1):
+        name = names[depth]
+        if name == "unit" and names[depth - 1] == "topk":
+            return "topk_softmax"
+        kind = _KINDS_BY_NAME.get(name, _KINDS_BY_NAME.get(name.rstrip("0123456789")))   # l1 and l3 end in digits
+        if kind is not None:
+            return kind
+    return "chip"
 
 
 def instances(c: HwConfig) -> dict[str, int]:

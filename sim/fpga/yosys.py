@@ -124,7 +124,7 @@ def instances_of(stat: dict, family: str, top: str) -> dict[str, Instance]:
             child = cell.lstrip("\\")
             if child in modules:
                 for index in range(count):
-                    name = child.removeprefix(module + ".") if child.startswith(module + ".") else child
+                    name = child.rsplit(".", 1)[-1]     # a shared copy's module is named after its first place
                     child_path = f"{path}.{name}" + (f"[{index}]" if count > 1 else "")
                     inst.children.append(child_path)
                     for kind, amount in walk(child, child_path).items():
