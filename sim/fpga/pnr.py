@@ -67,19 +67,21 @@ def place_and_route(folder: Path, netlist: str, part: str = "LFE5U-85F", *, mhz:
     args += ["--lpf", lpf] if lpf else []
     args += ["--textcfg", textcfg] if textcfg else []
     t0 = time.perf_counter()
-    proc = subprocess.Popen(args, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        while proc.poll() is None:
-            if time.perf_counter() - t0 > timeout:
-                raise RtlError(f"nextpnr did not finish in {timeout:.0f} s (log: {log})", log)
-            detail(f"{_phase(log)}, {time.perf_counter() - t0:.0f} s")
-            time.sleep(1.0)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    console = folder / f"{stem}.out"         # what nextpnr prints besides its log (a file: a pipe could fill up)
+    with console.open("w") as sink:
+        proc = subprocess.Popen(args, cwd=folder, stdout=sink, stderr=subprocess.STDOUT, text=True)
+        try:
+            while proc.poll() is None:
+                if time.perf_counter() - t0 > timeout:
+                    raise RtlError(f"nextpnr did not finish in {timeout:.0f} s (log: {log})", log)
+                detail(f"{_phase(log)}, {time.perf_counter() - t0:.0f} s")
+                time.sleep(1.0)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     if proc.returncode != 0 or not report.exists():
-        text = log.read_text(errors="replace") if log.exists() else (proc.stdout.read() if proc.stdout else "")
+        text = log.read_text(errors="replace") if log.exists() else console.read_text(errors="replace")
         errors = [ln for ln in text.splitlines() if "ERROR" in ln] or text.strip().splitlines()[-3:]
         raise RtlError(f"nextpnr-ecp5 (seed {seed}) failed: {' '.join(errors)[:400]} (log: {log})", log)
     data = json.loads(report.read_text())

@@ -215,15 +215,17 @@ def synthesize(folder: Path, sources: list[str], top: str, family: str = "ecp5",
               + (f"; write_json netlist_{family}_{top}.json" if netlist else ""))
     t0 = time.perf_counter()
     # YoWASP tools see the working directory only, so every path is relative to the build folder
-    proc = subprocess.Popen([*yosys_command(), "-q", "-l", log.name, "-p", script], cwd=folder,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        _watch(proc, log, detail, t0, timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    output = proc.stdout.read() if proc.stdout else ""
+    console = folder / f"{log.stem}.out"     # what Yosys prints besides its log (a file: a pipe could fill up)
+    with console.open("w") as sink:
+        proc = subprocess.Popen([*yosys_command(), "-q", "-l", log.name, "-p", script], cwd=folder,
+                                stdout=sink, stderr=subprocess.STDOUT, text=True)
+        try:
+            _watch(proc, log, detail, t0, timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    output = console.read_text(errors="replace")
     if proc.returncode != 0:
         lines = [ln for ln in (log.read_text(errors="replace").splitlines() if log.exists() else output.splitlines())
                  if "ERROR" in ln] or output.strip().splitlines()[-3:]
