@@ -9,6 +9,7 @@ fpga-resources``); the results are committed so that sweeps and tests read them 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 import tempfile
@@ -18,7 +19,7 @@ from pathlib import Path
 from hwgen.spec import config as hwconfig
 from hwgen.spec.config import HwConfig
 from sim.fpga.parts import KINDS
-from sim.fpga.resource_model import DATA, fit, instances, kind_of, write_rows
+from sim.fpga.resource_model import DATA, ResourceModel, fit, instances, kind_of, write_rows
 from sim.fpga.yosys import Synthesis, _resources, synthesize
 from sim.rtl.errors import RtlError
 
@@ -76,12 +77,40 @@ def measure(cfg: HwConfig, family: str, work: Path, keep: Path) -> tuple[list[di
     return split(result, cfg), result
 
 
+def refit(folder: Path, family: str) -> ResourceModel:
+    """Fit again from the measured table (``resources_<family>.csv``) and the chip totals kept with the model: for
+    a change of features, without synthesizing again."""
+    previous = ResourceModel.load(family, folder)
+    configs = {name: grid_config(name) for name in GRID}
+    configs.update({name: hwconfig.load(name) for name in HELD_OUT})
+    by_name = {c.name: c for c in configs.values()}
+    rows = []
+    with (folder / f"resources_{family}.csv").open() as fh:
+        for r in csv.DictReader(fh):
+            cfg = by_name[r["config"]]
+            if cfg.digest() != r["digest"]:
+                raise ValueError(f"{r['config']}: the grid changed since it was measured ({r['digest']} -> "
+                                 f"{cfg.digest()}); run the characterisation again")
+            rows.append({"config": cfg, "family": family, "kind": r["kind"], **{k: float(r[k]) for k in KINDS}})
+    model = fit(rows, family)
+    model.state_error({name: v["measured"] for name, v in previous.checked.items()}, configs)
+    model.failed = previous.failed
+    write_rows(rows, folder / f"resources_{family}.csv")      # the features column as they are now
+    return model
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--family", default="ecp5", choices=("ecp5", "xilinx"))
     ap.add_argument("--out", type=Path, default=DATA)
     ap.add_argument("--only", help="comma-separated grid points (default: all)")
+    ap.add_argument("--refit", action="store_true", help="fit again from the table in --out, without Yosys")
     args = ap.parse_args(argv)
+    if args.refit:
+        model = refit(args.out, args.family)
+        (args.out / f"resource_model_{args.family}.json").write_text(json.dumps(model.to_json(), indent=1) + "\n")
+        print("stated error of a chip total: " + ", ".join(f"{k} {100 * e:.1f} %" for k, e in model.chip_error.items()))
+        return 0
     names = args.only.split(",") if args.only else list(GRID)
     configs = {name: grid_config(name) for name in names}
     configs.update({name: hwconfig.load(name) for name in HELD_OUT})

@@ -41,6 +41,13 @@ def _log2(x: int) -> int:
     return max(1, x).bit_length() - 1
 
 
+def _l3_rams(c: HwConfig, family: str) -> int:
+    """Block RAMs of the L3's tag and data RAM modules, with the shapes the generator writes (one set of
+    ``l3.banks`` per slice, a slice per HBM port)."""
+    from hwgen.rtl.memory.l3_cache import ram_shapes
+    return sum(block_rams(family, shape.depth, shape.width, c.l3.banks * c.memory.ports) for shape in ram_shapes(c))
+
+
 def _l1_ports(c: HwConfig) -> int:
     return 3 * c.engine.rows + 3
 
@@ -75,10 +82,7 @@ FEATURES: dict[str, dict[str, Callable[[HwConfig, str], float]]] = {
                                   + block_rams(f, c.scheduler.descriptors, 256))},
     "l3_cache": {"one": lambda c, f: 1, "ways": lambda c, f: c.l3.ways * c.l3.banks,
                  "mshrs": lambda c, f: c.l3.mshrs},
-    "l3_ram": {"one": lambda c, f: 1,
-               "rams": lambda c, f: block_rams(f, c.l3.bytes // c.l3.line_bytes // c.l3.banks,
-                                               c.l3.line_bytes * 8, c.l3.banks)
-               + block_rams(f, c.l3.bytes // c.l3.line_bytes // c.l3.ways // c.l3.banks, c.l3.ways * 30, c.l3.banks)},
+    "l3_ram": {"one": lambda c, f: 1, "rams": lambda c, f: _l3_rams(c, f)},
     "chip": {"one": lambda c, f: 1, "engines": lambda c, f: c.scheduler.engines,
              "ports": lambda c, f: c.memory.ports},
 }
