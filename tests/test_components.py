@@ -96,9 +96,10 @@ def test_mac_lanes_rule_every_step(mode):
 @pytest.mark.parametrize("schedule", ["earliest", "latest"])
 def test_mac_lanes_start_from_the_init_register_of_the_job(mode, schedule):
     """``first`` opens a job on init[slot] (a bubble too: a job with nothing marked returns its init); the
-    slots alternate, so a job's init may be written while the previous job is still in the lanes: as early
-    as two cycles after the first operand of the job before that (which used the same slot), or as late as
-    the cycle after its own first operand."""
+    slots are taken in turn, so a job's init may be written while earlier jobs are still in the lanes: as
+    early as two cycles after the first operand of the last job that used the same slot, or as late as the
+    cycle after its own first operand."""
+    slots = MacLanes.INIT_SLOTS
     lanes, bits = 4, 16
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     dut = MacLanes(lanes, 8, bits, mode)
@@ -126,7 +127,7 @@ def test_mac_lanes_start_from_the_init_register_of_the_job(mode, schedule):
         cycle += len(ops)
     writes = {}
     for n, first in enumerate(firsts):
-        w = (firsts[n - 2] + 2 if n >= 2 else n) if schedule == "earliest" else first + 1
+        w = (firsts[n - slots] + 2 if n >= slots else n) if schedule == "earliest" else first + 1
         assert w not in writes and w <= first + 1
         writes[w] = n
     timeline = {}
@@ -143,10 +144,10 @@ def test_mac_lanes_start_from_the_init_register_of_the_job(mode, schedule):
             ctx.set(dut.valid, valid)
             ctx.set(dut.first, first)
             ctx.set(dut.last, last)
-            ctx.set(dut.slot, n % 2)
+            ctx.set(dut.slot, n % slots)
             ctx.set(dut.init_valid, c in writes)
             if c in writes:
-                ctx.set(dut.init_slot, writes[c] % 2)
+                ctx.set(dut.init_slot, writes[c] % slots)
                 for lane in range(lanes):
                     ctx.set(dut.init[lane], jobs[writes[c]][0][lane])
             await ctx.tick()

@@ -8,6 +8,7 @@ pipeline behind each number; a pipeline change edits the number here, and the mo
 from __future__ import annotations
 
 from hwgen.spec import isa
+from hwgen.spec.task_table import TASK
 
 #: fraction bits of the scheduler's Mitchell log2 (``adaptive`` policy): msb position, then this many bits below it
 MLOG_FRAC = 8
@@ -29,15 +30,15 @@ class RowUnitTiming:
     row's scan words of max(1, marked elements)); the unit takes a new job from max(te, td + min_period) on;
     the result is ready in te + result_latency."""
 
-    #: cycles from the last encode cycle to the result being ready: T0 (index / value read), the B read, then
-    #: the MAC pipeline
-    result_latency = 1 + ScratchpadTiming.READ_LATENCY + MacLanesTiming.latency
+    #: cycles from the last encode cycle to the result being ready: T0 (index / value read), U (B's row base,
+    #: a registered multiply), V (B address), the B read, then the MAC pipeline
+    result_latency = 3 + ScratchpadTiming.READ_LATENCY + MacLanesTiming.latency
 
     @staticmethod
     def front_latency(a_format: int) -> int:
         """Cycles from accepting a job to its first encode cycle: latch the job, read word 0, detect it;
-        CSR first reads the row's two pointers (one cycle more)."""
-        return 1 + (a_format == isa.AFormat.CSR) + ScratchpadTiming.READ_LATENCY + 1
+        CSR first reads the row's two pointers, latches them and derives the scan range (three cycles more)."""
+        return 1 + 3 * (a_format == isa.AFormat.CSR) + ScratchpadTiming.READ_LATENCY + 1
 
     @staticmethod
     def min_period(cfg) -> int:
@@ -48,8 +49,9 @@ class RowUnitTiming:
 class ResultWriterTiming:
     @staticmethod
     def latency(requant: int) -> int:
-        """Cycles from a result's write slot to its writes: one more to read the requant table."""
-        return 0 if requant == isa.Requant.NONE else 1
+        """Cycles from a result's write slot to its writes (result_writer.py): a plain line is written once its
+        row base is multiplied, a requantized one after the table read, multiply, round, and shift-and-clamp."""
+        return 2 if requant == isa.Requant.NONE else 5
 
 
 class EngineTiming:
@@ -132,5 +134,8 @@ class AsaTiming:
     gate_ar_latency = 2
     #: the gate values' last R beat in t -> completion pushed in t + 1 + gate_cycles
     gate_push_latency = 1
+    #: the gate unit's restoring division of gate_rows + gate_tile_rows - 1 by gate_tile_rows: one quotient bit
+    #: per cycle from g + 2 on, so processing waits for max(last R beat, g + 1 + gate_div_cycles)
+    gate_div_cycles = TASK.bits("gate_rows") + 1
     #: the walk of the last completion in w -> done from w + 1
     done_latency = 1

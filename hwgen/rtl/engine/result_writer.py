@@ -1,11 +1,17 @@
 """Result writer: puts one job's L accumulators per cycle into the output buffer, optionally requantized.
 
-Without requantization the line goes to the output buffer in the cycle it arrives. With it, that cycle
-reads the job's multipliers and shifts from L1 (a table at ``rq_addr``: uint16 multipliers, then from the
-next line the uint8 shifts; one entry per column for PER_CHANNEL, one for PER_TENSOR), and the next cycle
-writes ``clamp((x * mult + round) >> shift, -128, 127)`` (round half up; golden.numerics.requantize) both to
-the output buffer (sign-extended lanes) and as int8 bytes into L1 row i at ``d_addr`` (dense rows of
-``words(n)`` lines), where a later task can read it as its A or B: layers chain on chip.
+A pipeline that takes a line every cycle (cycle t: the line is handed over in its write slot):
+  t     the requant table is read from L1 (a table at ``rq_addr``: uint16 multipliers, then from the next line
+        the uint8 shifts; one entry per column for PER_CHANNEL, one for PER_TENSOR);
+  t+1   the table arrives: each lane's multiplier and shift are picked; the rows' line bases i * nbj and
+        i * words(n) are multiplied (registered: no multiplier sits in front of a RAM address);
+  t+2   a plain line is written to the output buffer;   requant: x * mult (registered multiply);
+  t+3   + round (half up);   t+4   >> shift and clamp to [-128, 127]  (golden.numerics.requantize);
+  t+5   the requantized line is written both to the output buffer (sign-extended lanes) and as int8 bytes into
+        L1 row i at ``d_addr`` (dense rows of ``words(n)`` lines), where a later task can read it as its A or
+        B: layers chain on chip.
+``latency(requant)`` (``hwgen/spec/timing.py``) is that distance from t to the write; ``busy`` is high while a
+line is in the pipeline.
 """
 from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
@@ -43,44 +49,73 @@ class ResultWriter(ResultWriterTiming, wiring.Component):
         task = self.task
         requant = task.requant != isa.Requant.NONE
         per_channel = task.requant == isa.Requant.PER_CHANNEL
-        nbj = lay.blocks(task.n)
+        depth = self.latency(isa.Requant.PER_TENSOR)
+        plain_at = self.latency(isa.Requant.NONE)
 
-        # table lines of this block's multipliers and shifts (PER_TENSOR: entry 0 for every lane)
+        # stage registers: st[s] holds the line handed over s cycles ago
+        line = data.StructLayout({"valid": 1, "i": DIM_BITS, "j": DIM_BITS})
+        st = [None] + [Signal(line, name=f"s{s}") for s in range(1, depth + 1)]
+        m.d.sync += st[1].eq(Cat(self.valid, self.i, self.j))
+        m.d.sync += [st[s + 1].eq(st[s]) for s in range(1, depth)]
+        last = Mux(requant, depth, plain_at)        # the stage that writes
+        m.d.comb += self.busy.eq(Cat(st[s].valid & (s <= last) for s in range(1, depth + 1)) != 0)
+
+        # t: the table lines of this block's multipliers and shifts (PER_TENSOR: entry 0 for every lane)
         first_col = self.j << log2(L)
         entries = Mux(per_channel, task.n, 1)
         shift_base = task.rq_addr + lay.lines_for_bytes(entries * MULT_BYTES)
         m.d.comb += [self.mult_port.en.eq(self.valid), self.shift_port.en.eq(self.valid),
                      self.mult_port.addr.eq(lay.byte_line(task.rq_addr, Mux(per_channel, first_col * MULT_BYTES, 0))),
                      self.shift_port.addr.eq(lay.byte_line(shift_base, Mux(per_channel, first_col, 0)))]
+        x1 = Signal.like(self.lanes)
+        m.d.sync += x1.eq(self.lanes)
 
-        # stage 1 (requant only): the table arrives
-        s1_valid = Signal()
-        s1_i, s1_j = Signal(DIM_BITS), Signal(DIM_BITS)
-        s1_lanes = Signal.like(self.lanes)
-        m.d.sync += [s1_valid.eq(self.valid & requant), s1_i.eq(self.i), s1_j.eq(self.j), s1_lanes.eq(self.lanes)]
-        m.d.comb += self.busy.eq(s1_valid)
-        s1_col = s1_j << log2(L)
-        y = Signal(data.ArrayLayout(signed(8), L))
+        # t+1: pick the table entries; multiply the row bases
+        s1_col = st[1].j << log2(L)
+        mult2 = Signal(data.ArrayLayout(16, L))
+        shift2 = Signal(data.ArrayLayout(SHIFT_BITS, L))
+        x2 = Signal.like(self.lanes)
+        c_row, d_row = Signal(2 * DIM_BITS), Signal(2 * DIM_BITS)
+        c_col, d_col = Signal.like(self.out_write.addr), Signal.like(self.d_write.addr)   # the lines are linear
+        m.d.sync += [x2.eq(x1), c_row.eq(st[1].i * lay.blocks(task.n)), d_row.eq(st[1].i * lay.words(task.n)),
+                     c_col.eq(lay.c_line(task.c_addr, 0, st[1].j)),
+                     d_col.eq(lay.a_dense_line(task.d_addr, 0, s1_col >> log2(W)))]
         for lane in range(L):
-            # entry of this lane's column in the table line (PER_TENSOR: entry 0 for every lane)
             mult_entry = Mux(per_channel, (lay.byte_slot(s1_col * MULT_BYTES) >> 1) + lane, 0)
             shift_entry = Mux(per_channel, lay.byte_slot(s1_col) + lane, 0)
-            mult = self.mult_port.data.word_select(mult_entry[:log2(W // MULT_BYTES)], 16)
-            shift = self.shift_port.data.word_select(shift_entry[:log2(W)], 8)[:SHIFT_BITS]
+            m.d.sync += [mult2[lane].eq(self.mult_port.data.word_select(mult_entry[:log2(W // MULT_BYTES)], 16)),
+                         shift2[lane].eq(self.shift_port.data.word_select(shift_entry[:log2(W)], 8)[:SHIFT_BITS])]
+
+        # t+2: the line addresses; requant: multiply
+        c_addr = [None, None, None] + [Signal.like(self.out_write.addr, name=f"c_addr{s}") for s in range(3, depth + 1)]
+        d_addr = [None, None, None] + [Signal.like(self.d_write.addr, name=f"d_addr{s}") for s in range(3, depth + 1)]
+        c_addr2, d_addr2 = c_col + c_row, d_col + d_row
+        m.d.sync += [c_addr[3].eq(c_addr2), d_addr[3].eq(d_addr2)]
+        m.d.sync += [c_addr[s + 1].eq(c_addr[s]) for s in range(3, depth)]
+        m.d.sync += [d_addr[s + 1].eq(d_addr[s]) for s in range(3, depth)]
+        prod3 = Signal(data.ArrayLayout(signed(acc_bits + 17), L))
+        shift3, shift4 = Signal.like(shift2), Signal.like(shift2)
+        sum4 = Signal(data.ArrayLayout(signed(acc_bits + 18), L))
+        y5 = Signal(data.ArrayLayout(signed(8), L))
+        m.d.sync += [shift3.eq(shift2), shift4.eq(shift3)]
+        for lane in range(L):
+            shift = shift3[lane]
             rounding = Mux(shift == 0, 0, Const(1, 48) << (shift - 1).as_unsigned())
             scaled = Signal(signed(acc_bits + 18), name=f"scaled{lane}")
-            m.d.comb += scaled.eq((s1_lanes[lane] * mult + rounding) >> shift)
-            m.d.comb += y[lane].eq(Mux(scaled > 127, 127, Mux(scaled < -128, -128, scaled)))
+            m.d.comb += scaled.eq(sum4[lane] >> shift4[lane])
+            m.d.sync += [prod3[lane].eq(x2[lane] * mult2[lane]),                     # t+2
+                         sum4[lane].eq(prod3[lane] + rounding),                       # t+3
+                         y5[lane].eq(Mux(scaled > 127, 127, Mux(scaled < -128, -128, scaled)))]   # t+4
 
-        # writes: the plain line now, or the requantized line one cycle later
-        line_i, line_j = Mux(s1_valid, s1_i, self.i), Mux(s1_valid, s1_j, self.j)
+        # writes: a plain line in t+2, a requantized one in t+5
         sign_extended = Signal.like(self.lanes)
-        m.d.comb += [sign_extended[lane].eq(y[lane]) for lane in range(L)]
-        m.d.comb += [self.out_write.addr.eq(lay.c_line(task.c_addr, line_i * nbj, line_j)),
-                     self.out_write.en.eq(Mux(requant, s1_valid, self.valid)),
-                     self.out_write.data.eq(Mux(requant, sign_extended.as_value(), self.lanes.as_value()))]
-        inside = Cat(*(((s1_col + lane) < task.n) for lane in range(L)))
-        m.d.comb += [self.d_write.addr.eq(lay.a_dense_line(task.d_addr, s1_i * lay.words(task.n), s1_col >> log2(W))),
-                     self.d_write.data.eq(y.as_value().replicate(W // L)),
-                     self.d_write.en.eq(Mux(s1_valid, inside << s1_col[:log2(W)], 0))]
+        m.d.comb += [sign_extended[lane].eq(y5[lane]) for lane in range(L)]
+        m.d.comb += [self.out_write.addr.eq(Mux(requant, c_addr[depth], c_addr2)),
+                     self.out_write.en.eq(Mux(requant, st[depth].valid, st[plain_at].valid)),
+                     self.out_write.data.eq(Mux(requant, sign_extended.as_value(), x2.as_value()))]
+        col = st[depth].j << log2(L)
+        inside = Cat(*(((col + lane) < task.n) for lane in range(L)))
+        m.d.comb += [self.d_write.addr.eq(d_addr[depth]),
+                     self.d_write.data.eq(y5.as_value().replicate(W // L)),
+                     self.d_write.en.eq(Mux(requant & st[depth].valid, inside << col[:log2(W)], 0))]
         return m

@@ -2,20 +2,25 @@
 
 Front end (one job at a time):
   fetch    reads scan word w of row i: W elements of dense A, W bits of its bitmask, W kept N:M values
-           (with their in-group indices), or W CSR values (the row's entries are ptr[i]..ptr[i+1]-1);
+           (with their in-group indices), or W CSR values (the row's entries are ptr[i]..ptr[i+1]-1: CSR first
+           reads the two pointers, latches them and derives the scan range from them, a cycle each); with
+           the word go its in-range bounds (0..W), kept up to date by a subtraction per fetch;
   detect   marks the elements that count: in range, nonzero and |a| >= threshold (the bitmask's bits;
            every in-range element for gemm);
   encode   the zero compactor emits one marked element per cycle, lowest position first. A word with no
            marked element costs one cycle, a zero inside a word costs none.
 Back end (pipelined behind the front end, so the next job starts while this one drains):
   T0  the element's K index is known (for CSR: read from the column indices) and so is its value (for
-      bitmask: read from the packed values, then gated if |a| < threshold); B[k, block j] is read;
+      bitmask: read from the packed values, then gated if |a| < threshold);
+  U   B's row base k * nbl (a registered multiply);
+  V   B[k, block j] is read;
   T1  B arrives -> MacLanes; lanes whose B value is zero are counted as gated -> result for the writer.
+Every stage is a register to register path short enough for 125 MHz on an ECP5 (docs/fpga.md).
 Accumulate (descriptor bit, K tiling): the dispatcher reads the job's output line in the cycle it hands the
-job over; the unit latches it the next cycle into the MAC lanes' init register of the job's parity (a bit
-that flips with every job taken and travels with its elements), and the job's first MAC cycle (its first
-element, or the closing bubble of a job with none) adds onto it. Without accumulate the engine gives 0.
-No cycle is added: the line is in place long before the job's first element reaches the lanes.
+job over; the unit latches it the next cycle into the MAC lanes' init register of the job's slot (a count of
+jobs taken, modulo ``MacLanes.INIT_SLOTS``, that travels with its elements), and the job's first MAC cycle
+(its first element, or the closing bubble of a job with none) adds onto it. Without accumulate the engine
+gives 0. No cycle is added: the line is in place long before the job's first element reaches the lanes.
 
 Timing, read by the simulator from the members below (Σ = sum over words of max(1, marked)):
   job accepted in cycle td  -> last encode cycle te = td + front_latency(format) + Σ - 1;
@@ -76,37 +81,43 @@ class RowUnit(RowUnitTiming, wiring.Component):
         # ---- job registers ----
         busy = Signal()
         first = Signal()                         # first cycle of a job
-        setup = Signal()                         # CSR: the cycle the row pointers arrive
+        setup = Signal()                         # CSR: the cycle the row pointers arrive (latched)
+        derive = Signal()                        # CSR: the cycle the scan range is derived from them
+        ranged = Signal()                        # the job's scan range is known: fetching may go on
         cool = Signal(range(max(cfg.engine.rows, 2)))   # enforces min_period
         row_i, job_j = Signal(DIM_BITS), Signal(DIM_BITS)
-        w_base = Signal(PTR_BITS)                # absolute index of the job's first scan word
-        w_count = Signal(PTR_BITS)               # scan words of this job
-        lo, hi = Signal(PTR_BITS), Signal(PTR_BITS)   # CSR: the row's entries
-        fw = Signal(PTR_BITS)                    # next word to fetch, relative to w_base
+        fw = Signal(PTR_BITS)                    # next scan word to fetch, relative to the job's first
+        g = Signal(PTR_BITS)                     # the same word, absolute
+        left = Signal(PTR_BITS)                  # scan words still to fetch
+        # the job's element range [lo_rem, hi_rem) relative to the start of word g; each fetch moves it by W,
+        # so the detect stage gets its bounds as small registered numbers instead of subtracting 34-bit ones
+        lo_rem, hi_rem = Signal(signed(PTR_BITS + 2)), Signal(signed(PTR_BITS + 2))
+        lo, hi = Signal(PTR_BITS), Signal(PTR_BITS)   # CSR: the row's entries are lo..hi-1
         ptr_slot, ptr_slot_hi = Signal(range(W // PTR_BYTES)), Signal(range(W // PTR_BYTES))
 
-        # CSR row pointers: read in the first cycle (ptr[i] on v_port, ptr[i+1] on a_port, both idle then)
-        lo_now = self.v_port.data.word_select(ptr_slot, PTR_BITS)
-        hi_now = self.a_port.data.word_select(ptr_slot_hi, PTR_BITS)
-        base_now = Signal(PTR_BITS)
-        count_now = Signal(PTR_BITS)
+        # CSR row pointers: read in the first cycle (ptr[i] on v_port, ptr[i+1] on a_port, both idle then),
+        # latched in the next, the scan range derived from them in the one after
         with m.If(setup):
-            m.d.comb += [base_now.eq(lo_now >> log2(W)),
-                         count_now.eq(Mux(hi_now > lo_now, ((hi_now - 1) >> log2(W)) - (lo_now >> log2(W)) + 1, 1))]
-            m.d.sync += [w_base.eq(base_now), w_count.eq(count_now), lo.eq(lo_now), hi.eq(hi_now)]
-        with m.Else():
-            m.d.comb += [base_now.eq(w_base), count_now.eq(w_count)]
+            m.d.sync += [lo.eq(self.v_port.data.word_select(ptr_slot, PTR_BITS)),
+                         hi.eq(self.a_port.data.word_select(ptr_slot_hi, PTR_BITS))]
+        line_start = lo & ~(W - 1)
+        with m.If(derive):
+            m.d.sync += [g.eq(lo >> log2(W)),
+                         left.eq(Mux(hi > lo, ((hi - 1) >> log2(W)) - (lo >> log2(W)) + 1, 1)),
+                         lo_rem.eq(lo - line_start), hi_rem.eq(hi - line_start), ranged.eq(1)]
 
-        # ---- detect stage: the read ports' outputs hold word d_rel (absolute d_rel + w_base) ----
+        # ---- detect stage: the read ports' outputs hold word d_rel of the job (absolute d_abs) ----
         d_valid = Signal()
-        d_rel = Signal(PTR_BITS)
+        d_rel, d_abs = Signal(PTR_BITS), Signal(PTR_BITS)
+        d_first, d_end = Signal(range(W + 1)), Signal(range(W + 1))   # the word's elements in the range
+        d_last = Signal()                        # the job's last scan word
         d_slot = Signal(3)                       # bitmask mask word / N:M index word within the line
         # ---- encode stage ----
         e_valid = Signal()
         e_mask = Signal(W)
         e_vals = Signal(data.ArrayLayout(signed(8), W))
         e_meta = Signal(data.ArrayLayout(unsigned(4), W))
-        e_rel = Signal(PTR_BITS)
+        e_rel, e_abs = Signal(PTR_BITS), Signal(PTR_BITS)
         e_last_word = Signal()
         vptr = Signal(PTR_BITS)                  # bitmask: byte offset of the next packed value
         load_ptr = Signal()
@@ -114,20 +125,13 @@ class RowUnit(RowUnitTiming, wiring.Component):
         # detect: which elements of the word count
         line = self.a_port.data
         vals = data.ArrayLayout(signed(8), W)(line)
-        d_abs = d_rel + w_base
         limit = Mux(nm, lay.nm_kept(task.k, task.nm_n_log2, task.nm_m_log2), task.k)
-        first_in = Signal(signed(PTR_BITS + 2))  # elements of this word before the range
-        end_in = Signal(signed(PTR_BITS + 2))    # elements of this word before the end of the range
-        with m.If(csr):
-            m.d.comb += [first_in.eq(lo - (d_abs << log2(W))), end_in.eq(hi - (d_abs << log2(W)))]
-        with m.Else():
-            m.d.comb += [first_in.eq(0), end_in.eq(limit - (d_rel << log2(W)))]
         marks = Signal(W)
         mask_word = line.word_select(d_slot, W)
         for e in range(W):
             v = vals[e]
             counts = (v != 0) & (Mux(v < 0, -v, v) >= task.threshold)
-            m.d.comb += marks[e].eq((e >= first_in) & (e < end_in) & Mux(gemm, 1, Mux(bitmask, mask_word[e], counts)))
+            m.d.comb += marks[e].eq((e >= d_first) & (e < d_end) & Mux(gemm, 1, Mux(bitmask, mask_word[e], counts)))
         # N:M in-group indices of the word's kept values: W entries of 1, 2 or 4 bits
         meta = Signal.like(e_meta)
         with m.Switch(meta_bits_log2):
@@ -144,16 +148,14 @@ class RowUnit(RowUnitTiming, wiring.Component):
         load_e = (~e_valid | word_done) & d_valid
         with m.If(load_e):
             m.d.sync += [e_valid.eq(1), e_mask.eq(marks), e_vals.eq(line), e_meta.eq(meta), e_rel.eq(d_rel),
-                         e_last_word.eq(d_rel == w_count - 1)]
+                         e_abs.eq(d_abs), e_last_word.eq(d_last)]
         with m.Elif(word_done):
             m.d.sync += e_valid.eq(0)
         with m.Elif(e_valid):
             m.d.sync += e_mask.eq(comp.rest)
 
-        # fetch (non-CSR from the first cycle, CSR from the cycle its pointers arrive)
-        scanning = busy & Mux(csr, ~first, 1)
-        fetch = scanning & (fw < count_now) & (~d_valid | load_e)
-        g = base_now + fw                        # absolute scan word
+        # fetch (non-CSR from the first cycle, CSR from the cycle after its range is derived)
+        fetch = busy & Mux(csr, ranged, 1) & (left != 0) & (~d_valid | load_e)
         with m.Switch(fmt):
             with m.Case(isa.AFormat.BITMASK):
                 m.d.comb += self.a_port.addr.eq(lay.mask_word_line(task.a_addr, g))
@@ -162,8 +164,13 @@ class RowUnit(RowUnitTiming, wiring.Component):
             with m.Default():
                 m.d.comb += self.a_port.addr.eq(task.a_addr + g)
         m.d.comb += self.a_port.en.eq(fetch | (first & csr))
+
+        def clamp(x):
+            return Mux(x < 0, 0, Mux(x > W, W, x))
         with m.If(fetch):
-            m.d.sync += [fw.eq(fw + 1), d_valid.eq(1), d_rel.eq(fw),
+            m.d.sync += [fw.eq(fw + 1), g.eq(g + 1), left.eq(left - 1), lo_rem.eq(lo_rem - W), hi_rem.eq(hi_rem - W),
+                         d_valid.eq(1), d_rel.eq(fw), d_abs.eq(g), d_last.eq(left == 1),
+                         d_first.eq(clamp(lo_rem)), d_end.eq(clamp(hi_rem)),
                          d_slot.eq(Mux(nm, lay.nm_meta_slot(g, meta_bits_log2), lay.mask_word_slot(g)))]
         with m.Elif(load_e):
             m.d.sync += d_valid.eq(0)
@@ -171,21 +178,21 @@ class RowUnit(RowUnitTiming, wiring.Component):
         # job accept / free
         m.d.comb += [self.free.eq((~busy | final) & (cool == 0)),
                      self.elem.eq(e_valid & comp.any)]
-        m.d.sync += [first.eq(0), setup.eq(first & csr), load_ptr.eq(first & bitmask)]
+        m.d.sync += [first.eq(0), setup.eq(first & csr), derive.eq(setup), load_ptr.eq(first & bitmask)]
         with m.If(cool != 0):
             m.d.sync += cool.eq(cool - 1)
         with m.If(final):
             m.d.sync += busy.eq(0)
         with m.If(self.job_valid):
-            m.d.sync += [busy.eq(1), first.eq(1), cool.eq(self.min_period(cfg) - 1), fw.eq(0),
+            m.d.sync += [busy.eq(1), first.eq(1), cool.eq(self.min_period(cfg) - 1), fw.eq(0), ranged.eq(0),
                          row_i.eq(self.job_i), job_j.eq(self.job_j),
-                         w_base.eq(self.job_i * self.nw), w_count.eq(self.nw),
+                         g.eq(self.job_i * self.nw), left.eq(self.nw), lo_rem.eq(0), hi_rem.eq(limit),
                          ptr_slot.eq(lay.ptr_slot(self.job_i)), ptr_slot_hi.eq(lay.ptr_slot(self.job_i + 1))]
 
         # second read port: row pointer (first cycle), N:M indices (with each fetch),
         # bitmask packed value or CSR column index (with each emitted element)
         position = Cat(comp.index, e_rel)        # element position in the row's scan: e_rel * W + index
-        entry = ((e_rel + w_base) << log2(W)) + comp.index   # CSR: absolute entry number
+        entry = Cat(comp.index, e_abs)          # CSR: absolute entry number
         with m.If(load_ptr):
             m.d.sync += vptr.eq(self.v_port.data.word_select(ptr_slot, PTR_BITS))
         with m.Elif(self.elem):
@@ -203,44 +210,57 @@ class RowUnit(RowUnitTiming, wiring.Component):
 
         # accumulate: the line the dispatcher read when it handed over the job arrives the cycle after; it goes
         # into the init register of the job's parity (the other one may still serve the previous job's tail)
-        parity = Signal()                        # of the job in the front end: flips with every job taken
+        parity = Signal(range(MacLanes.INIT_SLOTS))   # of the job in the front end: counts jobs taken, modulo
         init_due = Signal()
         fresh = Signal()                         # the job has not sent a MAC cycle yet
         carries = self.elem | final              # a MAC cycle of the job in the front end: element or closer
         m.d.sync += init_due.eq(self.job_valid)
         with m.If(self.job_valid):
-            m.d.sync += [parity.eq(~parity), fresh.eq(1)]
+            m.d.sync += [parity.eq(Mux(parity == MacLanes.INIT_SLOTS - 1, 0, parity + 1)), fresh.eq(1)]
         with m.Elif(carries):
             m.d.sync += fresh.eq(0)
         m.d.comb += [mac.init.eq(self.init), mac.init_valid.eq(init_due), mac.init_slot.eq(parity)]
 
         # T0: index and value known; read B
         t0_valid, t0_last = Signal(), Signal()
-        t0_first, t0_parity = Signal(), Signal()
+        t0_first, t0_parity = Signal(), Signal.like(parity)
         m.d.sync += [t0_first.eq(carries & fresh), t0_parity.eq(parity)]
-        t0_k = Signal(DIM_BITS)
+        t0_pos = Signal(DIM_BITS)
+        t0_meta = Signal(4)
         t0_a = Signal(signed(8))
         t0_j = Signal(DIM_BITS)
         t0_slot = Signal(range(W))               # byte (bitmask) or uint16 (CSR) slot in the v_port line
         m.d.sync += [t0_valid.eq(self.elem), t0_last.eq(final), t0_a.eq(e_vals[comp.index]), t0_j.eq(job_j),
-                     t0_k.eq(Mux(nm, lay.nm_k(position, task.nm_n_log2, task.nm_m_log2, e_meta[comp.index]),
-                                 position)),
+                     t0_pos.eq(position), t0_meta.eq(e_meta[comp.index]),
                      t0_slot.eq(Mux(csr, lay.csr_index_slot(entry), lay.byte_slot(vptr)))]
+        t0_k = Mux(nm, lay.nm_k(t0_pos, task.nm_n_log2, task.nm_m_log2, t0_meta), t0_pos)
         k = Mux(csr, self.v_port.data.word_select(t0_slot[:log2(W // INDEX_BYTES)], 8 * INDEX_BYTES), t0_k)
         a = Mux(bitmask, self.v_port.data.word_select(t0_slot, 8).as_signed(), t0_a)
         # bitmask marks come from the format, so |a| < threshold is only known here: gate the lanes
         passes = gemm | (Mux(a < 0, -a, a) >= task.threshold)
-        m.d.comb += [self.b_port.en.eq(1), self.b_port.addr.eq(lay.b_line(task.b_addr, k * self.nbl, t0_j))]
+
+        # U: B's row base k * nbl in a registered multiply; V: the B address. A multiplier straight into the
+        # RAM address would be the slowest path of the unit on an FPGA.
+        u_valid, u_last, u_first, u_parity = Signal(), Signal(), Signal(), Signal.like(parity)
+        u_a, u_k, u_j = Signal(signed(8)), Signal(DIM_BITS), Signal(DIM_BITS)
+        m.d.sync += [u_valid.eq(t0_valid & passes), u_last.eq(t0_last), u_first.eq(t0_first),
+                     u_parity.eq(t0_parity), u_a.eq(a), u_k.eq(k), u_j.eq(t0_j)]
+        v_valid, v_last, v_first, v_parity = Signal(), Signal(), Signal(), Signal.like(parity)
+        v_a, v_j = Signal(signed(8)), Signal(DIM_BITS)
+        v_row, v_line = Signal(2 * DIM_BITS), Signal.like(self.b_port.addr)   # b_line is linear in the row base
+        m.d.sync += [v_valid.eq(u_valid), v_last.eq(u_last), v_first.eq(u_first), v_parity.eq(u_parity),
+                     v_a.eq(u_a), v_j.eq(u_j), v_row.eq(u_k * self.nbl), v_line.eq(lay.b_line(task.b_addr, 0, u_j))]
+        m.d.comb += [self.b_port.en.eq(1), self.b_port.addr.eq(v_line + v_row)]
 
         # T1: B arrives; MAC
         t1_valid, t1_last = Signal(), Signal()
-        t1_first, t1_parity = Signal(), Signal()
-        m.d.sync += [t1_first.eq(t0_first), t1_parity.eq(t0_parity)]
+        t1_first, t1_parity = Signal(), Signal.like(parity)
+        m.d.sync += [t1_first.eq(v_first), t1_parity.eq(v_parity)]
         t1_a = Signal(signed(8))
         t1_bslot = Signal(range(max(W // L, 2)))
         t1_lanes = Signal(signed(DIM_BITS + 1))  # lanes of this block inside N
-        m.d.sync += [t1_valid.eq(t0_valid & passes), t1_last.eq(t0_last), t1_a.eq(a),
-                     t1_bslot.eq(lay.b_slot(t0_j)), t1_lanes.eq(task.n - (t0_j << log2(L)))]
+        m.d.sync += [t1_valid.eq(v_valid), t1_last.eq(v_last), t1_a.eq(v_a),
+                     t1_bslot.eq(lay.b_slot(v_j)), t1_lanes.eq(task.n - (v_j << log2(L)))]
         b = data.ArrayLayout(signed(8), L)(self.b_port.data.word_select(t1_bslot, 8 * L))
         m.d.comb += [mac.a.eq(t1_a), mac.valid.eq(t1_valid), mac.last.eq(t1_last), mac.b.eq(b),
                      mac.first.eq(t1_first), mac.slot.eq(t1_parity),

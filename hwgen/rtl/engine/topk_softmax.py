@@ -22,9 +22,10 @@ Phases of one row (the unit works on one row at a time; ``scores.ready`` is high
 3. DIV: r = floor(2^32 / total) by restoring division, one quotient bit per cycle, always ``DIV_CYCLES`` (23)
    iterations (the width of r at the smallest allowed frac_bits, so the timing does not depend on frac_bits).
    Its last cycle also picks the first entry to emit.
-4. EMIT, one entry per cycle in ASCENDING index order: an argmin tree over the indices of the kept, not yet
-   emitted slots picks the next entry one cycle ahead into output registers (index, e); the output stage
-   computes p = min(127, (e * r) >> 25). A row without any valid beat skips 2-4 and emits one ``empty`` beat.
+4. EMIT, one entry per cycle in ASCENDING index order: while EXP runs, each kept slot counts the kept indices
+   below its own (one broadcast per cycle, ties to the lower slot), so the next entry is the slot whose rank
+   equals a counter, picked one cycle ahead into output registers (index, e); the output stage computes
+   p = min(127, (e * r) >> 25). A row without any valid beat skips 2-4 and emits one ``empty`` beat.
 
 Timing (exact; a cycle model uses :meth:`TopkSoftmax.row_cycles`, from ``hwgen/spec/timing.py``, instead of
 simulating the unit): a row of ``n`` beats that keeps ``count`` entries occupies the unit from the cycle its
@@ -37,6 +38,9 @@ is accepted if the producer is always valid:
 ``entries.ready`` is ignored: the consumer must always be ready (the row unit's consumer is).
 """
 from __future__ import annotations
+
+import operator
+from functools import reduce
 
 from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
@@ -165,34 +169,26 @@ class TopkSoftmax(TopkSoftmaxTiming, wiring.Component):
         ge = Signal()
         m.d.comb += [rem2.eq(Cat(0, rem)), ge.eq(rem2 >= total)]
 
-        # ---- emission: argmin of index over kept, not yet emitted slots --------------------------------
-        emitted = Signal(K)
-        cands = [(Signal(name=f"cand{i}_ok"), idxs[i], i) for i in range(K)]
-        for i, (ok, _, _) in enumerate(cands):
-            m.d.comb += ok.eq((cnt > i) & ~emitted[i])
-        level = 0
-        while len(cands) > 1:
-            merged = []
-            for j in range(0, len(cands) - 1, 2):
-                (ok_a, ix_a, sl_a), (ok_b, ix_b, sl_b) = cands[j], cands[j + 1]
-                take_a = ok_a & (~ok_b | (ix_a < ix_b))
-                name = f"min{level}_{j // 2}"
-                ok, ix, sl = (Signal(name=f"{name}_ok"), Signal(INDEX_BITS, name=f"{name}_ix"),
-                              Signal(slot_shape, name=f"{name}_slot"))
-                m.d.comb += [ok.eq(ok_a | ok_b), ix.eq(Mux(take_a, ix_a, ix_b)), sl.eq(Mux(take_a, sl_a, sl_b))]
-                merged.append((ok, ix, sl))
-            if len(cands) % 2:
-                merged.append(cands[-1])
-            cands, level = merged, level + 1
-        _, pick_index, pick_slot = cands[0]
+        # ---- emission order: each kept slot's rank among the kept indices, counted while EXP runs -------
+        # (slot ctr's index is broadcast in the cycle after its issue and every slot counts the smaller ones), so
+        # picking the next entry is an equality match on a rank, not a search over the indices
+        rank = Signal(data.ArrayLayout(range(max(K, 2)), K))
+        bc_valid, bc_index, bc_slot = Signal(), Signal(INDEX_BITS), Signal(slot_shape)
+        m.d.sync += [bc_valid.eq(issue), bc_index.eq(idxs[ctr]), bc_slot.eq(ctr)]
+        with m.If(bc_valid):
+            for i in range(K):
+                earlier = (bc_slot < i) if i else 0   # a tie goes to the lower slot
+                with m.If((bc_index < idxs[i]) | ((bc_index == idxs[i]) & earlier)):
+                    m.d.sync += rank[i].eq(rank[i] + 1)
+        next_rank = Signal(range(max(K, 2)))
         out_index = Signal(INDEX_BITS)
         out_e = Signal(w["e"])
         pick = Signal()
+        chosen = [(cnt > i) & (rank[i] == next_rank) for i in range(K)]   # one-hot
         with m.If(pick):
-            m.d.sync += [out_index.eq(pick_index), out_e.eq(e_regs[pick_slot])]
-            for i in range(K):
-                with m.If(pick_slot == i):
-                    m.d.sync += emitted[i].eq(1)
+            m.d.sync += [next_rank.eq(next_rank + 1),
+                         out_index.eq(reduce(operator.or_, (Mux(chosen[i], idxs[i], 0) for i in range(K)))),
+                         out_e.eq(reduce(operator.or_, (Mux(chosen[i], e_regs[i], 0) for i in range(K))))]
         emit_ctr = Signal(range(max(K, 2)))
         prod = Signal(w["e"] + w["r"])
         p_raw = Signal(len(prod))
@@ -212,7 +208,7 @@ class TopkSoftmax(TopkSoftmaxTiming, wiring.Component):
                                 m.d.sync += [vals[i].eq(src_v), idxs[i].eq(src_i)]
                         m.d.sync += cnt.eq(cnt_next)
                     with m.If(beat.last):
-                        m.d.sync += [ctr.eq(0), total.eq(0)]
+                        m.d.sync += [ctr.eq(0), total.eq(0), rank.eq(0), next_rank.eq(0)]
                         with m.If(cnt_next == 0):
                             m.next = "EMPTY"
                         with m.Else():
@@ -237,7 +233,7 @@ class TopkSoftmax(TopkSoftmaxTiming, wiring.Component):
                              self.entries.payload.last.eq(last)]
                 m.d.sync += emit_ctr.eq(emit_ctr + 1)
                 with m.If(last):
-                    m.d.sync += [cnt.eq(0), emitted.eq(0)]
+                    m.d.sync += cnt.eq(0)
                     m.next = "COLLECT"
                 with m.Else():
                     m.d.comb += pick.eq(1)

@@ -38,9 +38,11 @@ high; beats are taken in the cycle they are offered, RREADY is always high):
   cycle) and ``idle`` is high, its completion is pushed; the engine is free from f + 1. ``adj = mlog(f -
   issue) - mlog(est)`` is recorded. A gate task's completion goes to the gate unit instead, which takes it in
   g = max(f + 1, the cycle after its previous push), reads the values (first AR in g + ``gate_ar_latency``)
-  into its buffer, and from the cycle after the last beat spends ``gate_cycles`` cycles on them, one value per
-  cycle (TOPK: plus gate_k per row to apply the picks), pushing the completion in the cycle of the last one
-  (r_last + 1 + gate_cycles). Its predicate block is cleared in the cycle after the last beat.
+  into its buffer while it divides gate_rows into tiles (``gate_div_cycles``, one quotient bit per cycle), and
+  from the cycle after the later of the two (r_last: the last beat, or g + 1 + ``gate_div_cycles``) spends
+  ``gate_cycles`` cycles on them, one value per cycle (TOPK: plus gate_k per row to apply the picks), pushing
+  the completion in the cycle of the last one (r_last + 1 + gate_cycles). Its predicate block is cleared in
+  the cycle after the last beat.
 - Release: completions are popped in push order (same cycle: engines in index order, then a skip, then the
   gate unit) from the cycle after their push, one at a time; each walks its successor list one entry per
   cycle (none: one cycle). Entry walked in w: the successor's count of released predecessors goes up in
@@ -486,8 +488,8 @@ class Asa(AsaTiming, wiring.Component):
             gate_push_in.append((finish & is_gate & running, slot))
 
         # ---------------- gate unit ----------------
-        g_state = Signal(range(4))
-        G_IDLE, G_FETCH, G_READ, G_PROC = range(4)
+        g_state = Signal(range(5))
+        G_IDLE, G_FETCH, G_READ, G_WAIT, G_PROC = range(5)
         gq_head, gq_any, gq_pop = _multi_fifo(m, "gate_q", W, ceil_log2(max(W, 2)), gate_push_in, go)
         g_slot = Signal(range(W))
         ga_addr, ga_data = task_ram.read()
@@ -496,6 +498,17 @@ class Asa(AsaTiming, wiring.Component):
         g_op, g_base, g_rows, g_cols = Signal(2), Signal(8), Signal(16), Signal(8)
         g_k, g_cap, g_tile_rows, g_thr = Signal(4), Signal(16), Signal(16), Signal(signed(32))
         g_tiles, g_blocks, g_beats = Signal(16), Signal(8), Signal(32)
+        # g_tiles = ceil(gate_rows / gate_tile_rows) by restoring division, one quotient bit per cycle from the
+        # cycle after G_FETCH on (a divider in one cycle would be the slowest path of the chip by far)
+        div_n = Signal(self.gate_div_cycles)       # dividend, its next bit at the top
+        div_r = Signal(self.gate_div_cycles)       # remainder, always < the divisor
+        div_left = Signal(range(self.gate_div_cycles + 1))
+        div_r2 = Cat(div_n[-1], div_r)
+        div_ge = div_r2 >= g_tile_rows
+        with m.If(div_left != 0):
+            m.d.sync += [div_n.eq(div_n << 1), div_r.eq(Mux(div_ge, div_r2 - g_tile_rows, div_r2)),
+                         g_tiles.eq(Cat(div_ge, g_tiles[:-1])), div_left.eq(div_left - 1)]
+        div_done = div_left <= 1                  # the quotient is complete from the next cycle on
         lanes_log = exact_log2(cfg.engine.lanes)
         line_beats = cfg.out_line_bits // beat_bits            # beats per output line (0: lines per beat > 1)
         gt_blocks = (gt.gate_cols + cfg.engine.lanes - 1) >> lanes_log
@@ -516,11 +529,15 @@ class Asa(AsaTiming, wiring.Component):
                              g_rows.eq(gt.gate_rows), g_cols.eq(gt.gate_cols),
                              g_k.eq(Mux(gt.gate == GateOp.TOPK, gt.gate_k, 0)), g_cap.eq(gt.gate_capacity),
                              g_tile_rows.eq(tr), g_thr.eq(gt.gate_threshold.as_signed()),
-                             g_tiles.eq((gt.gate_rows + tr - 1) // tr), g_blocks.eq(gt_blocks), g_beats.eq(gt_beats)]
-                with m.If(gt_beats == 0):
+                             g_blocks.eq(gt_blocks), g_beats.eq(gt_beats),
+                             div_n.eq(gt.gate_rows + tr - 1), div_r.eq(0), div_left.eq(self.gate_div_cycles)]
+                with m.If(gt_beats == 0):             # no rows or no columns: nothing to divide either
                     m.d.sync += g_state.eq(G_PROC)
             with m.Case(G_READ):
                 with m.If(beat & (rx == g_beats - 1)):
+                    m.d.sync += g_state.eq(Mux(div_done, G_PROC, G_WAIT))
+            with m.Case(G_WAIT):
+                with m.If(div_done):
                     m.d.sync += g_state.eq(G_PROC)
             with m.Case(G_PROC):
                 with m.If(gate_last):
