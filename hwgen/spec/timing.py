@@ -124,14 +124,16 @@ class AsaTiming:
     region_gap = 2
     #: the last R beat of the load in t -> scheduling from t + 1
     run_latency = 1
-    #: a task entering the window in e (table RAM read) may be picked from e + 2 (slot register)
-    entry_latency = 2
+    #: a task entering the window in e (table RAM read) may be picked from e + 3 (slot register, then its row of
+    #: the pick's comparison matrix)
+    entry_latency = 3
     #: issue in c -> the first descriptor offered in c + 2 (engine register, then descriptor RAM read)
     feed_latency = 2
     #: successor entry walked in w (successor RAM read) -> count RAM read in w + 1, write in w + 2, ready in w + 3
     release_latency = 3
-    #: the gate unit takes a gate task in g (table RAM read) -> first AR in g + 2
-    gate_ar_latency = 2
+    #: the gate unit takes a gate task in g (table RAM read) -> first AR in g + 4 (the fields latched, the values'
+    #: size multiplied, then the command)
+    gate_ar_latency = 4
     #: the gate values' last R beat in t -> completion pushed in t + 1 + gate_cycles
     gate_push_latency = 1
     #: the gate unit's restoring division of gate_rows + gate_tile_rows - 1 by gate_tile_rows: one quotient bit

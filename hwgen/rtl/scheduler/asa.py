@@ -25,8 +25,8 @@ high; beats are taken in the cycle they are offered, RREADY is always high):
   in t -> scheduling from t + ``run_latency``. A header with more tasks / successors / descriptors than
   ``scheduler.*`` stops the run (``TOO_MANY_TASKS``), as does any RRESP other than OKAY (``AXI_ERROR``).
 - Window (``scheduler.window`` slots): while a slot is free, the next task of the table enters, one per cycle;
-  one entering in e may be picked from e + ``entry_latency`` (RAM read, then the slot register). A slot is
-  free again the cycle after its task's completion is popped.
+  one entering in e may be picked from e + ``entry_latency`` (RAM read, the slot register, then its row of
+  the pick's comparison matrix). A slot is free again the cycle after its task's completion is popped.
 - Issue, at most one per cycle: among window tasks not yet issued whose predecessors all completed (or were
   skipped), ``in_order`` takes the lowest-numbered task not yet issued (only if ready), ``static_list`` the
   highest ``rank``, ``adaptive`` the highest key; ties to the lower task number. A predicated task whose bit
@@ -399,31 +399,40 @@ class Asa(AsaTiming, wiring.Component):
                                  s_key[j].eq(Mux(adaptive, e_mrank + e_adj, et.rank))]
 
         # ---------------- pick: argmax (key, -task) over ready waiting slots ----------------
+        # Which of two slots wins is kept as a registered matrix, beats[j][i] = (key, -task) of j > that of i,
+        # recomputed every cycle from the values the slot registers take next; the pick is then the candidate
+        # that beats every other candidate, two levels of logic instead of a comparator tree. An entering
+        # slot's values come straight from the table RAM: it is held back one cycle (``s_new``), and its row
+        # of the matrix is computed in that cycle from its registers.
         head = Signal(TB)                                   # in_order: the lowest task not yet issued
-        cand = [s_valid[j] & s_wait[j] & s_ready[j] & (~in_order | (s_task[j] == head)) for j in range(W)]
-        nodes = [(cand[j], s_key[j], s_task[j], Const(j, range(W))) for j in range(W)]
-        level = 0
-        while len(nodes) > 1:
-            nxt_nodes = []
-            for i in range(0, len(nodes), 2):
-                if i + 1 == len(nodes):
-                    nxt_nodes.append(nodes[i])
-                    continue
-                (va, ka, ta, ia), (vb, kb, tb, ib) = nodes[i], nodes[i + 1]
-                a_wins = va & (~vb | (ka > kb) | ((ka == kb) & (ta < tb)))
-                v = Signal(name=f"pick{level}_{i}_v")
-                k = Signal(signed(KEY_BITS), name=f"pick{level}_{i}_k")
-                t = Signal(TB, name=f"pick{level}_{i}_t")
-                ix = Signal(range(W), name=f"pick{level}_{i}_i")
-                m.d.comb += [v.eq(va | vb), k.eq(Mux(a_wins, ka, kb)), t.eq(Mux(a_wins, ta, tb)),
-                             ix.eq(Mux(a_wins, ia, ib))]
-                nxt_nodes.append((v, k, t, ix))
-            nodes, level = nxt_nodes, level + 1
-        has_pick, _, _, pick = nodes[0]
-        has_pick = has_pick & running
+        s_new = slot_sigs("new", 1)
+        m.d.sync += [s_new[j].eq(en_valid & (en_slot == j)) for j in range(W)]
+        visible = [s_valid[j] & s_wait[j] & ~s_new[j] for j in range(W)]
+        cand = [visible[j] & s_ready[j] & (~in_order | (s_task[j] == head)) for j in range(W)]
+        key_next = [Signal(signed(KEY_BITS), name=f"slot{j}_key_next") for j in range(W)]
+        wakes = [r3_ready & s_valid[j] & (s_task[j] == s3_task) for j in range(W)]
+        for j in range(W):
+            m.d.comb += key_next[j].eq(Mux(wakes[j] & adaptive, s_mrank[j] + s3_adj, s_key[j]))
+        # one unsigned order: the key (offset binary) above the task number inverted (ties to the lower task)
+        order = [Cat(~s_task[j], key_next[j].as_unsigned() ^ (1 << (KEY_BITS - 1))) for j in range(W)]
+        beats = {}
+        for j in range(W):
+            for i in range(j + 1, W):
+                beats[j, i] = Signal(name=f"beats{j}_{i}")
+                m.d.sync += beats[j, i].eq(order[j] > order[i])
+                beats[i, j] = ~beats[j, i]
+        winner = Signal(W)
+        for j in range(W):
+            m.d.comb += winner[j].eq(cand[j] & Cat(~cand[i] | beats[j, i] for i in range(W) if i != j).all())
+        pick = Signal(range(W))
+        for bit in range(max(1, ceil_log2(W))):
+            m.d.comb += pick[bit].eq((winner & sum(1 << j for j in range(W) if (j >> bit) & 1)) != 0)
+        has_pick = Cat(cand).any() & running
         preds = Signal(P)
         pred_bits = Cat(preds, Const(0, max(0, 256 - P)))
-        skip = has_pick & A(s_pen)[pick] & ~pred_bits.bit_select(A(s_pred)[pick], 1)
+        # whether each slot's task would be skipped does not depend on the pick
+        skips = Cat(s_pen[j] & ~pred_bits.bit_select(s_pred[j], 1) for j in range(W))
+        skip = has_pick & (winner & skips).any()
 
         # ---------------- engines: issue, feed, completion ----------------
         e_busy = [Signal(name=f"eng{e}_busy") for e in range(E)]
@@ -433,7 +442,7 @@ class Asa(AsaTiming, wiring.Component):
                 m.d.comb += free_eng.eq(e)
         any_free = ~Cat(e_busy).all()
         issue = has_pick & ~skip & any_free
-        waiting_any = Cat(s_valid[j] & s_wait[j] for j in range(W)).any()
+        waiting_any = Cat(visible).any()
         m.d.comb += [self.picked.eq(running & (issue | skip)), self.picked_task.eq(A(s_task)[pick]),
                      self.picked_engine.eq(free_eng), self.picked_skip.eq(skip)]
         with m.If(running):
@@ -488,8 +497,8 @@ class Asa(AsaTiming, wiring.Component):
             gate_push_in.append((finish & is_gate & running, slot))
 
         # ---------------- gate unit ----------------
-        g_state = Signal(range(5))
-        G_IDLE, G_FETCH, G_READ, G_WAIT, G_PROC = range(5)
+        g_state = Signal(range(7))
+        G_IDLE, G_FETCH, G_SIZE, G_CMD, G_READ, G_WAIT, G_PROC = range(7)
         gq_head, gq_any, gq_pop = _multi_fifo(m, "gate_q", W, ceil_log2(max(W, 2)), gate_push_in, go)
         g_slot = Signal(range(W))
         ga_addr, ga_data = task_ram.read()
@@ -512,9 +521,10 @@ class Asa(AsaTiming, wiring.Component):
         lanes_log = exact_log2(cfg.engine.lanes)
         line_beats = cfg.out_line_bits // beat_bits            # beats per output line (0: lines per beat > 1)
         gt_blocks = (gt.gate_cols + cfg.engine.lanes - 1) >> lanes_log
-        gt_lines = gt.gate_rows * gt_blocks
-        gt_beats = gt_lines * line_beats if line_beats else \
-            (gt_lines + beat_bits // cfg.out_line_bits - 1) >> exact_log2(beat_bits // cfg.out_line_bits)
+        g_lines = g_rows * g_blocks
+        g_lines_beats = g_lines * line_beats if line_beats else \
+            (g_lines + beat_bits // cfg.out_line_bits - 1) >> exact_log2(beat_bits // cfg.out_line_bits)
+        g_addr = Signal(ADDR_BITS)
         m.d.comb += gq_pop.eq((g_state == G_IDLE) & gq_any & running)
         g_push = Signal()
         gate_last = Signal()
@@ -522,17 +532,20 @@ class Asa(AsaTiming, wiring.Component):
             with m.Case(G_IDLE):
                 with m.If(gq_pop):
                     m.d.sync += [g_state.eq(G_FETCH), g_slot.eq(gq_head)]
-            with m.Case(G_FETCH):
+            with m.Case(G_FETCH):                 # the task's gate fields arrive from the table RAM
                 tr = Mux(gt.gate_tile_rows == 0, 1, gt.gate_tile_rows)
-                m.d.comb += [cmd.eq(1), cmd_addr.eq(gt.gate_addr), cmd_beats.eq(gt_beats)]
-                m.d.sync += [g_state.eq(G_READ), rx.eq(0), g_op.eq(gt.gate), g_base.eq(gt.gate_base),
+                m.d.sync += [g_state.eq(G_SIZE), g_op.eq(gt.gate), g_base.eq(gt.gate_base), g_addr.eq(gt.gate_addr),
                              g_rows.eq(gt.gate_rows), g_cols.eq(gt.gate_cols),
                              g_k.eq(Mux(gt.gate == GateOp.TOPK, gt.gate_k, 0)), g_cap.eq(gt.gate_capacity),
-                             g_tile_rows.eq(tr), g_thr.eq(gt.gate_threshold.as_signed()),
-                             g_blocks.eq(gt_blocks), g_beats.eq(gt_beats),
+                             g_tile_rows.eq(tr), g_thr.eq(gt.gate_threshold.as_signed()), g_blocks.eq(gt_blocks),
                              div_n.eq(gt.gate_rows + tr - 1), div_r.eq(0), div_left.eq(self.gate_div_cycles)]
-                with m.If(gt_beats == 0):             # no rows or no columns: nothing to divide either
+                with m.If((gt.gate_rows == 0) | (gt.gate_cols == 0)):   # no values: nothing to read or divide
                     m.d.sync += g_state.eq(G_PROC)
+            with m.Case(G_SIZE):                  # the values' size, a registered multiply
+                m.d.sync += [g_state.eq(G_CMD), g_beats.eq(g_lines_beats)]
+            with m.Case(G_CMD):
+                m.d.comb += [cmd.eq(1), cmd_addr.eq(g_addr), cmd_beats.eq(g_beats)]
+                m.d.sync += [g_state.eq(G_READ), rx.eq(0)]
             with m.Case(G_READ):
                 with m.If(beat & (rx == g_beats - 1)):
                     m.d.sync += g_state.eq(Mux(div_done, G_PROC, G_WAIT))
@@ -680,10 +693,8 @@ class Asa(AsaTiming, wiring.Component):
                          adj_ram.wp.data.eq(s3_adj.as_unsigned().replicate(adj_ram.per)),
                          adj_ram.wp.en.eq(Mux(r3_ready, one_lane, 0))]
         for j in range(W):
-            with m.If(r3_ready & s_valid[j] & (s_task[j] == s3_task)):
-                m.d.sync += [s_ready[j].eq(1), s_adj[j].eq(s3_adj)]
-                with m.If(adaptive):
-                    m.d.sync += s_key[j].eq(s_mrank[j] + s3_adj)
+            with m.If(wakes[j]):
+                m.d.sync += [s_ready[j].eq(1), s_adj[j].eq(s3_adj), s_key[j].eq(key_next[j])]
 
         # ---------------- run start / end ----------------
         with m.If(go):
