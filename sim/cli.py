@@ -616,6 +616,49 @@ def synth(config: str = typer.Option("tiny", "--config", help=CONFIG_HELP),
     out.print(f"{result.tool}, {result.seconds:.0f} s; wrote {report}", markup=False)
 
 
+@fpga_app.command()
+def timing(config: str = typer.Option("ulx3s", "--config", help=CONFIG_HELP),
+           component: str = typer.Option("all", "--component", help="comma-separated component names, or all"),
+           seed: int = typer.Option(1, "--seed", help="nextpnr seed"),
+           out_dir: str = typer.Option("build/fpga", "--out", help="folder; the runs go to OUT/<name>-<digest>-"
+                                                                   "timing/"),
+           json_out: Path | None = typer.Option(None, "--json", help="also write the records here")):
+    """Each component of CONFIG alone on the ECP5-85F (Yosys, then nextpnr out of context, aiming at the config's
+    clock): FMAX and worst path per component, to find what limits the chip's clock. Writes timing.json."""
+    from sim.fpga.component_timing import COMPONENTS, time_component
+    cfg = _load_config(config)
+    names = list(COMPONENTS) if component == "all" else [c.strip() for c in component.split(",") if c.strip()]
+    bad = [c for c in names if c not in COMPONENTS] or ([] if names else [component])
+    if bad:
+        raise BadInput(f"--component: {bad[0]!r} is not allowed (allowed: all, or comma-separated names of "
+                       f"{', '.join(COMPONENTS)})")
+    _check_ranges(seed=(seed, 1, 2**31 - 1))
+    target = _writable_folder(out_dir, "--out")
+    if json_out is not None:
+        _writable_folder(json_out.parent if str(json_out.parent) else Path("."), "--json")
+    folder = target / f"{cfg.build_name}-timing"
+    table = Table(title=f"{cfg.build_name}: each component alone on the LFE5U-85F, target {cfg.clock.mhz:g} MHz, "
+                        f"seed {seed}")
+    for col in ("component", "FMAX", "LUT", "FF", "DSP", "RAM", "worst path"):
+        table.add_column(col, justify="left" if col in ("component", "worst path") else "right")
+    records = []
+    with Stages().shown() as stage:
+        for n, name in enumerate(names, 1):
+            stage(f"[{n}/{len(names)}] {name}: Yosys, then nextpnr out of context")
+            records.append(time_component(cfg, name, folder / name, seed=seed, detail=stage.detail))
+    for r in records:
+        met = r["fmax_mhz"] >= r["target_mhz"]
+        path = f"{r['critical_path']['from']} -> {r['critical_path']['to']}"
+        table.add_row(r["component"], f"[{'green' if met else 'red'}]{r['fmax_mhz']:.1f} MHz[/]",
+                      *(f"{r['resources'][k]:g}" for k in ("lut", "ff", "dsp", "ram")), path[:70])
+    out.print(table)
+    text = json.dumps(records, indent=2) + "\n"
+    (folder / "timing.json").write_text(text)
+    if json_out is not None:
+        json_out.write_text(text)
+    out.print(f"wrote {folder / 'timing.json'}", markup=False)
+
+
 def _seeds(text: str) -> list[int]:
     try:
         seeds = [int(x) for x in text.split(",") if x.strip()]

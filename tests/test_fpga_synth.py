@@ -78,3 +78,31 @@ def test_bad_synth_input_exits_2_before_any_work(tmp_path, args, line):
     assert result.exit_code == 2
     assert line in result.output
     assert not any(tmp_path.iterdir())
+
+
+def test_a_component_alone_is_placed_and_routed_and_timed(tmp_path):
+    """``dsa fpga timing``: the MAC lanes of tiny alone (Yosys, nextpnr out of context): an FMAX from nextpnr, the
+    worst path between two of its registers, one multiplier per lane, the record beside the runs."""
+    cfg = config.load("tiny")
+    result = invoke("fpga", "timing", "--config", "tiny", "--component", "mac_lanes", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    [record] = json.loads((tmp_path / f"{cfg.build_name}-timing" / "timing.json").read_text())
+    assert record["component"] == "mac_lanes" and record["target_mhz"] == cfg.clock.mhz
+    assert 20 < record["fmax_mhz"] < cfg.clock.mhz           # a real number, short of tiny's 1 GHz ASIC clock
+    assert record["critical_path"]["from"] and record["critical_path"]["to"]
+    assert record["resources"]["dsp"] == cfg.engine.lanes
+    assert "mac_lanes" in result.output and "MHz" in result.output
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (["--component", "alu"], "error: --component: 'alu' is not allowed (allowed: all, or comma-separated names of "
+                             "scheduler, row_unit"),
+    (["--component", ","], "error: --component: ',' is not allowed"),
+    (["--seed", "0"], "error: --seed: 0 is not allowed (allowed: 1..2147483647)"),
+    (["--config", "nope"], "error: config: 'nope' is neither a preset"),
+])
+def test_bad_timing_input_exits_2_before_any_work(tmp_path, args, line):
+    result = invoke("fpga", "timing", *args, "--out", tmp_path)
+    assert result.exit_code == 2
+    assert line in result.output
+    assert not any(tmp_path.iterdir())

@@ -36,10 +36,10 @@ class ResultWriter(ResultWriterTiming, wiring.Component):
             "task": In(signatures.descriptor_layout()),
             "valid": In(1), "i": In(DIM_BITS), "j": In(DIM_BITS),
             "lanes": In(data.ArrayLayout(signed(cfg.engine.acc_bits), L)),
-            "busy": Out(1),                     # a requantized line is still to be written
-            "out_write": Out(signatures.out_write(cfg)),
+            "busy": Out(1),                     # a line is in the pipeline, not yet written
+            "out_write": In(signatures.out_write(cfg)),   # the writer drives the write ports (the flip)
             "mult_port": port, "shift_port": port,
-            "d_write": Out(signatures.l1_write(cfg)),
+            "d_write": In(signatures.l1_write(cfg)),
         })
 
     def elaborate(self, platform):

@@ -1,0 +1,88 @@
+"""Each component of the chip alone on an FPGA: its FMAX and worst path, to find what limits the chip's clock.
+
+A whole-chip place and route takes the better part of an hour on two cores and names one worst path; timed
+alone (Yosys, then nextpnr ``--out-of-context``: no pins, every port a free net), each component takes a minute
+or two and shows its own limit. ``dsa fpga timing --config C [--component a,b]`` runs this; docs/fpga.md
+keeps the table for the ulx3s preset.
+
+Out of context, paths from and to the component's ports are not timed, so a path that runs through several
+components (a unit's ``free`` into the dispatcher and back) only shows in the whole chip.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from amaranth.back import verilog
+
+from hwgen.spec import isa
+from hwgen.spec.config import HwConfig
+from sim.fpga.pnr import place_and_route
+from sim.fpga.yosys import synthesize
+from sim.rtl.errors import RtlError
+
+
+def _components() -> dict[str, Callable[[HwConfig], object]]:
+    from hwgen.rtl.engine.engine import DsaEngine
+    from hwgen.rtl.engine.mac_lanes import MacLanes
+    from hwgen.rtl.engine.result_writer import ResultWriter
+    from hwgen.rtl.engine.row_unit import RowUnit
+    from hwgen.rtl.engine.scratchpad import Scratchpad
+    from hwgen.rtl.engine.topk_path import TopkPath
+    from hwgen.rtl.engine.topk_softmax import TopkSoftmax
+    from hwgen.rtl.memory.dma_load import DmaLoad
+    from hwgen.rtl.memory.dma_store import DmaStore
+    from hwgen.rtl.memory.tlb import Tlb
+    from hwgen.rtl.scheduler.asa import Asa
+    return {
+        "scheduler": Asa,
+        "row_unit": RowUnit,
+        "mac_lanes": lambda cfg: MacLanes(cfg.engine.lanes, cfg.engine.operand_bits, cfg.engine.acc_bits,
+                                          cfg.engine.overflow),
+        "result_writer": ResultWriter,
+        "topk_softmax": lambda cfg: TopkSoftmax(cfg.attention.topk_max, cfg.attention.frac_bits),
+        "topk_path": TopkPath,
+        "scratchpad": lambda cfg: Scratchpad(cfg, 3 * cfg.engine.rows + 3),
+        "tlb": lambda cfg: Tlb(cfg, addr_width=isa.DESCRIPTOR.bits("hbm_addr")),
+        "dma_load": DmaLoad,
+        "dma_store": DmaStore,
+        "engine": DsaEngine,
+    }
+
+
+#: the components ``time_component`` knows, in the order a report lists them (each has registers: a purely
+#: combinational one, like the zero compactor, has no clocked path of its own and is timed inside its owner)
+COMPONENTS = ("scheduler", "row_unit", "mac_lanes", "result_writer", "topk_softmax", "topk_path",
+              "scratchpad", "tlb", "dma_load", "dma_store", "engine")
+
+
+def time_component(cfg: HwConfig, name: str, folder: Path, *, seed: int = 1, mhz: float | None = None,
+                   detail: Callable[[str], None] = lambda what: None) -> dict:
+    """Synthesize component ``name`` of ``cfg`` alone for the ECP5-85F and place and route it out of context,
+    aiming at ``mhz`` (default: the config's clock). Returns its record: FMAX, worst path, resources, seconds.
+    The files stay in ``folder`` (``<name>.v``, the Yosys and nextpnr logs)."""
+    if name not in COMPONENTS:
+        raise ValueError(f"component: {name!r} is not allowed (allowed: {', '.join(COMPONENTS)})")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    mhz = cfg.clock.mhz if mhz is None else mhz
+    start = time.monotonic()
+    (folder / f"{name}.v").write_text(verilog.convert(_components()[name](cfg), name=name, emit_src=False))
+    sources = [f"{name}.v"]
+    if name == "engine" and cfg.l3.enabled:
+        from hwgen.rtl.memory.l3_cache import ram_modules
+        for file, text in ram_modules(cfg).items():
+            (folder / file).write_text(text)
+            sources.insert(0, file)
+    synthesis = synthesize(folder, sources, name, "ecp5", netlist=True, detail=detail)
+    routed = place_and_route(folder, synthesis.netlist, mhz=mhz, seed=seed, out_of_context=True, detail=detail)
+    if not routed.fmax:
+        raise RtlError(f"{name}: nextpnr found no clocked path (log: {routed.log})", routed.log)
+    clock, fmax = min(routed.fmax.items(), key=lambda item: item[1])
+    return {"component": name, "config": cfg.name, "config_digest": cfg.digest(), "part": "LFE5U-85F",
+            "seed": seed, "target_mhz": mhz, "fmax_mhz": round(fmax, 2), "clock": clock,
+            "critical_path": {"from": routed.critical_from, "to": routed.critical_to},
+            "resources": synthesis.total, "tools": {"yosys": synthesis.tool},
+            "seconds": {"synthesis": round(synthesis.seconds, 1), "place_and_route": round(routed.seconds, 1),
+                        "total": round(time.monotonic() - start, 1)}}
