@@ -13,7 +13,7 @@ from pathlib import Path
 
 from hwgen.spec.config import HwConfig
 from sim.fpga.parts import BOARDS
-from sim.fpga.pnr import nextpnr_command, place_and_route
+from sim.fpga.pnr import nextpnr_version, place_and_route
 from sim.fpga.yosys import synthesize, yosys_version
 from sim.rtl.errors import RtlError, ToolchainError
 
@@ -28,11 +28,6 @@ def _platform_and_top(cfg: HwConfig):
         from hwgen.rtl.board.ulx3s import Ulx3sTop
         return ULX3S_85F_Platform(), Ulx3sTop(cfg)
     raise ValueError(f"board.target: {cfg.board.target!r} has no board build (allowed: {', '.join(BUILDABLE)})")
-
-
-def _tool_version(command: list[str]) -> str:
-    out = subprocess.run([*command, "--version"], capture_output=True, text=True, check=False)
-    return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr).strip() else "unknown"
 
 
 def ecppack(folder: Path, textcfg: str, bitstream: str) -> None:
@@ -73,7 +68,7 @@ def build(cfg: HwConfig, out: Path, seeds: list[int], *, stage: Callable[[str], 
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "board": cfg.board.target, "part": part.name, "config": cfg.name, "config_digest": cfg.digest(),
         "target_mhz": cfg.clock.mhz, "chip_clock": chip_clock,
-        "tools": {"yosys": yosys_version(), "nextpnr": _tool_version(nextpnr_command())},
+        "tools": {"yosys": yosys_version(), "nextpnr": nextpnr_version()},
         "synthesis": {"seconds": round(synth.seconds, 1), "resources": synth.total, "available": part.available()},
         "seeds": [r.to_json() for r in runs],
         "fmax_mhz": {"per_seed": [round(f, 2) for f in fmax], "median": round(statistics.median(fmax), 2),

@@ -18,7 +18,7 @@ from amaranth.back import verilog
 
 from hwgen.spec import isa
 from hwgen.spec.config import HwConfig
-from sim.fpga.pnr import place_and_route
+from sim.fpga.pnr import nextpnr_version, place_and_route
 from sim.fpga.yosys import synthesize
 from sim.rtl.errors import RtlError
 
@@ -83,6 +83,6 @@ def time_component(cfg: HwConfig, name: str, folder: Path, *, seed: int = 1, mhz
     return {"component": name, "config": cfg.name, "config_digest": cfg.digest(), "part": "LFE5U-85F",
             "seed": seed, "target_mhz": mhz, "fmax_mhz": round(fmax, 2), "clock": clock,
             "critical_path": {"from": routed.critical_from, "to": routed.critical_to},
-            "resources": synthesis.total, "tools": {"yosys": synthesis.tool},
+            "resources": synthesis.total, "tools": {"yosys": synthesis.tool, "nextpnr": nextpnr_version()},
             "seconds": {"synthesis": round(synthesis.seconds, 1), "place_and_route": round(routed.seconds, 1),
                         "total": round(time.monotonic() - start, 1)}}

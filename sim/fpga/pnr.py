@@ -51,6 +51,12 @@ def nextpnr_command() -> list[str]:
     return [found]
 
 
+def nextpnr_version() -> str:
+    out = subprocess.run([*nextpnr_command(), "--version"], capture_output=True, text=True, check=False)
+    text = (out.stdout or out.stderr).strip()
+    return text.splitlines()[0] if text else "unknown"
+
+
 def place_and_route(folder: Path, netlist: str, part: str = "LFE5U-85F", *, mhz: float = 125.0, seed: int = 1,
                     out_of_context: bool = False, lpf: str | None = None, textcfg: str | None = None,
                     detail: Callable[[str], None] = lambda what: None, timeout: float = 3600) -> PnrResult:
