@@ -50,8 +50,8 @@ class ResultWriterTiming:
     @staticmethod
     def latency(requant: int) -> int:
         """Cycles from a result's write slot to its writes (result_writer.py): a plain line is written once its
-        row base is multiplied, a requantized one after the table read, multiply, round, and shift-and-clamp."""
-        return 2 if requant == isa.Requant.NONE else 5
+        row base is multiplied, a requantized one after the table read, multiply, round, shift and clamp."""
+        return 2 if requant == isa.Requant.NONE else 6
 
 
 class EngineTiming:

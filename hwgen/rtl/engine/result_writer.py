@@ -6,8 +6,8 @@ A pipeline that takes a line every cycle (cycle t: the line is handed over in it
   t+1   the table arrives: each lane's multiplier and shift are picked; the rows' line bases i * nbj and
         i * words(n) are multiplied (registered: no multiplier sits in front of a RAM address);
   t+2   a plain line is written to the output buffer;   requant: x * mult (registered multiply);
-  t+3   + round (half up);   t+4   >> shift and clamp to [-128, 127]  (golden.numerics.requantize);
-  t+5   the requantized line is written both to the output buffer (sign-extended lanes) and as int8 bytes into
+  t+3   + round (half up);   t+4   >> shift;   t+5   clamp to [-128, 127]  (golden.numerics.requantize);
+  t+6   the requantized line is written both to the output buffer (sign-extended lanes) and as int8 bytes into
         L1 row i at ``d_addr`` (dense rows of ``words(n)`` lines), where a later task can read it as its A or
         B: layers chain on chip.
 ``latency(requant)`` (``hwgen/spec/timing.py``) is that distance from t to the write; ``busy`` is high while a
@@ -96,26 +96,27 @@ class ResultWriter(ResultWriterTiming, wiring.Component):
         prod3 = Signal(data.ArrayLayout(signed(acc_bits + 17), L))
         shift3, shift4 = Signal.like(shift2), Signal.like(shift2)
         sum4 = Signal(data.ArrayLayout(signed(acc_bits + 18), L))
-        y5 = Signal(data.ArrayLayout(signed(8), L))
+        scaled5 = Signal(data.ArrayLayout(signed(acc_bits + 18), L))
+        y6 = Signal(data.ArrayLayout(signed(8), L))
         m.d.sync += [shift3.eq(shift2), shift4.eq(shift3)]
         for lane in range(L):
             shift = shift3[lane]
             rounding = Mux(shift == 0, 0, Const(1, 48) << (shift - 1).as_unsigned())
-            scaled = Signal(signed(acc_bits + 18), name=f"scaled{lane}")
-            m.d.comb += scaled.eq(sum4[lane] >> shift4[lane])
+            scaled = scaled5[lane]
             m.d.sync += [prod3[lane].eq(x2[lane] * mult2[lane]),                     # t+2
                          sum4[lane].eq(prod3[lane] + rounding),                       # t+3
-                         y5[lane].eq(Mux(scaled > 127, 127, Mux(scaled < -128, -128, scaled)))]   # t+4
+                         scaled5[lane].eq(sum4[lane] >> shift4[lane]),                 # t+4
+                         y6[lane].eq(Mux(scaled > 127, 127, Mux(scaled < -128, -128, scaled)))]   # t+5
 
-        # writes: a plain line in t+2, a requantized one in t+5
+        # writes: a plain line in t+2, a requantized one in t+6
         sign_extended = Signal.like(self.lanes)
-        m.d.comb += [sign_extended[lane].eq(y5[lane]) for lane in range(L)]
+        m.d.comb += [sign_extended[lane].eq(y6[lane]) for lane in range(L)]
         m.d.comb += [self.out_write.addr.eq(Mux(requant, c_addr[depth], c_addr2)),
                      self.out_write.en.eq(Mux(requant, st[depth].valid, st[plain_at].valid)),
                      self.out_write.data.eq(Mux(requant, sign_extended.as_value(), x2.as_value()))]
         col = st[depth].j << log2(L)
         inside = Cat(*(((col + lane) < task.n) for lane in range(L)))
         m.d.comb += [self.d_write.addr.eq(d_addr[depth]),
-                     self.d_write.data.eq(y5.as_value().replicate(W // L)),
+                     self.d_write.data.eq(y6.as_value().replicate(W // L)),
                      self.d_write.en.eq(Mux(requant & st[depth].valid, inside << col[:log2(W)], 0))]
         return m

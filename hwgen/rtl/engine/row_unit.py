@@ -15,7 +15,7 @@ Back end (pipelined behind the front end, so the next job starts while this one 
   U   B's row base k * nbl (a registered multiply);
   V   B[k, block j] is read;
   T1  B arrives -> MacLanes; lanes whose B value is zero are counted as gated -> result for the writer.
-Every stage is a register to register path short enough for 125 MHz on an ECP5 (docs/fpga.md).
+No multiplier feeds a RAM address in the same cycle (FMAX per component: docs/fpga.md).
 Accumulate (descriptor bit, K tiling): the dispatcher reads the job's output line in the cycle it hands the
 job over; the unit latches it the next cycle into the MAC lanes' init register of the job's slot (a count of
 jobs taken, modulo ``MacLanes.INIT_SLOTS``, that travels with its elements), and the job's first MAC cycle
