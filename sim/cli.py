@@ -577,7 +577,8 @@ def lint(config: str = typer.Option("tiny", "--config", help=CONFIG_HELP),
 
 
 fpga_app = typer.Typer(no_args_is_help=True, epilog=EXIT_HELP,
-                       help="FPGA flows: synthesis and resource counts (Yosys from PyPI).")
+                       help="FPGA flows: synthesis and resources, each component's FMAX, board builds, HBM-board "
+                            "export (Yosys and nextpnr from PyPI).")
 app.add_typer(fpga_app, name="fpga")
 Family = Enum("Family", {f: f for f in ("ecp5", "ice40", "xilinx")}, type=str)
 Top = Enum("Top", {t: t for t in ("chip", "engine")}, type=str)
