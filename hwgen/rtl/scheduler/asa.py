@@ -40,9 +40,10 @@ high; beats are taken in the cycle they are offered, RREADY is always high):
   g = max(f + 1, the cycle after its previous push), reads the values (first AR in g + ``gate_ar_latency``)
   into its buffer while it divides gate_rows into tiles (``gate_div_cycles``, one quotient bit per cycle), and
   from the cycle after the later of the two (r_last: the last beat, or g + 1 + ``gate_div_cycles``) spends
-  ``gate_cycles`` cycles on them, one value per cycle (TOPK: plus gate_k per row to apply the picks), pushing
-  the completion in the cycle of the last one (r_last + 1 + gate_cycles). Its predicate block is cleared in
-  the cycle after the last beat.
+  ``gate_cycles`` cycles on them, one value per cycle (TOPK: plus gate_k per row to apply the picks), and
+  pushes the completion in the cycle after the last one (r_last + ``gate_push_latency`` + gate_cycles), in
+  which the last predicate bit is written (each step's bit is registered before it is written). Its
+  predicate block is cleared in r_last + 2.
 - Release: completions are popped in push order (same cycle: engines in index order, then a skip, then the
   gate unit) from the cycle after their push, one at a time; each walks its successor list one entry per
   cycle (none: one cycle). Entry walked in w: the successor's count of released predecessors goes up in
@@ -564,18 +565,19 @@ class Asa(AsaTiming, wiring.Component):
 
         # gate processing: ``cur`` is the step done in this cycle, ``nxt`` the next (its value read now)
         PRE, STEP_A, STEP_B, END = range(4)
+        # c_bit / n_bit: the column's first predicate bit offset of TOPK, c_c * g_tiles kept as a running sum
         c_ph, c_r, c_c, c_b = Signal(2), Signal(16), Signal(8), Signal(4)
-        c_rb, c_ti, c_tr = Signal(24), Signal(16), Signal(16)
+        c_rb, c_ti, c_tr, c_bit = Signal(24), Signal(16), Signal(16), Signal(24)
         n_ph, n_r, n_c, n_b = Signal(2), Signal(16), Signal(8), Signal(4)
-        n_rb, n_ti, n_tr = Signal(24), Signal(16), Signal(16)
+        n_rb, n_ti, n_tr, n_bit = Signal(24), Signal(16), Signal(16), Signal(24)
         m.d.comb += [n_ph.eq(c_ph), n_r.eq(c_r), n_c.eq(c_c), n_b.eq(c_b), n_rb.eq(c_rb), n_ti.eq(c_ti),
-                     n_tr.eq(c_tr)]
+                     n_tr.eq(c_tr), n_bit.eq(c_bit)]
 
         def new_row():
             with m.If(c_r + 1 < g_rows):
                 last_in_tile = c_tr + 1 == g_tile_rows
                 m.d.comb += [n_ph.eq(STEP_A), n_r.eq(c_r + 1), n_c.eq(0), n_rb.eq(c_rb + g_blocks),
-                             n_ti.eq(c_ti + last_in_tile), n_tr.eq(Mux(last_in_tile, 0, c_tr + 1))]
+                             n_ti.eq(c_ti + last_in_tile), n_tr.eq(Mux(last_in_tile, 0, c_tr + 1)), n_bit.eq(0)]
             with m.Else():
                 m.d.comb += n_ph.eq(END)
         with m.Switch(c_ph):
@@ -583,10 +585,11 @@ class Asa(AsaTiming, wiring.Component):
                 with m.If((g_rows == 0) | (g_cols == 0)):
                     m.d.comb += n_ph.eq(END)
                 with m.Else():
-                    m.d.comb += [n_ph.eq(STEP_A), n_r.eq(0), n_c.eq(0), n_rb.eq(0), n_ti.eq(0), n_tr.eq(0)]
+                    m.d.comb += [n_ph.eq(STEP_A), n_r.eq(0), n_c.eq(0), n_rb.eq(0), n_ti.eq(0), n_tr.eq(0),
+                                 n_bit.eq(0)]
             with m.Case(STEP_A):
                 with m.If(c_c + 1 < g_cols):
-                    m.d.comb += n_c.eq(c_c + 1)
+                    m.d.comb += [n_c.eq(c_c + 1), n_bit.eq(c_bit + g_tiles)]
                 with m.Elif(g_k != 0):
                     m.d.comb += [n_ph.eq(STEP_B), n_b.eq(0)]
                 with m.Else():
@@ -597,10 +600,10 @@ class Asa(AsaTiming, wiring.Component):
                 with m.Else():
                     new_row()
         proc = (g_state == G_PROC) & running
-        m.d.comb += gate_last.eq(proc & (n_ph == END))
+        m.d.comb += gate_last.eq(proc & (c_ph == END))     # the last step's bit is written in this cycle
         with m.If(proc):
             m.d.sync += [c_ph.eq(n_ph), c_r.eq(n_r), c_c.eq(n_c), c_b.eq(n_b), c_rb.eq(n_rb), c_ti.eq(n_ti),
-                         c_tr.eq(n_tr)]
+                         c_tr.eq(n_tr), c_bit.eq(n_bit)]
         with m.Else():
             m.d.sync += c_ph.eq(PRE)
         gv_addr, gv_data = gate_ram.read()
@@ -615,38 +618,46 @@ class Asa(AsaTiming, wiring.Component):
         # TOPK: the row's best gate_k (value, column) so far, sorted (ties: the earlier column first)
         tv = [Signal(signed(acc), name=f"topk{i}_v") for i in range(TOPK_MAX)]
         tc = [Signal(8, name=f"topk{i}_c") for i in range(TOPK_MAX)]
+        tb = [Signal(24, name=f"topk{i}_bit") for i in range(TOPK_MAX)]     # tc * g_tiles
         tvl = [Signal(name=f"topk{i}_valid") for i in range(TOPK_MAX)]
         ge = [tvl[i] & (c_c != 0) & (tv[i] >= value) for i in range(TOPK_MAX)]
         with m.If(step_a):
             for i in range(TOPK_MAX):
                 with m.If(~ge[i]):
                     if i == 0:
-                        m.d.sync += [tv[i].eq(value), tc[i].eq(c_c), tvl[i].eq(1)]
+                        m.d.sync += [tv[i].eq(value), tc[i].eq(c_c), tb[i].eq(c_bit), tvl[i].eq(1)]
                     else:
                         with m.If(ge[i - 1]):
-                            m.d.sync += [tv[i].eq(value), tc[i].eq(c_c), tvl[i].eq(1)]
+                            m.d.sync += [tv[i].eq(value), tc[i].eq(c_c), tb[i].eq(c_bit), tvl[i].eq(1)]
                         with m.Else():
-                            m.d.sync += [tv[i].eq(tv[i - 1]), tc[i].eq(tc[i - 1]),
+                            m.d.sync += [tv[i].eq(tv[i - 1]), tc[i].eq(tc[i - 1]), tb[i].eq(tb[i - 1]),
                                          tvl[i].eq(tvl[i - 1] & (c_c != 0))]
+        # a step's predicate bit is worked out in its cycle and written in the next (stage 2): a RAM read, a
+        # select and an add in front of every predicate's compare were the scheduler's slowest path. A row's
+        # picks are distinct columns and its first pick comes gate_cols steps after the last of the row
+        # before, so stage 2's capacity check never misses a count still in flight.
         taken_n = [Signal(16, name=f"gate_taken{j}") for j in range(P)]
-        pick_v, pick_c, pick_taken = Signal(), Signal(8), Signal(16)
-        m.d.comb += [pick_v.eq(A(tvl)[c_b]), pick_c.eq(A(tc)[c_b]),
-                     pick_taken.eq(A(taken_n)[pick_c[:ceil_log2(P)]])]
-        apply, set_thr = Signal(), Signal()
-        bit_topk, bit_thr, block = Signal(32), Signal(9), Signal(32)
-        m.d.comb += [apply.eq(step_b & pick_v & (pick_c < P) & (pick_taken < g_cap)),
-                     bit_topk.eq(g_base + pick_c * g_tiles + c_ti), bit_thr.eq(g_base + c_c),
-                     set_thr.eq(step_a & (g_op == GateOp.THRESHOLD) & (value > g_thr)),
-                     block.eq(Mux(g_op == GateOp.TOPK, g_cols * g_tiles, g_cols))]
+        s2_pick, s2_col, s2_topk = Signal(), Signal(8), Signal(32)
+        s2_thr, s2_bit_thr = Signal(), Signal(9)
+        pick_v, pick_c = A(tvl)[c_b], A(tc)[c_b]
+        m.d.sync += [s2_pick.eq(step_b & pick_v & (pick_c < P)), s2_col.eq(pick_c),
+                     s2_topk.eq(g_base + A(tb)[c_b] + c_ti),
+                     s2_thr.eq(step_a & (g_op == GateOp.THRESHOLD) & (value > g_thr)), s2_bit_thr.eq(g_base + c_c)]
+        apply = Signal()
+        m.d.comb += apply.eq(s2_pick & (A(taken_n)[s2_col[:ceil_log2(P)]] < g_cap))
+        # the block to clear, registered in the first cycle of processing and cleared in the second
+        clear, block_end = Signal(), Signal(32)
+        m.d.sync += [clear.eq(start_proc),
+                     block_end.eq(g_base + Mux(g_op == GateOp.TOPK, g_cols * g_tiles, g_cols))]
         with m.If(start_proc):
             m.d.sync += [t.eq(0) for t in taken_n]
         for j in range(P):
-            with m.If(apply & (pick_c == j)):
+            with m.If(apply & (s2_col == j)):
                 m.d.sync += taken_n[j].eq(taken_n[j] + 1)
         for q in range(P):
-            with m.If(start_proc & (q >= g_base) & (q < g_base + block)):
+            with m.If(clear & (q >= g_base) & (q < block_end)):
                 m.d.sync += preds[q].eq(0)
-            with m.If((apply & (bit_topk == q)) | (set_thr & (bit_thr == q))):
+            with m.If((apply & (s2_topk == q)) | (s2_thr & (s2_bit_thr == q))):
                 m.d.sync += preds[q].eq(1)
 
         # ---------------- completions: FIFO and release ----------------
