@@ -70,6 +70,7 @@ class TopkSoftmaxTiming:
     """A row of ``n`` beats that keeps ``count`` entries occupies the unit from the cycle its first beat is
     accepted to the cycle after its last entry is emitted (``row_cycles``)."""
 
+    COLLECT_LATENCY = 1  # a beat accepted in t is sorted into the list in t + 1 (registered first)
     EXP_LATENCY = 5     # issue of an entry -> ``total`` includes its e
     DIV_CYCLES = 23     # restoring-division iterations for r = 2^32 // total (width of r at frac_bits = 4)
     EMPTY_CYCLES = 1    # a row without a valid beat: one cycle for its ``empty`` beat after the last beat
@@ -82,9 +83,10 @@ class TopkSoftmaxTiming:
         if n_beats < 1 or not 0 <= count <= n_beats:
             raise ValueError(f"row_cycles: n_beats={n_beats}, count={count} (allowed: n_beats >= 1, "
                              "0 <= count <= n_beats)")
+        t = TopkSoftmaxTiming
         if count == 0:
-            return n_beats + TopkSoftmaxTiming.EMPTY_CYCLES
-        return n_beats + (TopkSoftmaxTiming.EXP_LATENCY - 1 + count) + TopkSoftmaxTiming.DIV_CYCLES + count
+            return n_beats + t.COLLECT_LATENCY + t.EMPTY_CYCLES
+        return n_beats + t.COLLECT_LATENCY + (t.EXP_LATENCY - 1 + count) + t.DIV_CYCLES + count
 
 
 class TopkPathTiming:

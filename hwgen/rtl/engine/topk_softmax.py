@@ -5,11 +5,14 @@ and widths come from ``hwgen.spec.softmax`` (``softmax_constants`` / ``softmax_w
 
 Phases of one row (the unit works on one row at a time; ``scores.ready`` is high only while collecting):
 
-1. COLLECT, 1 beat per cycle: sorted insertion into a ``kmax``-slot register list ordered by value descending
-   then index ascending (the streaming rule of ``topk_row``: a valid beat goes in only when fewer than ``k``
-   entries are kept or its value is STRICTLY greater than the smallest kept one, which is then dropped). Each
-   slot compares its value with the beat's (one signed 32-bit comparator per slot) and keeps, takes the beat
-   or takes its upper neighbour: no search, no variable shift.
+1. COLLECT, 1 beat per cycle: each accepted beat is registered, then in the next cycle sorted into a
+   ``kmax``-slot register list ordered by value descending then index ascending (the streaming rule of
+   ``topk_row``: a valid beat goes in only when fewer than ``k`` entries are kept or its value is STRICTLY
+   greater than the smallest kept one, which is then dropped). Each slot compares its value with the beat's
+   (one signed 32-bit comparator per slot) and keeps, takes the beat or takes its upper neighbour: no search,
+   no variable shift. The slots at and beyond ``k`` take part without being kept, so a beat that does not go
+   in changes none of the kept ones: no k-th select stands in front of the list. The last beat is sorted in
+   the cycle after it is accepted (``COLLECT_LATENCY``), before EXP or the empty beat.
 2. EXP, one kept entry issued per cycle (slot 0 holds the maximum m) into a 5-stage pipeline:
      issue : -q = m - s (33-bit subtract), dead = -q >= (z_max + 1) * q_ln2 (constant compare)
      +1    : z = floor(-q / q_ln2) as (-q * M) >> shift, exact for every -q below the dead limit (checked at
@@ -32,8 +35,8 @@ simulating the unit): a row of ``n`` beats that keeps ``count`` entries occupies
 first beat is accepted to the cycle after its last entry is emitted, which is when the next row's first beat
 is accepted if the producer is always valid:
 
-    count == 0: n + EMPTY_CYCLES                                    (= n + 1)
-    count >= 1: n + (EXP_LATENCY - 1 + count) + DIV_CYCLES + count  (= n + 2 * count + 27)
+    count == 0: n + COLLECT_LATENCY + EMPTY_CYCLES                                    (= n + 2)
+    count >= 1: n + COLLECT_LATENCY + (EXP_LATENCY - 1 + count) + DIV_CYCLES + count  (= n + 2 * count + 28)
 
 ``entries.ready`` is ignored: the consumer must always be ready (the row unit's consumer is).
 """
@@ -114,20 +117,25 @@ class TopkSoftmax(TopkSoftmaxTiming, wiring.Component):
         cnt = Signal(range(K + 1))
         beat = self.scores.payload
 
-        # ---- collect: sorted insertion -----------------------------------------------------------------
+        # ---- collect: sorted insertion of the beat accepted in the cycle before (``held``) ---------------
+        held, held_full, held_k = Signal(SCORE_LAYOUT), Signal(), Signal.like(self.k)   # k counts as of the beat
+        m.d.sync += held_full.eq(0)
+        with m.If(self.scores.valid & self.scores.ready):
+            m.d.sync += [held.eq(beat), held_full.eq(1), held_k.eq(self.k)]
+        sort_in = held_full & held.valid
         before = Signal(K)   # slot i is kept and stays ahead of the beat (value >= beat: ties keep the older)
         for i in range(K):
-            m.d.comb += before[i].eq((cnt > i) & (vals[i] >= beat.value))
-        kth_before = Signal()   # slot k-1 stays ahead: the list is full of entries >= the beat, no insert
-        m.d.comb += kth_before.eq(1)   # k = 0 keeps nothing
-        with m.Switch(self.k):
-            for kk in range(1, K + 1):
-                with m.Case(kk):
-                    m.d.comb += kth_before.eq(before[kk - 1])
-        insert = Signal()
+            m.d.comb += before[i].eq((cnt > i) & (vals[i] >= held.value))
+        with m.If(sort_in):
+            # a beat that does not go in (the k kept ones all >= it) only moves slots at or beyond k
+            for i in range(K):
+                src_v = held.value if i == 0 else Mux(before[i - 1], held.value, vals[i - 1])
+                src_i = held.index if i == 0 else Mux(before[i - 1], held.index, idxs[i - 1])
+                with m.If(~before[i]):
+                    m.d.sync += [vals[i].eq(src_v), idxs[i].eq(src_i)]
         cnt_next = Signal.like(cnt)
-        m.d.comb += [insert.eq(beat.valid & ~kth_before),
-                     cnt_next.eq(Mux(insert & (cnt < self.k), cnt + 1, cnt))]
+        m.d.comb += cnt_next.eq(Mux(sort_in & (cnt < held_k), cnt + 1, cnt))
+        m.d.sync += cnt.eq(cnt_next)
 
         # ---- exp pipeline ----------------------------------------------------------------------------
         ctr = Signal(range(K + self.EXP_LATENCY))
@@ -199,20 +207,14 @@ class TopkSoftmax(TopkSoftmaxTiming, wiring.Component):
         with m.FSM():
             with m.State("COLLECT"):
                 m.d.comb += self.scores.ready.eq(1)
-                with m.If(self.scores.valid):
-                    with m.If(insert):
-                        for i in range(K):
-                            src_v = beat.value if i == 0 else Mux(before[i - 1], beat.value, vals[i - 1])
-                            src_i = beat.index if i == 0 else Mux(before[i - 1], beat.index, idxs[i - 1])
-                            with m.If(~before[i]):
-                                m.d.sync += [vals[i].eq(src_v), idxs[i].eq(src_i)]
-                        m.d.sync += cnt.eq(cnt_next)
-                    with m.If(beat.last):
-                        m.d.sync += [ctr.eq(0), total.eq(0), rank.eq(0), next_rank.eq(0)]
-                        with m.If(cnt_next == 0):
-                            m.next = "EMPTY"
-                        with m.Else():
-                            m.next = "EXP"
+                with m.If(self.scores.valid & beat.last):
+                    m.next = "LAST"
+            with m.State("LAST"):                 # the last beat is sorted in
+                m.d.sync += [ctr.eq(0), total.eq(0), rank.eq(0), next_rank.eq(0)]
+                with m.If(cnt_next == 0):
+                    m.next = "EMPTY"
+                with m.Else():
+                    m.next = "EXP"
             with m.State("EXP"):
                 m.d.comb += issue.eq(ctr < cnt)
                 m.d.sync += ctr.eq(ctr + 1)
