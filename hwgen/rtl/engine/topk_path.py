@@ -40,7 +40,6 @@ class TopkPath(TopkPathTiming, wiring.Component):
         task = self.task
         m.submodules.unit = unit = TopkSoftmax(cfg.attention.topk_max, cfg.attention.frac_bits)
         m.d.comb += unit.k.eq(task.topk)
-        nbj = lay.blocks(task.n)
 
         # ---- reader: the read port's output holds the line of (row, col); en low holds it ----
         row, col = Signal(DIM_BITS), Signal(DIM_BITS)
@@ -51,13 +50,15 @@ class TopkPath(TopkPathTiming, wiring.Component):
         next_col = Mux(last_col, 0, col + 1)
         beat = unit.scores.valid & unit.scores.ready
         crossing = last_col | (col[:log2(L)] == L - 1)   # the next beat needs another line
-        line_of = lambda r, c: lay.c_line(task.c_addr, r * nbj, c >> log2(L))  # noqa: E731
+        # the rows' lines are contiguous (row r's last line + 1 is row r+1's first), so the line read is a
+        # running count from c_line(c_addr, 0, 0): no row * nbj multiply in front of the read address
+        line = Signal.like(self.scores_port.addr)
         with m.If(self.active & ~started):
-            m.d.comb += [self.scores_port.addr.eq(line_of(row, col)), self.scores_port.en.eq(1)]
-            m.d.sync += [started.eq(1), have_line.eq(1)]
+            m.d.comb += [self.scores_port.addr.eq(lay.c_line(task.c_addr, 0, 0)), self.scores_port.en.eq(1)]
+            m.d.sync += [started.eq(1), have_line.eq(1), line.eq(lay.c_line(task.c_addr, 0, 0))]
         with m.Elif(beat):
-            m.d.comb += [self.scores_port.addr.eq(line_of(next_row, next_col)), self.scores_port.en.eq(crossing)]
-            m.d.sync += [row.eq(next_row), col.eq(next_col)]
+            m.d.comb += [self.scores_port.addr.eq(line + 1), self.scores_port.en.eq(crossing)]
+            m.d.sync += [row.eq(next_row), col.eq(next_col), line.eq(line + crossing)]
         with m.Else():
             m.d.comb += self.scores_port.en.eq(0)
         lane = self.scores_port.data.word_select(col[:log2(L)], acc_bits)
@@ -72,13 +73,13 @@ class TopkPath(TopkPathTiming, wiring.Component):
         entry = unit.entries.payload
         m.d.comb += unit.entries.ready.eq(1)
         byte = entry.index[:log2(W)]
-        m.d.comb += [self.p_write.addr.eq(lay.a_dense_line(task.a_addr, out_row * lay.words(task.n),
-                                                           entry.index >> log2(W))),
+        out_base = Signal(2 * DIM_BITS)          # out_row * words(n), kept as a running sum
+        m.d.comb += [self.p_write.addr.eq(lay.a_dense_line(task.a_addr, out_base, entry.index >> log2(W))),
                      self.p_write.data.eq(entry.p.replicate(W)),
                      self.p_write.en.eq(Mux(unit.entries.valid & ~entry.empty, Const(1, W) << byte, 0))]
         with m.If(unit.entries.valid & entry.last):
-            m.d.sync += out_row.eq(out_row + 1)
+            m.d.sync += [out_row.eq(out_row + 1), out_base.eq(out_base + lay.words(task.n))]
         m.d.comb += self.done.eq(self.active & (out_row == task.m))
         with m.If(~self.active):
-            m.d.sync += [row.eq(0), col.eq(0), started.eq(0), have_line.eq(0), out_row.eq(0)]
+            m.d.sync += [row.eq(0), col.eq(0), started.eq(0), have_line.eq(0), out_row.eq(0), out_base.eq(0)]
         return m
