@@ -42,9 +42,8 @@ def test_the_tiny_chip_maps_memories_onto_block_ram_and_products_onto_multiplier
     # the total is the sum of the instances' own cells
     assert report["total"] == pytest.approx({k: sum(v[k] for v in kinds.values()) for k in KINDS})
     # every L1 read port's copy is block RAM, tiled as designed (no register file)
-    ports = 3 * R + 3
     assert kinds["scratchpad"]["ram"] == E * block_rams("ecp5", cfg.lines_per_bank, cfg.line_bytes * 8,
-                                                         ports * cfg.l1.banks)
+                                                         cfg.l1_read_ports * cfg.l1.banks)
     # one MULT18X18D per MAC lane
     assert kinds["mac_lanes"]["dsp"] == E * R * L
     assert report["part"] == "LFE5U-85F" and report["available"]["ram"] == 208

@@ -382,6 +382,12 @@ class HwConfig(_Section):
         return self.l1_lines // self.l1.banks
 
     @property
+    def l1_read_ports(self) -> int:
+        """An engine's L1 read ports: 3 per row unit (A, values / indices, B), 2 for the result writer (requant
+        multipliers and shifts), 1 for the STORE. The scratchpad keeps one copy of its banks per port."""
+        return 3 * self.engine.rows + 3
+
+    @property
     def out_line_bits(self) -> int:
         """One output line = one job's result: L accumulators."""
         return self.engine.lanes * self.engine.acc_bits

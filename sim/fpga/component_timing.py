@@ -43,7 +43,7 @@ def _components() -> dict[str, Callable[[HwConfig], object]]:
         "result_writer": ResultWriter,
         "topk_softmax": lambda cfg: TopkSoftmax(cfg.attention.topk_max, cfg.attention.frac_bits),
         "topk_path": TopkPath,
-        "scratchpad": lambda cfg: Scratchpad(cfg, 3 * cfg.engine.rows + 3),
+        "scratchpad": lambda cfg: Scratchpad(cfg, cfg.l1_read_ports),
         "tlb": lambda cfg: Tlb(cfg, addr_width=isa.DESCRIPTOR.bits("hbm_addr")),
         "dma_load": DmaLoad,
         "dma_store": DmaStore,

@@ -48,10 +48,6 @@ def _l3_rams(c: HwConfig, family: str) -> int:
     return sum(block_rams(family, shape.depth, shape.width, c.l3.banks * c.memory.ports) for shape in ram_shapes(c))
 
 
-def _l1_ports(c: HwConfig) -> int:
-    return 3 * c.engine.rows + 3
-
-
 #: kind -> feature name -> f(config, family); the constant "one" lets every fit have an intercept
 FEATURES: dict[str, dict[str, Callable[[HwConfig, str], float]]] = {
     "mac_lanes": {"one": lambda c, f: 1, "lanes": lambda c, f: c.engine.lanes,
@@ -62,9 +58,10 @@ FEATURES: dict[str, dict[str, Callable[[HwConfig, str], float]]] = {
                  "lanes": lambda c, f: c.engine.lanes,
                  "scan_log": lambda c, f: c.engine.scan_bytes * _log2(c.engine.scan_bytes)},
     "scratchpad": {"one": lambda c, f: 1,
-                   "port_bits": lambda c, f: _l1_ports(c) * c.line_bytes * 8 * (c.l1.banks > 1),
-                   "port_bits_all": lambda c, f: _l1_ports(c) * c.line_bytes * 8,
-                   "rams": lambda c, f: block_rams(f, c.lines_per_bank, c.line_bytes * 8, _l1_ports(c) * c.l1.banks)},
+                   "port_bits": lambda c, f: c.l1_read_ports * c.line_bytes * 8 * (c.l1.banks > 1),
+                   "port_bits_all": lambda c, f: c.l1_read_ports * c.line_bytes * 8,
+                   "rams": lambda c, f: block_rams(f, c.lines_per_bank, c.line_bytes * 8,
+                                                   c.l1_read_ports * c.l1.banks)},
     "result_writer": {"one": lambda c, f: 1, "lanes": lambda c, f: c.engine.lanes,
                       "scan": lambda c, f: c.engine.scan_bytes},
     "dma_load": {"one": lambda c, f: 1, "beat_bits": lambda c, f: c.line_bytes * 8},

@@ -97,8 +97,8 @@ class DsaEngine(EngineTiming, wiring.Component):
         R = cfg.engine.rows
         lay = Layout.of(cfg)
 
-        # 3 per row unit, 2 for the writer, 1 for the STORE (source = 1)
-        m.submodules.l1 = l1 = Scratchpad(cfg, read_ports=3 * R + 3)
+        # cfg.l1_read_ports: 3 per row unit, then 2 for the writer, 1 for the STORE (source = 1)
+        m.submodules.l1 = l1 = Scratchpad(cfg, read_ports=cfg.l1_read_ports)
         out_buf = memory.Memory(shape=cfg.out_line_bits, depth=cfg.out_lines, init=[])
         m.submodules.out_buf = out_buf
         out_wr = out_buf.write_port()
