@@ -50,8 +50,9 @@ class ResultWriterTiming:
     @staticmethod
     def latency(requant: int) -> int:
         """Cycles from a result's write slot to its writes (result_writer.py): a plain line is written once its
-        row base is multiplied, a requantized one after the table read, multiply, round, shift and clamp."""
-        return 2 if requant == isa.Requant.NONE else 6
+        row base is multiplied, a requantized one after the table read, multiply (in pieces, then summed), round,
+        shift and clamp."""
+        return 2 if requant == isa.Requant.NONE else 7
 
 
 class EngineTiming:

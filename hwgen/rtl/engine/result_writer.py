@@ -5,9 +5,11 @@ A pipeline that takes a line every cycle (cycle t: the line is handed over in it
         the uint8 shifts; one entry per column for PER_CHANNEL, one for PER_TENSOR);
   t+1   the table arrives: each lane's multiplier and shift are picked; the rows' line bases i * nbj and
         i * words(n) are multiplied (registered: no multiplier sits in front of a RAM address);
-  t+2   a plain line is written to the output buffer;   requant: x * mult (registered multiply);
-  t+3   + round (half up);   t+4   >> shift;   t+5   clamp to [-128, 127]  (golden.numerics.requantize);
-  t+6   the requantized line is written both to the output buffer (sign-extended lanes) and as int8 bytes into
+  t+2   a plain line is written to the output buffer;   requant: x * mult as products of 17-bit pieces of x
+        (one MULT18X18D each, registered);
+  t+3   the pieces' products summed;   t+4   + round (half up);   t+5   >> shift;
+  t+6   clamp to [-128, 127]  (golden.numerics.requantize);
+  t+7   the requantized line is written both to the output buffer (sign-extended lanes) and as int8 bytes into
         L1 row i at ``d_addr`` (dense rows of ``words(n)`` lines), where a later task can read it as its A or
         B: layers chain on chip.
 ``latency(requant)`` (``hwgen/spec/timing.py``) is that distance from t to the write; ``busy`` is high while a
@@ -93,30 +95,39 @@ class ResultWriter(ResultWriterTiming, wiring.Component):
         m.d.sync += [c_addr[3].eq(c_addr2), d_addr[3].eq(d_addr2)]
         m.d.sync += [c_addr[s + 1].eq(c_addr[s]) for s in range(3, depth)]
         m.d.sync += [d_addr[s + 1].eq(d_addr[s]) for s in range(3, depth)]
-        prod3 = Signal(data.ArrayLayout(signed(acc_bits + 17), L))
-        shift3, shift4 = Signal.like(shift2), Signal.like(shift2)
-        sum4 = Signal(data.ArrayLayout(signed(acc_bits + 18), L))
-        scaled5 = Signal(data.ArrayLayout(signed(acc_bits + 18), L))
-        y6 = Signal(data.ArrayLayout(signed(8), L))
-        m.d.sync += [shift3.eq(shift2), shift4.eq(shift3)]
+        # x * mult in pieces: x's low 17-bit pieces (unsigned) and its top piece (signed) each times the uint16
+        # multiplier fit one 18x18 multiplier; their products are registered before the sum (a product and a
+        # wide add in one cycle were the writer's slowest path)
+        cuts = [*range(0, acc_bits, 17), acc_bits]
+        pieces = [(lo, hi) for lo, hi in zip(cuts, cuts[1:], strict=False)]
+        parts3 = [Signal(data.ArrayLayout(signed(hi - lo + 18), L), name=f"part3_{lo}") for lo, hi in pieces]
+        prod4 = Signal(data.ArrayLayout(signed(acc_bits + 17), L))
+        shift3, shift4, shift5 = Signal.like(shift2), Signal.like(shift2), Signal.like(shift2)
+        sum5 = Signal(data.ArrayLayout(signed(acc_bits + 18), L))
+        scaled6 = Signal(data.ArrayLayout(signed(acc_bits + 18), L))
+        y7 = Signal(data.ArrayLayout(signed(8), L))
+        m.d.sync += [shift3.eq(shift2), shift4.eq(shift3), shift5.eq(shift4)]
         for lane in range(L):
-            shift = shift3[lane]
+            shift = shift4[lane]
             rounding = Mux(shift == 0, 0, Const(1, 48) << (shift - 1).as_unsigned())
-            scaled = scaled5[lane]
-            m.d.sync += [prod3[lane].eq(x2[lane] * mult2[lane]),                     # t+2
-                         sum4[lane].eq(prod3[lane] + rounding),                       # t+3
-                         scaled5[lane].eq(sum4[lane] >> shift4[lane]),                 # t+4
-                         y6[lane].eq(Mux(scaled > 127, 127, Mux(scaled < -128, -128, scaled)))]   # t+5
+            scaled = scaled6[lane]
+            for (lo, hi), part in zip(pieces, parts3, strict=True):
+                piece = x2[lane][lo:hi].as_signed() if hi == acc_bits else x2[lane][lo:hi]
+                m.d.sync += part[lane].eq(piece * mult2[lane])                                # t+2
+            m.d.sync += [prod4[lane].eq(sum(part[lane] << lo for (lo, _), part in zip(pieces, parts3, strict=True))),
+                         sum5[lane].eq(prod4[lane] + rounding),                              # t+4
+                         scaled6[lane].eq(sum5[lane] >> shift5[lane]),                        # t+5
+                         y7[lane].eq(Mux(scaled > 127, 127, Mux(scaled < -128, -128, scaled)))]   # t+6
 
-        # writes: a plain line in t+2, a requantized one in t+6
+        # writes: a plain line in t+2, a requantized one in t+7
         sign_extended = Signal.like(self.lanes)
-        m.d.comb += [sign_extended[lane].eq(y6[lane]) for lane in range(L)]
+        m.d.comb += [sign_extended[lane].eq(y7[lane]) for lane in range(L)]
         m.d.comb += [self.out_write.addr.eq(Mux(requant, c_addr[depth], c_addr2)),
                      self.out_write.en.eq(Mux(requant, st[depth].valid, st[plain_at].valid)),
                      self.out_write.data.eq(Mux(requant, sign_extended.as_value(), x2.as_value()))]
         col = st[depth].j << log2(L)
         inside = Cat(*(((col + lane) < task.n) for lane in range(L)))
         m.d.comb += [self.d_write.addr.eq(d_addr[depth]),
-                     self.d_write.data.eq(y6.as_value().replicate(W // L)),
+                     self.d_write.data.eq(y7.as_value().replicate(W // L)),
                      self.d_write.en.eq(Mux(requant & st[depth].valid, inside << col[:log2(W)], 0))]
         return m
