@@ -127,9 +127,9 @@ class AsaTiming:
     region_gap = 2
     #: the last R beat of the load in t -> scheduling from t + 1
     run_latency = 1
-    #: a task entering the window in e (table RAM read) may be picked from e + 3 (slot register, then its row of
-    #: the pick's comparison matrix)
-    entry_latency = 3
+    #: a task entering the window in e (table RAM read) may be picked from e + 5 (the row registered, the log of
+    #: its rank registered, the slot register, then its row of the pick's comparison matrix)
+    entry_latency = 5
     #: issue in c -> the first descriptor offered in c + 2 (engine register, then descriptor RAM read)
     feed_latency = 2
     #: successor entry walked in w (successor RAM read) -> count RAM read in w + 1, write in w + 2, ready in w + 3

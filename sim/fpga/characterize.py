@@ -3,17 +3,20 @@
 ``python -m sim.fpga.characterize [--family ecp5] [--out data/fpga]`` synthesizes the chip top of every config of
 ``GRID`` (hierarchically, ``sim.fpga.yosys``), splits each synthesis into component kinds, writes the table
 (``resources_<family>.csv``), fits the model (``resource_model_<family>.json``) and prints the fit's error and
-its error on the presets, which are not in the grid. It takes about an hour on two cores (``make
-fpga-resources``); the results are committed so that sweeps and tests read them without Yosys.
+its error on the presets, which are not in the grid. Yosys is single-threaded, so the points are synthesized in
+``--jobs`` processes at once (default: one per core); about half an hour on two cores (``make fpga-resources``).
+The results are committed so that sweeps and tests read them without Yosys.
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import json
+import os
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from hwgen.spec import config as hwconfig
@@ -77,6 +80,16 @@ def measure(cfg: HwConfig, family: str, work: Path, keep: Path) -> tuple[list[di
     return split(result, cfg), result
 
 
+def _measure_timed(cfg: HwConfig, family: str, work: Path, keep: Path):
+    """``measure`` in a worker process: (rows, total, seconds), or the tool's error as a string."""
+    t0 = time.perf_counter()
+    try:
+        mine, result = measure(cfg, family, work / cfg.name, keep)
+    except RtlError as e:          # a tool failure loses this point only; it is reported with the fit
+        return str(e)
+    return mine, result.total, time.perf_counter() - t0
+
+
 def refit(folder: Path, family: str) -> ResourceModel:
     """Fit again from the measured table (``resources_<family>.csv``) and the chip totals kept with the model: for
     a change of features, without synthesizing again."""
@@ -105,7 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=DATA)
     ap.add_argument("--only", help="comma-separated grid points (default: all)")
     ap.add_argument("--refit", action="store_true", help="fit again from the table in --out, without Yosys")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                    help="syntheses at once (Yosys uses one core each; default: one per core)")
     args = ap.parse_args(argv)
+    if args.jobs < 1:
+        ap.error(f"--jobs: {args.jobs} is not allowed (allowed: 1 or more)")
     if args.refit:
         model = refit(args.out, args.family)
         (args.out / f"resource_model_{args.family}.json").write_text(json.dumps(model.to_json(), indent=1) + "\n")
@@ -117,20 +134,26 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     totals: dict[str, dict[str, float]] = {}
     failed: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix="dsa-characterize-") as tmp:
-        for i, (name, cfg) in enumerate(configs.items(), 1):
-            t0 = time.perf_counter()
-            try:
-                mine, result = measure(cfg, args.family, Path(tmp), args.out / f"synthesis_{args.family}")
-            except RtlError as e:          # a tool failure loses this point only; it is reported with the fit
-                failed[name] = str(e)
-                print(f"[{i}/{len(configs)}] {name}: FAILED: {e}", flush=True)
+    keep = args.out / f"synthesis_{args.family}"
+    measured: dict[str, tuple] = {}
+    with tempfile.TemporaryDirectory(prefix="dsa-characterize-") as tmp, \
+            ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        futures = {pool.submit(_measure_timed, cfg, args.family, Path(tmp), keep): name
+                   for name, cfg in configs.items()}
+        for i, future in enumerate(as_completed(futures), 1):
+            name, got = futures[future], future.result()
+            if isinstance(got, str):
+                failed[name] = got
+                print(f"[{i}/{len(configs)}] {name}: FAILED: {got}", flush=True)
                 continue
+            measured[name] = got
+            print(f"[{i}/{len(configs)}] {name}: {', '.join(f'{k} {v:g}' for k, v in got[1].items())} "
+                  f"({got[2]:.0f} s)", flush=True)
+    for name in configs:               # the table in grid order, whichever finished first
+        if name in measured:
+            mine, totals[name], _ = measured[name]
             if name not in HELD_OUT:
                 rows += mine
-            totals[name] = result.total
-            print(f"[{i}/{len(configs)}] {name}: {', '.join(f'{k} {v:g}' for k, v in result.total.items())} "
-                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
     model = fit(rows, args.family)
     model.state_error(totals, configs)
     model.failed = failed

@@ -25,8 +25,9 @@ high; beats are taken in the cycle they are offered, RREADY is always high):
   in t -> scheduling from t + ``run_latency``. A header with more tasks / successors / descriptors than
   ``scheduler.*`` stops the run (``TOO_MANY_TASKS``), as does any RRESP other than OKAY (``AXI_ERROR``).
 - Window (``scheduler.window`` slots): while a slot is free, the next task of the table enters, one per cycle;
-  one entering in e may be picked from e + ``entry_latency`` (RAM read, the slot register, then its row of
-  the pick's comparison matrix). A slot is free again the cycle after its task's completion is popped.
+  one entering in e may be picked from e + ``entry_latency`` (RAM read, the row registered, its rank's
+  Mitchell log registered, the slot register, then its row of the pick's comparison matrix). A slot is free
+  again the cycle after its task's completion is popped.
 - Issue, at most one per cycle: among window tasks not yet issued whose predecessors all completed (or were
   skipped), ``in_order`` takes the lowest-numbered task not yet issued (only if ready), ``static_list`` the
   highest ``rank``, ``adaptive`` the highest key; ties to the lower task number. A predicated task whose bit
@@ -360,9 +361,14 @@ class Asa(AsaTiming, wiring.Component):
         A = Array  # noqa: N806
 
         next_in = Signal(TB)
+        # the entry pipeline: en (table RAM read) -> e2 (the row registered) -> e3 (mlog(rank) registered) -> slot
         en_valid, en_task, en_slot = Signal(), Signal(TB), Signal(range(W))
+        e2_valid, e2_task, e2_slot = Signal(), Signal(TB), Signal(range(W))
+        e3_valid, e3_task, e3_slot = Signal(), Signal(TB), Signal(range(W))
         taken = Signal(W)
-        m.d.comb += taken.eq(Cat(s_valid) | Mux(en_valid, (Const(1, W) << en_slot)[:W], 0))
+        m.d.comb += taken.eq(Cat(s_valid) | Mux(en_valid, (Const(1, W) << en_slot)[:W], 0)
+                             | Mux(e2_valid, (Const(1, W) << e2_slot)[:W], 0)
+                             | Mux(e3_valid, (Const(1, W) << e3_slot)[:W], 0))
         free_slot = Signal(range(W))
         for j in reversed(range(W)):
             with m.If(~taken[j]):
@@ -385,19 +391,28 @@ class Asa(AsaTiming, wiring.Component):
         r3_ready = Signal()
         m.d.comb += r3_ready.eq(s3_valid & (r3_new == 0))
 
-        et = task_layout(e_data[:task_layout.size])
-        e_mrank = mlog_hw(m, et.rank, "entry_mrank")
-        e_fwd = r3_ready & (s3_task == en_task)
-        e_adj = Mux(e_fwd, s3_adj, ea_data.as_signed())
-        with m.If(en_valid):
+        # a release of the entering task in any stage is caught there (its count reaches 0 only once)
+        e2_row, e2_ready, e2_adj = Signal(task_layout), Signal(), Signal(signed(ADJ_BITS))
+        e3_row, e3_ready, e3_adj = Signal(task_layout), Signal(), Signal(signed(ADJ_BITS))
+        e3_mrank = Signal(MLOG_BITS)
+        e1_fwd, e2_fwd, e3_fwd = (r3_ready & (s3_task == t) for t in (en_task, e2_task, e3_task))
+        m.d.sync += [e2_valid.eq(en_valid), e2_task.eq(en_task), e2_slot.eq(en_slot),
+                     e2_row.eq(e_data[:task_layout.size]), e2_ready.eq(e1_fwd | (ec_data == 0)),
+                     e2_adj.eq(Mux(e1_fwd, s3_adj, ea_data.as_signed())),
+                     e3_valid.eq(e2_valid), e3_task.eq(e2_task), e3_slot.eq(e2_slot), e3_row.eq(e2_row),
+                     e3_ready.eq(e2_ready | e2_fwd), e3_adj.eq(Mux(e2_fwd, s3_adj, e2_adj)),
+                     e3_mrank.eq(mlog_hw(m, e2_row.rank, "entry_mrank"))]
+        et = e3_row
+        e_adj = Mux(e3_fwd, s3_adj, e3_adj)
+        with m.If(e3_valid):
             for j in range(W):
-                with m.If(en_slot == j):
-                    m.d.sync += [s_valid[j].eq(1), s_wait[j].eq(1), s_ready[j].eq(e_fwd | (ec_data == 0)),
-                                 s_task[j].eq(en_task), s_first[j].eq(et.first), s_count[j].eq(et.count),
+                with m.If(e3_slot == j):
+                    m.d.sync += [s_valid[j].eq(1), s_wait[j].eq(1), s_ready[j].eq(e3_ready | e3_fwd),
+                                 s_task[j].eq(e3_task), s_first[j].eq(et.first), s_count[j].eq(et.count),
                                  s_pen[j].eq(et.pred_en), s_pred[j].eq(et.pred), s_est[j].eq(et.est),
                                  s_sfirst[j].eq(et.succ_first), s_scount[j].eq(et.succ_count),
-                                 s_mrank[j].eq(e_mrank), s_adj[j].eq(e_adj), s_gate[j].eq(et.gate != GateOp.NONE),
-                                 s_key[j].eq(Mux(adaptive, e_mrank + e_adj, et.rank))]
+                                 s_mrank[j].eq(e3_mrank), s_adj[j].eq(e_adj), s_gate[j].eq(et.gate != GateOp.NONE),
+                                 s_key[j].eq(Mux(adaptive, e3_mrank + e_adj, et.rank))]
 
         # ---------------- pick: argmax (key, -task) over ready waiting slots ----------------
         # Which of two slots wins is kept as a registered matrix, beats[j][i] = (key, -task) of j > that of i,
@@ -407,7 +422,7 @@ class Asa(AsaTiming, wiring.Component):
         # of the matrix is computed in that cycle from its registers.
         head = Signal(TB)                                   # in_order: the lowest task not yet issued
         s_new = slot_sigs("new", 1)
-        m.d.sync += [s_new[j].eq(en_valid & (en_slot == j)) for j in range(W)]
+        m.d.sync += [s_new[j].eq(e3_valid & (e3_slot == j)) for j in range(W)]
         visible = [s_valid[j] & s_wait[j] & ~s_new[j] for j in range(W)]
         cand = [visible[j] & s_ready[j] & (~in_order | (s_task[j] == head)) for j in range(W)]
         key_next = [Signal(signed(KEY_BITS), name=f"slot{j}_key_next") for j in range(W)]
@@ -466,14 +481,14 @@ class Asa(AsaTiming, wiring.Component):
             port = self.tasks(e)
             armed, all_taken = Signal(name=f"eng{e}_armed"), Signal(name=f"eng{e}_all_taken")
             idx, left = Signal(16, name=f"eng{e}_idx"), Signal(8, name=f"eng{e}_left")
-            slot, t_issue = Signal(range(W), name=f"eng{e}_slot"), Signal(COUNTER_BITS, name=f"eng{e}_t_issue")
+            slot = Signal(range(W), name=f"eng{e}_slot")
             est, is_gate = Signal(24, name=f"eng{e}_est"), Signal(name=f"eng{e}_gate")
             d_addr, d_data = desc_ram.read()
             take = port.valid & port.ready
             m.d.comb += [d_addr.eq(idx + take), port.payload.eq(d_data)]
             with m.If(issue & (free_eng == e)):
                 m.d.sync += [e_busy[e].eq(1), armed.eq(1), idx.eq(A(s_first)[pick]), left.eq(A(s_count)[pick]),
-                             slot.eq(pick), t_issue.eq(counter), est.eq(A(s_est)[pick]), is_gate.eq(A(s_gate)[pick])]
+                             slot.eq(pick), est.eq(A(s_est)[pick]), is_gate.eq(A(s_gate)[pick])]
             with m.If(armed):
                 m.d.sync += [armed.eq(0), port.valid.eq(1)]
             with m.If(take):
@@ -485,11 +500,17 @@ class Asa(AsaTiming, wiring.Component):
                 m.d.sync += [e_busy[e].eq(0), all_taken.eq(0)]
             with m.If(halt | (phase != RUN)):
                 m.d.sync += [e_busy[e].eq(0), all_taken.eq(0), armed.eq(0), port.valid.eq(0)]
-            measured = mlog_hw(m, (counter - t_issue)[:COUNTER_BITS], f"eng{e}_mlog_time")
-            m_est = mlog_hw(m, est, f"eng{e}_mlog_est")
+            # adj = mlog(f - issue) - mlog(est) at the finish f, from registers: ``since`` counts c + 1 - issue, so
+            # mt holds mlog(c - issue) in every cycle c from issue + 2 on (a task finishes later than that), and
+            # me holds mlog(est); no subtraction and no 32-bit log stands in front of the slot's adj
+            since = Signal(COUNTER_BITS, name=f"eng{e}_since")
+            m.d.sync += since.eq(since + 1)
+            with m.If(issue & (free_eng == e)):
+                m.d.sync += since.eq(2)
             mt, me = Signal(signed(ADJ_BITS), name=f"eng{e}_mt"), Signal(signed(ADJ_BITS), name=f"eng{e}_me")
+            m.d.sync += [mt.eq(mlog_hw(m, since, f"eng{e}_mlog_time")), me.eq(mlog_hw(m, est, f"eng{e}_mlog_est"))]
             adj = Signal(signed(ADJ_BITS), name=f"eng{e}_adj")
-            m.d.comb += [mt.eq(measured), me.eq(m_est), adj.eq(mt - me)]
+            m.d.comb += adj.eq(mt - me)
             with m.If(finish):
                 for j in range(W):
                     with m.If(slot == j):
@@ -709,7 +730,8 @@ class Asa(AsaTiming, wiring.Component):
 
         # ---------------- run start / end ----------------
         with m.If(go):
-            m.d.sync += [next_in.eq(0), head.eq(0), completed.eq(0), walking.eq(0), en_valid.eq(0),
+            m.d.sync += [next_in.eq(0), head.eq(0), completed.eq(0), walking.eq(0), en_valid.eq(0), e2_valid.eq(0),
+                         e3_valid.eq(0),
                          self.issued.eq(0), self.skipped.eq(0), self.stall_no_engine.eq(0),
                          self.stall_not_ready.eq(0), preds.eq(0)]
             m.d.sync += [s.eq(0) for s in s_valid]
