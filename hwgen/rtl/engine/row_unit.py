@@ -28,7 +28,10 @@ Timing, read by the simulator from the members below (Σ = sum over words of max
 ``min_period(cfg)`` = R keeps results from one unit at least R cycles apart, so the round-robin writer
 (one slot per unit every R cycles) never stalls a unit.
 """
-from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+import operator
+from functools import reduce
+
+from amaranth import Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -233,8 +236,11 @@ class RowUnit(RowUnitTiming, wiring.Component):
         t0_a = Signal(signed(8))
         t0_j = Signal(DIM_BITS)
         t0_slot = Signal(range(W))               # byte (bitmask) or uint16 (CSR) slot in the v_port line
-        m.d.sync += [t0_valid.eq(self.elem), t0_last.eq(final), t0_a.eq(e_vals[comp.index]), t0_j.eq(job_j),
-                     t0_pos.eq(position), t0_meta.eq(e_meta[comp.index]),
+        # the element's value and N:M index, selected by the compactor's one-hot (an AND-OR, no index decode)
+        def pick(arr):
+            return reduce(operator.or_, (Mux(comp.onehot[e], Value.cast(arr[e]).as_unsigned(), 0) for e in range(W)))
+        m.d.sync += [t0_valid.eq(self.elem), t0_last.eq(final), t0_a.eq(pick(e_vals)), t0_j.eq(job_j),
+                     t0_pos.eq(position), t0_meta.eq(pick(e_meta)),
                      t0_slot.eq(Mux(csr, lay.csr_index_slot(entry), lay.byte_slot(vptr)))]
         t0_k = Mux(nm, lay.nm_k(t0_pos, task.nm_n_log2, task.nm_m_log2, t0_meta), t0_pos)
         k = Mux(csr, self.v_port.data.word_select(t0_slot[:log2(W // INDEX_BYTES)], 8 * INDEX_BYTES), t0_k)

@@ -13,7 +13,8 @@ Phases of one row (the unit works on one row at a time; ``scores.ready`` is high
    no variable shift. The slots at and beyond ``k`` take part without being kept, so a beat that does not go
    in changes none of the kept ones: no k-th select stands in front of the list. The last beat is sorted in
    the cycle after it is accepted (``COLLECT_LATENCY``), before EXP or the empty beat.
-2. EXP, one kept entry issued per cycle (slot 0 holds the maximum m) into a 5-stage pipeline:
+2. EXP, one kept entry issued per cycle (slot 0 holds the maximum m; the value list shifts down a slot per
+   cycle, so the entry issued is always in slot 0) into a 5-stage pipeline:
      issue : -q = m - s (33-bit subtract), dead = -q >= (z_max + 1) * q_ln2 (constant compare)
      +1    : z = floor(-q / q_ln2) as (-q * M) >> shift, exact for every -q below the dead limit (checked at
              construction: a proof plus an exhaustive check); dead entries have e = 0, so the rest of their
@@ -151,8 +152,11 @@ class TopkSoftmax(TopkSoftmaxTiming, wiring.Component):
         e_regs = Signal(data.ArrayLayout(unsigned(w["e"]), K))
         total = Signal(w["total"])
 
+        # EXP shifts the list down a slot per cycle, so the entry issued is always slot 0 (no select over the
+        # slots in front of the subtraction); the maximum m, slot 0 in the first EXP cycle, is kept in vmax
+        vmax = Signal(signed(SCORE_BITS))
         neg_q = Signal(SCORE_BITS + 1)   # m - s in [0, 2^32 - 1]
-        m.d.comb += neg_q.eq(vals[0] - vals[ctr])
+        m.d.comb += neg_q.eq(Mux(ctr == 0, 0, vmax - vals[0]))
         m.d.sync += [s1.valid.eq(issue), s1.slot.eq(ctr), s1.dead.eq(neg_q >= self.dead_limit),
                      s1.nq.eq(neg_q)]
         m.d.sync += [s2.valid.eq(s1.valid), s2.slot.eq(s1.slot), s2.dead.eq(s1.dead), s2.nq.eq(s1.nq),
@@ -217,7 +221,9 @@ class TopkSoftmax(TopkSoftmaxTiming, wiring.Component):
                     m.next = "EXP"
             with m.State("EXP"):
                 m.d.comb += issue.eq(ctr < cnt)
-                m.d.sync += ctr.eq(ctr + 1)
+                m.d.sync += [ctr.eq(ctr + 1), *(vals[i].eq(vals[i + 1]) for i in range(K - 1))]
+                with m.If(ctr == 0):
+                    m.d.sync += vmax.eq(vals[0])
                 with m.If(ctr == cnt + (self.EXP_LATENCY - 2)):   # the last entry's e is in total next cycle
                     m.d.sync += [dctr.eq(0), quo.eq(0), rem.eq(1 << (c["recip_bits"] - self.DIV_CYCLES))]
                     m.next = "DIV"

@@ -5,7 +5,7 @@ This is what makes a zero cost no cycle: the row unit spends one cycle per set b
 user know one cycle ahead that a mask is on its last element (a register instead of a carry chain in front of
 whatever the end of a word enables).
 """
-from amaranth import Const, Module, Signal
+from amaranth import Const, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -30,11 +30,12 @@ class ZeroCompactor(wiring.Component):
             "index": Out(max(log2(width), 1)),
             "any": Out(1),
             "rest": Out(width),   # mask without its lowest bit
+            "onehot": Out(width),  # the lowest bit alone: selects an element with an AND-OR, no index decode
         })
 
     def elaborate(self, platform):
         m = Module()
-        onehot = Signal(self._width)
+        onehot = self.onehot
         m.d.comb += [onehot.eq(self.mask & (~self.mask + 1)),
                      self.rest.eq(self.mask & ~onehot),
                      self.any.eq(self.mask != 0)]
