@@ -83,3 +83,11 @@ def test_the_committed_model_covers_every_kind_and_predicts_the_presets_inside_t
     assert all(used[k] <= 0.85 * available[k] for k in KINDS), (used, available)
     # and the ASIC-class preset does not fit that part
     assert model.predict(config.load("default"))["ram"] > available["ram"]
+
+
+def test_characterize_refuses_a_job_count_below_one(capsys):
+    from sim.fpga import characterize
+    with pytest.raises(SystemExit) as exit_info:
+        characterize.main(["--jobs", "0"])
+    assert exit_info.value.code == 2
+    assert "--jobs: 0 is not allowed (allowed: 1 or more)" in capsys.readouterr().err
