@@ -187,12 +187,14 @@ class DsaEngine(EngineTiming, wiring.Component):
                          l1.fill.addr.eq(self.fill.addr), l1.fill.data.eq(self.fill.data),
                          l1.fill.en.eq(self.fill.en.replicate(cfg.line_bytes))]
 
+        # the task's sizes, registered with the task (from the head descriptor) instead of derived from it in
+        # front of the units' multiplies and compares
         nw, nbl, nbj = Signal(DIM_BITS), Signal(DIM_BITS), Signal(DIM_BITS)
-        kept = Mux(task.a_format == isa.AFormat.NM, lay.nm_kept(task.k, task.nm_n_log2, task.nm_m_log2), task.k)
-        m.d.comb += [nw.eq(lay.words(kept)), nbl.eq(lay.b_row_lines(task.n)), nbj.eq(lay.blocks(task.n))]
+        head_kept = Mux(head.a_format == isa.AFormat.NM, lay.nm_kept(head.k, head.nm_n_log2, head.nm_m_log2), head.k)
 
         slot = Signal(range(max(R, 2)))
         job_i, job_j = Signal(DIM_BITS), Signal(DIM_BITS)
+        job_word = Signal(2 * DIM_BITS)          # job_i * nw, the row's first scan word, kept as a sum
         all_dispatched = job_i == task.m
 
         # where a job's sums start: its output line (accumulate; read as it is dispatched), else 0
@@ -203,7 +205,7 @@ class DsaEngine(EngineTiming, wiring.Component):
             m.submodules[f"unit{u}"] = unit
             units.append(unit)
             m.d.comb += [unit.task.eq(task), unit.nw.eq(nw), unit.nbl.eq(nbl), unit.init.eq(job_start),
-                         unit.job_i.eq(job_i), unit.job_j.eq(job_j),
+                         unit.job_i.eq(job_i), unit.job_j.eq(job_j), unit.job_word.eq(job_word),
                          unit.result_taken.eq(unit.result_pending & (slot == u))]
             connect(m, unit.a_port, l1.read[3 * u])
             connect(m, unit.v_port, l1.read[3 * u + 1])
@@ -228,7 +230,7 @@ class DsaEngine(EngineTiming, wiring.Component):
         last_block = Mux(task.causal & (diagonal_block < nbj - 1), diagonal_block, nbj - 1)
         with m.If(dispatched):
             with m.If(job_j == last_block):
-                m.d.sync += [job_j.eq(0), job_i.eq(job_i + 1), row_base.eq(row_base + nbj)]
+                m.d.sync += [job_j.eq(0), job_i.eq(job_i + 1), row_base.eq(row_base + nbj), job_word.eq(job_word + nw)]
             with m.Else():
                 m.d.sync += job_j.eq(job_j + 1)
 
@@ -248,7 +250,8 @@ class DsaEngine(EngineTiming, wiring.Component):
                 m.d.sync += running.eq(0)
         with m.Elif(start):
             m.d.sync += [task.eq(head), running.eq(1), writes_l1.eq(head_writes_l1), slot.eq(0), job_i.eq(0),
-                         job_j.eq(0), row_base.eq(0)]
+                         job_j.eq(0), row_base.eq(0), job_word.eq(0),
+                         nw.eq(lay.words(head_kept)), nbl.eq(lay.b_row_lines(head.n)), nbj.eq(lay.blocks(head.n))]
 
         # counters
         with m.If(self.clear):

@@ -56,6 +56,7 @@ class RowUnit(RowUnitTiming, wiring.Component):
             "nw": In(DIM_BITS),        # scan words per row (dense, bitmask, N:M); CSR finds its own
             "nbl": In(DIM_BITS),
             "job_valid": In(1), "job_i": In(DIM_BITS), "job_j": In(DIM_BITS),
+            "job_word": In(PTR_BITS),   # job_i * nw: the row's first scan word (the dispatcher keeps it as a sum)
             "free": Out(1),
             "quiet": Out(1),           # no job and nothing in flight
             "a_port": port, "v_port": port, "b_port": port,
@@ -192,7 +193,7 @@ class RowUnit(RowUnitTiming, wiring.Component):
         with m.If(self.job_valid):
             m.d.sync += [busy.eq(1), first.eq(1), cool.eq(self.min_period(cfg) - 1), fw.eq(0), ranged.eq(0),
                          row_i.eq(self.job_i), job_j.eq(self.job_j),
-                         g.eq(self.job_i * self.nw), left.eq(self.nw), lo_rem.eq(0), hi_rem.eq(limit),
+                         g.eq(self.job_word), left.eq(self.nw), lo_rem.eq(0), hi_rem.eq(limit),
                          ptr_slot.eq(lay.ptr_slot(self.job_i)), ptr_slot_hi.eq(lay.ptr_slot(self.job_i + 1))]
 
         # second read port: row pointer (first cycle), N:M indices (with each fetch),
