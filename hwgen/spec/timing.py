@@ -137,9 +137,10 @@ class AsaTiming:
     #: the gate unit takes a gate task in g (table RAM read) -> first AR in g + 4 (the fields latched, the values'
     #: size multiplied, then the command)
     gate_ar_latency = 4
-    #: the gate values' last R beat in t -> completion pushed in t + 2 + gate_cycles (the first cycle reads the
-    #: first value; each step's predicate bit is registered and written in the cycle after it)
-    gate_push_latency = 2
+    #: the gate values' last R beat in t -> completion pushed in t + 3 + gate_cycles (the first cycle reads the
+    #: first value; each value is registered from the RAM, and each step's predicate bit is registered and
+    #: written in the cycle after it)
+    gate_push_latency = 3
     #: the gate unit's restoring division of gate_rows + gate_tile_rows - 1 by gate_tile_rows: one quotient bit
     #: per cycle from g + 2 on, so processing waits for max(last R beat, g + 1 + gate_div_cycles)
     gate_div_cycles = TASK.bits("gate_rows") + 1

@@ -29,7 +29,7 @@ inherits (named in brackets), read from there:
   ``adj = mlog(f - issue) - mlog(est)`` is recorded. A gate task's completion goes to the gate unit: it takes it
   in g = max(f + 1, the cycle after its previous push), reads the gate values (``gate_rows`` x lane blocks
   output lines) with the first AR in g + [gate_ar_latency], and pushes the completion in
-  r_last + [gate_push_latency] + ``gate_cycles`` (one cycle per value, plus gate_k per row for TOPK), where
+  r_last + [gate_push_latency] + ``gate_cycles`` (one cycle per value, plus gate_k + 1 per row for TOPK), where
   r_last is the last beat or g + 1 + [gate_div_cycles] (the row tiles' division), whichever is later.
 - Release: completions are popped in push order (pushed in the same cycle: engines in index order, then a
   skip, then the gate unit) from the cycle after their push, one at a time, and each walks its successor list
@@ -75,8 +75,10 @@ def mlog(x: int) -> int:
 
 
 def gate_cycles(f: dict[str, int]) -> int:
-    """Cycles the gate unit spends on the values once they are in: one per value, plus k per row for TOPK."""
-    per_row = f["gate_cols"] + (f["gate_k"] if f["gate"] == GateOp.TOPK else 0)
+    """Cycles the gate unit spends on the values once they are in: one per value, plus per row for TOPK one to
+    sort in the row's last value and k to apply the picks."""
+    picks = f["gate_k"] if f["gate"] == GateOp.TOPK else 0
+    per_row = f["gate_cols"] + (picks + 1 if picks else 0)
     return f["gate_rows"] * per_row
 
 

@@ -41,10 +41,11 @@ high; beats are taken in the cycle they are offered, RREADY is always high):
   g = max(f + 1, the cycle after its previous push), reads the values (first AR in g + ``gate_ar_latency``)
   into its buffer while it divides gate_rows into tiles (``gate_div_cycles``, one quotient bit per cycle), and
   from the cycle after the later of the two (r_last: the last beat, or g + 1 + ``gate_div_cycles``) spends
-  ``gate_cycles`` cycles on them, one value per cycle (TOPK: plus gate_k per row to apply the picks), and
-  pushes the completion in the cycle after the last one (r_last + ``gate_push_latency`` + gate_cycles), in
-  which the last predicate bit is written (each step's bit is registered before it is written). Its
-  predicate block is cleared in r_last + 2.
+  ``gate_cycles`` cycles on them, one value per cycle (TOPK: plus, per row, one to sort in its last value and
+  gate_k to apply the picks), and pushes the completion two cycles after the last one (r_last +
+  ``gate_push_latency`` + gate_cycles), in which the last predicate bit is written (each value is registered
+  from the RAM, and each step's bit is registered before it is written). Its predicate block is cleared in
+  r_last + 2.
 - Release: completions are popped in push order (same cycle: engines in index order, then a skip, then the
   gate unit) from the cycle after their push, one at a time; each walks its successor list one entry per
   cycle (none: one cycle). Entry walked in w: the successor's count of released predecessors goes up in
@@ -585,11 +586,13 @@ class Asa(AsaTiming, wiring.Component):
                      gate_ram.wp.en.eq(beat & (g_state == G_READ) & (phase == RUN) & gwe)]
 
         # gate processing: ``cur`` is the step done in this cycle, ``nxt`` the next (its value read now)
-        PRE, STEP_A, STEP_B, END = range(4)
+        # STEP_A: a value per cycle (it is registered, then sorted in or compared in the next cycle); GAP: the
+        # row's last value is sorted in; STEP_B: a pick per cycle; DRAIN: the last bit is worked out; END: written
+        PRE, STEP_A, GAP, STEP_B, DRAIN, END = range(6)
         # c_bit / n_bit: the column's first predicate bit offset of TOPK, c_c * g_tiles kept as a running sum
-        c_ph, c_r, c_c, c_b = Signal(2), Signal(16), Signal(8), Signal(4)
+        c_ph, c_r, c_c, c_b = Signal(3), Signal(16), Signal(8), Signal(4)
         c_rb, c_ti, c_tr, c_bit = Signal(24), Signal(16), Signal(16), Signal(24)
-        n_ph, n_r, n_c, n_b = Signal(2), Signal(16), Signal(8), Signal(4)
+        n_ph, n_r, n_c, n_b = Signal(3), Signal(16), Signal(8), Signal(4)
         n_rb, n_ti, n_tr, n_bit = Signal(24), Signal(16), Signal(16), Signal(24)
         m.d.comb += [n_ph.eq(c_ph), n_r.eq(c_r), n_c.eq(c_c), n_b.eq(c_b), n_rb.eq(c_rb), n_ti.eq(c_ti),
                      n_tr.eq(c_tr), n_bit.eq(c_bit)]
@@ -600,11 +603,11 @@ class Asa(AsaTiming, wiring.Component):
                 m.d.comb += [n_ph.eq(STEP_A), n_r.eq(c_r + 1), n_c.eq(0), n_rb.eq(c_rb + g_blocks),
                              n_ti.eq(c_ti + last_in_tile), n_tr.eq(Mux(last_in_tile, 0, c_tr + 1)), n_bit.eq(0)]
             with m.Else():
-                m.d.comb += n_ph.eq(END)
+                m.d.comb += n_ph.eq(DRAIN)
         with m.Switch(c_ph):
             with m.Case(PRE):
                 with m.If((g_rows == 0) | (g_cols == 0)):
-                    m.d.comb += n_ph.eq(END)
+                    m.d.comb += n_ph.eq(DRAIN)
                 with m.Else():
                     m.d.comb += [n_ph.eq(STEP_A), n_r.eq(0), n_c.eq(0), n_rb.eq(0), n_ti.eq(0), n_tr.eq(0),
                                  n_bit.eq(0)]
@@ -612,14 +615,18 @@ class Asa(AsaTiming, wiring.Component):
                 with m.If(c_c + 1 < g_cols):
                     m.d.comb += [n_c.eq(c_c + 1), n_bit.eq(c_bit + g_tiles)]
                 with m.Elif(g_k != 0):
-                    m.d.comb += [n_ph.eq(STEP_B), n_b.eq(0)]
+                    m.d.comb += n_ph.eq(GAP)
                 with m.Else():
                     new_row()
+            with m.Case(GAP):
+                m.d.comb += [n_ph.eq(STEP_B), n_b.eq(0)]
             with m.Case(STEP_B):
                 with m.If(c_b + 1 < g_k):
                     m.d.comb += n_b.eq(c_b + 1)
                 with m.Else():
                     new_row()
+            with m.Case(DRAIN):
+                m.d.comb += n_ph.eq(END)
         proc = (g_state == G_PROC) & running
         m.d.comb += gate_last.eq(proc & (c_ph == END))     # the last step's bit is written in this cycle
         with m.If(proc):
@@ -630,9 +637,11 @@ class Asa(AsaTiming, wiring.Component):
         gv_addr, gv_data = gate_ram.read()
         m.d.comb += gv_addr.eq(n_rb + (n_c >> lanes_log))
         acc = cfg.engine.acc_bits
-        value = Signal(signed(acc))
-        m.d.comb += value.eq(gv_data.word_select(c_c[:lanes_log] if lanes_log else 0, acc))
+        # the step's value is registered straight from the RAM (a_*: the step of the cycle before)
+        value, a_step, a_c, a_bit = Signal(signed(acc)), Signal(), Signal(8), Signal(24)
         step_a = proc & (c_ph == STEP_A)
+        m.d.sync += [value.eq(gv_data.word_select(c_c[:lanes_log] if lanes_log else 0, acc)), a_step.eq(step_a),
+                     a_c.eq(c_c), a_bit.eq(c_bit)]
         step_b = proc & (c_ph == STEP_B)
         start_proc = proc & (c_ph == PRE)
 
@@ -641,18 +650,18 @@ class Asa(AsaTiming, wiring.Component):
         tc = [Signal(8, name=f"topk{i}_c") for i in range(TOPK_MAX)]
         tb = [Signal(24, name=f"topk{i}_bit") for i in range(TOPK_MAX)]     # tc * g_tiles
         tvl = [Signal(name=f"topk{i}_valid") for i in range(TOPK_MAX)]
-        ge = [tvl[i] & (c_c != 0) & (tv[i] >= value) for i in range(TOPK_MAX)]
-        with m.If(step_a):
+        ge = [tvl[i] & (a_c != 0) & (tv[i] >= value) for i in range(TOPK_MAX)]
+        with m.If(a_step):
             for i in range(TOPK_MAX):
                 with m.If(~ge[i]):
                     if i == 0:
-                        m.d.sync += [tv[i].eq(value), tc[i].eq(c_c), tb[i].eq(c_bit), tvl[i].eq(1)]
+                        m.d.sync += [tv[i].eq(value), tc[i].eq(a_c), tb[i].eq(a_bit), tvl[i].eq(1)]
                     else:
                         with m.If(ge[i - 1]):
-                            m.d.sync += [tv[i].eq(value), tc[i].eq(c_c), tb[i].eq(c_bit), tvl[i].eq(1)]
+                            m.d.sync += [tv[i].eq(value), tc[i].eq(a_c), tb[i].eq(a_bit), tvl[i].eq(1)]
                         with m.Else():
                             m.d.sync += [tv[i].eq(tv[i - 1]), tc[i].eq(tc[i - 1]), tb[i].eq(tb[i - 1]),
-                                         tvl[i].eq(tvl[i - 1] & (c_c != 0))]
+                                         tvl[i].eq(tvl[i - 1] & (a_c != 0))]
         # a step's predicate bit is worked out in its cycle and written in the next (stage 2): a RAM read, a
         # select and an add in front of every predicate's compare were the scheduler's slowest path. A row's
         # picks are distinct columns and its first pick comes gate_cols steps after the last of the row
@@ -663,7 +672,7 @@ class Asa(AsaTiming, wiring.Component):
         pick_v, pick_c = A(tvl)[c_b], A(tc)[c_b]
         m.d.sync += [s2_pick.eq(step_b & pick_v & (pick_c < P)), s2_col.eq(pick_c),
                      s2_topk.eq(g_base + A(tb)[c_b] + c_ti),
-                     s2_thr.eq(step_a & (g_op == GateOp.THRESHOLD) & (value > g_thr)), s2_bit_thr.eq(g_base + c_c)]
+                     s2_thr.eq(a_step & (g_op == GateOp.THRESHOLD) & (value > g_thr)), s2_bit_thr.eq(g_base + a_c)]
         apply = Signal()
         m.d.comb += apply.eq(s2_pick & (A(taken_n)[s2_col[:ceil_log2(P)]] < g_cap))
         # the block to clear, registered in the first cycle of processing and cleared in the second
