@@ -37,7 +37,7 @@ from amaranth.lib.wiring import In, Out
 
 from hwgen.rtl import signatures
 from hwgen.rtl.engine.mac_lanes import MacLanes
-from hwgen.rtl.engine.zero_compactor import ZeroCompactor, at_most_one
+from hwgen.rtl.engine.zero_compactor import ZeroCompactor, at_most
 from hwgen.spec import isa
 from hwgen.spec.layout import INDEX_BYTES, PTR_BYTES, Layout, log2
 from hwgen.spec.timing import RowUnitTiming
@@ -147,19 +147,20 @@ class RowUnit(RowUnitTiming, wiring.Component):
 
         # encode
         # e_single (e_mask has at most one bit left) is kept beside the mask, so the end of a word is a register
-        # and not the compactor's carry chain in front of every fetch-stage enable
+        # and not the compactor's carry chain in front of every fetch-stage enable; after an element it is
+        # whether the mask had at most two (a counting tree, no carry chain either)
         e_single = Signal()
         m.d.comb += comp.mask.eq(e_mask)
         word_done = e_valid & e_single
         final = word_done & e_last_word
         load_e = (~e_valid | word_done) & d_valid
         with m.If(load_e):
-            m.d.sync += [e_valid.eq(1), e_mask.eq(marks), e_single.eq(at_most_one(marks)), e_vals.eq(line),
+            m.d.sync += [e_valid.eq(1), e_mask.eq(marks), e_single.eq(at_most(marks, 1)), e_vals.eq(line),
                          e_meta.eq(meta), e_rel.eq(d_rel), e_abs.eq(d_abs), e_last_word.eq(d_last)]
         with m.Elif(word_done):
             m.d.sync += e_valid.eq(0)
         with m.Elif(e_valid):
-            m.d.sync += [e_mask.eq(comp.rest), e_single.eq(at_most_one(comp.rest))]
+            m.d.sync += [e_mask.eq(comp.rest), e_single.eq(at_most(e_mask, 2))]
 
         # fetch (non-CSR from the first cycle, CSR from the cycle after its range is derived)
         fetch = busy & Mux(csr, ranged, 1) & (left != 0) & (~d_valid | load_e)

@@ -1,25 +1,27 @@
 """Zero compactor: picks the lowest set bit of a nonzero mask and returns it with the rest.
 
 This is what makes a zero cost no cycle: the row unit spends one cycle per set bit, never one per zero.
-``onehot = mask & -mask`` isolates the lowest bit; an OR tree turns it into its index. ``at_most_one`` lets a
+``onehot = mask & -mask`` isolates the lowest bit; an OR tree turns it into its index. ``at_most`` lets a
 user know one cycle ahead that a mask is on its last element (a register instead of a carry chain in front of
 whatever the end of a word enables).
 """
-from amaranth import Const, Module
+from amaranth import Module, Mux
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from hwgen.spec.layout import log2
 
 
-def at_most_one(bits):
-    """1 when at most one bit of ``bits`` is set: a tree of (any, several) pairs, log2(width) levels deep."""
-    nodes = [(bits[i], Const(0, 1)) for i in range(len(bits))]
+def at_most(bits, n: int):
+    """1 when at most ``n`` bits of ``bits`` are set: a tree of bit counts that saturate at n + 1, so each level
+    is a few LUTs wide and deep (no carry chain), log2(width) levels."""
+    cap = n + 1
+    nodes = [bits[i].as_unsigned() for i in range(len(bits))]
     while len(nodes) > 1:
         pairs = zip(nodes[0::2], nodes[1::2], strict=False)
-        merged = [(a_any | b_any, a_many | b_many | (a_any & b_any)) for (a_any, a_many), (b_any, b_many) in pairs]
+        merged = [Mux(a + b > cap, cap, a + b)[:cap.bit_length()] for a, b in pairs]
         nodes = merged + ([nodes[-1]] if len(nodes) % 2 else [])
-    return ~nodes[0][1]
+    return nodes[0] <= n
 
 
 class ZeroCompactor(wiring.Component):
