@@ -45,15 +45,16 @@ Timing (properties of the instance; a cycle model reads them instead of recomput
 
 Replacement (the model's ``OrderedDict`` per set, in registers)
 -------------------------------------------------------------
-Set ``vpn % sets`` holds its valid entries packed at ways ``0..n-1`` in LRU order (way 0 least recently used,
-way ``n-1`` most recently used), so ``contents()`` reads the model's ``Tlb.contents()`` straight from
-``store``. A hit takes its entry out and puts it on top (the entries above it move down by one way). A miss
-whose entry is valid fills: on top of the valid ones if the set has room, otherwise way 0 (the LRU entry) is
-evicted, everything moves down and the new entry goes into the last way. An invalid entry is not filled, so it
-faults on every access. Permission is checked after the lookup (hit or fill), so a permission fault still
-updates the LRU order or fills, as in the model. Every way is a register and the lookup compares all ways of
-the set in parallel, so the size is limited to ``MAX_ENTRIES`` entries (ample for 8..64-entry TLBs); a larger
-TLB needs a memory-based design.
+Entries never move: each valid entry of set ``vpn % sets`` has an ``age``, its place in the set's LRU order
+(0 most recently used, n-1 least, for n valid entries), so ``contents()`` gives the model's
+``Tlb.contents()`` by sorting a set's valid entries by age. A hit makes its entry's age 0 and ages by one
+every entry younger than it. A miss whose entry is valid fills: the first invalid way if the set has room,
+otherwise the way of age ``ways - 1`` (the LRU entry) is evicted; the new entry gets age 0 and every other one
+ages by one. Only ages change on a hit, and a fill writes one way, so no entry is shifted across the set (the
+shift was the unit's slowest path). An invalid entry is not filled, so it faults on every access. Permission
+is checked after the lookup (hit or fill), so a permission fault still updates the LRU order or fills, as in
+the model. Every way is a register and the lookup compares all ways of the set in parallel, so the size is
+limited to ``MAX_ENTRIES`` entries (ample for 8..64-entry TLBs); a larger TLB needs a memory-based design.
 """
 from __future__ import annotations
 
@@ -115,11 +116,12 @@ class Tlb(TlbTiming, wiring.Component):
         self.vpn_bits = addr_width - self.page_shift
         self.ppn_bits = addr_width - self.page_shift     # a paddr has as many page bits as a vaddr
         self.tag_bits = self.vpn_bits - self.set_bits
+        self.age_bits = max(1, (self.ways - 1).bit_length())
         self.entry_layout = data.StructLayout({"valid": 1, "read": 1, "write": 1, "tag": self.tag_bits,
-                                               "ppn": self.ppn_bits})
+                                               "ppn": self.ppn_bits, "age": self.age_bits})
         self.req_layout = request_layout(addr_width)
         self.resp_layout = response_layout(addr_width)
-        # not a port: the entries, [set][way], LRU first; testbenches read it through ``contents``
+        # not a port: the entries, [set][way]; testbenches read it through ``contents``
         self.store = Signal(data.ArrayLayout(data.ArrayLayout(self.entry_layout, self.ways), self.sets))
         super().__init__({
             "table_base": In(addr_width),
@@ -145,15 +147,17 @@ class Tlb(TlbTiming, wiring.Component):
         """The vpns held per set, least recently used first (``Tlb.contents()`` of the model), from the value of
         ``store``: ``ctx.get(dut.store)`` in a testbench, or its bits as an int."""
         bits = store if isinstance(store, int) else store.as_bits()   # plain ints: field views are slow here
-        size, valid, tag = self.entry_layout.size, self.entry_layout["valid"], self.entry_layout["tag"]
+        size, valid = self.entry_layout.size, self.entry_layout["valid"]
+        tag, age = self.entry_layout["tag"], self.entry_layout["age"]
         out = []
         for s in range(self.sets):
-            vpns = []
+            held = []
             for w in range(self.ways):
                 entry = bits >> ((s * self.ways + w) * size)
                 if entry >> valid.offset & 1:
-                    vpns.append(((entry >> tag.offset) & ((1 << self.tag_bits) - 1)) << self.set_bits | s)
-            out.append(vpns)
+                    vpn = ((entry >> tag.offset) & ((1 << self.tag_bits) - 1)) << self.set_bits | s
+                    held.append(((entry >> age.offset) & ((1 << self.age_bits) - 1), vpn))
+            out.append([vpn for _, vpn in sorted(held, reverse=True)])     # the oldest first
         return out
 
     def elaborate(self, platform):
@@ -191,27 +195,34 @@ class Tlb(TlbTiming, wiring.Component):
         # the walked entry, decoded with the one PTE field table
         layout = pte_layout()
         pte = layout(walk_resp.payload[:layout.size])
-        full = cur[W - 1].valid
+        full = Cat(cur[w].valid for w in range(W)).all()
 
-        # LRU update of the selected set: ``take`` is the way whose entry goes on top (one-hot; 0 appends)
-        update = Signal()
-        take = Signal(W)
-        top_entry = Signal(self.entry_layout)
+        # LRU update of the selected set. A hit (``touch``: its one-hot way) ages the entries younger than it and
+        # makes it the youngest; a fill writes ``fill_entry`` into ``victim`` (the first free way, or the oldest
+        # when the set is full) and ages every other entry
+        touch, fill = Signal(W), Signal()
+        fill_entry = Signal(self.entry_layout)
+        hit_age = Signal(self.age_bits)
+        age_bits = 0
+        for w in range(W):     # one-hot select, as for the entry
+            age_bits = age_bits | (cur[w].age & touch[w].replicate(self.age_bits))
+        m.d.comb += hit_age.eq(age_bits)
+        victim = Signal(W)
+        for w in reversed(range(W)):
+            with m.If(~cur[w].valid):
+                m.d.comb += victim.eq(1 << w)
+        with m.If(full):
+            m.d.comb += victim.eq(Cat(cur[w].age == W - 1 for w in range(W)))
         new_set = Signal(data.ArrayLayout(self.entry_layout, W))
-        below = 0       # some way at or below w is taken
         for w in range(W):
-            below = below | take[w]
-            above_valid = cur[w + 1].valid if w + 1 < W else 0
-            is_top = cur[w].valid & ~above_valid
-            is_free = ~cur[w].valid & (cur[w - 1].valid if w else 1)
-            with m.If(take.any()):
-                with m.If(below & cur[w].valid):
-                    m.d.comb += new_set[w].eq(top_entry if w + 1 == W else Mux(is_top, top_entry, cur[w + 1]))
-                with m.Else():
-                    m.d.comb += new_set[w].eq(cur[w])
-            with m.Else():
-                m.d.comb += new_set[w].eq(Mux(is_free, top_entry, cur[w]))
-        with m.If(update):
+            m.d.comb += new_set[w].eq(cur[w])
+            with m.If(fill & victim[w]):
+                m.d.comb += new_set[w].eq(fill_entry)
+            with m.Elif(touch[w]):
+                m.d.comb += new_set[w].age.eq(0)
+            with m.Elif(cur[w].valid & (fill | (touch.any() & (cur[w].age < hit_age)))):
+                m.d.comb += new_set[w].age.eq(cur[w].age + 1)
+        with m.If(fill | touch.any()):
             m.d.sync += cur.eq(new_set)
 
         def respond(fault, ppn=None, offset=None):
@@ -231,7 +242,7 @@ class Tlb(TlbTiming, wiring.Component):
             with m.Elif(hit):
                 allowed = Mux(req.payload.write, hit_entry.write, hit_entry.read)
                 respond(Mux(allowed, Fault.NONE, Fault.PERMISSION), hit_entry.ppn, offset)
-                m.d.comb += [update.eq(1), take.eq(match), top_entry.eq(hit_entry)]
+                m.d.comb += touch.eq(match)
                 m.d.sync += self.hits.eq(self.hits + 1)
                 with m.If(~allowed):
                     m.d.sync += self.faults.eq(self.faults + 1)
@@ -252,9 +263,9 @@ class Tlb(TlbTiming, wiring.Component):
             with m.Else():
                 allowed = Mux(write, pte.write, pte.read)
                 respond(Mux(allowed, Fault.NONE, Fault.PERMISSION), pte.ppn[:self.ppn_bits], vaddr[:shift])
-                m.d.comb += [update.eq(1), take.eq(full),      # full: way 0 (LRU) leaves; else append
-                             top_entry.valid.eq(1), top_entry.read.eq(pte.read), top_entry.write.eq(pte.write),
-                             top_entry.tag.eq(walk_vpn[self.set_bits:]), top_entry.ppn.eq(pte.ppn)]
+                m.d.comb += [fill.eq(1),      # full: the oldest leaves; else the first free way
+                             fill_entry.valid.eq(1), fill_entry.read.eq(pte.read), fill_entry.write.eq(pte.write),
+                             fill_entry.tag.eq(walk_vpn[self.set_bits:]), fill_entry.ppn.eq(pte.ppn)]
                 with m.If(full):
                     m.d.sync += self.evictions.eq(self.evictions + 1)
                 with m.If(~allowed):
