@@ -123,7 +123,10 @@ class TlbTiming:
 class AsaTiming:
     #: start in S -> header AR in S + 1
     start_ar_latency = 1
-    #: a load region's last R beat in t -> the next region's first AR in t + 2 (header register, then command)
+    #: the header's last R beat in t -> the first region's first AR in t + 3 (header register, the regions' sizes
+    #: and addresses registered, then command)
+    decode_gap = 3
+    #: a load region's last R beat in t -> the next region's first AR in t + 2 (phase register, then command)
     region_gap = 2
     #: the last R beat of the load in t -> scheduling from t + 1
     run_latency = 1

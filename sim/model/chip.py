@@ -11,8 +11,9 @@ inherits (named in brackets), read from there:
   ``memory.outstanding`` are in flight (a burst counts until the cycle of its last R beat, inclusive); R beats
   one per cycle in order (``read_region``).
 - Load: the host's ``start`` in cycle S; the header's AR in S + [start_ar_latency]; then the task table, the
-  successor lists and the descriptors (empty ones skipped), each region's first AR [region_gap] cycles after
-  the previous region's last R beat, into the RAMs. Scheduling starts [run_latency] after the last R beat.
+  successor lists and the descriptors (empty ones skipped), the first region's first AR [decode_gap] cycles
+  after the header's last R beat and each next one's [region_gap] cycles after the previous region's last R
+  beat, into the RAMs. Scheduling starts [run_latency] after the last R beat.
 - Window: while a slot is free, the next task of the table enters it, one per cycle; a task entering in e is
   visible (may be picked) from e + [entry_latency]. A slot is free again the cycle after its task's
   completion is popped.
@@ -268,11 +269,13 @@ class _Run:
         cfg, image, base = self.cfg, self.image, self.program.program_base
         header = HEADER.unpack(int.from_bytes(image[base:base + HEADER.bytes].tobytes(), "little"))
         t = read_region(cfg, self.mem, self.S + AsaTiming.start_ar_latency, base, HEADER.bytes)
+        gap = AsaTiming.decode_gap
         for addr, nbytes in ((header["table_addr"], header["tasks"] * TASK.bytes),
                              (header["succ_addr"], header["successors"] * SUCC_BYTES),
                              (header["desc_addr"], header["descriptors"] * isa.DESCRIPTOR_BITS // 8)):
             if nbytes:
-                t = read_region(cfg, self.mem, t + AsaTiming.region_gap, addr, nbytes)
+                t = read_region(cfg, self.mem, t + gap, addr, nbytes)
+                gap = AsaTiming.region_gap
         self.loaded = self.c = self.last_pop = t + AsaTiming.run_latency
         self.ready_at = [self.loaded if t["deps"] == 0 else None for t in self.tasks]
         self.window_free = deque([self.loaded] * cfg.scheduler.window)   # cycle each free slot is usable

@@ -20,8 +20,10 @@ high; beats are taken in the cycle they are offered, RREADY is always high):
   ``memory.outstanding`` bursts are in flight, a burst counting until (and including) the cycle of its last
   beat. Bursts are cut as ``dma_load.next_burst`` (at most ``memory.burst_beats``, none across a 4 KiB /
   interleave boundary).
-- Load: header command in S (AR in S + ``start_ar_latency``); a region's last beat in t -> the next non-empty
-  region's (task table, successor lists, descriptors) first AR in t + ``region_gap``; the last beat of the load
+- Load: header command in S (AR in S + ``start_ar_latency``); the header's last beat in t -> the first non-empty
+  region's first AR in t + ``decode_gap`` (the header decoded into registers first); a region's last beat in t
+  -> the next non-empty region's (task table, successor lists, descriptors) first AR in t + ``region_gap``; the
+  last beat of the load
   in t -> scheduling from t + ``run_latency``. A header with more tasks / successors / descriptors than
   ``scheduler.*`` stops the run (``TOO_MANY_TASKS``), as does any RRESP other than OKAY (``AXI_ERROR``).
 - Window (``scheduler.window`` slots): while a slot is free, the next task of the table enters, one per cycle;
@@ -319,13 +321,9 @@ class Asa(AsaTiming, wiring.Component):
                 with m.If(too_many):
                     m.d.comb += halt.eq(1)
                     m.d.sync += self.error.eq(AsaError.TOO_MANY_TASKS)
-                with m.Else():
+                with m.Else():       # the first region's command goes out from the registers, in the next cycle
                     first = next_region(DECODE, hdr_beats_of)
-                    m.d.sync += phase.eq(first)
-                    m.d.comb += [cmd.eq(first != RUN), cmd_addr.eq(Mux(first == TABLE, h.table_addr,
-                                                                       Mux(first == SUCC, h.succ_addr, h.desc_addr))),
-                                 cmd_beats.eq(Mux(first == TABLE, hdr_beats_of[TABLE],
-                                                  Mux(first == SUCC, hdr_beats_of[SUCC], hdr_beats_of[DESC])))]
+                    m.d.sync += [phase.eq(first), cmd_pending.eq(first != RUN)]
             for ph in (TABLE, SUCC, DESC):
                 with m.Case(ph):
                     with m.If(cmd_pending):
