@@ -146,21 +146,21 @@ class RowUnit(RowUnitTiming, wiring.Component):
                     m.d.comb += [meta[e].eq(word[e * bits:(e + 1) * bits]) for e in range(W)]
 
         # encode
-        # e_single (e_mask has at most one bit left) is kept beside the mask, so the end of a word is a register
-        # and not the compactor's carry chain in front of every fetch-stage enable; after an element it is
-        # whether the mask had at most two (a counting tree, no carry chain either)
-        e_single = Signal()
+        # the end of a word: in its first encode cycle (e_fresh) a counting tree on the mask, afterwards a register
+        # (e_single: the mask had at most two bits before this element), so neither the compactor's carry chain
+        # stands in front of every fetch-stage enable nor a tree behind the L1 read and the detect logic
+        e_fresh, e_single = Signal(), Signal()
         m.d.comb += comp.mask.eq(e_mask)
-        word_done = e_valid & e_single
+        word_done = e_valid & Mux(e_fresh, at_most(e_mask, 1), e_single)
         final = word_done & e_last_word
         load_e = (~e_valid | word_done) & d_valid
         with m.If(load_e):
-            m.d.sync += [e_valid.eq(1), e_mask.eq(marks), e_single.eq(at_most(marks, 1)), e_vals.eq(line),
-                         e_meta.eq(meta), e_rel.eq(d_rel), e_abs.eq(d_abs), e_last_word.eq(d_last)]
+            m.d.sync += [e_valid.eq(1), e_fresh.eq(1), e_mask.eq(marks), e_vals.eq(line), e_meta.eq(meta),
+                         e_rel.eq(d_rel), e_abs.eq(d_abs), e_last_word.eq(d_last)]
         with m.Elif(word_done):
             m.d.sync += e_valid.eq(0)
         with m.Elif(e_valid):
-            m.d.sync += [e_mask.eq(comp.rest), e_single.eq(at_most(e_mask, 2))]
+            m.d.sync += [e_mask.eq(comp.rest), e_fresh.eq(0), e_single.eq(at_most(e_mask, 2))]
 
         # fetch (non-CSR from the first cycle, CSR from the cycle after its range is derived)
         fetch = busy & Mux(csr, ranged, 1) & (left != 0) & (~d_valid | load_e)

@@ -16,12 +16,17 @@ def at_most(bits, n: int):
     """1 when at most ``n`` bits of ``bits`` are set: a tree of bit counts that saturate at n + 1, so each level
     is a few LUTs wide and deep (no carry chain), log2(width) levels."""
     cap = n + 1
-    nodes = [bits[i].as_unsigned() for i in range(len(bits))]
+    nodes = [(bits[i].as_unsigned(), 1) for i in range(len(bits))]     # (count, the most it can be)
     while len(nodes) > 1:
-        pairs = zip(nodes[0::2], nodes[1::2], strict=False)
-        merged = [Mux(a + b > cap, cap, a + b)[:cap.bit_length()] for a, b in pairs]
+        merged = []
+        for (a, a_most), (b, b_most) in zip(nodes[0::2], nodes[1::2], strict=False):
+            total = a + b
+            if a_most + b_most > cap:      # saturate only where the sum can pass the cap (no constant compares)
+                total = Mux(total > cap, cap, total)
+            merged.append((total[:cap.bit_length()], min(cap, a_most + b_most)))
         nodes = merged + ([nodes[-1]] if len(nodes) % 2 else [])
-    return nodes[0] <= n
+    count, most = nodes[0]
+    return count <= n if most > n else 1
 
 
 class ZeroCompactor(wiring.Component):

@@ -265,7 +265,8 @@ class Tlb(TlbTiming, wiring.Component):
                 respond(Mux(allowed, Fault.NONE, Fault.PERMISSION), pte.ppn[:self.ppn_bits], vaddr[:shift])
                 m.d.comb += [fill.eq(1),      # full: the oldest leaves; else the first free way
                              fill_entry.valid.eq(1), fill_entry.read.eq(pte.read), fill_entry.write.eq(pte.write),
-                             fill_entry.tag.eq(walk_vpn[self.set_bits:]), fill_entry.ppn.eq(pte.ppn)]
+                             fill_entry.tag.eq(walk_vpn[self.set_bits:]), fill_entry.ppn.eq(pte.ppn),
+                             fill_entry.age.eq(0)]
                 with m.If(full):
                     m.d.sync += self.evictions.eq(self.evictions + 1)
                 with m.If(~allowed):
