@@ -53,7 +53,7 @@ bench: setup
 fpga: setup
 	$(BIN)/dsa fpga build --board ulx3s --seeds 1,2,3 --json data/fpga/ulx3s_build.json
 
-## fpga-resources: synthesize a grid of configs (Yosys, ECP5) and refit the resource model in data/fpga (~30 min on 2 cores)
+## fpga-resources: synthesize a grid of configs (Yosys, ECP5) and refit the resource model in data/fpga (~20 min on 2 cores)
 fpga-resources: setup
 	$(BIN)/python -m sim.fpga.characterize --family ecp5
 

@@ -4,7 +4,7 @@
 ``GRID`` (hierarchically, ``sim.fpga.yosys``), splits each synthesis into component kinds, writes the table
 (``resources_<family>.csv``), fits the model (``resource_model_<family>.json``) and prints the fit's error and
 its error on the presets, which are not in the grid. Yosys is single-threaded, so the points are synthesized in
-``--jobs`` processes at once (default: one per core); about half an hour on two cores (``make fpga-resources``).
+``--jobs`` processes at once (default: one per core); about 20 minutes on two cores (``make fpga-resources``).
 The results are committed so that sweeps and tests read them without Yosys.
 """
 from __future__ import annotations
