@@ -23,8 +23,7 @@ high; beats are taken in the cycle they are offered, RREADY is always high):
 - Load: header command in S (AR in S + ``start_ar_latency``); the header's last beat in t -> the first non-empty
   region's first AR in t + ``decode_gap`` (the header decoded into registers first); a region's last beat in t
   -> the next non-empty region's (task table, successor lists, descriptors) first AR in t + ``region_gap``; the
-  last beat of the load
-  in t -> scheduling from t + ``run_latency``. A header with more tasks / successors / descriptors than
+  last beat of the load in t -> scheduling from t + ``run_latency``. A header with more tasks / successors / descriptors than
   ``scheduler.*`` stops the run (``TOO_MANY_TASKS``), as does any RRESP other than OKAY (``AXI_ERROR``).
 - Window (``scheduler.window`` slots): while a slot is free, the next task of the table enters, one per cycle;
   one entering in e may be picked from e + ``entry_latency`` (RAM read, the row registered, its rank's
