@@ -202,11 +202,7 @@ class Tlb(TlbTiming, wiring.Component):
         # when the set is full) and ages every other entry
         touch, fill = Signal(W), Signal()
         fill_entry = Signal(self.entry_layout)
-        hit_age = Signal(self.age_bits)
-        age_bits = 0
-        for w in range(W):     # one-hot select, as for the entry
-            age_bits = age_bits | (cur[w].age & touch[w].replicate(self.age_bits))
-        m.d.comb += hit_age.eq(age_bits)
+        hit_age = hit_entry.age          # a hit touches the entry the lookup selected
         victim = Signal(W)
         for w in reversed(range(W)):
             with m.If(~cur[w].valid):
