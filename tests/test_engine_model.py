@@ -11,6 +11,7 @@ from golden import executor as golden_executor
 from golden.generators.operands import prune_nm, random_operands
 from hwgen.compiler.single_kernel import compile_attention, compile_layers, compile_matmul
 from hwgen.rtl.engine.engine import DsaEngine
+from hwgen.rtl.engine.output_buffer import OutputBuffer
 from hwgen.spec import config
 from hwgen.spec.program import decode_output, output_lines
 from sim.model.engine import EngineModel
@@ -58,7 +59,7 @@ def run_pysim(cfg, program):
             words = []
             for line in output_lines(cfg, spec):
                 ctx.set(dut.out.addr, line)
-                await ctx.tick()
+                await ctx.tick().repeat(OutputBuffer.READ_LATENCY)
                 words.append(ctx.get(dut.out.data))
             out[name] = decode_output(cfg, spec, words)
 

@@ -7,7 +7,8 @@ the port).
 import enum as py_enum
 import types
 
-from amaranth.lib import data, enum, memory
+from amaranth.lib import data, enum, memory, wiring
+from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from hwgen.spec import isa
@@ -34,9 +35,19 @@ def hw_enum(codes: type[py_enum.IntEnum], bits: int) -> type[enum.Enum]:
                            lambda ns: ns.update({c.name: c.value for c in codes}))
 
 
-def l1_read(cfg) -> memory.ReadPort.Signature:
-    """One L1 line per read, one cycle of latency."""
-    return memory.ReadPort.Signature(addr_width=ceil_log2(cfg.l1_lines), shape=cfg.line_bytes * 8)
+def registered_read(addr_width: int, shape) -> wiring.Signature:
+    """A block RAM read port whose data comes from a register: ``en`` in cycle t reads ``addr`` into the RAM's
+    output (held while ``en`` is low), ``take`` in a later cycle loads that output into ``data``. Both default
+    high, so an address in t gives its data in t + 2 (``timing.REGISTERED_READ_LATENCY``). Nothing but a
+    register follows the RAM: on an ECP5 a DP16KD's clock-to-output alone (5.83 ns) is most of an 8 ns cycle.
+    A reader that stalls lowers ``take`` while the RAM's output waits for room, and ``en`` until it moves."""
+    return wiring.Signature({"en": In(1, init=1), "take": In(1, init=1), "addr": In(addr_width),
+                             "data": Out(shape)})
+
+
+def l1_read(cfg) -> wiring.Signature:
+    """One L1 line per read, two cycles of latency (``registered_read``)."""
+    return registered_read(ceil_log2(cfg.l1_lines), cfg.line_bytes * 8)
 
 
 def l1_write(cfg, byte_enables: bool = True) -> memory.WritePort.Signature:
@@ -45,9 +56,9 @@ def l1_write(cfg, byte_enables: bool = True) -> memory.WritePort.Signature:
                                       granularity=8 if byte_enables else None)
 
 
-def out_read(cfg) -> memory.ReadPort.Signature:
-    """One output-buffer line (L accumulators) per read, one cycle of latency."""
-    return memory.ReadPort.Signature(addr_width=ceil_log2(cfg.out_lines), shape=cfg.out_line_bits)
+def out_read(cfg) -> wiring.Signature:
+    """One output-buffer line (L accumulators) per read, two cycles of latency (``registered_read``)."""
+    return registered_read(ceil_log2(cfg.out_lines), cfg.out_line_bits)
 
 
 def out_write(cfg) -> memory.WritePort.Signature:

@@ -14,9 +14,17 @@ from hwgen.spec.task_table import TASK
 MLOG_FRAC = 8
 
 
+#: a block RAM read through a registered port (``signatures.registered_read``): an address in cycle t -> its data
+#: in t + 2, the RAM's output, then the port's data register
+REGISTERED_READ_LATENCY = 2
+
+
 class ScratchpadTiming:
-    #: a read address in cycle t -> its data in t + 1
-    READ_LATENCY = 1
+    READ_LATENCY = REGISTERED_READ_LATENCY
+
+
+class OutputBufferTiming:
+    READ_LATENCY = REGISTERED_READ_LATENCY
 
 
 class MacLanesTiming:
@@ -30,15 +38,19 @@ class RowUnitTiming:
     row's scan words of max(1, marked elements)); the unit takes a new job from max(te, td + min_period) on;
     the result is ready in te + result_latency."""
 
-    #: cycles from the last encode cycle to the result being ready: T0 (index / value read), U (B's row base,
-    #: a registered multiply), V (B address), the B read, then the MAC pipeline
-    result_latency = 3 + ScratchpadTiming.READ_LATENCY + MacLanesTiming.latency
+    #: of its L1 ports
+    READ_LATENCY = ScratchpadTiming.READ_LATENCY
+
+    #: cycles from the last encode cycle to the result being ready: the index / value read (T0), U (B's row
+    #: base, a registered multiply), V (B address), the B read, then the MAC pipeline
+    result_latency = 2 * READ_LATENCY + 2 + MacLanesTiming.latency
 
     @staticmethod
     def front_latency(a_format: int) -> int:
         """Cycles from accepting a job to its first encode cycle: latch the job, read word 0, detect it;
-        CSR first reads the row's two pointers, latches them and derives the scan range (three cycles more)."""
-        return 1 + 3 * (a_format == isa.AFormat.CSR) + ScratchpadTiming.READ_LATENCY + 1
+        CSR first reads the row's two pointers, latches them and derives the scan range (two cycles more)."""
+        csr = a_format == isa.AFormat.CSR
+        return 1 + csr * (RowUnitTiming.READ_LATENCY + 2) + RowUnitTiming.READ_LATENCY + 1
 
     @staticmethod
     def min_period(cfg) -> int:
@@ -47,12 +59,15 @@ class RowUnitTiming:
 
 
 class ResultWriterTiming:
+    #: of its L1 ports (the requant table)
+    READ_LATENCY = ScratchpadTiming.READ_LATENCY
+
     @staticmethod
     def latency(requant: int) -> int:
         """Cycles from a result's write slot to its writes (result_writer.py): a plain line is written once its
-        row base is multiplied, a requantized one after the table read, multiply (in pieces, then summed), round,
-        shift and clamp."""
-        return 2 if requant == isa.Requant.NONE else 7
+        row base is multiplied, a requantized one after the table read, the entries' pick, the multiply (in
+        pieces, then summed), round, shift and clamp."""
+        return 2 if requant == isa.Requant.NONE else ResultWriterTiming.READ_LATENCY + 6
 
 
 class EngineTiming:
@@ -91,8 +106,9 @@ class TopkSoftmaxTiming:
 
 
 class TopkPathTiming:
-    #: cycles from the start cycle to the unit accepting the first score: read the first line, then present it
-    first_beat = 2
+    #: cycles from the start cycle to the unit accepting the first score: read the first line (cycle 1), then
+    #: its data, read through the output buffer's registered port
+    first_beat = 1 + OutputBufferTiming.READ_LATENCY
 
     @staticmethod
     def task_cycles(cfg, n: int, counts) -> int:
@@ -135,8 +151,9 @@ class AsaTiming:
     entry_latency = 5
     #: issue in c -> the first descriptor offered in c + 2 (engine register, then descriptor RAM read)
     feed_latency = 2
-    #: successor entry walked in w (successor RAM read) -> count RAM read in w + 1, write in w + 2, ready in w + 3
-    release_latency = 3
+    #: successor entry walked in w (successor RAM read) -> count RAM read in w + 1, write in w + 2, the release
+    #: registered in w + 3, ready in w + 4
+    release_latency = 4
     #: the gate unit takes a gate task in g (table RAM read) -> first AR in g + 4 (the fields latched, the values'
     #: size multiplied, then the command)
     gate_ar_latency = 4

@@ -11,7 +11,7 @@ taken.
 
 A matrix task with ``accumulate`` starts each job from its output line: the dispatcher reads it on the
 output buffer's first read port (the host's and TOPK's, idle during a matrix task) in the cycle it hands the
-job to a row unit, which latches it the next cycle (row_unit.py). The second read port stays the STORE's, so
+job to a row unit, which latches it when it arrives (row_unit.py). The second read port stays the STORE's, so
 a STORE of the other half runs beside it undisturbed.
 
 What the issue rule does NOT check is left to the compiler's ``wait`` bits: a compute task must not write
@@ -48,10 +48,11 @@ a unit that faults stops (its bursts in flight finish) and, while any field is n
 reset clears it. ``tlb_hits`` / ``tlb_misses`` / ``tlb_walks`` count over both TLBs since reset.
 """
 from amaranth import Cat, Module, Mux, Signal
-from amaranth.lib import memory, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out, connect
 
 from hwgen.rtl import signatures
+from hwgen.rtl.engine.output_buffer import OutputBuffer
 from hwgen.rtl.engine.result_writer import ResultWriter
 from hwgen.rtl.engine.row_unit import DIM_BITS, RowUnit
 from hwgen.rtl.engine.scratchpad import Scratchpad
@@ -99,15 +100,13 @@ class DsaEngine(EngineTiming, wiring.Component):
 
         # cfg.l1_read_ports: 3 per row unit, then 2 for the writer, 1 for the STORE (source = 1)
         m.submodules.l1 = l1 = Scratchpad(cfg, read_ports=cfg.l1_read_ports)
-        out_buf = memory.Memory(shape=cfg.out_line_bits, depth=cfg.out_lines, init=[])
-        m.submodules.out_buf = out_buf
-        out_wr = out_buf.write_port()
-        out_rd = out_buf.read_port(domain="sync")
+        # output buffer: port 0 is the host's, TOPK's and accumulate's (never at once), port 1 the STORE's
+        m.submodules.out_buf = out_buf = OutputBuffer(cfg, read_ports=2)
+        out_rd = out_buf.read[0]
         m.submodules.writer = writer = ResultWriter(cfg)
         connect(m, writer.mult_port, l1.read[3 * R])
         connect(m, writer.shift_port, l1.read[3 * R + 1])
-        m.d.comb += [out_wr.addr.eq(writer.out_write.addr), out_wr.data.eq(writer.out_write.data),
-                     out_wr.en.eq(writer.out_write.en)]
+        connect(m, writer.out_write, out_buf.write)
 
         m.submodules.load = load = DmaLoad(cfg, walkers=2)
         m.submodules.store = store = DmaStore(cfg)
@@ -133,9 +132,7 @@ class DsaEngine(EngineTiming, wiring.Component):
         connect(m, store.aw, wiring.flipped(self.hbm.aw))
         connect(m, store.w, wiring.flipped(self.hbm.w))
         connect(m, store.b, wiring.flipped(self.hbm.b))
-        store_rd = out_buf.read_port(domain="sync")
-        m.d.comb += [store_rd.addr.eq(store.out_read.addr), store_rd.en.eq(store.out_read.en),
-                     store.out_read.data.eq(store_rd.data)]
+        connect(m, store.out_read, out_buf.read[1])
         connect(m, store.l1_read, l1.read[3 * R + 2])
 
         task = Signal(signatures.descriptor_layout())        # the compute unit's descriptor
@@ -173,9 +170,11 @@ class DsaEngine(EngineTiming, wiring.Component):
                          l1.fill.addr.eq(load.l1_write.addr), l1.fill.data.eq(load.l1_write.data),
                          l1.fill.en.eq(load.l1_write.en.replicate(cfg.line_bytes))]
             with m.If(topk.active):
-                m.d.comb += [out_rd.addr.eq(topk.scores_port.addr), out_rd.en.eq(topk.scores_port.en)]
+                m.d.comb += [out_rd.addr.eq(topk.scores_port.addr), out_rd.en.eq(topk.scores_port.en),
+                             out_rd.take.eq(topk.scores_port.take)]
         with m.Elif(topk.active):
             m.d.comb += [out_rd.addr.eq(topk.scores_port.addr), out_rd.en.eq(topk.scores_port.en),
+                         out_rd.take.eq(topk.scores_port.take),
                          l1.fill.addr.eq(topk.p_write.addr), l1.fill.data.eq(topk.p_write.data),
                          l1.fill.en.eq(topk.p_write.en)]
         with m.Elif(running):
@@ -253,14 +252,16 @@ class DsaEngine(EngineTiming, wiring.Component):
                          job_j.eq(0), row_base.eq(0), job_word.eq(0),
                          nw.eq(lay.words(head_kept)), nbl.eq(lay.b_row_lines(head.n)), nbj.eq(lay.blocks(head.n))]
 
-        # counters
+        # counters (the units' gated lanes are summed into a register first, then counted)
+        gated_now = Signal(range(R * cfg.engine.lanes + 1))
+        m.d.sync += gated_now.eq(sum(unit.gated for unit in units))
         with m.If(self.clear):
             m.d.sync += [self.cycles.eq(0), self.elems.eq(0), self.gated.eq(0)]
         with m.Else():
             with m.If(self.task.valid | (busy != 0)):
                 m.d.sync += self.cycles.eq(self.cycles + 1)
             m.d.sync += [self.elems.eq(self.elems + sum(unit.elem for unit in units)),
-                         self.gated.eq(self.gated + sum(unit.gated for unit in units))]
+                         self.gated.eq(self.gated + gated_now)]
         return m
 
 

@@ -1,15 +1,17 @@
 """Result writer: puts one job's L accumulators per cycle into the output buffer, optionally requantized.
 
-A pipeline that takes a line every cycle (cycle t: the line is handed over in its write slot):
+A pipeline that takes a line every cycle (cycle t: the line is handed over in its write slot; T = t + the L1's
+READ_LATENCY, 2):
   t     the requant table is read from L1 (a table at ``rq_addr``: uint16 multipliers, then from the next line
         the uint8 shifts; one entry per column for PER_CHANNEL, one for PER_TENSOR);
-  t+1   the table arrives: each lane's multiplier and shift are picked; the rows' line bases i * nbj and
-        i * words(n) are multiplied (registered: no multiplier sits in front of a RAM address);
-  t+2   a plain line is written to the output buffer;   requant: x * mult as products of 17-bit pieces of x
-        (one MULT18X18D each, registered);
-  t+3   the pieces' products summed;   t+4   + round (half up);   t+5   >> shift;
-  t+6   clamp to [-128, 127]  (golden.numerics.requantize);
-  t+7   the requantized line is written both to the output buffer (sign-extended lanes) and as int8 bytes into
+  t+1   the rows' line bases i * nbj and i * words(n) are multiplied (registered: no multiplier sits in front
+        of a RAM address);
+  t+2   a plain line is written to the output buffer;
+  T     the table is in the read ports' registers: each lane's multiplier and shift are picked;
+  T+1   requant: x * mult as products of 17-bit pieces of x (one MULT18X18D each, registered);
+  T+2   the pieces' products summed;   T+3   + round (half up);   T+4   >> shift;
+  T+5   clamp to [-128, 127]  (golden.numerics.requantize);
+  T+6   the requantized line is written both to the output buffer (sign-extended lanes) and as int8 bytes into
         L1 row i at ``d_addr`` (dense rows of ``words(n)`` lines), where a later task can read it as its A or
         B: layers chain on chip.
 ``latency(requant)`` (``hwgen/spec/timing.py``) is that distance from t to the write; ``busy`` is high while a
@@ -69,26 +71,29 @@ class ResultWriter(ResultWriterTiming, wiring.Component):
         m.d.comb += [self.mult_port.en.eq(self.valid), self.shift_port.en.eq(self.valid),
                      self.mult_port.addr.eq(lay.byte_line(task.rq_addr, Mux(per_channel, first_col * MULT_BYTES, 0))),
                      self.shift_port.addr.eq(lay.byte_line(shift_base, Mux(per_channel, first_col, 0)))]
-        x1 = Signal.like(self.lanes)
-        m.d.sync += x1.eq(self.lanes)
+        # x[s]: the line handed over s cycles ago
+        x = [self.lanes] + [Signal.like(self.lanes, name=f"x{s}") for s in range(1, self.READ_LATENCY + 2)]
+        m.d.sync += [later.eq(earlier) for earlier, later in zip(x, x[1:], strict=False)]
 
-        # t+1: pick the table entries; multiply the row bases
+        # t+1: multiply the row bases
         s1_col = st[1].j << log2(L)
-        mult2 = Signal(data.ArrayLayout(16, L))
-        shift2 = Signal(data.ArrayLayout(SHIFT_BITS, L))
-        x2 = Signal.like(self.lanes)
         c_row, d_row = Signal(2 * DIM_BITS), Signal(2 * DIM_BITS)
         c_col, d_col = Signal.like(self.out_write.addr), Signal.like(self.d_write.addr)   # the lines are linear
-        m.d.sync += [x2.eq(x1), c_row.eq(st[1].i * lay.blocks(task.n)), d_row.eq(st[1].i * lay.words(task.n)),
+        m.d.sync += [c_row.eq(st[1].i * lay.blocks(task.n)), d_row.eq(st[1].i * lay.words(task.n)),
                      c_col.eq(lay.c_line(task.c_addr, 0, st[1].j)),
                      d_col.eq(lay.a_dense_line(task.d_addr, 0, s1_col >> log2(W)))]
-        for lane in range(L):
-            mult_entry = Mux(per_channel, (lay.byte_slot(s1_col * MULT_BYTES) >> 1) + lane, 0)
-            shift_entry = Mux(per_channel, lay.byte_slot(s1_col) + lane, 0)
-            m.d.sync += [mult2[lane].eq(self.mult_port.data.word_select(mult_entry[:log2(W // MULT_BYTES)], 16)),
-                         shift2[lane].eq(self.shift_port.data.word_select(shift_entry[:log2(W)], 8)[:SHIFT_BITS])]
 
-        # t+2: the line addresses; requant: multiply
+        # T: pick the table entries
+        table_col = st[self.READ_LATENCY].j << log2(L)
+        mult = Signal(data.ArrayLayout(16, L))
+        shift1 = Signal(data.ArrayLayout(SHIFT_BITS, L))
+        for lane in range(L):
+            mult_entry = Mux(per_channel, (lay.byte_slot(table_col * MULT_BYTES) >> 1) + lane, 0)
+            shift_entry = Mux(per_channel, lay.byte_slot(table_col) + lane, 0)
+            m.d.sync += [mult[lane].eq(self.mult_port.data.word_select(mult_entry[:log2(W // MULT_BYTES)], 16)),
+                         shift1[lane].eq(self.shift_port.data.word_select(shift_entry[:log2(W)], 8)[:SHIFT_BITS])]
+
+        # t+2: the line addresses; T+1: multiply
         c_addr = [None, None, None] + [Signal.like(self.out_write.addr, name=f"c_addr{s}") for s in range(3, depth + 1)]
         d_addr = [None, None, None] + [Signal.like(self.d_write.addr, name=f"d_addr{s}") for s in range(3, depth + 1)]
         c_addr2, d_addr2 = c_col + c_row, d_col + d_row
@@ -100,34 +105,35 @@ class ResultWriter(ResultWriterTiming, wiring.Component):
         # wide add in one cycle were the writer's slowest path)
         cuts = [*range(0, acc_bits, 17), acc_bits]
         pieces = [(lo, hi) for lo, hi in zip(cuts, cuts[1:], strict=False)]
-        parts3 = [Signal(data.ArrayLayout(signed(hi - lo + 18), L), name=f"part3_{lo}") for lo, hi in pieces]
-        prod4 = Signal(data.ArrayLayout(signed(acc_bits + 17), L))
-        shift3, shift4, shift5 = Signal.like(shift2), Signal.like(shift2), Signal.like(shift2)
-        sum5 = Signal(data.ArrayLayout(signed(acc_bits + 18), L))
-        scaled6 = Signal(data.ArrayLayout(signed(acc_bits + 18), L))
-        y7 = Signal(data.ArrayLayout(signed(8), L))
-        m.d.sync += [shift3.eq(shift2), shift4.eq(shift3), shift5.eq(shift4)]
+        # shift[s]: the shifts picked s - 1 cycles after T
+        parts = [Signal(data.ArrayLayout(signed(hi - lo + 18), L), name=f"part_{lo}") for lo, hi in pieces]
+        prod = Signal(data.ArrayLayout(signed(acc_bits + 17), L))
+        shift = [None, shift1] + [Signal.like(shift1, name=f"shift{s}") for s in range(2, 5)]
+        rounded = Signal(data.ArrayLayout(signed(acc_bits + 18), L))
+        scaled = Signal(data.ArrayLayout(signed(acc_bits + 18), L))
+        y = Signal(data.ArrayLayout(signed(8), L))
+        m.d.sync += [later.eq(earlier) for earlier, later in zip(shift[1:], shift[2:], strict=False)]
+        x_at_mult = x[self.READ_LATENCY + 1]
         for lane in range(L):
-            shift = shift4[lane]
-            rounding = Mux(shift == 0, 0, Const(1, 48) << (shift - 1).as_unsigned())
-            scaled = scaled6[lane]
-            for (lo, hi), part in zip(pieces, parts3, strict=True):
-                piece = x2[lane][lo:hi].as_signed() if hi == acc_bits else x2[lane][lo:hi]
-                m.d.sync += part[lane].eq(piece * mult2[lane])                                # t+2
-            m.d.sync += [prod4[lane].eq(sum(part[lane] << lo for (lo, _), part in zip(pieces, parts3, strict=True))),
-                         sum5[lane].eq(prod4[lane] + rounding),                              # t+4
-                         scaled6[lane].eq(sum5[lane] >> shift5[lane]),                        # t+5
-                         y7[lane].eq(Mux(scaled > 127, 127, Mux(scaled < -128, -128, scaled)))]   # t+6
+            rounding = Mux(shift[3][lane] == 0, 0, Const(1, 48) << (shift[3][lane] - 1).as_unsigned())
+            for (lo, hi), part in zip(pieces, parts, strict=True):
+                piece = x_at_mult[lane][lo:hi].as_signed() if hi == acc_bits else x_at_mult[lane][lo:hi]
+                m.d.sync += part[lane].eq(piece * mult[lane])                                 # T+1
+            m.d.sync += [prod[lane].eq(sum(part[lane] << lo for (lo, _), part in zip(pieces, parts, strict=True))),
+                         rounded[lane].eq(prod[lane] + rounding),                            # T+3
+                         scaled[lane].eq(rounded[lane] >> shift[4][lane]),                   # T+4
+                         y[lane].eq(Mux(scaled[lane] > 127, 127,
+                                        Mux(scaled[lane] < -128, -128, scaled[lane])))]      # T+5
 
-        # writes: a plain line in t+2, a requantized one in t+7
+        # writes: a plain line in t+2, a requantized one in T+6
         sign_extended = Signal.like(self.lanes)
-        m.d.comb += [sign_extended[lane].eq(y7[lane]) for lane in range(L)]
+        m.d.comb += [sign_extended[lane].eq(y[lane]) for lane in range(L)]
         m.d.comb += [self.out_write.addr.eq(Mux(requant, c_addr[depth], c_addr2)),
                      self.out_write.en.eq(Mux(requant, st[depth].valid, st[plain_at].valid)),
-                     self.out_write.data.eq(Mux(requant, sign_extended.as_value(), x2.as_value()))]
+                     self.out_write.data.eq(Mux(requant, sign_extended.as_value(), x[plain_at].as_value()))]
         col = st[depth].j << log2(L)
         inside = Cat(*(((col + lane) < task.n) for lane in range(L)))
         m.d.comb += [self.d_write.addr.eq(d_addr[depth]),
-                     self.d_write.data.eq(y7.as_value().replicate(W // L)),
+                     self.d_write.data.eq(y.as_value().replicate(W // L)),
                      self.d_write.en.eq(Mux(requant & st[depth].valid, inside << col[:log2(W)], 0))]
         return m

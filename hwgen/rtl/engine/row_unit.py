@@ -1,25 +1,29 @@
 """Row unit: computes one job, C[i, j*L : j*L+L] = sum_k A[i,k] * B[k, j*L : j*L+L].
 
-Front end (one job at a time):
+Front end (one job at a time; the L1 ports are registered reads, ``signatures.registered_read``):
   fetch    reads scan word w of row i: W elements of dense A, W bits of its bitmask, W kept N:M values
            (with their in-group indices), or W CSR values (the row's entries are ptr[i]..ptr[i+1]-1: CSR first
            reads the two pointers, latches them and derives the scan range from them, a cycle each); with
            the word go its in-range bounds (0..W), kept up to date by a subtraction per fetch;
+  read     the word waits in the RAM's output (``en`` low) until the detect stage has room (``take``);
   detect   marks the elements that count: in range, nonzero and |a| >= threshold (the bitmask's bits;
            every in-range element for gemm);
   encode   the zero compactor emits one marked element per cycle, lowest position first. A word with no
            marked element costs one cycle, a zero inside a word costs none.
 Back end (pipelined behind the front end, so the next job starts while this one drains):
-  T0  the element's K index is known (for CSR: read from the column indices) and so is its value (for
-      bitmask: read from the packed values, then gated if |a| < threshold);
+  T0  (READ_LATENCY after the element) the element's K index is known (for CSR: read from the column
+      indices) and so is its value (for bitmask: read from the packed values, then gated if |a| < threshold);
   U   B's row base k * nbl (a registered multiply);
   V   B[k, block j] is read;
-  T1  B arrives -> MacLanes; lanes whose B value is zero are counted as gated -> result for the writer.
-No multiplier feeds a RAM address in the same cycle (FMAX per component: docs/fpga.md).
+  T1  (READ_LATENCY after V) B arrives -> MacLanes; lanes whose B value is zero are counted as gated (the
+      count is registered) -> result for the writer.
+No multiplier feeds a RAM address in the same cycle, and only a register takes a RAM's output (FMAX per
+component: docs/fpga.md).
 Accumulate (descriptor bit, K tiling): the dispatcher reads the job's output line in the cycle it hands the
-job over; the unit latches it the next cycle into the MAC lanes' init register of the job's slot (a count of
-jobs taken, modulo ``MacLanes.INIT_SLOTS``, that travels with its elements), and the job's first MAC cycle
-(its first element, or the closing bubble of a job with none) adds onto it. Without accumulate the engine
+job over; the unit latches it when it arrives (the output buffer's READ_LATENCY later) into the MAC lanes'
+init register of the job's slot (a count of jobs taken, modulo ``MacLanes.INIT_SLOTS``, that travels with its
+elements), and the job's first MAC cycle (its first element, or the closing bubble of a job with none) adds
+onto it. Without accumulate the engine
 gives 0. No cycle is added: the line is in place long before the job's first element reaches the lanes.
 
 Timing, read by the simulator from the members below (Σ = sum over words of max(1, marked)):
@@ -34,13 +38,14 @@ from functools import reduce
 from amaranth import Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 
 from hwgen.rtl import signatures
 from hwgen.rtl.engine.mac_lanes import MacLanes
 from hwgen.rtl.engine.zero_compactor import ZeroCompactor, at_most
 from hwgen.spec import isa
 from hwgen.spec.layout import INDEX_BYTES, PTR_BYTES, Layout, log2
-from hwgen.spec.timing import RowUnitTiming
+from hwgen.spec.timing import OutputBufferTiming, RowUnitTiming
 
 DIM_BITS = 16   # m, k, n in the descriptor
 PTR_BITS = 32   # bitmask row offsets, CSR row pointers
@@ -66,7 +71,7 @@ class RowUnit(RowUnitTiming, wiring.Component):
             "result_pending": Out(1),
             "result_taken": In(1),
             "elem": Out(1),            # strobe: one marked element emitted this cycle
-            "gated": Out(range(L + 1)),  # lanes of this cycle's MAC whose B value is zero
+            "gated": Out(range(L + 1)),  # lanes of the previous cycle's MAC whose B value is zero (registered)
         })
 
     def elaborate(self, platform):
@@ -85,6 +90,7 @@ class RowUnit(RowUnitTiming, wiring.Component):
         # ---- job registers ----
         busy = Signal()
         first = Signal()                         # first cycle of a job
+        ptr_take = Signal()                      # CSR: the row pointers' lines go into the ports' data registers
         setup = Signal()                         # CSR: the cycle the row pointers arrive (latched)
         derive = Signal()                        # CSR: the cycle the scan range is derived from them
         ranged = Signal()                        # the job's scan range is known: fetching may go on
@@ -100,7 +106,7 @@ class RowUnit(RowUnitTiming, wiring.Component):
         ptr_slot, ptr_slot_hi = Signal(range(W // PTR_BYTES)), Signal(range(W // PTR_BYTES))
 
         # CSR row pointers: read in the first cycle (ptr[i] on v_port, ptr[i+1] on a_port, both idle then),
-        # latched in the next, the scan range derived from them in the one after
+        # in the ports' data registers two cycles later, latched, the scan range derived from them in the next
         with m.If(setup):
             m.d.sync += [lo.eq(self.v_port.data.word_select(ptr_slot, PTR_BITS)),
                          hi.eq(self.a_port.data.word_select(ptr_slot_hi, PTR_BITS))]
@@ -110,12 +116,14 @@ class RowUnit(RowUnitTiming, wiring.Component):
                          left.eq(Mux(hi > lo, ((hi - 1) >> log2(W)) - (lo >> log2(W)) + 1, 1)),
                          lo_rem.eq(lo - line_start), hi_rem.eq(hi - line_start), ranged.eq(1)]
 
-        # ---- detect stage: the read ports' outputs hold word d_rel of the job (absolute d_abs) ----
-        d_valid = Signal()
-        d_rel, d_abs = Signal(PTR_BITS), Signal(PTR_BITS)
-        d_first, d_end = Signal(range(W + 1)), Signal(range(W + 1))   # the word's elements in the range
-        d_last = Signal()                        # the job's last scan word
-        d_slot = Signal(3)                       # bitmask mask word / N:M index word within the line
+        # a scan word in flight: rel / abs: word of the job / absolute; first / end: its elements in the range;
+        # last: the job's last scan word; slot: bitmask mask word / N:M index word within the line
+        scan_word = data.StructLayout({"rel": PTR_BITS, "abs": PTR_BITS, "first": ceil_log2(W + 1),
+                                       "end": ceil_log2(W + 1), "last": 1, "slot": 3})
+        # ---- read stage: the RAMs' outputs hold word r (en low holds it) ----
+        r_valid, r = Signal(), Signal(scan_word)
+        # ---- detect stage: the read ports' data registers hold word d ----
+        d_valid, d = Signal(), Signal(scan_word)
         # ---- encode stage ----
         e_valid = Signal()
         e_mask = Signal(W)
@@ -131,18 +139,18 @@ class RowUnit(RowUnitTiming, wiring.Component):
         vals = data.ArrayLayout(signed(8), W)(line)
         limit = Mux(nm, lay.nm_kept(task.k, task.nm_n_log2, task.nm_m_log2), task.k)
         marks = Signal(W)
-        mask_word = line.word_select(d_slot, W)
+        mask_word = line.word_select(d.slot, W)
         for e in range(W):
             v = vals[e]
             counts = (v != 0) & (Mux(v < 0, -v, v) >= task.threshold)
-            m.d.comb += marks[e].eq((e >= d_first) & (e < d_end) & Mux(gemm, 1, Mux(bitmask, mask_word[e], counts)))
+            m.d.comb += marks[e].eq((e >= d.first) & (e < d.end) & Mux(gemm, 1, Mux(bitmask, mask_word[e], counts)))
         # N:M in-group indices of the word's kept values: W entries of 1, 2 or 4 bits
         meta = Signal.like(e_meta)
         with m.Switch(meta_bits_log2):
             for bits_log2 in range(3):
                 bits = 1 << bits_log2
                 with m.Case(bits_log2):
-                    word = self.v_port.data.word_select(d_slot[:3 - bits_log2], W * bits)
+                    word = self.v_port.data.word_select(d.slot[:3 - bits_log2], W * bits)
                     m.d.comb += [meta[e].eq(word[e * bits:(e + 1) * bits]) for e in range(W)]
 
         # encode
@@ -156,14 +164,16 @@ class RowUnit(RowUnitTiming, wiring.Component):
         load_e = (~e_valid | word_done) & d_valid
         with m.If(load_e):
             m.d.sync += [e_valid.eq(1), e_fresh.eq(1), e_mask.eq(marks), e_vals.eq(line), e_meta.eq(meta),
-                         e_rel.eq(d_rel), e_abs.eq(d_abs), e_last_word.eq(d_last)]
+                         e_rel.eq(d.rel), e_abs.eq(d.abs), e_last_word.eq(d.last)]
         with m.Elif(word_done):
             m.d.sync += e_valid.eq(0)
         with m.Elif(e_valid):
             m.d.sync += [e_mask.eq(comp.rest), e_fresh.eq(0), e_single.eq(at_most(e_mask, 2))]
 
-        # fetch (non-CSR from the first cycle, CSR from the cycle after its range is derived)
-        fetch = busy & Mux(csr, ranged, 1) & (left != 0) & (~d_valid | load_e)
+        # fetch (non-CSR from the first cycle, CSR from the cycle after its range is derived) when the word in
+        # the RAM's output, if any, moves on to the detect stage in this cycle
+        r_move = r_valid & (~d_valid | load_e)
+        fetch = busy & Mux(csr, ranged, 1) & (left != 0) & (~r_valid | r_move)
         with m.Switch(fmt):
             with m.Case(isa.AFormat.BITMASK):
                 m.d.comb += self.a_port.addr.eq(lay.mask_word_line(task.a_addr, g))
@@ -171,22 +181,28 @@ class RowUnit(RowUnitTiming, wiring.Component):
                 m.d.comb += self.a_port.addr.eq(Mux(first, lay.ptr_line(task.a_ptr, row_i + 1), task.a_addr + g))
             with m.Default():
                 m.d.comb += self.a_port.addr.eq(task.a_addr + g)
-        m.d.comb += self.a_port.en.eq(fetch | (first & csr))
+        m.d.comb += [self.a_port.en.eq(fetch | (first & csr)), self.a_port.take.eq(r_move | ptr_take)]
 
         def clamp(x):
             return Mux(x < 0, 0, Mux(x > W, W, x))
         with m.If(fetch):
             m.d.sync += [fw.eq(fw + 1), g.eq(g + 1), left.eq(left - 1), lo_rem.eq(lo_rem - W), hi_rem.eq(hi_rem - W),
-                         d_valid.eq(1), d_rel.eq(fw), d_abs.eq(g), d_last.eq(left == 1),
-                         d_first.eq(clamp(lo_rem)), d_end.eq(clamp(hi_rem)),
-                         d_slot.eq(Mux(nm, lay.nm_meta_slot(g, meta_bits_log2), lay.mask_word_slot(g)))]
+                         r_valid.eq(1), r.rel.eq(fw), r.abs.eq(g), r.last.eq(left == 1),
+                         r.first.eq(clamp(lo_rem)), r.end.eq(clamp(hi_rem)),
+                         r.slot.eq(Mux(nm, lay.nm_meta_slot(g, meta_bits_log2), lay.mask_word_slot(g)))]
+        with m.Elif(r_move):
+            m.d.sync += r_valid.eq(0)
+        with m.If(r_move):
+            m.d.sync += [d_valid.eq(1), d.eq(r)]
         with m.Elif(load_e):
             m.d.sync += d_valid.eq(0)
 
         # job accept / free
         m.d.comb += [self.free.eq((~busy | final) & (cool == 0)),
                      self.elem.eq(e_valid & comp.any)]
-        m.d.sync += [first.eq(0), setup.eq(first & csr), derive.eq(setup), load_ptr.eq(first & bitmask)]
+        ptr_due = Signal()                       # bitmask: the row pointer's line goes into v_port's data register
+        m.d.sync += [first.eq(0), ptr_take.eq(first & csr), setup.eq(ptr_take), derive.eq(setup),
+                     ptr_due.eq(first & bitmask), load_ptr.eq(ptr_due)]
         with m.If(cool != 0):
             m.d.sync += cool.eq(cool - 1)
         with m.If(final):
@@ -205,8 +221,8 @@ class RowUnit(RowUnitTiming, wiring.Component):
             m.d.sync += vptr.eq(self.v_port.data.word_select(ptr_slot, PTR_BITS))
         with m.Elif(self.elem):
             m.d.sync += vptr.eq(vptr + 1)
-        # N:M indices sit beside the scan word in the detect stage, so they hold with it (en = fetch)
-        m.d.comb += self.v_port.en.eq(Mux(nm, fetch, 1))
+        # N:M indices sit beside the scan word in the read and detect stages, so they move with it
+        m.d.comb += [self.v_port.en.eq(Mux(nm, fetch, 1)), self.v_port.take.eq(Mux(nm, r_move, 1))]
         with m.If(nm):
             m.d.comb += self.v_port.addr.eq(lay.nm_meta_line(task.a_meta, g, meta_bits_log2))
         with m.Elif(first):
@@ -216,37 +232,39 @@ class RowUnit(RowUnitTiming, wiring.Component):
         with m.Else():
             m.d.comb += self.v_port.addr.eq(lay.byte_line(task.a_meta, vptr))
 
-        # accumulate: the line the dispatcher read when it handed over the job arrives the cycle after; it goes
-        # into the init register of the job's parity (the other one may still serve the previous job's tail)
+        # accumulate: the line the dispatcher read when it handed over the job arrives READ_LATENCY later; it goes
+        # into the init register of the job's parity (the others may still serve the previous jobs' tails)
         parity = Signal(range(MacLanes.INIT_SLOTS))   # of the job in the front end: counts jobs taken, modulo
-        init_due = Signal()
+        init_due = [Signal(name=f"init_due{s}") for s in range(OutputBufferTiming.READ_LATENCY)]
         fresh = Signal()                         # the job has not sent a MAC cycle yet
         carries = self.elem | final              # a MAC cycle of the job in the front end: element or closer
-        m.d.sync += init_due.eq(self.job_valid)
+        m.d.sync += [init_due[0].eq(self.job_valid)] + [b.eq(a) for a, b in zip(init_due, init_due[1:], strict=False)]
         with m.If(self.job_valid):
             m.d.sync += [parity.eq(Mux(parity == MacLanes.INIT_SLOTS - 1, 0, parity + 1)), fresh.eq(1)]
         with m.Elif(carries):
             m.d.sync += fresh.eq(0)
-        m.d.comb += [mac.init.eq(self.init), mac.init_valid.eq(init_due), mac.init_slot.eq(parity)]
+        m.d.comb += [mac.init.eq(self.init), mac.init_valid.eq(init_due[-1]), mac.init_slot.eq(parity)]
 
-        # T0: index and value known; read B
-        t0_valid, t0_last = Signal(), Signal()
-        t0_first, t0_parity = Signal(), Signal.like(parity)
-        m.d.sync += [t0_first.eq(carries & fresh), t0_parity.eq(parity)]
-        t0_pos = Signal(DIM_BITS)
-        t0_meta = Signal(4)
-        t0_a = Signal(signed(8))
-        t0_j = Signal(DIM_BITS)
-        t0_slot = Signal(range(W))               # byte (bitmask) or uint16 (CSR) slot in the v_port line
+        # T0: index and value known; read B. The element (or the closing bubble) waits for v_port's read:
+        # elem_pipe[0] is registered in the encode cycle, elem_pipe[-1] is T0
+        element = data.StructLayout({
+            "valid": 1, "last": 1, "first": 1, "parity": range(MacLanes.INIT_SLOTS), "a": signed(8),
+            "j": DIM_BITS, "pos": DIM_BITS, "meta": 4,
+            "slot": range(W)})                   # byte (bitmask) or uint16 (CSR) slot in the v_port line
+        elem_pipe = [Signal(element, name=f"elem_pipe{s}") for s in range(self.READ_LATENCY)]
         # the element's value and N:M index, selected by the compactor's one-hot (an AND-OR, no index decode)
         def pick(arr):
             return reduce(operator.or_, (Mux(comp.onehot[e], Value.cast(arr[e]).as_unsigned(), 0) for e in range(W)))
-        m.d.sync += [t0_valid.eq(self.elem), t0_last.eq(final), t0_a.eq(pick(e_vals)), t0_j.eq(job_j),
-                     t0_pos.eq(position), t0_meta.eq(pick(e_meta)),
-                     t0_slot.eq(Mux(csr, lay.csr_index_slot(entry), lay.byte_slot(vptr)))]
-        t0_k = Mux(nm, lay.nm_k(t0_pos, task.nm_n_log2, task.nm_m_log2, t0_meta), t0_pos)
-        k = Mux(csr, self.v_port.data.word_select(t0_slot[:log2(W // INDEX_BYTES)], 8 * INDEX_BYTES), t0_k)
-        a = Mux(bitmask, self.v_port.data.word_select(t0_slot, 8).as_signed(), t0_a)
+        issued = elem_pipe[0]
+        m.d.sync += [issued.valid.eq(self.elem), issued.last.eq(final), issued.first.eq(carries & fresh),
+                     issued.parity.eq(parity), issued.a.eq(pick(e_vals)), issued.j.eq(job_j),
+                     issued.pos.eq(position), issued.meta.eq(pick(e_meta)),
+                     issued.slot.eq(Mux(csr, lay.csr_index_slot(entry), lay.byte_slot(vptr)))]
+        m.d.sync += [later.eq(earlier) for earlier, later in zip(elem_pipe, elem_pipe[1:], strict=False)]
+        t0 = elem_pipe[-1]
+        t0_k = Mux(nm, lay.nm_k(t0.pos, task.nm_n_log2, task.nm_m_log2, t0.meta), t0.pos)
+        k = Mux(csr, self.v_port.data.word_select(t0.slot[:log2(W // INDEX_BYTES)], 8 * INDEX_BYTES), t0_k)
+        a = Mux(bitmask, self.v_port.data.word_select(t0.slot, 8).as_signed(), t0.a)
         # bitmask marks come from the format, so |a| < threshold is only known here: gate the lanes
         passes = gemm | (Mux(a < 0, -a, a) >= task.threshold)
 
@@ -254,8 +272,8 @@ class RowUnit(RowUnitTiming, wiring.Component):
         # RAM address would be the slowest path of the unit on an FPGA.
         u_valid, u_last, u_first, u_parity = Signal(), Signal(), Signal(), Signal.like(parity)
         u_a, u_k, u_j = Signal(signed(8)), Signal(DIM_BITS), Signal(DIM_BITS)
-        m.d.sync += [u_valid.eq(t0_valid & passes), u_last.eq(t0_last), u_first.eq(t0_first),
-                     u_parity.eq(t0_parity), u_a.eq(a), u_k.eq(k), u_j.eq(t0_j)]
+        m.d.sync += [u_valid.eq(t0.valid & passes), u_last.eq(t0.last), u_first.eq(t0.first),
+                     u_parity.eq(t0.parity), u_a.eq(a), u_k.eq(k), u_j.eq(t0.j)]
         v_valid, v_last, v_first, v_parity = Signal(), Signal(), Signal(), Signal.like(parity)
         v_a, v_j = Signal(signed(8)), Signal(DIM_BITS)
         v_row, v_line = Signal(2 * DIM_BITS), Signal.like(self.b_port.addr)   # b_line is linear in the row base
@@ -263,19 +281,21 @@ class RowUnit(RowUnitTiming, wiring.Component):
                      v_a.eq(u_a), v_j.eq(u_j), v_row.eq(u_k * self.nbl), v_line.eq(lay.b_line(task.b_addr, 0, u_j))]
         m.d.comb += [self.b_port.en.eq(1), self.b_port.addr.eq(v_line + v_row)]
 
-        # T1: B arrives; MAC
-        t1_valid, t1_last = Signal(), Signal()
-        t1_first, t1_parity = Signal(), Signal.like(parity)
-        m.d.sync += [t1_first.eq(v_first), t1_parity.eq(v_parity)]
-        t1_a = Signal(signed(8))
-        t1_bslot = Signal(range(max(W // L, 2)))
-        t1_lanes = Signal(signed(DIM_BITS + 1))  # lanes of this block inside N
-        m.d.sync += [t1_valid.eq(v_valid), t1_last.eq(v_last), t1_a.eq(v_a),
-                     t1_bslot.eq(lay.b_slot(v_j)), t1_lanes.eq(task.n - (v_j << log2(L)))]
-        b = data.ArrayLayout(signed(8), L)(self.b_port.data.word_select(t1_bslot, 8 * L))
-        m.d.comb += [mac.a.eq(t1_a), mac.valid.eq(t1_valid), mac.last.eq(t1_last), mac.b.eq(b),
-                     mac.first.eq(t1_first), mac.slot.eq(t1_parity),
-                     self.gated.eq(Mux(t1_valid, sum((b[lane] == 0) & (lane < t1_lanes) for lane in range(L)), 0))]
+        # T1: B arrives; MAC. The operand waits for b_port's read: b_pipe[0] is registered in V, b_pipe[-1] is T1
+        operand = data.StructLayout({
+            "valid": 1, "last": 1, "first": 1, "parity": range(MacLanes.INIT_SLOTS), "a": signed(8),
+            "bslot": range(max(W // L, 2)),
+            "lanes": signed(DIM_BITS + 1)})      # lanes of this block inside N
+        b_pipe = [Signal(operand, name=f"b_pipe{s}") for s in range(self.READ_LATENCY)]
+        m.d.sync += [b_pipe[0].valid.eq(v_valid), b_pipe[0].last.eq(v_last), b_pipe[0].first.eq(v_first),
+                     b_pipe[0].parity.eq(v_parity), b_pipe[0].a.eq(v_a), b_pipe[0].bslot.eq(lay.b_slot(v_j)),
+                     b_pipe[0].lanes.eq(task.n - (v_j << log2(L)))]
+        m.d.sync += [later.eq(earlier) for earlier, later in zip(b_pipe, b_pipe[1:], strict=False)]
+        t1 = b_pipe[-1]
+        b = data.ArrayLayout(signed(8), L)(self.b_port.data.word_select(t1.bslot, 8 * L))
+        m.d.comb += [mac.a.eq(t1.a), mac.valid.eq(t1.valid), mac.last.eq(t1.last), mac.b.eq(b),
+                     mac.first.eq(t1.first), mac.slot.eq(t1.parity)]
+        m.d.sync += self.gated.eq(Mux(t1.valid, sum((b[lane] == 0) & (lane < t1.lanes) for lane in range(L)), 0))
 
         # result holding: the job's (i, j) travels beside its last element (the next job may already be
         # running), then waits with the result for this unit's write slot

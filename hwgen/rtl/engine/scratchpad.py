@@ -4,8 +4,9 @@ Every read port has its own copy of the whole scratchpad (the write port writes 
 conflict and the timing has no bank term: the engine's 3·rows + 3 ports cost that many copies, which the
 resource report (``dsa fpga synth``) shows. A port reads every bank of its copy at the line-in-bank address and
 picks the bank on the next cycle; ``l1.banks: 1`` makes each copy one memory, the fewest block RAMs on an
-FPGA (shallow banks suit ASIC SRAM macros). Read latency is one cycle; with ``en`` low the port holds its last
-data.
+FPGA (shallow banks suit ASIC SRAM macros). Each port's data comes from a register (``signatures.registered_read``):
+read latency is two cycles, ``en`` low holds the RAM's output and ``take`` low the port's data. With one bank
+nothing sits between a RAM and its register; the bank select of several banks does.
 """
 from amaranth import Module, Mux, Signal
 from amaranth.lib import memory, wiring
@@ -48,8 +49,9 @@ class Scratchpad(ScratchpadTiming, wiring.Component):
                 rp = mem.read_port(domain="sync")
                 m.d.comb += [rp.addr.eq(port.addr >> bank_bits), rp.en.eq(port.en)]
                 datas.append(rp.data)
-            with m.Switch(which):
-                for b, d in enumerate(datas):
-                    with m.Case(b):
-                        m.d.comb += port.data.eq(d)
+            with m.If(port.take):
+                with m.Switch(which):
+                    for b, d in enumerate(datas):
+                        with m.Case(b):
+                            m.d.sync += port.data.eq(d)
         return m

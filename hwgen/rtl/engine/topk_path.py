@@ -7,8 +7,10 @@ emits writes its P byte into row i of a P matrix in L1 (dense rows at ``a_addr``
 which the compiler zeroed; a later spmm then skips the zeros of P at run time.
 
 Timing (exact; the simulator uses ``task_cycles``): the reader reads the first line in cycle 1 (the first
-cycle of the task after the start cycle 0), the unit accepts the first score in cycle 2 and then rows
-back to back (``TopkSoftmax.row_cycles`` each); the task is done in the cycle after the last entry.
+cycle of the task after the start cycle 0), takes it into the port's data register in cycle 2 while it reads
+the next one, the unit accepts the first score in cycle 3 (``first_beat``) and then rows back to back
+(``TopkSoftmax.row_cycles`` each); the task is done in the cycle after the last entry. The reader keeps the
+next line waiting in the RAM's output, so a beat that crosses into it costs no cycle.
 """
 from amaranth import Const, Module, Mux, Signal
 from amaranth.lib import wiring
@@ -41,7 +43,7 @@ class TopkPath(TopkPathTiming, wiring.Component):
         m.submodules.unit = unit = TopkSoftmax(cfg.attention.topk_max, cfg.attention.frac_bits)
         m.d.comb += unit.k.eq(task.topk)
 
-        # ---- reader: the read port's output holds the line of (row, col); en low holds it ----
+        # ---- reader: the port's data holds the line of (row, col), the RAM's output the next one (``line``) ----
         row, col = Signal(DIM_BITS), Signal(DIM_BITS)
         started, have_line = Signal(), Signal()
         more = row != task.m
@@ -54,13 +56,18 @@ class TopkPath(TopkPathTiming, wiring.Component):
         # running count from c_line(c_addr, 0, 0): no row * nbj multiply in front of the read address
         line = Signal.like(self.scores_port.addr)
         with m.If(self.active & ~started):
-            m.d.comb += [self.scores_port.addr.eq(lay.c_line(task.c_addr, 0, 0)), self.scores_port.en.eq(1)]
-            m.d.sync += [started.eq(1), have_line.eq(1), line.eq(lay.c_line(task.c_addr, 0, 0))]
+            m.d.comb += [self.scores_port.addr.eq(lay.c_line(task.c_addr, 0, 0)), self.scores_port.en.eq(1),
+                         self.scores_port.take.eq(0)]
+            m.d.sync += [started.eq(1), line.eq(lay.c_line(task.c_addr, 0, 0))]
+        with m.Elif(self.active & ~have_line):
+            m.d.comb += [self.scores_port.addr.eq(line + 1), self.scores_port.en.eq(1), self.scores_port.take.eq(1)]
+            m.d.sync += [have_line.eq(1), line.eq(line + 1)]
         with m.Elif(beat):
-            m.d.comb += [self.scores_port.addr.eq(line + 1), self.scores_port.en.eq(crossing)]
+            m.d.comb += [self.scores_port.addr.eq(line + 1), self.scores_port.en.eq(crossing),
+                         self.scores_port.take.eq(crossing)]
             m.d.sync += [row.eq(next_row), col.eq(next_col), line.eq(line + crossing)]
         with m.Else():
-            m.d.comb += self.scores_port.en.eq(0)
+            m.d.comb += [self.scores_port.en.eq(0), self.scores_port.take.eq(0)]
         lane = self.scores_port.data.word_select(col[:log2(L)], acc_bits)
         score = lane[:SCORE_BITS].as_signed() if acc_bits >= SCORE_BITS else lane.as_signed()
         candidate = ~task.causal | (col <= row + task.n - task.m)

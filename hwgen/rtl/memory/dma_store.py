@@ -9,9 +9,9 @@ an output-buffer task would with ``parts`` = ``gather`` = 1. Bursts are cut as f
 AWID is 0, so B responses come back in order.
 
 Three independent pieces, each a few registers:
-- lines: the task's read port (``out_read`` or ``l1_read``, one cycle of latency each) runs as a pipeline
-  (``en`` only when the line it holds is used up), so a beat is ready every cycle while the W channel takes
-  them;
+- lines: the task's read port (``out_read`` or ``l1_read``, registered reads of two cycles) runs as a
+  pipeline, so a beat is ready every cycle while the W channel takes them: the next line waits in the RAM's
+  output until the line in the port's data is used up (``take``), and the one after is read as it moves;
 - AW: like the LOAD's AR: each burst's virtual address is translated by the unit's TLB (``xlate_req`` /
   ``xlate_resp``, requests as early as the TLB takes them, ``write`` = 1), and the AW is registered with the
   physical address in a cycle where the AW register is free and fewer than ``memory.outstanding`` bursts
@@ -80,7 +80,8 @@ class DmaStore(wiring.Component):
         src = Signal()                                         # the running task reads L1 (one line per beat)
         rd_next = Signal(max(len(rd.addr), len(l1.addr)))
         rd_left = Signal(len(self.lines))
-        have = Signal()                                        # rd.data holds a line not yet used up
+        have = Signal()                                        # the data holds a line not yet used up
+        pending = Signal()                                     # the RAM's output holds the next line
         beat_valid = Signal()
         beat_data = Signal(beat_bits)
         w_take = w.valid & w.ready
@@ -107,12 +108,17 @@ class DmaStore(wiring.Component):
                 m.d.sync += full.eq(slot == gather - 1)
             with m.Elif(w_take & ~src):                        # source 1 leaves the gather registers alone
                 m.d.sync += full.eq(0)
-        fetch = advance & (rd_left != 0)
-        m.d.comb += [rd.addr.eq(rd_next), rd.en.eq(fetch & ~src), l1.addr.eq(rd_next), l1.en.eq(fetch & src)]
+        # a read whenever the RAM's output moves on to the data (or holds nothing)
+        move = pending & advance
+        fetch = (~pending | move) & (rd_left != 0)
+        m.d.comb += [rd.addr.eq(rd_next), rd.en.eq(fetch & ~src), rd.take.eq(move),
+                     l1.addr.eq(rd_next), l1.en.eq(fetch & src), l1.take.eq(move)]
+        with m.If(fetch):
+            m.d.sync += [rd_next.eq(rd_next + 1), rd_left.eq(rd_left - 1), pending.eq(1)]
+        with m.Elif(move):
+            m.d.sync += pending.eq(0)
         with m.If(advance):
-            m.d.sync += have.eq(rd_left != 0)
-            with m.If(rd_left != 0):
-                m.d.sync += [rd_next.eq(rd_next + 1), rd_left.eq(rd_left - 1)]
+            m.d.sync += have.eq(pending)
 
         # ---- translation, then AW: one burst per cycle while fewer than `outstanding` wait for B ----
         xreq, xresp = self.xlate_req, self.xlate_resp
@@ -176,7 +182,7 @@ class DmaStore(wiring.Component):
             addr = self.hbm_addr >> size << size
             m.d.sync += [self.busy.eq(self.lines != 0), self.error.eq(0), self.fault.eq(Fault.NONE),
                          src.eq(self.source), rd_next.eq(Mux(self.source, self.l1_line, self.out_line)),
-                         rd_left.eq(self.lines), plan_addr.eq(addr), w_addr.eq(addr),
+                         rd_left.eq(self.lines), pending.eq(0), plan_addr.eq(addr), w_addr.eq(addr),
                          plan_left.eq(total), aw_left.eq(total), w_left.eq(total), aw_sent.eq(0), w_bursts.eq(0),
                          w_pos.eq(0)]
         return m

@@ -23,8 +23,9 @@ high; beats are taken in the cycle they are offered, RREADY is always high):
 - Load: header command in S (AR in S + ``start_ar_latency``); the header's last beat in t -> the first non-empty
   region's first AR in t + ``decode_gap`` (the header decoded into registers first); a region's last beat in t
   -> the next non-empty region's (task table, successor lists, descriptors) first AR in t + ``region_gap``; the
-  last beat of the load in t -> scheduling from t + ``run_latency``. A header with more tasks / successors / descriptors than
-  ``scheduler.*`` stops the run (``TOO_MANY_TASKS``), as does any RRESP other than OKAY (``AXI_ERROR``).
+  last beat of the load in t -> scheduling from t + ``run_latency``. A header with more tasks / successors /
+  descriptors than ``scheduler.*`` stops the run (``TOO_MANY_TASKS``), as does any RRESP other than OKAY
+  (``AXI_ERROR``).
 - Window (``scheduler.window`` slots): while a slot is free, the next task of the table enters, one per cycle;
   one entering in e may be picked from e + ``entry_latency`` (RAM read, the row registered, its rank's
   Mitchell log registered, the slot register, then its row of the pick's comparison matrix). A slot is free
@@ -50,7 +51,8 @@ high; beats are taken in the cycle they are offered, RREADY is always high):
 - Release: completions are popped in push order (same cycle: engines in index order, then a skip, then the
   gate unit) from the cycle after their push, one at a time; each walks its successor list one entry per
   cycle (none: one cycle). Entry walked in w: the successor's count of released predecessors goes up in
-  w + 2; when it reaches ``deps`` the successor may be picked from w + ``release_latency``, and under
+  w + 2; when it reaches ``deps`` the release is registered, and the successor may be picked from
+  w + ``release_latency``, and under
   ``adaptive`` its key is ``mlog(rank) + adj(p)`` (p: the popped task; a skipped task passes on the adj it
   was released with; tasks without predecessors start at ``mlog(rank)``; other policies: key = rank).
 - Done: high from the cycle after the walk of the last completion (``done_latency``).
@@ -388,20 +390,24 @@ class Asa(AsaTiming, wiring.Component):
         m.d.comb += r3_new.eq(r3_data - 1)
         r3_ready = Signal()
         m.d.comb += r3_ready.eq(s3_valid & (r3_new == 0))
+        # stage 4: the release is registered, then wakes its slot (no count RAM read in front of the pick's
+        # comparison matrix)
+        r4_ready, s4_task, s4_adj = Signal(), Signal(TB), Signal(signed(ADJ_BITS))
+        m.d.sync += [r4_ready.eq(r3_ready), s4_task.eq(s3_task), s4_adj.eq(s3_adj)]
 
         # a release of the entering task in any stage is caught there (its count reaches 0 only once)
         e2_row, e2_ready, e2_adj = Signal(task_layout), Signal(), Signal(signed(ADJ_BITS))
         e3_row, e3_ready, e3_adj = Signal(task_layout), Signal(), Signal(signed(ADJ_BITS))
         e3_mrank = Signal(MLOG_BITS)
-        e1_fwd, e2_fwd, e3_fwd = (r3_ready & (s3_task == t) for t in (en_task, e2_task, e3_task))
+        e1_fwd, e2_fwd, e3_fwd = (r4_ready & (s4_task == t) for t in (en_task, e2_task, e3_task))
         m.d.sync += [e2_valid.eq(en_valid), e2_task.eq(en_task), e2_slot.eq(en_slot),
                      e2_row.eq(e_data[:task_layout.size]), e2_ready.eq(e1_fwd | (ec_data == 0)),
-                     e2_adj.eq(Mux(e1_fwd, s3_adj, ea_data.as_signed())),
+                     e2_adj.eq(Mux(e1_fwd, s4_adj, ea_data.as_signed())),
                      e3_valid.eq(e2_valid), e3_task.eq(e2_task), e3_slot.eq(e2_slot), e3_row.eq(e2_row),
-                     e3_ready.eq(e2_ready | e2_fwd), e3_adj.eq(Mux(e2_fwd, s3_adj, e2_adj)),
+                     e3_ready.eq(e2_ready | e2_fwd), e3_adj.eq(Mux(e2_fwd, s4_adj, e2_adj)),
                      e3_mrank.eq(mlog_hw(m, e2_row.rank, "entry_mrank"))]
         et = e3_row
-        e_adj = Mux(e3_fwd, s3_adj, e3_adj)
+        e_adj = Mux(e3_fwd, s4_adj, e3_adj)
         with m.If(e3_valid):
             for j in range(W):
                 with m.If(e3_slot == j):
@@ -424,9 +430,9 @@ class Asa(AsaTiming, wiring.Component):
         visible = [s_valid[j] & s_wait[j] & ~s_new[j] for j in range(W)]
         cand = [visible[j] & s_ready[j] & (~in_order | (s_task[j] == head)) for j in range(W)]
         key_next = [Signal(signed(KEY_BITS), name=f"slot{j}_key_next") for j in range(W)]
-        wakes = [r3_ready & s_valid[j] & (s_task[j] == s3_task) for j in range(W)]
+        wakes = [r4_ready & s_valid[j] & (s_task[j] == s4_task) for j in range(W)]
         for j in range(W):
-            m.d.comb += key_next[j].eq(Mux(wakes[j] & adaptive, s_mrank[j] + s3_adj, s_key[j]))
+            m.d.comb += key_next[j].eq(Mux(wakes[j] & adaptive, s_mrank[j] + s4_adj, s_key[j]))
         # one unsigned order: the key (offset binary) above the task number inverted (ties to the lower task)
         order = [Cat(~s_task[j], key_next[j].as_unsigned() ^ (1 << (KEY_BITS - 1))) for j in range(W)]
         beats = {}
@@ -711,7 +717,8 @@ class Asa(AsaTiming, wiring.Component):
         walk_last = (c_pop & (hd_count <= 1)) | (walking & (w_left == 1))
         with m.If(walk_last):
             m.d.sync += completed.eq(completed + 1)
-        # stage 2: the successor's count is read; stage 3: written back, the successor released at zero
+        # stage 2: the successor's count is read; stage 3: written back, the successor released at zero;
+        # stage 4 (above): its slot woken
         s2_valid, s2_adj = Signal(), Signal(signed(ADJ_BITS))
         m.d.sync += [s2_valid.eq(ent_valid & running), s2_adj.eq(Mux(walking, w_adj, hd_adj)),
                      s3_valid.eq(s2_valid & running), s3_task.eq(sr_data), s3_adj.eq(s2_adj)]
@@ -732,12 +739,12 @@ class Asa(AsaTiming, wiring.Component):
                          adj_ram.wp.en.eq(Mux(r3_ready, one_lane, 0))]
         for j in range(W):
             with m.If(wakes[j]):
-                m.d.sync += [s_ready[j].eq(1), s_adj[j].eq(s3_adj), s_key[j].eq(key_next[j])]
+                m.d.sync += [s_ready[j].eq(1), s_adj[j].eq(s4_adj), s_key[j].eq(key_next[j])]
 
         # ---------------- run start / end ----------------
         with m.If(go):
             m.d.sync += [next_in.eq(0), head.eq(0), completed.eq(0), walking.eq(0), en_valid.eq(0), e2_valid.eq(0),
-                         e3_valid.eq(0),
+                         e3_valid.eq(0), r4_ready.eq(0),
                          self.issued.eq(0), self.skipped.eq(0), self.stall_no_engine.eq(0),
                          self.stall_not_ready.eq(0), preds.eq(0)]
             m.d.sync += [s.eq(0) for s in s_valid]

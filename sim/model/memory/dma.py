@@ -135,7 +135,8 @@ class _Store:
         self.w_addr = self.w_left = self.w_pos = self.w_bursts = 0
         self.rd_left = 0
         self.parts = self.gather = 1   # the running task's beats per line and lines per beat
-        self.have = False
+        self.have = False              # the read port's data holds a line not yet used up
+        self.pending = False           # the RAM's output holds the next line (a registered read)
         self.part = self.slot = 0
         self.full = False
         self.b = deque()               # (ready cycle, port) of written bursts, in order
@@ -182,6 +183,7 @@ class DmaUnits:
         s.plan_addr = s.w_addr = hbm_addr - hbm_addr % self.cfg.beat_bytes
         s.plan_left = s.aw_left = s.w_left = beats
         s.rd_left = lines
+        s.pending = False
         s.aw_sent = s.w_bursts = s.w_pos = 0
 
     def free_at(self, unit: str) -> int:
@@ -264,7 +266,7 @@ class DmaUnits:
 
     def _w_ready(self) -> bool:
         s = self.store
-        return s.w_left != 0 and (s.have or s.rd_left != 0 or s.full)
+        return s.w_left != 0 and (s.have or s.pending or s.rd_left != 0 or s.full)
 
     def _cycle(self, c: int, calls: list) -> None:
         u, s = self.load, self.store
@@ -375,10 +377,16 @@ class DmaUnits:
                 s.slot = (s.slot + 1) % s.gather
             elif w_take:
                 s.full = False
+        # the next line waits in the RAM's output; a read whenever it moves on to the data (or there is none)
+        move = s.pending and advance
+        fetch = (not s.pending or move) and s.rd_left != 0
         if advance:
-            s.have = s.rd_left != 0
-            if s.rd_left:
-                s.rd_left -= 1
+            s.have = s.pending
+        if fetch:
+            s.rd_left -= 1
+            s.pending = True
+        elif move:
+            s.pending = False
         # registers
         if w_take:
             if w_last:

@@ -29,6 +29,7 @@ from cocotb.triggers import FallingEdge, First, ReadOnly, RisingEdge, Timer
 from hwgen.rtl.top import L3_COUNTERS, hbm_prefix
 from hwgen.spec.page_table import PageTable
 from hwgen.spec.program import output_words
+from hwgen.spec.timing import OutputBufferTiming
 from sim.model.memory.axi_port import HbmPorts
 from sim.rtl.tb.axi_monitor import AxiMonitor
 from sim.rtl.tb.clock import PERIOD_NS, start_clock
@@ -126,8 +127,8 @@ async def run_job(dut, clock, job):
     responder.stop()
     for monitor in monitors:
         monitor.stop()
-    # results: from HBM where a STORE put them, else from the output buffer (one line per cycle, driven and
-    # sampled on the falling edge: the read port's data follows one cycle after its address)
+    # results: from HBM where a STORE put them, else from the output buffer (one line at a time, driven and
+    # sampled on the falling edge: the read port's data follows its address by the buffer's READ_LATENCY)
     fall = FallingEdge(dut.clk)
     await fall
     dut.out_en.value = 1
@@ -140,7 +141,8 @@ async def run_job(dut, clock, job):
             words = []
             for addr in addrs:
                 dut.out_addr.value = addr
-                await fall
+                for _ in range(OutputBufferTiming.READ_LATENCY):
+                    await fall
                 words.append(int(dut.out_data.value))
         result["outputs"].append((name, words))
     dut.out_en.value = 0
