@@ -9,8 +9,9 @@ Phases of one row (the unit works on one row at a time; ``scores.ready`` is high
    ``kmax``-slot register list ordered by value descending then index ascending (the streaming rule of
    ``topk_row``: a valid beat goes in only when fewer than ``k`` entries are kept or its value is STRICTLY
    greater than the smallest kept one, which is then dropped). Each slot compares its value with the beat's
-   (one signed 32-bit comparator per slot) and keeps, takes the beat or takes its upper neighbour: no search,
-   no variable shift. The slots at and beyond ``k`` take part without being kept, so a beat that does not go
+   (one signed 32-bit comparator per slot, in the cycle the beat is accepted, against the list of that cycle;
+   the sort cycle corrects for the one insertion in between) and keeps, takes the beat or takes its upper
+   neighbour: no search, no variable shift. The slots at and beyond ``k`` take part without being kept, so a beat that does not go
    in changes none of the kept ones: no k-th select stands in front of the list. The last beat is sorted in
    the cycle after it is accepted (``COLLECT_LATENCY``), before EXP or the empty beat.
 2. EXP, one kept entry issued per cycle (slot 0 holds the maximum m; the value list shifts down a slot per
@@ -120,13 +121,21 @@ class TopkSoftmax(TopkSoftmaxTiming, wiring.Component):
 
         # ---- collect: sorted insertion of the beat accepted in the cycle before (``held``) ---------------
         held, held_full, held_k = Signal(SCORE_LAYOUT), Signal(), Signal.like(self.k)   # k counts as of the beat
-        m.d.sync += held_full.eq(0)
-        with m.If(self.scores.valid & self.scores.ready):
-            m.d.sync += [held.eq(beat), held_full.eq(1), held_k.eq(self.k)]
         sort_in = held_full & held.valid
         before = Signal(K)   # slot i is kept and stays ahead of the beat (value >= beat: ties keep the older)
+        # The beat is compared with the list in the cycle it is accepted, registered with it: ge_slot[i] = slot i
+        # >= beat on the list of that cycle, ge_held = the beat sorted in during that cycle >= this beat. In the
+        # next cycle the list has moved by at most that one insertion (``moved``, ``was_before``: the insertion's
+        # before), so each slot's compare is one of those registers: no 32-bit comparator in front of the list.
+        ge_slot, ge_held = Signal(K), Signal()
+        moved, was_before = Signal(), Signal(K)
+        m.d.sync += [held_full.eq(0), moved.eq(sort_in), was_before.eq(before)]
+        with m.If(self.scores.valid & self.scores.ready):
+            m.d.sync += [held.eq(beat), held_full.eq(1), held_k.eq(self.k), ge_held.eq(held.value >= beat.value),
+                         *(ge_slot[i].eq(vals[i] >= beat.value) for i in range(K))]
         for i in range(K):
-            m.d.comb += before[i].eq((cnt > i) & (vals[i] >= held.value))
+            shifted = ge_held if i == 0 else Mux(was_before[i - 1], ge_held, ge_slot[i - 1])
+            m.d.comb += before[i].eq((cnt > i) & Mux(moved & ~was_before[i], shifted, ge_slot[i]))
         with m.If(sort_in):
             # a beat that does not go in (the k kept ones all >= it) only moves slots at or beyond k
             for i in range(K):
