@@ -281,6 +281,7 @@ def test_flush_during_walk_still_fills():
             ctx.set(dut.req.payload.vaddr, vpn * pb)
             await ctx.tick()
             ctx.set(dut.req.valid, 0)
+            await ctx.tick().repeat(dut.walk_issue_latency - 1)
             assert ctx.get(dut.walk_req.valid)
             addr = ctx.get(dut.walk_req.payload)
             await ctx.tick()

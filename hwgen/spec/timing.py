@@ -117,14 +117,15 @@ class TopkPathTiming:
 
 
 class TlbTiming:
-    #: cycles from the ``req`` handshake to ``resp.valid`` on a hit or an OUTSIDE fault
-    hit_latency = 1
+    #: cycles from the ``req`` handshake to ``resp.valid`` on a hit or an OUTSIDE fault (lookup registered, then
+    #: the response)
+    hit_latency = 2
     #: cycles from the ``req`` handshake to ``walk_req.valid`` on a miss
-    walk_issue_latency = 1
+    walk_issue_latency = 2
     #: cycles from the ``walk_resp`` handshake to ``resp.valid``
     fill_latency = 1
     #: cycles between accepted requests when they hit back to back and ``resp.ready`` stays high
-    hit_interval = 1
+    hit_interval = 2
 
     @classmethod
     def miss_latency(cls, walk_cycles: int) -> int:

@@ -11,9 +11,9 @@ Phases of one row (the unit works on one row at a time; ``scores.ready`` is high
    greater than the smallest kept one, which is then dropped). Each slot compares its value with the beat's
    (one signed 32-bit comparator per slot, in the cycle the beat is accepted, against the list of that cycle;
    the sort cycle corrects for the one insertion in between) and keeps, takes the beat or takes its upper
-   neighbour: no search, no variable shift. The slots at and beyond ``k`` take part without being kept, so a beat that does not go
-   in changes none of the kept ones: no k-th select stands in front of the list. The last beat is sorted in
-   the cycle after it is accepted (``COLLECT_LATENCY``), before EXP or the empty beat.
+   neighbour: no search, no variable shift. The slots at and beyond ``k`` take part without being kept, so a
+   beat that does not go in changes none of the kept ones: no k-th select stands in front of the list. The
+   last beat is sorted in the cycle after it is accepted (``COLLECT_LATENCY``), before EXP or the empty beat.
 2. EXP, one kept entry issued per cycle (slot 0 holds the maximum m; the value list shifts down a slot per
    cycle, so the entry issued is always in slot 0) into a 5-stage pipeline:
      issue : -q = m - s (33-bit subtract), dead = -q >= (z_max + 1) * q_ln2 (constant compare)

@@ -24,8 +24,10 @@ goes to the next L1 line; RREADY is always high: L1's write port belongs to the 
 engine's issue logic guarantees it) and a TLB is always ready for its walk's beat.
 
 Timing (cycle t = the cycle ``start`` is high), what the simulator's DMA model mirrors:
-- the first translation is requested in t + 1 (``xlate_req``); on a TLB hit its AR is valid in t + 3
-  (``first_ar_latency``), on a miss after the walk (``Tlb.miss_latency``);
+- the first translation is requested in t + 2 (``xlate_req``: the first burst's length is registered first);
+  on a TLB hit its AR is valid in t + 5 (``first_ar_latency``), on a miss after the walk
+  (``Tlb.miss_latency``); a burst's length is registered in the cycle after the previous request, so
+  requests are at least two cycles apart (as the TLB takes them);
 - the next AR follows in the cycle after a handshake while fewer than ``outstanding`` bursts are in
   flight and its translation is back; a burst stops counting in the cycle after its last beat is taken;
 - ``busy`` is high from t + 1 to the cycle of the last beat inclusive (``lines = 0``: never), or after a
@@ -45,18 +47,34 @@ from hwgen.rtl.memory.tlb import Fault, request_layout, response_layout
 from hwgen.spec import isa
 from hwgen.spec.axi import BURST_INCR, RESP_OKAY, burst_boundary
 from hwgen.spec.page_table import PTE_BITS, PTE_BYTES
+from hwgen.spec.timing import TlbTiming
 
 #: ARID of page-table walks; LOAD data bursts use ARID 0
 WALK_ID = 1
 
 
 class BurstPlanner:
-    """The RTL half of ``plan``: given the next address and the beats left, the length of the next burst."""
+    """The RTL half of ``plan``: given the next address and the beats left (registers), the length of the next
+    burst, registered: ``beats`` holds it from the cycle after the two settle, ``ready`` says it does (low in
+    the cycle after ``moved``, a cycle in which the owner changed them). A request per two cycles is all a
+    TLB takes (``TlbTiming.hit_interval``), so the registered length costs only the first request a cycle,
+    and no compare, select and add chain runs from the plan's registers back into them."""
 
     def __init__(self, cfg, addr: Signal, beats_left: Signal):
         self.cfg, self.addr, self.beats_left = cfg, addr, beats_left
 
-    def beats(self, m: Module) -> Signal:
+    def registered(self, m: Module, moved) -> tuple[Signal, Signal]:
+        """(beats, ready) as in the class docstring; ``moved``: the owner updates addr / beats_left now."""
+        beats = Signal(range(min(self.cfg.memory.burst_beats, self._span()) + 1))
+        ready = Signal()
+        m.d.sync += [beats.eq(self.now(m)), ready.eq(~moved)]
+        return beats, ready
+
+    def _span(self) -> int:
+        return burst_boundary(self.cfg) // self.cfg.beat_bytes
+
+    def now(self, m: Module) -> Signal:
+        """The length of the next burst from addr / beats_left in this cycle (combinational)."""
         cfg = self.cfg
         size = exact_log2(cfg.beat_bytes)
         boundary_bits = exact_log2(burst_boundary(cfg))
@@ -75,7 +93,7 @@ class DmaLoad(wiring.Component):
     """See the module docstring; ``walkers``: the TLBs whose walks this unit issues."""
 
     #: cycles from ``start`` to the first ARVALID when the first translation hits
-    first_ar_latency = 3
+    first_ar_latency = 3 + TlbTiming.hit_latency
 
     def __init__(self, cfg, walkers: int = 2):
         self._cfg = cfg
@@ -116,14 +134,16 @@ class DmaLoad(wiring.Component):
         to_receive = Signal(lines_bits)                 # beats not yet taken
         in_flight = Signal(range(cfg.memory.outstanding + 1))
         line = Signal(len(self.l1_write.addr))
-        beats = BurstPlanner(cfg, plan_addr, to_plan).beats(m)
+        starting = self.start & ~self.busy
+        requested = xreq.valid & xreq.ready
+        beats, planned = BurstPlanner(cfg, plan_addr, to_plan).registered(m, moved=starting | requested)
         xl_beats = Signal.like(beats)                   # beats of the burst being translated
 
         # ---- translation: one burst at a time through the TLB ----
         faulting = xresp.valid & (xresp.payload.fault != Fault.NONE)
-        m.d.comb += [xreq.valid.eq(self.busy & (self.fault == Fault.NONE) & (to_plan != 0) & ~faulting),
+        m.d.comb += [xreq.valid.eq(self.busy & planned & (self.fault == Fault.NONE) & (to_plan != 0) & ~faulting),
                      xreq.payload.vaddr.eq(plan_addr), xreq.payload.write.eq(0)]
-        with m.If(xreq.valid & xreq.ready):
+        with m.If(requested):
             m.d.sync += [plan_addr.eq(plan_addr + (beats << size)), to_plan.eq(to_plan - beats), xl_beats.eq(beats)]
 
         # ---- AR: a walk first, else the translated data burst ----
@@ -185,7 +205,7 @@ class DmaLoad(wiring.Component):
         with m.If(self.busy & (self.fault != Fault.NONE) & (in_flight == 0)):
             m.d.sync += self.busy.eq(0)
 
-        with m.If(self.start & ~self.busy):
+        with m.If(starting):
             m.d.sync += [self.busy.eq(self.lines != 0), self.error.eq(0), self.fault.eq(Fault.NONE),
                          line.eq(self.l1_line), plan_addr.eq(self.hbm_addr >> size << size),
                          to_plan.eq(self.lines), to_receive.eq(self.lines)]

@@ -15,11 +15,12 @@ Three independent pieces, each a few registers:
 - AW: like the LOAD's AR: each burst's virtual address is translated by the unit's TLB (``xlate_req`` /
   ``xlate_resp``, requests as early as the TLB takes them, ``write`` = 1), and the AW is registered with the
   physical address in a cycle where the AW register is free and fewer than ``memory.outstanding`` bursts
-  wait for their B response (a burst waits from its AW to its B): first valid in cycle t + 3 when the first
-  translation hits (``first_aw_latency``), then one per cycle. The TLB's walks go out on the read channel
-  through the LOAD unit (``dma_load``, walker port 1);
+  wait for their B response (a burst waits from its AW to its B): first valid in cycle t + 5 when the first
+  translation hits (``first_aw_latency``: the burst's length is registered before it is requested), then as
+  the TLB answers. The TLB's walks go out on the read channel through the LOAD unit (``dma_load``, walker
+  port 1);
 - W: a beat goes out only once its burst's AW has been accepted (in an earlier cycle); WLAST on the last beat of
-  each burst, WSTRB all ones.
+  each burst (its length from a FIFO of the AWs' lengths), WSTRB all ones.
 ``busy`` is high from t + 1 to the cycle of the last B response inclusive (``lines = 0``: never).
 A B response other than OKAY sets ``error``. A translation with a fault is taken at once: no further burst
 is translated or issued, ``fault`` latches the code (cleared by the next start), the bursts already issued
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 from amaranth import Module, Mux, Signal
 from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
@@ -37,11 +39,12 @@ from hwgen.rtl.memory.dma_load import BurstPlanner
 from hwgen.rtl.memory.tlb import Fault, request_layout, response_layout
 from hwgen.spec import isa
 from hwgen.spec.axi import BURST_INCR, RESP_OKAY, beats_per_line
+from hwgen.spec.timing import TlbTiming
 
 
 class DmaStore(wiring.Component):
     #: cycles from ``start`` to the first AWVALID when the first translation hits
-    first_aw_latency = 3
+    first_aw_latency = 3 + TlbTiming.hit_latency
 
     def __init__(self, cfg):
         self._cfg = cfg
@@ -126,12 +129,14 @@ class DmaStore(wiring.Component):
         plan_left = Signal(nbits)                              # beats not yet sent for translation
         aw_left = Signal(nbits)                                # beats whose AW is not yet registered
         unacked = Signal(range(cfg.memory.outstanding + 1))
-        plan_beats = BurstPlanner(cfg, plan_addr, plan_left).beats(m)
+        starting = self.start & ~self.busy
+        requested = xreq.valid & xreq.ready
+        plan_beats, planned = BurstPlanner(cfg, plan_addr, plan_left).registered(m, moved=starting | requested)
         xl_beats = Signal.like(plan_beats)
         faulting = xresp.valid & (xresp.payload.fault != Fault.NONE)
-        m.d.comb += [xreq.valid.eq(self.busy & (self.fault == Fault.NONE) & (plan_left != 0) & ~faulting),
+        m.d.comb += [xreq.valid.eq(self.busy & planned & (self.fault == Fault.NONE) & (plan_left != 0) & ~faulting),
                      xreq.payload.vaddr.eq(plan_addr), xreq.payload.write.eq(1)]
-        with m.If(xreq.valid & xreq.ready):
+        with m.If(requested):
             m.d.sync += [plan_addr.eq(plan_addr + (plan_beats << size)), plan_left.eq(plan_left - plan_beats),
                          xl_beats.eq(plan_beats)]
         issue = (~aw.valid | aw.ready) & xresp.valid & ~faulting & (unacked < cfg.memory.outstanding)
@@ -148,19 +153,20 @@ class DmaStore(wiring.Component):
         with m.If(aw.valid & aw.ready):
             m.d.sync += aw_sent.eq(aw_sent + 1)
 
-        # ---- W: the beats of burst k once AW k was accepted ----
-        w_addr = Signal(len(self.hbm_addr))
-        w_left = Signal(nbits)
+        # ---- W: the beats of burst k once AW k was accepted; its length is the one its AW was given (a FIFO of
+        # the bursts whose AW is registered and whose last beat is not sent: at most ``outstanding``) ----
+        m.submodules.w_lens = w_lens = SyncFIFO(width=len(xl_beats), depth=cfg.memory.outstanding)
+        m.d.comb += [w_lens.w_en.eq(issue), w_lens.w_data.eq(xl_beats)]
         w_pos = Signal(range(cfg.memory.burst_beats))
         w_bursts = Signal(nbits)
-        w_len = BurstPlanner(cfg, w_addr, w_left).beats(m)
         m.d.comb += [w.valid.eq(self.busy & beat_valid & (aw_sent > w_bursts)), w.payload.data.eq(beat_data),
-                     w.payload.strb.eq((1 << cfg.beat_bytes) - 1), w.payload.last.eq(w_pos == w_len - 1)]
+                     w.payload.strb.eq((1 << cfg.beat_bytes) - 1),
+                     w.payload.last.eq(w_pos == w_lens.r_data - 1),
+                     w_lens.r_en.eq(w_take & w.payload.last)]
         with m.If(w_take):
             m.d.sync += self.beats.eq(self.beats + 1)
             with m.If(w.payload.last):
-                m.d.sync += [w_pos.eq(0), w_bursts.eq(w_bursts + 1), w_addr.eq(w_addr + (w_len << size)),
-                             w_left.eq(w_left - w_len)]
+                m.d.sync += [w_pos.eq(0), w_bursts.eq(w_bursts + 1)]
             with m.Else():
                 m.d.sync += w_pos.eq(w_pos + 1)
 
@@ -176,13 +182,12 @@ class DmaStore(wiring.Component):
         with m.If(self.busy & (self.fault != Fault.NONE) & (unacked == 0)):
             m.d.sync += self.busy.eq(0)
 
-        with m.If(self.start & ~self.busy):
+        with m.If(starting):
             out_total = (self.lines >> exact_log2(gather)) if gather > 1 else self.lines * parts
             total = Mux(self.source, self.lines, out_total)
             addr = self.hbm_addr >> size << size
             m.d.sync += [self.busy.eq(self.lines != 0), self.error.eq(0), self.fault.eq(Fault.NONE),
                          src.eq(self.source), rd_next.eq(Mux(self.source, self.l1_line, self.out_line)),
-                         rd_left.eq(self.lines), pending.eq(0), plan_addr.eq(addr), w_addr.eq(addr),
-                         plan_left.eq(total), aw_left.eq(total), w_left.eq(total), aw_sent.eq(0), w_bursts.eq(0),
-                         w_pos.eq(0)]
+                         rd_left.eq(self.lines), pending.eq(0), plan_addr.eq(addr),
+                         plan_left.eq(total), aw_left.eq(total), aw_sent.eq(0), w_bursts.eq(0), w_pos.eq(0)]
         return m

@@ -29,19 +29,21 @@ Interface
   read the table (counted when the miss is accepted).
 
 One request is in flight at a time: ``req.ready`` is high when nothing is in flight, or when the response of
-the one in flight is taken in this cycle (and ``flush`` is low).
+the one in flight is taken in this cycle (and ``flush`` is low). A request is looked up in the cycle it is
+accepted (the set's tags compared, the hit's entry selected) and the result registered; the next cycle
+answers from those registers and updates the LRU order, so the compare and the update are not one path.
 
 Timing (properties of the instance; a cycle model reads them instead of recomputing)
 ------------------------------------------------------------------------------------
-- ``hit_latency`` = 1: ``resp.valid`` rises the cycle after the ``req`` handshake on a hit (and on an OUTSIDE
-  fault): the lookup is combinational on ``req.payload`` and the response is registered.
-- ``walk_issue_latency`` = 1: on a miss ``walk_req.valid`` rises the cycle after the ``req`` handshake and stays
+- ``hit_latency`` = 2: ``resp.valid`` rises two cycles after the ``req`` handshake on a hit (and on an OUTSIDE
+  fault): the lookup is registered, then the response.
+- ``walk_issue_latency`` = 2: on a miss ``walk_req.valid`` rises two cycles after the ``req`` handshake and stays
   high until ``walk_req.ready``; ``walk_resp.ready`` is high from the cycle after the ``walk_req`` handshake.
 - ``fill_latency`` = 1: ``resp.valid`` rises the cycle after the ``walk_resp`` handshake.
-- ``hit_interval`` = 1: back-to-back hits with ``resp.ready`` high complete one per cycle (the next request is
-  accepted in the cycle the previous response is taken). A miss occupies the TLB from its ``req`` handshake to
-  its ``resp`` handshake: ``miss_latency(walk_cycles)`` from the handshake to ``resp.valid`` when the walk is
-  accepted at once and answered ``walk_cycles`` (>= 1) cycles after its handshake.
+- ``hit_interval`` = 2: back-to-back hits with ``resp.ready`` high complete one every two cycles (the next
+  request is accepted in the cycle the previous response is taken). A miss occupies the TLB from its ``req``
+  handshake to its ``resp`` handshake: ``miss_latency(walk_cycles)`` from the handshake to ``resp.valid`` when
+  the walk is accepted at once and answered ``walk_cycles`` (>= 1) cycles after its handshake.
 
 Replacement (the model's ``OrderedDict`` per set, in registers)
 -------------------------------------------------------------
@@ -166,18 +168,19 @@ class Tlb(TlbTiming, wiring.Component):
         req, resp, walk_req, walk_resp = self.req, self.resp, self.walk_req, self.walk_resp
 
         resp_pending = Signal()     # resp.valid
+        looked = Signal()           # the request accepted in the cycle before: its lookup is in the l_* registers
         walking = Signal()          # waiting for walk_resp
-        vaddr = Signal(self.addr_width)     # the request in flight (needed again for the fill)
+        vaddr = Signal(self.addr_width)     # the request in flight (needed again for the answer and the fill)
         write = Signal()
         m.d.comb += resp.valid.eq(resp_pending)
-        m.d.comb += req.ready.eq(~self.flush & ~walk_req.valid & ~walking & (~resp_pending | resp.ready))
+        m.d.comb += req.ready.eq(~self.flush & ~looked & ~walk_req.valid & ~walking & (~resp_pending | resp.ready))
         m.d.comb += walk_resp.ready.eq(walking)
         accept = req.valid & req.ready
 
-        # one set is read per cycle: the request's on a lookup, the walked page's while walking
+        # one set is read per cycle: the request's on a lookup, the registered one's while it is answered or walked
         req_vpn = req.payload.vaddr[shift:]
         walk_vpn = vaddr[shift:]
-        set_index = Mux(walking, walk_vpn, req_vpn)[:self.set_bits] if self.set_bits else 0
+        set_index = Mux(walking | looked, walk_vpn, req_vpn)[:self.set_bits] if self.set_bits else 0
         cur = self.store[set_index]
 
         # lookup (combinational on req.payload)
@@ -200,9 +203,11 @@ class Tlb(TlbTiming, wiring.Component):
         # LRU update of the selected set. A hit (``touch``: its one-hot way) ages the entries younger than it and
         # makes it the youngest; a fill writes ``fill_entry`` into ``victim`` (the first free way, or the oldest
         # when the set is full) and ages every other entry
+        # the lookup, registered in the cycle of the request
+        l_outside, l_hit, l_match, l_entry = Signal(), Signal(), Signal(W), Signal(self.entry_layout)
         touch, fill = Signal(W), Signal()
         fill_entry = Signal(self.entry_layout)
-        hit_age = hit_entry.age          # a hit touches the entry the lookup selected
+        hit_age = l_entry.age            # a hit touches the entry the lookup selected
         victim = Signal(W)
         for w in reversed(range(W)):
             with m.If(~cur[w].valid):
@@ -230,22 +235,26 @@ class Tlb(TlbTiming, wiring.Component):
         with m.If(resp.valid & resp.ready):
             m.d.sync += resp_pending.eq(0)      # a request accepted in this cycle may set it again below
 
+        m.d.sync += looked.eq(accept)
         with m.If(accept):
-            offset = req.payload.vaddr[:shift]
-            with m.If(outside):
+            m.d.sync += [vaddr.eq(req.payload.vaddr), write.eq(req.payload.write), l_outside.eq(outside),
+                         l_hit.eq(hit), l_match.eq(match), l_entry.eq(hit_entry)]
+
+        with m.If(looked):
+            offset = vaddr[:shift]
+            with m.If(l_outside):
                 respond(Fault.OUTSIDE)
                 m.d.sync += [self.misses.eq(self.misses + 1), self.faults.eq(self.faults + 1)]
-            with m.Elif(hit):
-                allowed = Mux(req.payload.write, hit_entry.write, hit_entry.read)
-                respond(Mux(allowed, Fault.NONE, Fault.PERMISSION), hit_entry.ppn, offset)
-                m.d.comb += touch.eq(match)
+            with m.Elif(l_hit):
+                allowed = Mux(write, l_entry.write, l_entry.read)
+                respond(Mux(allowed, Fault.NONE, Fault.PERMISSION), l_entry.ppn, offset)
+                m.d.comb += touch.eq(l_match)
                 m.d.sync += self.hits.eq(self.hits + 1)
                 with m.If(~allowed):
                     m.d.sync += self.faults.eq(self.faults + 1)
             with m.Else():
                 m.d.sync += [walk_req.valid.eq(1),
-                             walk_req.payload.eq(self.table_base + req_vpn * PTE_BYTES),
-                             vaddr.eq(req.payload.vaddr), write.eq(req.payload.write),
+                             walk_req.payload.eq(self.table_base + walk_vpn * PTE_BYTES),
                              self.misses.eq(self.misses + 1), self.walks.eq(self.walks + 1)]
 
         with m.If(walk_req.valid & walk_req.ready):

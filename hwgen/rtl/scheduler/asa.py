@@ -225,7 +225,7 @@ class Asa(AsaTiming, wiring.Component):
         in_flight = Signal(range(cfg.memory.outstanding + 1))
         plan_addr, plan_left = Signal(ADDR_BITS), Signal(32)
         m.d.comb += [plan_addr.eq(Mux(cmd, cmd_addr, rd_addr)), plan_left.eq(Mux(cmd, cmd_beats, rd_left))]
-        n_beats = BurstPlanner(cfg, plan_addr, plan_left).beats(m)
+        n_beats = BurstPlanner(cfg, plan_addr, plan_left).now(m)
         m.d.comb += r.ready.eq(1)
         beat = r.valid
         complete = beat & r.payload.last

@@ -7,7 +7,8 @@ asks ``HbmPorts`` (sim/model/memory/axi_port.py, shared with the cocotb responde
 arrives, so with no stalls its cycles equal the RTL's. Cycles in which nothing can change but the arrival of a
 response (both units wait for R beats or B responses) are skipped, not stepped.
 
-Translation: every burst's virtual address is looked up in its unit's TLB before its AR / AW. The lookup
+Translation: every burst's virtual address is looked up in its unit's TLB before its AR / AW, requested from
+two cycles after the previous request (or the start: ``planned_at``, the RTL's registered burst length). The lookup
 itself is the model ``sim.model.memory.tlb.Tlb`` (hits, walks, LRU, faults), made at the cycle the RTL TLB
 accepts the request; ``_TlbPort`` adds the RTL's handshakes around it, with the latencies read from
 ``hwgen.rtl.memory.tlb.Tlb`` (``hit_latency``, ``walk_issue_latency``, ``fill_latency``). A walk is a one-beat read
@@ -117,6 +118,7 @@ class _Load:
         self.fault_vaddr = 0
         self.ar = None                 # (address, beats, walk owner or None) of the registered AR
         self.plan_addr = self.to_plan = self.xl_beats = self.to_receive = self.in_flight = 0
+        self.planned_at = 0            # the next burst's length is registered (BurstPlanner) from this cycle
         self.walk_pending = False
         self.stream = False            # the running LOAD's read-once hint
         self.beats = deque()           # (ready cycle, port, last beat of its burst, walk owner) in AR order
@@ -131,6 +133,7 @@ class _Store:
         self.fault_vaddr = 0
         self.aw = None
         self.plan_addr = self.plan_left = self.xl_beats = 0
+        self.planned_at = 0
         self.aw_left = self.unacked = self.aw_sent = 0
         self.w_addr = self.w_left = self.w_pos = self.w_bursts = 0
         self.rd_left = 0
@@ -167,6 +170,7 @@ class DmaUnits:
         u.free = t + 1
         u.fault = NONE
         u.plan_addr = hbm_addr - hbm_addr % self.cfg.beat_bytes
+        u.planned_at = t + 2
         u.to_plan = u.to_receive = lines
 
     def start_store(self, t: int, hbm_addr: int, lines: int, from_l1: bool = False) -> None:
@@ -181,6 +185,7 @@ class DmaUnits:
         s.free = t + 1
         s.fault = NONE
         s.plan_addr = s.w_addr = hbm_addr - hbm_addr % self.cfg.beat_bytes
+        s.planned_at = t + 2
         s.plan_left = s.aw_left = s.w_left = beats
         s.rd_left = lines
         s.pending = False
@@ -278,11 +283,11 @@ class DmaUnits:
         if not u.walk_pending:
             walk_go = next((i for i, t in enumerate(self.tlbs) if t.walk_valid(c)), None)
         l_issue = walk_go is None and lt.resp_valid(c) and not l_faulting and u.in_flight < self.outstanding
-        l_req = u.busy and u.fault == NONE and u.to_plan != 0 and not l_faulting \
+        l_req = u.busy and c >= u.planned_at and u.fault == NONE and u.to_plan != 0 and not l_faulting \
             and lt.ready(l_issue or l_faulting)
         l_drop = u.busy and u.fault != NONE and u.in_flight == 0
         s_issue = st.resp_valid(c) and not s_faulting and s.unacked < self.outstanding
-        s_req = s.busy and s.fault == NONE and s.plan_left != 0 and not s_faulting \
+        s_req = s.busy and c >= s.planned_at and s.fault == NONE and s.plan_left != 0 and not s_faulting \
             and st.ready(s_issue or s_faulting)
         s_drop = s.busy and s.fault != NONE and s.unacked == 0
 
@@ -327,6 +332,7 @@ class DmaUnits:
         if l_req:
             beats = next_burst(self.cfg, u.plan_addr, u.to_plan)
             lt.accept(c, u.plan_addr, False)
+            u.planned_at = c + 2
             u.fault_vaddr = u.plan_addr
             u.plan_addr += beats * self.cfg.beat_bytes
             u.to_plan -= beats
@@ -415,6 +421,7 @@ class DmaUnits:
         if req:
             beats = next_burst(cfg, s.plan_addr, s.plan_left)
             st.accept(c, s.plan_addr, True)
+            s.planned_at = c + 2
             s.fault_vaddr = s.plan_addr
             s.plan_addr += beats * cfg.beat_bytes
             s.plan_left -= beats
