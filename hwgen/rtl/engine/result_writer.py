@@ -17,7 +17,7 @@ READ_LATENCY, 2):
 ``latency(requant)`` (``hwgen/spec/timing.py``) is that distance from t to the write; ``busy`` is high while a
 line is in the pipeline.
 """
-from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -114,13 +114,16 @@ class ResultWriter(ResultWriterTiming, wiring.Component):
         y = Signal(data.ArrayLayout(signed(8), L))
         m.d.sync += [later.eq(earlier) for earlier, later in zip(shift[1:], shift[2:], strict=False)]
         x_at_mult = x[self.READ_LATENCY + 1]
+        # the rounding constant 2^(shift-1) is decoded beside the sum of the pieces, so the rounding add is a plain add
+        rounding = Signal(data.ArrayLayout(unsigned(48), L))   # shifts are < 48
         for lane in range(L):
-            rounding = Mux(shift[3][lane] == 0, 0, Const(1, 48) << (shift[3][lane] - 1).as_unsigned())
+            m.d.sync += rounding[lane].eq(Mux(shift[2][lane] == 0, 0,
+                                              Const(1, 48) << (shift[2][lane] - 1).as_unsigned()))
             for (lo, hi), part in zip(pieces, parts, strict=True):
                 piece = x_at_mult[lane][lo:hi].as_signed() if hi == acc_bits else x_at_mult[lane][lo:hi]
                 m.d.sync += part[lane].eq(piece * mult[lane])                                 # T+1
             m.d.sync += [prod[lane].eq(sum(part[lane] << lo for (lo, _), part in zip(pieces, parts, strict=True))),
-                         rounded[lane].eq(prod[lane] + rounding),                            # T+3
+                         rounded[lane].eq(prod[lane] + rounding[lane]),                      # T+3
                          scaled[lane].eq(rounded[lane] >> shift[4][lane]),                   # T+4
                          y[lane].eq(Mux(scaled[lane] > 127, 127,
                                         Mux(scaled[lane] < -128, -128, scaled[lane])))]      # T+5
