@@ -150,8 +150,9 @@ class AsaTiming:
     #: a task entering the window in e (table RAM read) may be picked from e + 5 (the row registered, the log of
     #: its rank registered, the slot register, then its row of the pick's comparison matrix)
     entry_latency = 5
-    #: issue in c -> the first descriptor offered in c + 2 (engine register, then descriptor RAM read)
-    feed_latency = 2
+    #: issue in c -> the first descriptor offered in c + 3 (the pick registered, the engine's registers, then
+    #: the descriptor RAM read)
+    feed_latency = 3
     #: successor entry walked in w (successor RAM read) -> count RAM read in w + 1, write in w + 2, the release
     #: registered in w + 3, ready in w + 4
     release_latency = 4

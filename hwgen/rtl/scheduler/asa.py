@@ -428,7 +428,10 @@ class Asa(AsaTiming, wiring.Component):
         s_new = slot_sigs("new", 1)
         m.d.sync += [s_new[j].eq(e3_valid & (e3_slot == j)) for j in range(W)]
         visible = [s_valid[j] & s_wait[j] & ~s_new[j] for j in range(W)]
-        cand = [visible[j] & s_ready[j] & (~in_order | (s_task[j] == head)) for j in range(W)]
+        # in_order: whether a slot holds the head task, registered (both compares are made every cycle, for head
+        # and head + 1, so only a select waits for this cycle's pick)
+        at_head = slot_sigs("at_head", 1)
+        cand = [visible[j] & s_ready[j] & (~in_order | at_head[j]) for j in range(W)]
         key_next = [Signal(signed(KEY_BITS), name=f"slot{j}_key_next") for j in range(W)]
         wakes = [r4_ready & s_valid[j] & (s_task[j] == s4_task) for j in range(W)]
         for j in range(W):
@@ -465,11 +468,18 @@ class Asa(AsaTiming, wiring.Component):
         waiting_any = Cat(visible).any()
         m.d.comb += [self.picked.eq(running & (issue | skip)), self.picked_task.eq(A(s_task)[pick]),
                      self.picked_engine.eq(free_eng), self.picked_skip.eq(skip)]
+        advance = running & (issue | skip)
+        for j in range(W):
+            task_next = Mux(e3_valid & (e3_slot == j), e3_task, s_task[j])
+            m.d.sync += at_head[j].eq(Mux(advance, task_next == head + 1, task_next == head))
+        # the issue's engine side runs from registers in the next cycle: which slot, which engine
+        issued_q, pick_q, eng_q = Signal(), Signal(range(W)), Signal(range(max(E, 2)))
+        m.d.sync += [issued_q.eq(issue), pick_q.eq(pick), eng_q.eq(free_eng)]
         with m.If(running):
             with m.If(issue | skip):
                 m.d.sync += head.eq(head + 1)
                 for j in range(W):
-                    with m.If(pick == j):
+                    with m.If(winner[j]):
                         m.d.sync += s_wait[j].eq(0)
             with m.If(issue):
                 m.d.sync += self.issued.eq(self.issued + 1)
@@ -491,8 +501,10 @@ class Asa(AsaTiming, wiring.Component):
             take = port.valid & port.ready
             m.d.comb += [d_addr.eq(idx + take), port.payload.eq(d_data)]
             with m.If(issue & (free_eng == e)):
-                m.d.sync += [e_busy[e].eq(1), armed.eq(1), idx.eq(A(s_first)[pick]), left.eq(A(s_count)[pick]),
-                             slot.eq(pick), est.eq(A(s_est)[pick]), is_gate.eq(A(s_gate)[pick])]
+                m.d.sync += e_busy[e].eq(1)
+            with m.If(issued_q & (eng_q == e)):
+                m.d.sync += [armed.eq(1), idx.eq(A(s_first)[pick_q]), left.eq(A(s_count)[pick_q]),
+                             slot.eq(pick_q), est.eq(A(s_est)[pick_q]), is_gate.eq(A(s_gate)[pick_q])]
             with m.If(armed):
                 m.d.sync += [armed.eq(0), port.valid.eq(1)]
             with m.If(take):
@@ -509,8 +521,8 @@ class Asa(AsaTiming, wiring.Component):
             # me holds mlog(est); no subtraction and no 32-bit log stands in front of the slot's adj
             since = Signal(COUNTER_BITS, name=f"eng{e}_since")
             m.d.sync += since.eq(since + 1)
-            with m.If(issue & (free_eng == e)):
-                m.d.sync += since.eq(2)
+            with m.If(issued_q & (eng_q == e)):
+                m.d.sync += since.eq(3)
             mt, me = Signal(signed(ADJ_BITS), name=f"eng{e}_mt"), Signal(signed(ADJ_BITS), name=f"eng{e}_me")
             m.d.sync += [mt.eq(mlog_hw(m, since, f"eng{e}_mlog_time")), me.eq(mlog_hw(m, est, f"eng{e}_mlog_est"))]
             adj = Signal(signed(ADJ_BITS), name=f"eng{e}_adj")
