@@ -222,8 +222,9 @@ class DsaEngine(EngineTiming, wiring.Component):
         # accumulate: read the job's output line as it is handed over (the unit latches it the next cycle).
         # The port is the host's / TOPK's, both idle during a matrix task, so it wins even while a LOAD runs
         row_base = Signal(2 * DIM_BITS)          # job_i * nbj, kept as a sum (no multiplier)
+        # (read in every cycle a job waits, taken or not: the read does not wait for the units' ``free``)
         with m.If(running & task.accumulate & ~is_topk):
-            m.d.comb += [out_rd.addr.eq(lay.c_line(task.c_addr, row_base, job_j)), out_rd.en.eq(dispatched)]
+            m.d.comb += [out_rd.addr.eq(lay.c_line(task.c_addr, row_base, job_j)), out_rd.en.eq(can_dispatch)]
         # causal (sampled) products skip the lane blocks wholly above the diagonal j > i + (n - m)
         diagonal_block = lay.causal_blocks(job_i, task.m, task.n) - 1
         last_block = Mux(task.causal & (diagonal_block < nbj - 1), diagonal_block, nbj - 1)

@@ -154,16 +154,17 @@ class RowUnit(RowUnitTiming, wiring.Component):
                     m.d.comb += [meta[e].eq(word[e * bits:(e + 1) * bits]) for e in range(W)]
 
         # encode
-        # the end of a word: in its first encode cycle (e_fresh) a counting tree on the mask, afterwards a register
-        # (e_single: the mask had at most two bits before this element), so neither the compactor's carry chain
-        # stands in front of every fetch-stage enable nor a tree behind the L1 read and the detect logic
-        e_fresh, e_single = Signal(), Signal()
+        # the end of a word is a register: in its first encode cycle (e_fresh) e_lone, the detect stage's counting
+        # tree on the marks (at most one), afterwards e_single (the mask had at most two bits before this
+        # element), so no tree stands in front of the fetch-stage enables and the unit's ``free``
+        e_fresh, e_lone, e_single = Signal(), Signal(), Signal()
         m.d.comb += comp.mask.eq(e_mask)
-        word_done = e_valid & Mux(e_fresh, at_most(e_mask, 1), e_single)
+        word_done = e_valid & Mux(e_fresh, e_lone, e_single)
         final = word_done & e_last_word
         load_e = (~e_valid | word_done) & d_valid
         with m.If(load_e):
-            m.d.sync += [e_valid.eq(1), e_fresh.eq(1), e_mask.eq(marks), e_vals.eq(line), e_meta.eq(meta),
+            m.d.sync += [e_valid.eq(1), e_fresh.eq(1), e_lone.eq(at_most(marks, 1)), e_mask.eq(marks),
+                         e_vals.eq(line), e_meta.eq(meta),
                          e_rel.eq(d.rel), e_abs.eq(d.abs), e_last_word.eq(d.last)]
         with m.Elif(word_done):
             m.d.sync += e_valid.eq(0)
