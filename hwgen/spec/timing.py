@@ -138,13 +138,14 @@ class TlbTiming:
 
 
 class AsaTiming:
-    #: start in S -> header AR in S + 1
-    start_ar_latency = 1
-    #: the header's last R beat in t -> the first region's first AR in t + 3 (header register, the regions' sizes
-    #: and addresses registered, then command)
-    decode_gap = 3
-    #: a load region's last R beat in t -> the next region's first AR in t + 2 (phase register, then command)
-    region_gap = 2
+    #: start in S -> header AR in S + 2 (the command's first burst length registered, then the AR); every read's
+    #: ARs are at least two cycles apart (the next burst's length is registered from the registers a burst leaves)
+    start_ar_latency = 2
+    #: the header's last R beat in t -> the first region's first AR in t + 4 (header register, the regions' sizes
+    #: and addresses registered, command, then the AR)
+    decode_gap = 4
+    #: a load region's last R beat in t -> the next region's first AR in t + 3 (phase register, command, the AR)
+    region_gap = 3
     #: the last R beat of the load in t -> scheduling from t + 1
     run_latency = 1
     #: a task entering the window in e (table RAM read) may be picked from e + 5 (the row registered, the log of
@@ -156,9 +157,9 @@ class AsaTiming:
     #: successor entry walked in w (successor RAM read) -> count RAM read in w + 1, write in w + 2, the release
     #: registered in w + 3, ready in w + 4
     release_latency = 4
-    #: the gate unit takes a gate task in g (table RAM read) -> first AR in g + 4 (the fields latched, the values'
-    #: size multiplied, then the command)
-    gate_ar_latency = 4
+    #: the gate unit takes a gate task in g (table RAM read) -> first AR in g + 5 (the fields latched, the values'
+    #: size multiplied, the command, then the AR)
+    gate_ar_latency = 5
     #: the gate values' last R beat in t -> completion pushed in t + 3 + gate_cycles (the first cycle reads the
     #: first value; each value is registered from the RAM, and each step's predicate bit is registered and
     #: written in the cycle after it)

@@ -7,9 +7,9 @@ in that cycle. Cycles in which nothing can change are skipped (the stall counter
 cycle by cycle; every latency is a class attribute of ``hwgen.spec.timing.AsaTiming``, which the RTL ``Asa``
 inherits (named in brackets), read from there:
 
-- Reads (load and gate values): INCR bursts cut as ``dma_load.next_burst``, one AR per cycle while fewer than
-  ``memory.outstanding`` are in flight (a burst counts until the cycle of its last R beat, inclusive); R beats
-  one per cycle in order (``read_region``).
+- Reads (load and gate values): INCR bursts cut as ``dma_load.next_burst``, one AR every two cycles at most
+  while fewer than ``memory.outstanding`` are in flight (a burst counts until the cycle of its last R beat,
+  inclusive); R beats one per cycle in order (``read_region``).
 - Load: the host's ``start`` in cycle S; the header's AR in S + [start_ar_latency]; then the task table, the
   successor lists and the descriptors (empty ones skipped), the first region's first AR [decode_gap] cycles
   after the header's last R beat and each next one's [region_gap] cycles after the previous region's last R
@@ -141,8 +141,9 @@ class _Master:
 
 
 def read_region(cfg: HwConfig, mem: SharedMemory, cycle: int, address: int, nbytes: int) -> int:
-    """An AXI read of ``nbytes`` from ``address`` (physical), its first AR in ``cycle``: one AR per cycle while
-    fewer than ``memory.outstanding`` bursts are in flight; returns the cycle of the last R handshake."""
+    """An AXI read of ``nbytes`` from ``address`` (physical), its first AR in ``cycle``: one AR every two cycles
+    (each burst's length is registered) while fewer than ``memory.outstanding`` bursts are in flight; returns
+    the cycle of the last R handshake."""
     B = cfg.beat_bytes
     addr, beats = address - address % B, -(-(address % B + nbytes) // B)
     in_flight: deque[int] = deque()   # last-beat handshake cycle of each burst in flight
@@ -155,7 +156,7 @@ def read_region(cfg: HwConfig, mem: SharedMemory, cycle: int, address: int, nbyt
         for r in ready:
             r_last = max(r, r_last + 1)
         in_flight.append(r_last)
-        addr, beats, ar = addr + n * B, beats - n, ar + 1
+        addr, beats, ar = addr + n * B, beats - n, ar + 2
     return r_last
 
 

@@ -223,18 +223,23 @@ class Asa(AsaTiming, wiring.Component):
         cmd, cmd_addr, cmd_beats = Signal(), Signal(ADDR_BITS), Signal(32)
         rd_addr, rd_left = Signal(ADDR_BITS), Signal(32)
         in_flight = Signal(range(cfg.memory.outstanding + 1))
+        # a command's first burst length is registered from the command, the next ones from the registers a burst
+        # leaves (BurstPlanner.registered): a region's first AR the cycle after its command, then one every two
+        # cycles at most, and no compare, select and add chain runs from the reader's registers back into them
         plan_addr, plan_left = Signal(ADDR_BITS), Signal(32)
         m.d.comb += [plan_addr.eq(Mux(cmd, cmd_addr, rd_addr)), plan_left.eq(Mux(cmd, cmd_beats, rd_left))]
-        n_beats = BurstPlanner(cfg, plan_addr, plan_left).now(m)
         m.d.comb += r.ready.eq(1)
         beat = r.valid
         complete = beat & r.payload.last
         ar_free = ~ar.valid | ar.ready
-        issue_ar = ar_free & (plan_left != 0) & ((in_flight < cfg.memory.outstanding) | complete)
+        issue_ar = Signal()
+        n_beats, planned = BurstPlanner(cfg, plan_addr, plan_left).registered(m, moved=issue_ar)
+        m.d.comb += issue_ar.eq(ar_free & planned & ~cmd & (rd_left != 0) &
+                                ((in_flight < cfg.memory.outstanding) | complete))
         with m.If(issue_ar):
-            m.d.sync += [ar.valid.eq(1), ar.payload.id.eq(0), ar.payload.addr.eq(plan_addr),
+            m.d.sync += [ar.valid.eq(1), ar.payload.id.eq(0), ar.payload.addr.eq(rd_addr),
                          ar.payload.len.eq(n_beats - 1), ar.payload.size.eq(size), ar.payload.burst.eq(BURST_INCR),
-                         rd_addr.eq(plan_addr + (n_beats << size)), rd_left.eq(plan_left - n_beats)]
+                         rd_addr.eq(rd_addr + (n_beats << size)), rd_left.eq(rd_left - n_beats)]
         with m.Else():
             with m.If(ar.ready):
                 m.d.sync += ar.valid.eq(0)
