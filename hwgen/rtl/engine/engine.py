@@ -47,7 +47,7 @@ table). ``page_fault`` holds each unit's ``tlb.Fault`` (LOAD bits 0-1, STORE bit
 a unit that faults stops (its bursts in flight finish) and, while any field is nonzero, no task is taken;
 reset clears it. ``tlb_hits`` / ``tlb_misses`` / ``tlb_walks`` count over both TLBs since reset.
 """
-from amaranth import Cat, Module, Mux, Signal
+from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out, connect
 
@@ -225,12 +225,18 @@ class DsaEngine(EngineTiming, wiring.Component):
         # (read in every cycle a job waits, taken or not: the read does not wait for the units' ``free``)
         with m.If(running & task.accumulate & ~is_topk):
             m.d.comb += [out_rd.addr.eq(lay.c_line(task.c_addr, row_base, job_j)), out_rd.en.eq(can_dispatch)]
-        # causal (sampled) products skip the lane blocks wholly above the diagonal j > i + (n - m)
-        diagonal_block = lay.causal_blocks(job_i, task.m, task.n) - 1
-        last_block = Mux(task.causal & (diagonal_block < nbj - 1), diagonal_block, nbj - 1)
+        # causal (sampled) products skip the lane blocks wholly above the diagonal j > i + (n - m). The last block
+        # of the current row and of the next one are registers: the row after that is worked out while a row
+        # runs, so no diagonal arithmetic stands between job_i and the dispatch
+        def last_block_of(row, t, blocks):
+            diagonal = lay.causal_blocks(row, t.m, t.n) - 1
+            return Mux(t.causal & (diagonal < blocks - 1), diagonal, blocks - 1)
+        block_shape = signed(DIM_BITS + 3)
+        last_block, next_last_block = Signal(block_shape), Signal(block_shape)
         with m.If(dispatched):
             with m.If(job_j == last_block):
-                m.d.sync += [job_j.eq(0), job_i.eq(job_i + 1), row_base.eq(row_base + nbj), job_word.eq(job_word + nw)]
+                m.d.sync += [job_j.eq(0), job_i.eq(job_i + 1), row_base.eq(row_base + nbj), job_word.eq(job_word + nw),
+                             last_block.eq(next_last_block), next_last_block.eq(last_block_of(job_i + 2, task, nbj))]
             with m.Else():
                 m.d.sync += job_j.eq(job_j + 1)
 
@@ -251,7 +257,9 @@ class DsaEngine(EngineTiming, wiring.Component):
         with m.Elif(start):
             m.d.sync += [task.eq(head), running.eq(1), writes_l1.eq(head_writes_l1), slot.eq(0), job_i.eq(0),
                          job_j.eq(0), row_base.eq(0), job_word.eq(0),
-                         nw.eq(lay.words(head_kept)), nbl.eq(lay.b_row_lines(head.n)), nbj.eq(lay.blocks(head.n))]
+                         nw.eq(lay.words(head_kept)), nbl.eq(lay.b_row_lines(head.n)), nbj.eq(lay.blocks(head.n)),
+                         last_block.eq(last_block_of(0, head, lay.blocks(head.n))),
+                         next_last_block.eq(last_block_of(1, head, lay.blocks(head.n)))]
 
         # counters (the units' gated lanes are summed into a register first, then counted)
         gated_now = Signal(range(R * cfg.engine.lanes + 1))
