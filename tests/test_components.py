@@ -5,6 +5,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from hwgen.rtl.engine.mac_lanes import MacLanes
+from hwgen.rtl.engine.output_buffer import OutputBuffer
 from hwgen.rtl.engine.scratchpad import Scratchpad
 from hwgen.rtl.engine.zero_compactor import ZeroCompactor
 from hwgen.spec import config
@@ -211,4 +212,43 @@ def test_scratchpad_banks_and_ports():
         held = [ctx.get(p.data) for p in dut.read]
         await ctx.tick().repeat(3)
         assert [ctx.get(p.data) for p in dut.read] == held
+    _run(dut, tb)
+
+
+@pytest.mark.parametrize("memory", ["scratchpad", "output_buffer"])
+def test_registered_read_en_holds_the_ram_and_take_the_data(memory):
+    """A registered read port (``signatures.registered_read``): an address with ``en`` in t gives its line in
+    t + READ_LATENCY; with ``take`` low the port's data holds while the RAM reads on; with ``en`` low the RAM's
+    output holds, and a later ``take`` loads the line read last."""
+    cfg = config.from_dict({"base": "tiny", "l1": {"banks": 1}})
+    dut = Scratchpad(cfg, read_ports=1) if memory == "scratchpad" else OutputBuffer(cfg, read_ports=1)
+    write, port = (dut.fill, dut.read[0]) if memory == "scratchpad" else (dut.write, dut.read[0])
+    lines = cfg.l1_lines if memory == "scratchpad" else cfg.out_lines
+    width = len(port.data)
+    image = {line: (line * 0x9E3779B97F4A7C15 + 1) % (1 << width) for line in range(min(lines, 16))}
+
+    async def tb(ctx):
+        for line, value in image.items():
+            ctx.set(write.addr, line)
+            ctx.set(write.data, value)
+            ctx.set(write.en, (1 << len(write.en)) - 1)
+            await ctx.tick()
+        ctx.set(write.en, 0)
+        ctx.set(port.addr, 3)
+        await ctx.tick().repeat(dut.READ_LATENCY)
+        assert ctx.get(port.data) == image[3]
+        ctx.set(port.take, 0)                    # the RAM reads line 5, the data keeps line 3
+        ctx.set(port.addr, 5)
+        await ctx.tick().repeat(3)
+        assert ctx.get(port.data) == image[3]
+        ctx.set(port.en, 0)                      # the RAM's output keeps line 5 while the address moves on
+        ctx.set(port.addr, 7)
+        await ctx.tick().repeat(2)
+        assert ctx.get(port.data) == image[3]
+        ctx.set(port.take, 1)
+        await ctx.tick()
+        assert ctx.get(port.data) == image[5]
+        ctx.set(port.en, 1)
+        await ctx.tick().repeat(dut.READ_LATENCY)
+        assert ctx.get(port.data) == image[7]
     _run(dut, tb)
