@@ -22,6 +22,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hwgen.rtl import signatures
+from hwgen.rtl.pipeline import delay_line
 from hwgen.spec import isa
 from hwgen.spec.layout import Layout, log2
 from hwgen.spec.timing import ResultWriterTiming
@@ -72,8 +73,8 @@ class ResultWriter(ResultWriterTiming, wiring.Component):
                      self.mult_port.addr.eq(lay.byte_line(task.rq_addr, Mux(per_channel, first_col * MULT_BYTES, 0))),
                      self.shift_port.addr.eq(lay.byte_line(shift_base, Mux(per_channel, first_col, 0)))]
         # x[s]: the line handed over s cycles ago
-        x = [self.lanes] + [Signal.like(self.lanes, name=f"x{s}") for s in range(1, self.READ_LATENCY + 2)]
-        m.d.sync += [later.eq(earlier) for earlier, later in zip(x, x[1:], strict=False)]
+        x = [self.lanes, *delay_line(m, self.lanes.shape(), self.READ_LATENCY + 1, "x")]
+        m.d.sync += x[1].eq(self.lanes)
 
         # t+1: multiply the row bases
         s1_col = st[1].j << log2(L)
@@ -86,33 +87,29 @@ class ResultWriter(ResultWriterTiming, wiring.Component):
         # T: pick the table entries
         table_col = st[self.READ_LATENCY].j << log2(L)
         mult = Signal(data.ArrayLayout(16, L))
-        shift1 = Signal(data.ArrayLayout(SHIFT_BITS, L))
+        # shift[s]: the shifts picked s - 1 cycles after T
+        shift = [None, *delay_line(m, data.ArrayLayout(SHIFT_BITS, L), 4, "shift")]
         for lane in range(L):
             mult_entry = Mux(per_channel, (lay.byte_slot(table_col * MULT_BYTES) >> 1) + lane, 0)
             shift_entry = Mux(per_channel, lay.byte_slot(table_col) + lane, 0)
             m.d.sync += [mult[lane].eq(self.mult_port.data.word_select(mult_entry[:log2(W // MULT_BYTES)], 16)),
-                         shift1[lane].eq(self.shift_port.data.word_select(shift_entry[:log2(W)], 8)[:SHIFT_BITS])]
+                         shift[1][lane].eq(self.shift_port.data.word_select(shift_entry[:log2(W)], 8)[:SHIFT_BITS])]
 
         # t+2: the line addresses; T+1: multiply
-        c_addr = [None, None, None] + [Signal.like(self.out_write.addr, name=f"c_addr{s}") for s in range(3, depth + 1)]
-        d_addr = [None, None, None] + [Signal.like(self.d_write.addr, name=f"d_addr{s}") for s in range(3, depth + 1)]
+        c_addr = [None, None, None, *delay_line(m, self.out_write.addr.shape(), depth - 2, "c_addr")]
+        d_addr = [None, None, None, *delay_line(m, self.d_write.addr.shape(), depth - 2, "d_addr")]
         c_addr2, d_addr2 = c_col + c_row, d_col + d_row
         m.d.sync += [c_addr[3].eq(c_addr2), d_addr[3].eq(d_addr2)]
-        m.d.sync += [c_addr[s + 1].eq(c_addr[s]) for s in range(3, depth)]
-        m.d.sync += [d_addr[s + 1].eq(d_addr[s]) for s in range(3, depth)]
         # x * mult in pieces: x's low 17-bit pieces (unsigned) and its top piece (signed) each times the uint16
         # multiplier fit one 18x18 multiplier; their products are registered before the sum (a product and a
         # wide add in one cycle were the writer's slowest path)
         cuts = [*range(0, acc_bits, 17), acc_bits]
         pieces = [(lo, hi) for lo, hi in zip(cuts, cuts[1:], strict=False)]
-        # shift[s]: the shifts picked s - 1 cycles after T
         parts = [Signal(data.ArrayLayout(signed(hi - lo + 18), L), name=f"part_{lo}") for lo, hi in pieces]
         prod = Signal(data.ArrayLayout(signed(acc_bits + 17), L))
-        shift = [None, shift1] + [Signal.like(shift1, name=f"shift{s}") for s in range(2, 5)]
         rounded = Signal(data.ArrayLayout(signed(acc_bits + 18), L))
         scaled = Signal(data.ArrayLayout(signed(acc_bits + 18), L))
         y = Signal(data.ArrayLayout(signed(8), L))
-        m.d.sync += [later.eq(earlier) for earlier, later in zip(shift[1:], shift[2:], strict=False)]
         x_at_mult = x[self.READ_LATENCY + 1]
         # the rounding constant 2^(shift-1) is decoded beside the sum of the pieces, so the rounding add is a plain add
         rounding = Signal(data.ArrayLayout(unsigned(48), L))   # shifts are < 48

@@ -43,6 +43,7 @@ from amaranth.utils import ceil_log2
 from hwgen.rtl import signatures
 from hwgen.rtl.engine.mac_lanes import MacLanes
 from hwgen.rtl.engine.zero_compactor import ZeroCompactor, at_most
+from hwgen.rtl.pipeline import delay_line
 from hwgen.spec import isa
 from hwgen.spec.layout import INDEX_BYTES, PTR_BYTES, Layout, log2
 from hwgen.spec.timing import OutputBufferTiming, RowUnitTiming
@@ -236,10 +237,10 @@ class RowUnit(RowUnitTiming, wiring.Component):
         # accumulate: the line the dispatcher read when it handed over the job arrives READ_LATENCY later; it goes
         # into the init register of the job's parity (the others may still serve the previous jobs' tails)
         parity = Signal(range(MacLanes.INIT_SLOTS))   # of the job in the front end: counts jobs taken, modulo
-        init_due = [Signal(name=f"init_due{s}") for s in range(OutputBufferTiming.READ_LATENCY)]
+        init_due = delay_line(m, 1, OutputBufferTiming.READ_LATENCY, "init_due")
         fresh = Signal()                         # the job has not sent a MAC cycle yet
         carries = self.elem | final              # a MAC cycle of the job in the front end: element or closer
-        m.d.sync += [init_due[0].eq(self.job_valid)] + [b.eq(a) for a, b in zip(init_due, init_due[1:], strict=False)]
+        m.d.sync += init_due[0].eq(self.job_valid)
         with m.If(self.job_valid):
             m.d.sync += [parity.eq(Mux(parity == MacLanes.INIT_SLOTS - 1, 0, parity + 1)), fresh.eq(1)]
         with m.Elif(carries):
@@ -252,7 +253,7 @@ class RowUnit(RowUnitTiming, wiring.Component):
             "valid": 1, "last": 1, "first": 1, "parity": range(MacLanes.INIT_SLOTS), "a": signed(8),
             "j": DIM_BITS, "pos": DIM_BITS, "meta": 4,
             "slot": range(W)})                   # byte (bitmask) or uint16 (CSR) slot in the v_port line
-        elem_pipe = [Signal(element, name=f"elem_pipe{s}") for s in range(self.READ_LATENCY)]
+        elem_pipe = delay_line(m, element, self.READ_LATENCY, "elem_pipe")
         # the element's value and N:M index, selected by the compactor's one-hot (an AND-OR, no index decode)
         def pick(arr):
             return reduce(operator.or_, (Mux(comp.onehot[e], Value.cast(arr[e]).as_unsigned(), 0) for e in range(W)))
@@ -261,7 +262,6 @@ class RowUnit(RowUnitTiming, wiring.Component):
                      issued.parity.eq(parity), issued.a.eq(pick(e_vals)), issued.j.eq(job_j),
                      issued.pos.eq(position), issued.meta.eq(pick(e_meta)),
                      issued.slot.eq(Mux(csr, lay.csr_index_slot(entry), lay.byte_slot(vptr)))]
-        m.d.sync += [later.eq(earlier) for earlier, later in zip(elem_pipe, elem_pipe[1:], strict=False)]
         t0 = elem_pipe[-1]
         t0_k = Mux(nm, lay.nm_k(t0.pos, task.nm_n_log2, task.nm_m_log2, t0.meta), t0.pos)
         k = Mux(csr, self.v_port.data.word_select(t0.slot[:log2(W // INDEX_BYTES)], 8 * INDEX_BYTES), t0_k)
@@ -287,11 +287,10 @@ class RowUnit(RowUnitTiming, wiring.Component):
             "valid": 1, "last": 1, "first": 1, "parity": range(MacLanes.INIT_SLOTS), "a": signed(8),
             "bslot": range(max(W // L, 2)),
             "lanes": signed(DIM_BITS + 1)})      # lanes of this block inside N
-        b_pipe = [Signal(operand, name=f"b_pipe{s}") for s in range(self.READ_LATENCY)]
+        b_pipe = delay_line(m, operand, self.READ_LATENCY, "b_pipe")
         m.d.sync += [b_pipe[0].valid.eq(v_valid), b_pipe[0].last.eq(v_last), b_pipe[0].first.eq(v_first),
                      b_pipe[0].parity.eq(v_parity), b_pipe[0].a.eq(v_a), b_pipe[0].bslot.eq(lay.b_slot(v_j)),
                      b_pipe[0].lanes.eq(task.n - (v_j << log2(L)))]
-        m.d.sync += [later.eq(earlier) for earlier, later in zip(b_pipe, b_pipe[1:], strict=False)]
         t1 = b_pipe[-1]
         b = data.ArrayLayout(signed(8), L)(self.b_port.data.word_select(t1.bslot, 8 * L))
         m.d.comb += [mac.a.eq(t1.a), mac.valid.eq(t1.valid), mac.last.eq(t1.last), mac.b.eq(b),
@@ -302,11 +301,10 @@ class RowUnit(RowUnitTiming, wiring.Component):
         # running), then waits with the result for this unit's write slot
         inflight = Signal(2)
         job = data.StructLayout({"i": DIM_BITS, "j": DIM_BITS})
-        job_pipe = [Signal(job, name=f"job_pipe{s}") for s in range(self.result_latency)]
+        job_pipe = delay_line(m, job, self.result_latency, "job_pipe")
         held_job = Signal(job)
         pending = Signal()
         m.d.sync += [job_pipe[0].i.eq(row_i), job_pipe[0].j.eq(job_j)]
-        m.d.sync += [later.eq(earlier) for earlier, later in zip(job_pipe, job_pipe[1:], strict=False)]
         m.d.sync += inflight.eq(inflight + final - mac.result_valid)
         with m.If(mac.result_valid):
             m.d.sync += held_job.eq(job_pipe[-1])

@@ -65,13 +65,10 @@ class BurstPlanner:
 
     def registered(self, m: Module, moved) -> tuple[Signal, Signal]:
         """(beats, ready) as in the class docstring; ``moved``: the owner updates addr / beats_left now."""
-        beats = Signal(range(min(self.cfg.memory.burst_beats, self._span()) + 1))
-        ready = Signal()
-        m.d.sync += [beats.eq(self.now(m)), ready.eq(~moved)]
+        planned = self.now(m)
+        beats, ready = Signal.like(planned, name="planned_beats"), Signal(name="planned_ready")
+        m.d.sync += [beats.eq(planned), ready.eq(~moved)]
         return beats, ready
-
-    def _span(self) -> int:
-        return burst_boundary(self.cfg) // self.cfg.beat_bytes
 
     def now(self, m: Module) -> Signal:
         """The length of the next burst from addr / beats_left in this cycle (combinational)."""
