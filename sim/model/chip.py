@@ -31,7 +31,8 @@ inherits (named in brackets), read from there:
   in g = max(f + 1, the cycle after its previous push), reads the gate values (``gate_rows`` x lane blocks
   output lines) with the first AR in g + [gate_ar_latency], and pushes the completion in
   r_last + [gate_push_latency] + ``gate_cycles`` (one cycle per value, plus gate_k + 1 per row for TOPK), where
-  r_last is the last beat or g + 1 + [gate_div_cycles] (the row tiles' division), whichever is later.
+  r_last is the last beat or g + [gate_derive_latency] + [gate_div_cycles] (the row tiles' division), whichever
+  is later.
 - Release: completions are popped in push order (pushed in the same cycle: engines in index order, then a
   skip, then the gate unit) from the cycle after their push, one at a time, and each walks its successor list
   one entry per cycle (a task without successors takes one cycle): the successor's count of released
@@ -316,10 +317,10 @@ class _Run:
             return
         nbytes = task["gate_rows"] * Layout.of(cfg).blocks(task["gate_cols"]) * cfg.out_line_bits // 8
         g = max(c + 1, self.gate_free)
-        r_last = g
+        r_last = g + AsaTiming.gate_derive_latency - 1
         if nbytes:   # processing waits for the values and for the division that counts the row tiles
             r_last = max(read_region(cfg, self.mem, g + AsaTiming.gate_ar_latency, task["gate_addr"], nbytes),
-                         g + 1 + AsaTiming.gate_div_cycles)
+                         g + AsaTiming.gate_derive_latency + AsaTiming.gate_div_cycles)
         values = decode_output(cfg, OutputSpec(0, task["gate_rows"], task["gate_cols"]),
                                output_words(cfg, self.image[task["gate_addr"]:task["gate_addr"] + nbytes].tobytes()))
         self.preds.update(gate_bits(cfg, task, values))

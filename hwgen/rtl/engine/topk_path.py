@@ -12,7 +12,7 @@ the next one, the unit accepts the first score in cycle 3 (``first_beat``) and t
 (``TopkSoftmax.row_cycles`` each); the task is done in the cycle after the last entry. The reader keeps the
 next line waiting in the RAM's output, so a beat that crosses into it costs no cycle.
 """
-from amaranth import Const, Module, Mux, Signal
+from amaranth import Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -44,33 +44,38 @@ class TopkPath(TopkPathTiming, wiring.Component):
         m.d.comb += unit.k.eq(task.topk)
 
         # ---- reader: the port's data holds the line of (row, col), the RAM's output the next one (``line``) ----
+        # ``more`` (row < m), ``last_col`` (col = n - 1) and ``diag`` (the causal diagonal row + n - m) are
+        # registers kept with row and col, so no compare stands between a beat and the RAM's enables
         row, col = Signal(DIM_BITS), Signal(DIM_BITS)
+        more, last_col = Signal(), Signal()
+        diag = Signal(signed(DIM_BITS + 2))
         started, have_line = Signal(), Signal()
-        more = row != task.m
-        last_col = col == task.n - 1
-        next_row = Mux(last_col, row + 1, row)
-        next_col = Mux(last_col, 0, col + 1)
         beat = unit.scores.valid & unit.scores.ready
         crossing = last_col | (col[:log2(L)] == L - 1)   # the next beat needs another line
         # the rows' lines are contiguous (row r's last line + 1 is row r+1's first), so the line read is a
         # running count from c_line(c_addr, 0, 0): no row * nbj multiply in front of the read address
         line = Signal.like(self.scores_port.addr)
+        m.d.comb += self.scores_port.addr.eq(Mux(started, line + 1, lay.c_line(task.c_addr, 0, 0)))
         with m.If(self.active & ~started):
-            m.d.comb += [self.scores_port.addr.eq(lay.c_line(task.c_addr, 0, 0)), self.scores_port.en.eq(1),
-                         self.scores_port.take.eq(0)]
-            m.d.sync += [started.eq(1), line.eq(lay.c_line(task.c_addr, 0, 0))]
+            m.d.comb += [self.scores_port.en.eq(1), self.scores_port.take.eq(0)]
+            m.d.sync += [started.eq(1), line.eq(lay.c_line(task.c_addr, 0, 0)), more.eq(task.m != 0),
+                         last_col.eq(task.n == 1), diag.eq(task.n - task.m)]
         with m.Elif(self.active & ~have_line):
-            m.d.comb += [self.scores_port.addr.eq(line + 1), self.scores_port.en.eq(1), self.scores_port.take.eq(1)]
+            m.d.comb += [self.scores_port.en.eq(1), self.scores_port.take.eq(1)]
             m.d.sync += [have_line.eq(1), line.eq(line + 1)]
         with m.Elif(beat):
-            m.d.comb += [self.scores_port.addr.eq(line + 1), self.scores_port.en.eq(crossing),
-                         self.scores_port.take.eq(crossing)]
-            m.d.sync += [row.eq(next_row), col.eq(next_col), line.eq(line + crossing)]
+            m.d.comb += [self.scores_port.en.eq(crossing), self.scores_port.take.eq(crossing)]
+            m.d.sync += line.eq(line + crossing)
+            with m.If(last_col):
+                m.d.sync += [row.eq(row + 1), col.eq(0), more.eq(row + 1 != task.m), last_col.eq(task.n == 1),
+                             diag.eq(diag + 1)]
+            with m.Else():
+                m.d.sync += [col.eq(col + 1), last_col.eq(col + 2 == task.n)]
         with m.Else():
             m.d.comb += [self.scores_port.en.eq(0), self.scores_port.take.eq(0)]
         lane = self.scores_port.data.word_select(col[:log2(L)], acc_bits)
         score = lane[:SCORE_BITS].as_signed() if acc_bits >= SCORE_BITS else lane.as_signed()
-        candidate = ~task.causal | (col <= row + task.n - task.m)
+        candidate = ~task.causal | (col <= diag)
         m.d.comb += [unit.scores.valid.eq(self.active & have_line & more),
                      unit.scores.payload.value.eq(score), unit.scores.payload.index.eq(col),
                      unit.scores.payload.valid.eq(candidate), unit.scores.payload.last.eq(last_col)]

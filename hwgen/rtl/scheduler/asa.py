@@ -42,7 +42,8 @@ high; beats are taken in the cycle they are offered, RREADY is always high):
   issue) - mlog(est)`` is recorded. A gate task's completion goes to the gate unit instead, which takes it in
   g = max(f + 1, the cycle after its previous push), reads the values (first AR in g + ``gate_ar_latency``)
   into its buffer while it divides gate_rows into tiles (``gate_div_cycles``, one quotient bit per cycle), and
-  from the cycle after the later of the two (r_last: the last beat, or g + 1 + ``gate_div_cycles``) spends
+  from the cycle after the later of the two (r_last: the last beat, or g + ``gate_derive_latency`` +
+  ``gate_div_cycles``; with no values g + ``gate_derive_latency`` - 1) spends
   ``gate_cycles`` cycles on them, one value per cycle (TOPK: plus, per row, one to sort in its last value and
   gate_k to apply the picks), and pushes the completion two cycles after the last one (r_last +
   ``gate_push_latency`` + gate_cycles), in which the last predicate bit is written (each value is registered
@@ -540,18 +541,22 @@ class Asa(AsaTiming, wiring.Component):
             gate_push_in.append((finish & is_gate & running, slot))
 
         # ---------------- gate unit ----------------
-        g_state = Signal(range(7))
-        G_IDLE, G_FETCH, G_SIZE, G_CMD, G_READ, G_WAIT, G_PROC = range(7)
+        g_state = Signal(range(8))
+        G_IDLE, G_FETCH, G_DERIVE, G_SIZE, G_CMD, G_READ, G_WAIT, G_PROC = range(8)
         gq_head, gq_any, gq_pop = _multi_fifo(m, "gate_q", W, ceil_log2(max(W, 2)), gate_push_in, go)
         g_slot = Signal(range(W))
         ga_addr, ga_data = task_ram.read()
         m.d.comb += ga_addr.eq(A(s_task)[gq_head])
         gt = task_layout(ga_data[:task_layout.size])
+        # the fields as the table holds them, latched straight from the RAM (nothing stands between a block RAM's
+        # output and its register), then what the unit works with, derived from them a cycle later
+        f_gate, f_rows, f_cols = Signal.like(gt.gate), Signal.like(gt.gate_rows), Signal.like(gt.gate_cols)
+        f_k, f_tile_rows = Signal.like(gt.gate_k), Signal.like(gt.gate_tile_rows)
         g_op, g_base, g_rows, g_cols = Signal(2), Signal(8), Signal(16), Signal(8)
         g_k, g_cap, g_tile_rows, g_thr = Signal(4), Signal(16), Signal(16), Signal(signed(32))
         g_tiles, g_blocks, g_beats = Signal(16), Signal(8), Signal(32)
         # g_tiles = ceil(gate_rows / gate_tile_rows) by restoring division, one quotient bit per cycle from the
-        # cycle after G_FETCH on (a divider in one cycle would be the slowest path of the chip by far)
+        # cycle after G_DERIVE on (a divider in one cycle would be the slowest path of the chip by far)
         div_n = Signal(self.gate_div_cycles)       # dividend, its next bit at the top
         div_r = Signal(self.gate_div_cycles)       # remainder, always < the divisor
         div_left = Signal(range(self.gate_div_cycles + 1))
@@ -563,7 +568,6 @@ class Asa(AsaTiming, wiring.Component):
         div_done = div_left <= 1                  # the quotient is complete from the next cycle on
         lanes_log = exact_log2(cfg.engine.lanes)
         line_beats = cfg.out_line_bits // beat_bits            # beats per output line (0: lines per beat > 1)
-        gt_blocks = (gt.gate_cols + cfg.engine.lanes - 1) >> lanes_log
         g_lines = g_rows * g_blocks
         g_lines_beats = g_lines * line_beats if line_beats else \
             (g_lines + beat_bits // cfg.out_line_bits - 1) >> exact_log2(beat_bits // cfg.out_line_bits)
@@ -576,13 +580,17 @@ class Asa(AsaTiming, wiring.Component):
                 with m.If(gq_pop):
                     m.d.sync += [g_state.eq(G_FETCH), g_slot.eq(gq_head)]
             with m.Case(G_FETCH):                 # the task's gate fields arrive from the table RAM
-                tr = Mux(gt.gate_tile_rows == 0, 1, gt.gate_tile_rows)
-                m.d.sync += [g_state.eq(G_SIZE), g_op.eq(gt.gate), g_base.eq(gt.gate_base), g_addr.eq(gt.gate_addr),
-                             g_rows.eq(gt.gate_rows), g_cols.eq(gt.gate_cols),
-                             g_k.eq(Mux(gt.gate == GateOp.TOPK, gt.gate_k, 0)), g_cap.eq(gt.gate_capacity),
-                             g_tile_rows.eq(tr), g_thr.eq(gt.gate_threshold.as_signed()), g_blocks.eq(gt_blocks),
-                             div_n.eq(gt.gate_rows + tr - 1), div_r.eq(0), div_left.eq(self.gate_div_cycles)]
-                with m.If((gt.gate_rows == 0) | (gt.gate_cols == 0)):   # no values: nothing to read or divide
+                m.d.sync += [g_state.eq(G_DERIVE), f_gate.eq(gt.gate), f_rows.eq(gt.gate_rows),
+                             f_cols.eq(gt.gate_cols), f_k.eq(gt.gate_k), f_tile_rows.eq(gt.gate_tile_rows),
+                             g_base.eq(gt.gate_base), g_addr.eq(gt.gate_addr), g_cap.eq(gt.gate_capacity),
+                             g_thr.eq(gt.gate_threshold.as_signed())]
+            with m.Case(G_DERIVE):                # the row tiles, the lane blocks and the dividend
+                tr = Mux(f_tile_rows == 0, 1, f_tile_rows)
+                m.d.sync += [g_state.eq(G_SIZE), g_op.eq(f_gate), g_rows.eq(f_rows), g_cols.eq(f_cols),
+                             g_k.eq(Mux(f_gate == GateOp.TOPK, f_k, 0)), g_tile_rows.eq(tr),
+                             g_blocks.eq((f_cols + cfg.engine.lanes - 1) >> lanes_log),
+                             div_n.eq(f_rows + tr - 1), div_r.eq(0), div_left.eq(self.gate_div_cycles)]
+                with m.If((f_rows == 0) | (f_cols == 0)):   # no values: nothing to read or divide
                     m.d.sync += g_state.eq(G_PROC)
             with m.Case(G_SIZE):                  # the values' size, a registered multiply
                 m.d.sync += [g_state.eq(G_CMD), g_beats.eq(g_lines_beats)]
