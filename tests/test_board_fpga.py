@@ -41,6 +41,11 @@ def test_the_ulx3s_top_takes_the_boards_pins_and_clock():
     assert 'FREQUENCY PORT "clk25_0__io" 25000000.0 HZ;' in lpf
     rtlil = plan.files["board_top.il"]
     assert "EHXPLLL" in rtlil and 'FREQUENCY_PIN_CLKOP "125"' in rtlil
+    # the L1 and output buffer copies are DP16KD tiles with their output register (hwgen/rtl/block_ram.py):
+    # 9 L1 copies of 4 tiles and 2 output buffer copies of 8, all x36
+    tiles = rtlil.count("cell \\DP16KD ")
+    assert tiles == 9 * 4 + 2 * 8, tiles
+    assert rtlil.count('parameter \\REGMODE_B "OUTREG"') == tiles
 
 
 @pytest.mark.parametrize(("args", "line"), [

@@ -14,8 +14,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from amaranth import Elaboratable, Module, Signal, Value
 from amaranth.back import verilog
+from amaranth.lib import wiring
 
+from hwgen.rtl.block_ram import FpgaTarget
 from hwgen.spec import isa
 from hwgen.spec.config import HwConfig
 from sim.fpga.pnr import nextpnr_version, place_and_route
@@ -57,6 +60,35 @@ COMPONENTS = ("scheduler", "row_unit", "mac_lanes", "result_writer", "topk_softm
               "scratchpad", "tlb", "dma_load", "dma_store", "engine")
 
 
+#: components whose only registers are their block RAMs' (an ECP5 DP16KD's input and output registers), so
+#: alone they have no clocked path: they are timed with a register on each port, as their users drive them
+PORTS_REGISTERED = ("scratchpad",)
+
+
+class _PortsRegistered(Elaboratable):
+    """``inner`` with a register between each of its ports and a port of the same name."""
+
+    def __init__(self, inner: wiring.Component):
+        self.inner = inner
+        self.members = [(flow, Value.cast(value), "_".join(map(str, path)))
+                        for path, flow_member, value in inner.signature.flatten(inner)
+                        for flow in (flow_member.flow,)]
+        self.ports = [Signal(len(value), name=name) for _, value, name in self.members]
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.inner = self.inner
+        for (flow, value, name), port in zip(self.members, self.ports, strict=True):
+            held = Signal(len(value), name=f"{name}_q")
+            if flow == wiring.In:
+                m.d.sync += held.eq(port)
+                m.d.comb += value.eq(held)
+            else:
+                m.d.sync += held.eq(value)
+                m.d.comb += port.eq(held)
+        return m
+
+
 def time_component(cfg: HwConfig, name: str, folder: Path, *, seed: int = 1, mhz: float | None = None,
                    detail: Callable[[str], None] = lambda what: None) -> dict:
     """Synthesize component ``name`` of ``cfg`` alone for the ECP5-85F and place and route it out of context,
@@ -68,7 +100,11 @@ def time_component(cfg: HwConfig, name: str, folder: Path, *, seed: int = 1, mhz
     folder.mkdir(parents=True, exist_ok=True)
     mhz = cfg.clock.mhz if mhz is None else mhz
     start = time.monotonic()
-    (folder / f"{name}.v").write_text(verilog.convert(_components()[name](cfg), name=name, emit_src=False))
+    component = _components()[name](cfg)
+    top = _PortsRegistered(component) if name in PORTS_REGISTERED else component
+    # elaborated for the ECP5 as a board build elaborates it (block RAMs as DP16KD tiles with their output register)
+    (folder / f"{name}.v").write_text(verilog.convert(top, name=name, emit_src=False, platform=FpgaTarget("ecp5"),
+                                                      **({"ports": top.ports} if top is not component else {})))
     sources = [f"{name}.v"]
     if name == "engine" and cfg.l3.enabled:
         from hwgen.rtl.memory.l3_cache import ram_modules

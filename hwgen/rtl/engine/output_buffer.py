@@ -1,13 +1,14 @@
 """Output buffer: ``out_lines`` lines of L accumulators (one job's result each), one write port (the result
 writer) and registered read ports (``signatures.registered_read``): an address in cycle t gives its line in
 t + 2, ``en`` low holds the RAM's output and ``take`` low the port's data. Each read port is its own copy of
-the memory (a synthesis tool maps simple dual-port RAMs), and only a register takes a RAM's output.
+the memory, a ``BlockRam`` (simple dual-port, its data register on an ECP5 the block RAM's own).
 """
 from amaranth import Module
-from amaranth.lib import memory, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
 from hwgen.rtl import signatures
+from hwgen.rtl.block_ram import BlockRam
 from hwgen.spec.timing import OutputBufferTiming
 
 
@@ -22,12 +23,9 @@ class OutputBuffer(OutputBufferTiming, wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
-        m.submodules.mem = mem = memory.Memory(shape=cfg.out_line_bits, depth=cfg.out_lines, init=[])
-        wp = mem.write_port()
-        m.d.comb += [wp.addr.eq(self.write.addr), wp.data.eq(self.write.data), wp.en.eq(self.write.en)]
-        for port in self.read:
-            rp = mem.read_port(domain="sync")
-            m.d.comb += [rp.addr.eq(port.addr), rp.en.eq(port.en)]
-            with m.If(port.take):
-                m.d.sync += port.data.eq(rp.data)
+        for i, port in enumerate(self.read):
+            m.submodules[f"copy{i}"] = ram = BlockRam(cfg.out_line_bits, cfg.out_lines)
+            m.d.comb += [ram.write.addr.eq(self.write.addr), ram.write.data.eq(self.write.data),
+                         ram.write.en.eq(self.write.en), ram.read.addr.eq(port.addr), ram.read.en.eq(port.en),
+                         ram.read.take.eq(port.take), port.data.eq(ram.read.data)]
         return m

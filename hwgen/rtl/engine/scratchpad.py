@@ -4,16 +4,17 @@ Every read port has its own copy of the whole scratchpad (the write port writes 
 conflict and the timing has no bank term: the engine's 3·rows + 3 ports cost that many copies, which the
 resource report (``dsa fpga synth``) shows. A port reads every bank of its copy at the line-in-bank address and
 picks the bank on the next cycle; ``l1.banks: 1`` makes each copy one memory, the fewest block RAMs on an
-FPGA (shallow banks suit ASIC SRAM macros). Each port's data comes from a register (``signatures.registered_read``):
-read latency is two cycles, ``en`` low holds the RAM's output and ``take`` low the port's data. With one bank
-nothing sits between a RAM and its register; the bank select of several banks does.
+FPGA (shallow banks suit ASIC SRAM macros). Each copy is a ``BlockRam``: its port's data comes from a register (on
+an ECP5 the block RAM's own), read latency is two cycles, ``en`` low holds the RAM's output and ``take`` low the
+port's data. Several banks pick among their data registers by the bank of the line taken.
 """
-from amaranth import Module, Mux, Signal
-from amaranth.lib import memory, wiring
+from amaranth import Array, Module, Mux, Signal
+from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 from amaranth.utils import ceil_log2
 
 from hwgen.rtl import signatures
+from hwgen.rtl.block_ram import BlockRam
 from hwgen.spec.layout import log2
 from hwgen.spec.timing import ScratchpadTiming
 
@@ -32,26 +33,27 @@ class Scratchpad(ScratchpadTiming, wiring.Component):
         m = Module()
         cfg = self._cfg
         bank_bits = log2(cfg.l1.banks)
-        # one memory per (read port, bank), each with one write and one read port: the copies are explicit, so
-        # a synthesis tool maps simple dual-port RAMs instead of splitting a many-port memory itself
+        # one RAM per (read port, bank), each with one write and one registered read port: the copies are
+        # explicit, so a synthesis tool maps simple dual-port RAMs instead of splitting a many-port memory itself
         for p, port in enumerate(self.read):
-            which = Signal(max(bank_bits, 1), name=f"read{p}_bank")
-            with m.If(port.en):
-                m.d.sync += which.eq(port.addr & (cfg.l1.banks - 1))
             datas = []
             for b in range(cfg.l1.banks):
-                mem = memory.Memory(shape=cfg.line_bytes * 8, depth=cfg.lines_per_bank, init=[])
-                m.submodules[f"copy{p}_bank{b}"] = mem
-                wp = mem.write_port(granularity=8)
+                ram = BlockRam(cfg.line_bytes * 8, cfg.lines_per_bank, granularity=8)
+                m.submodules[f"copy{p}_bank{b}"] = ram
                 here = (self.fill.addr & (cfg.l1.banks - 1)) == b
-                m.d.comb += [wp.addr.eq(self.fill.addr >> bank_bits), wp.data.eq(self.fill.data),
-                             wp.en.eq(Mux(here, self.fill.en, 0))]
-                rp = mem.read_port(domain="sync")
-                m.d.comb += [rp.addr.eq(port.addr >> bank_bits), rp.en.eq(port.en)]
-                datas.append(rp.data)
+                m.d.comb += [ram.write.addr.eq(self.fill.addr >> bank_bits), ram.write.data.eq(self.fill.data),
+                             ram.write.en.eq(Mux(here, self.fill.en, 0)),
+                             ram.read.addr.eq(port.addr >> bank_bits), ram.read.en.eq(port.en),
+                             ram.read.take.eq(port.take)]
+                datas.append(ram.read.data)
+            if cfg.l1.banks == 1:
+                m.d.comb += port.data.eq(datas[0])
+                continue
+            # the bank of the address read, then of the line taken: it picks among the banks' data registers
+            read_bank, taken_bank = Signal(bank_bits, name=f"read{p}_bank"), Signal(bank_bits, name=f"take{p}_bank")
+            with m.If(port.en):
+                m.d.sync += read_bank.eq(port.addr & (cfg.l1.banks - 1))
             with m.If(port.take):
-                with m.Switch(which):
-                    for b, d in enumerate(datas):
-                        with m.Case(b):
-                            m.d.sync += port.data.eq(d)
+                m.d.sync += taken_bank.eq(read_bank)
+            m.d.comb += port.data.eq(Array(datas)[taken_bank])
         return m
