@@ -157,19 +157,20 @@ class AsaTiming:
     #: successor entry walked in w (successor RAM read) -> count RAM read in w + 1, write in w + 2, the release
     #: registered in w + 3, ready in w + 4
     release_latency = 4
-    #: the gate unit takes a gate task in g (table RAM read) -> its fields latched in g + 1, what it works with
-    #: (row tiles, lane blocks, the division's dividend) derived from them in g + 2
-    gate_derive_latency = 2
-    #: the gate unit takes a gate task in g -> first AR in g + 6 (the fields latched, derived, the values' size
-    #: multiplied, the command, then the AR)
+    #: the gate unit takes a gate task in g (its task number registered) -> the table RAM read in g + 1, its
+    #: fields latched in g + 2, what it works with (row tiles, lane blocks, the division's dividend) derived
+    #: from them in g + 3
+    gate_derive_latency = 3
+    #: the gate unit takes a gate task in g -> first AR in g + 7 (the table read, the fields latched, derived,
+    #: the values' size multiplied, the command, then the AR)
     gate_ar_latency = gate_derive_latency + 4
     #: the gate values' last R beat in t -> completion pushed in t + 3 + gate_cycles (the first cycle reads the
     #: first value; each value is registered from the RAM, and each step's predicate bit is registered and
     #: written in the cycle after it)
     gate_push_latency = 3
     #: the gate unit's restoring division of gate_rows + gate_tile_rows - 1 by gate_tile_rows: one quotient bit
-    #: per cycle from g + 3 on, so processing waits for max(last R beat, g + gate_derive_latency +
-    #: gate_div_cycles); with no values it starts from g + gate_derive_latency + 1
+    #: per cycle from g + gate_derive_latency + 1 on, so processing waits for max(last R beat,
+    #: g + gate_derive_latency + gate_div_cycles); with no values it starts from g + gate_derive_latency + 1
     gate_div_cycles = TASK.bits("gate_rows") + 1
     #: the walk of the last completion in w -> done from w + 1
     done_latency = 1

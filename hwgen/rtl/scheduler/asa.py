@@ -541,12 +541,13 @@ class Asa(AsaTiming, wiring.Component):
             gate_push_in.append((finish & is_gate & running, slot))
 
         # ---------------- gate unit ----------------
-        g_state = Signal(range(8))
-        G_IDLE, G_FETCH, G_DERIVE, G_SIZE, G_CMD, G_READ, G_WAIT, G_PROC = range(8)
+        g_state = Signal(range(9))
+        G_IDLE, G_ADDR, G_FETCH, G_DERIVE, G_SIZE, G_CMD, G_READ, G_WAIT, G_PROC = range(9)
         gq_head, gq_any, gq_pop = _multi_fifo(m, "gate_q", W, ceil_log2(max(W, 2)), gate_push_in, go)
         g_slot = Signal(range(W))
         ga_addr, ga_data = task_ram.read()
-        m.d.comb += ga_addr.eq(A(s_task)[gq_head])
+        g_task = Signal(TB)                        # the task taken, registered before it addresses the table
+        m.d.comb += ga_addr.eq(g_task)
         gt = task_layout(ga_data[:task_layout.size])
         # the fields as the table holds them, latched straight from the RAM (nothing stands between a block RAM's
         # output and its register), then what the unit works with, derived from them a cycle later
@@ -578,7 +579,9 @@ class Asa(AsaTiming, wiring.Component):
         with m.Switch(g_state):
             with m.Case(G_IDLE):
                 with m.If(gq_pop):
-                    m.d.sync += [g_state.eq(G_FETCH), g_slot.eq(gq_head)]
+                    m.d.sync += [g_state.eq(G_ADDR), g_slot.eq(gq_head), g_task.eq(A(s_task)[gq_head])]
+            with m.Case(G_ADDR):                  # the table RAM reads the task's row
+                m.d.sync += g_state.eq(G_FETCH)
             with m.Case(G_FETCH):                 # the task's gate fields arrive from the table RAM
                 m.d.sync += [g_state.eq(G_DERIVE), f_gate.eq(gt.gate), f_rows.eq(gt.gate_rows),
                              f_cols.eq(gt.gate_cols), f_k.eq(gt.gate_k), f_tile_rows.eq(gt.gate_tile_rows),
