@@ -87,7 +87,7 @@ class TopkSoftmaxTiming:
     accepted to the cycle after its last entry is emitted (``row_cycles``)."""
 
     COLLECT_LATENCY = 1  # a beat accepted in t is sorted into the list in t + 1 (registered first)
-    EXP_LATENCY = 5     # issue of an entry -> ``total`` includes its e
+    EXP_LATENCY = 7     # issue of an entry -> ``total`` includes its e
     DIV_CYCLES = 23     # restoring-division iterations for r = 2^32 // total (width of r at frac_bits = 4)
     EMPTY_CYCLES = 1    # a row without a valid beat: one cycle for its ``empty`` beat after the last beat
 

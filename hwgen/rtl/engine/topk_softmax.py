@@ -15,15 +15,17 @@ Phases of one row (the unit works on one row at a time; ``scores.ready`` is high
    beat that does not go in changes none of the kept ones: no k-th select stands in front of the list. The
    last beat is sorted in the cycle after it is accepted (``COLLECT_LATENCY``), before EXP or the empty beat.
 2. EXP, one kept entry issued per cycle (slot 0 holds the maximum m; the value list shifts down a slot per
-   cycle, so the entry issued is always in slot 0) into a 5-stage pipeline:
+   cycle, so the entry issued is always in slot 0) into a 7-stage pipeline:
      issue : -q = m - s (33-bit subtract), dead = -q >= (z_max + 1) * q_ln2 (constant compare)
      +1    : z = floor(-q / q_ln2) as (-q * M) >> shift, exact for every -q below the dead limit (checked at
              construction: a proof plus an exhaustive check); dead entries have e = 0, so the rest of their
              datapath is don't-care and only the low bits of -q travel on
-     +2    : t = p + q_b = q_b - (-q - z * q_ln2) (constant multiply, subtract)
-     +3    : t^2 (a small squarer)
-     +4    : L = t^2 + q_c, e = L >> z (0 when dead) -> e[slot]; total += e
-   ``EXP_LATENCY`` = 5 cycles from issuing an entry to ``total`` including it.
+     +2    : z * q_ln2 (a constant multiply, registered)
+     +3    : t = p + q_b = q_b - (-q - z * q_ln2) (subtract)
+     +4    : t^2 (a small squarer)
+     +5    : L = t^2 + q_c, e = L >> z (0 when dead), registered
+     +6    : e -> e[slot]; total += e
+   ``EXP_LATENCY`` = 7 cycles from issuing an entry to ``total`` including it.
 3. DIV: r = floor(2^32 / total) by restoring division, one quotient bit per cycle, always ``DIV_CYCLES`` (23)
    iterations (the width of r at the smallest allowed frac_bits, so the timing does not depend on frac_bits).
    Its last cycle also picks the first entry to emit.
@@ -38,7 +40,7 @@ first beat is accepted to the cycle after its last entry is emitted, which is wh
 is accepted if the producer is always valid:
 
     count == 0: n + COLLECT_LATENCY + EMPTY_CYCLES                                    (= n + 2)
-    count >= 1: n + COLLECT_LATENCY + (EXP_LATENCY - 1 + count) + DIV_CYCLES + count  (= n + 2 * count + 28)
+    count >= 1: n + COLLECT_LATENCY + (EXP_LATENCY - 1 + count) + DIV_CYCLES + count  (= n + 2 * count + 30)
 
 ``entries.ready`` is ignored: the consumer must always be ready (the row unit's consumer is).
 """
@@ -154,10 +156,14 @@ class TopkSoftmax(TopkSoftmaxTiming, wiring.Component):
         z_bits = w["z"]
         s1 = Signal(data.StructLayout({"valid": 1, "slot": slot_shape, "dead": 1, "nq": nq_bits}))
         s2 = Signal(data.StructLayout({"valid": 1, "slot": slot_shape, "dead": 1, "nq": nq_bits, "z": z_bits}))
+        zl_bits = (((1 << z_bits) - 1) * c["q_ln2"]).bit_length()
+        s2b = Signal(data.StructLayout({"valid": 1, "slot": slot_shape, "dead": 1, "nq": nq_bits, "z": z_bits,
+                                        "zl": zl_bits}))
         s3 = Signal(data.StructLayout({"valid": 1, "slot": slot_shape, "dead": 1, "z": z_bits,
                                        "t": w["p_plus_b"]}))
         s4 = Signal(data.StructLayout({"valid": 1, "slot": slot_shape, "dead": 1, "z": z_bits,
                                        "sq": w["square"]}))
+        s5 = Signal(data.StructLayout({"valid": 1, "slot": slot_shape, "e": w["e"]}))
         e_regs = Signal(data.ArrayLayout(unsigned(w["e"]), K))
         total = Signal(w["total"])
 
@@ -170,17 +176,19 @@ class TopkSoftmax(TopkSoftmaxTiming, wiring.Component):
                      s1.nq.eq(neg_q)]
         m.d.sync += [s2.valid.eq(s1.valid), s2.slot.eq(s1.slot), s2.dead.eq(s1.dead), s2.nq.eq(s1.nq),
                      s2.z.eq((s1.nq * self.recip_mult) >> self.recip_shift)]
-        m.d.sync += [s3.valid.eq(s2.valid), s3.slot.eq(s2.slot), s3.dead.eq(s2.dead), s3.z.eq(s2.z),
-                     s3.t.eq(c["q_b"] - (s2.nq - s2.z * c["q_ln2"]))]
+        m.d.sync += [s2b.valid.eq(s2.valid), s2b.slot.eq(s2.slot), s2b.dead.eq(s2.dead), s2b.nq.eq(s2.nq),
+                     s2b.z.eq(s2.z), s2b.zl.eq(s2.z * c["q_ln2"])]
+        m.d.sync += [s3.valid.eq(s2b.valid), s3.slot.eq(s2b.slot), s3.dead.eq(s2b.dead), s3.z.eq(s2b.z),
+                     s3.t.eq(c["q_b"] - (s2b.nq - s2b.zl))]
         m.d.sync += [s4.valid.eq(s3.valid), s4.slot.eq(s3.slot), s4.dead.eq(s3.dead), s4.z.eq(s3.z),
                      s4.sq.eq(s3.t * s3.t)]
-        e_new = Signal(w["e"])
-        m.d.comb += e_new.eq(Mux(s4.dead, 0, (s4.sq + c["q_c"]) >> s4.z))
-        with m.If(s4.valid):
-            m.d.sync += total.eq(total + e_new)
+        m.d.sync += [s5.valid.eq(s4.valid), s5.slot.eq(s4.slot),
+                     s5.e.eq(Mux(s4.dead, 0, (s4.sq + c["q_c"]) >> s4.z))]
+        with m.If(s5.valid):
+            m.d.sync += total.eq(total + s5.e)
             for i in range(K):
-                with m.If(s4.slot == i):
-                    m.d.sync += e_regs[i].eq(e_new)
+                with m.If(s5.slot == i):
+                    m.d.sync += e_regs[i].eq(s5.e)
 
         # ---- reciprocal -----------------------------------------------------------------------------
         dctr = Signal(range(self.DIV_CYCLES))
