@@ -35,7 +35,7 @@ Timing, read by the simulator from the members below (Σ = sum over words of max
 import operator
 from functools import reduce
 
-from amaranth import Cat, Module, Mux, Signal, Value, signed, unsigned
+from amaranth import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -163,10 +163,17 @@ class RowUnit(RowUnitTiming, wiring.Component):
         word_done = e_valid & Mux(e_fresh, e_lone, e_single)
         final = word_done & e_last_word
         load_e = (~e_valid | word_done) & d_valid
+        # CSR: a word of W entries spans INDEX_BYTES lines of column indices; their addresses are registered with
+        # the word, so an element's index line is a select by its position's top bits, not an add behind the
+        # compactor
+        e_csr_lines = [Signal.like(self.v_port.addr, name=f"e_csr_line{h}") for h in range(INDEX_BYTES)]
         with m.If(load_e):
             m.d.sync += [e_valid.eq(1), e_fresh.eq(1), e_lone.eq(at_most(marks, 1)), e_mask.eq(marks),
                          e_vals.eq(line), e_meta.eq(meta),
                          e_rel.eq(d.rel), e_abs.eq(d.abs), e_last_word.eq(d.last)]
+            m.d.sync += [e_csr_lines[h].eq(lay.csr_index_line(task.a_meta, Cat(Const(h * W // INDEX_BYTES,
+                                                                                        log2(W)), d.abs)))
+                         for h in range(INDEX_BYTES)]
         with m.Elif(word_done):
             m.d.sync += e_valid.eq(0)
         with m.Elif(e_valid):
@@ -230,7 +237,7 @@ class RowUnit(RowUnitTiming, wiring.Component):
         with m.Elif(first):
             m.d.comb += self.v_port.addr.eq(lay.ptr_line(task.a_ptr, row_i))
         with m.Elif(csr):
-            m.d.comb += self.v_port.addr.eq(lay.csr_index_line(task.a_meta, entry))
+            m.d.comb += self.v_port.addr.eq(Array(e_csr_lines)[comp.index >> log2(W // INDEX_BYTES)])
         with m.Else():
             m.d.comb += self.v_port.addr.eq(lay.byte_line(task.a_meta, vptr))
 
