@@ -123,8 +123,10 @@ class RowUnit(RowUnitTiming, wiring.Component):
                                        "end": ceil_log2(W + 1), "last": 1, "slot": 3})
         # ---- read stage: the RAMs' outputs hold word r (en low holds it) ----
         r_valid, r = Signal(), Signal(scan_word)
-        # ---- detect stage: the read ports' data registers hold word d ----
+        # ---- detect stage: the read ports' data registers hold word d; d_range: its in-range elements, one bit
+        # each, registered with it from first / end (no compare in front of the marks) ----
         d_valid, d = Signal(), Signal(scan_word)
+        d_range = Signal(W)
         # ---- encode stage ----
         e_valid = Signal()
         e_mask = Signal(W)
@@ -141,10 +143,13 @@ class RowUnit(RowUnitTiming, wiring.Component):
         limit = Mux(nm, lay.nm_kept(task.k, task.nm_n_log2, task.nm_m_log2), task.k)
         marks = Signal(W)
         mask_word = line.word_select(d.slot, W)
+        # |v| >= t as two compares side by side (v >= t or v <= -t; -t registered), not a negation then a compare
+        neg_threshold = Signal(signed(10))
+        m.d.sync += neg_threshold.eq(-task.threshold)
         for e in range(W):
             v = vals[e]
-            counts = (v != 0) & (Mux(v < 0, -v, v) >= task.threshold)
-            m.d.comb += marks[e].eq((e >= d.first) & (e < d.end) & Mux(gemm, 1, Mux(bitmask, mask_word[e], counts)))
+            counts = (v != 0) & ((v >= task.threshold) | (v <= neg_threshold))
+            m.d.comb += marks[e].eq(d_range[e] & Mux(gemm, 1, Mux(bitmask, mask_word[e], counts)))
         # N:M in-group indices of the word's kept values: W entries of 1, 2 or 4 bits
         meta = Signal.like(e_meta)
         with m.Switch(meta_bits_log2):
@@ -202,7 +207,7 @@ class RowUnit(RowUnitTiming, wiring.Component):
         with m.Elif(r_move):
             m.d.sync += r_valid.eq(0)
         with m.If(r_move):
-            m.d.sync += [d_valid.eq(1), d.eq(r)]
+            m.d.sync += [d_valid.eq(1), d.eq(r), d_range.eq(Cat((e >= r.first) & (e < r.end) for e in range(W)))]
         with m.Elif(load_e):
             m.d.sync += d_valid.eq(0)
 
