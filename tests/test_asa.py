@@ -250,8 +250,9 @@ def test_mlog_hw_is_mlog():
 
 
 def test_model_rules_on_a_chain():
-    """A chain of single-descriptor tasks: each issues release_latency + 1 cycles after its predecessor's
-    completion (pushed, popped the cycle after, walked, ready release_latency later)."""
+    """A chain of single-descriptor tasks: each issues walk_latency + release_latency + 1 cycles after its
+    predecessor's completion (pushed, popped the cycle after, walked walk_latency later, ready release_latency
+    after that)."""
     program, info = random_program(CFG, 7, "chain", n=6)
     res = ChipModel(CFG).run(program, outputs=False, policy="in_order", engine=FakeEngine)
     st = res.stats
@@ -259,9 +260,9 @@ def test_model_rules_on_a_chain():
         p = info["preds"][t][-1]
         assert st["task_pop"][p] >= st["task_done"][p] + 1
         if info["preds"][t] == [t - 1]:
-            assert st["task_issue"][t] == st["task_pop"][t - 1] + Asa.release_latency
+            assert st["task_issue"][t] == st["task_pop"][t - 1] + Asa.walk_latency + Asa.release_latency
     assert st["issued"] + st["skipped"] == 6
-    assert res.cycles == st["task_pop"][5] + Asa.done_latency
+    assert res.cycles == st["task_pop"][5] + Asa.walk_latency + Asa.done_latency
 
 
 @pytest.mark.parametrize("policy", POLICIES)

@@ -154,6 +154,8 @@ class AsaTiming:
     #: issue in c -> the first descriptor offered in c + 3 (the pick registered, the engine's registers, then
     #: the descriptor RAM read)
     feed_latency = 3
+    #: a completion popped in p walks its successor list's entry k in p + 1 + k (the list registered first)
+    walk_latency = 1
     #: successor entry walked in w (successor RAM read) -> count RAM read in w + 1, write in w + 2, the release
     #: registered in w + 3, ready in w + 4
     release_latency = 4
@@ -172,5 +174,5 @@ class AsaTiming:
     #: per cycle from g + gate_derive_latency + 1 on, so processing waits for max(last R beat,
     #: g + gate_derive_latency + gate_div_cycles); with no values it starts from g + gate_derive_latency + 1
     gate_div_cycles = TASK.bits("gate_rows") + 1
-    #: the walk of the last completion in w -> done from w + 1
+    #: the walk of the last completion ends in w -> done from w + 1
     done_latency = 1

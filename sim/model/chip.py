@@ -35,7 +35,8 @@ inherits (named in brackets), read from there:
   is later.
 - Release: completions are popped in push order (pushed in the same cycle: engines in index order, then a
   skip, then the gate unit) from the cycle after their push, one at a time, and each walks its successor list
-  one entry per cycle (a task without successors takes one cycle): the successor's count of released
+  one entry per cycle (a task without successors takes one cycle), [walk_latency] cycles after the pop (the
+  list registered first; the next pop may come in the walk's last cycle): the successor's count of released
   predecessors goes up; when it reaches its ``deps`` the successor is ready from [release_latency] cycles
   after the entry's walk cycle, and under ``adaptive`` its key is ``mlog(rank) + adj(p)``, p the popped task
   (a skipped task passes on the adj it was released with). Tasks without predecessors start with
@@ -405,14 +406,14 @@ class _Run:
             s = succ[k]
             self.done_count[s] += 1
             if self.done_count[s] == self.tasks[s]["deps"]:
-                self.ready_at[s] = c + AsaTiming.release_latency
+                self.ready_at[s] = c + AsaTiming.walk_latency + AsaTiming.release_latency
                 if self.policy == "adaptive":
                     self.adj[s] = self.adj[tk]
                     self.key[s] = mlog(self.tasks[s]["rank"]) + self.adj[tk]
         if k + 1 >= len(succ):
             self.walk = None
             self.completed += 1
-            self.last_pop = c
+            self.last_pop = c + AsaTiming.walk_latency
         else:
             self.walk = (tk, k + 1)
 

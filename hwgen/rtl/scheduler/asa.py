@@ -50,12 +50,13 @@ high; beats are taken in the cycle they are offered, RREADY is always high):
   from the RAM, and each step's bit is registered before it is written). Its predicate block is cleared in
   r_last + 2.
 - Release: completions are popped in push order (same cycle: engines in index order, then a skip, then the
-  gate unit) from the cycle after their push, one at a time; each walks its successor list one entry per
-  cycle (none: one cycle). Entry walked in w: the successor's count of released predecessors goes up in
-  w + 2; when it reaches ``deps`` the release is registered, and the successor may be picked from
-  w + ``release_latency``, and under
-  ``adaptive`` its key is ``mlog(rank) + adj(p)`` (p: the popped task; a skipped task passes on the adj it
-  was released with; tasks without predecessors start at ``mlog(rank)``; other policies: key = rank).
+  gate unit) from the cycle after their push, one at a time; each registers its successor list and walks it
+  from the next cycle (``walk_latency``), one entry per cycle (none: one cycle); the next completion may be
+  popped in the last cycle of a walk. Entry walked in w: the successor's count of released predecessors goes
+  up in w + 2; when it reaches ``deps`` the release is registered, and the successor may be picked from
+  w + ``release_latency``, and under ``adaptive`` its key is ``mlog(rank) + adj(p)`` (p: the popped task; a
+  skipped task passes on the adj it was released with; tasks without predecessors start at ``mlog(rank)``;
+  other policies: key = rank).
 - Done: high from the cycle after the walk of the last completion (``done_latency``).
 
 ``mlog`` is Mitchell's log2 with ``MLOG_FRAC`` fraction bits: the msb position, then the next bits below it.
@@ -727,28 +728,30 @@ class Asa(AsaTiming, wiring.Component):
         walking, w_ptr, w_left = Signal(), Signal(16), Signal(8)
         w_adj = Signal(signed(ADJ_BITS))
         completed = Signal(TB + 1)
-        m.d.comb += c_pop.eq(running & ~walking & c_any)
+        # a completion popped in p registers its successor list, which is walked from p + 1 (``walk_latency``),
+        # one entry per cycle (none: one cycle); the next one may be popped in the last cycle of the walk
+        walk_last = walking & (w_left <= 1)
+        m.d.comb += c_pop.eq(running & c_any & (~walking | walk_last))
         hd_first, hd_count, hd_adj = A(s_sfirst)[c_head], A(s_scount)[c_head], A(s_adj)[c_head]
         m.d.comb += [self.released.eq(c_pop), self.released_task.eq(A(s_task)[c_head])]
-        ent_valid = (c_pop & (hd_count != 0)) | walking
+        ent_valid = walking & (w_left != 0)
         sr_addr, sr_data = succ_ram.read()
-        m.d.comb += sr_addr.eq(Mux(walking, w_ptr, hd_first))
+        m.d.comb += sr_addr.eq(w_ptr)
+        with m.If(walking):
+            m.d.sync += [w_ptr.eq(w_ptr + 1), w_left.eq(w_left - 1)]
+            with m.If(walk_last):
+                m.d.sync += walking.eq(0)
         with m.If(c_pop):
             for j in range(W):
                 with m.If(c_head == j):
                     m.d.sync += s_valid[j].eq(0)
-            m.d.sync += [walking.eq(hd_count > 1), w_ptr.eq(hd_first + 1), w_left.eq(hd_count - 1), w_adj.eq(hd_adj)]
-        with m.Elif(walking):
-            m.d.sync += [w_ptr.eq(w_ptr + 1), w_left.eq(w_left - 1)]
-            with m.If(w_left == 1):
-                m.d.sync += walking.eq(0)
-        walk_last = (c_pop & (hd_count <= 1)) | (walking & (w_left == 1))
+            m.d.sync += [walking.eq(1), w_ptr.eq(hd_first), w_left.eq(hd_count), w_adj.eq(hd_adj)]
         with m.If(walk_last):
             m.d.sync += completed.eq(completed + 1)
         # stage 2: the successor's count is read; stage 3: written back, the successor released at zero;
         # stage 4 (above): its slot woken
         s2_valid, s2_adj = Signal(), Signal(signed(ADJ_BITS))
-        m.d.sync += [s2_valid.eq(ent_valid & running), s2_adj.eq(Mux(walking, w_adj, hd_adj)),
+        m.d.sync += [s2_valid.eq(ent_valid & running), s2_adj.eq(w_adj),
                      s3_valid.eq(s2_valid & running), s3_task.eq(sr_data), s3_adj.eq(s2_adj)]
         m.d.comb += r3_addr.eq(Mux(s2_valid, sr_data, 0))
         lane_t = s3_task[:count_ram.sel_bits] if count_ram.sel_bits else Const(0, 1)
