@@ -134,8 +134,8 @@ def test_streaming_rule_literal():
 def test_row_cycles_formula():
     assert TopkSoftmax.row_cycles(1, 0) == 3      # the beat sorted in, then the empty beat
     assert TopkSoftmax.row_cycles(7, 0) == 9
-    lat, div = TopkSoftmax.EXP_LATENCY, TopkSoftmax.DIV_CYCLES
-    assert TopkSoftmax.row_cycles(10, 3) == 10 + 1 + (lat - 1 + 3) + div + 3
+    lat, div, emit = TopkSoftmax.EXP_LATENCY, TopkSoftmax.DIV_CYCLES, TopkSoftmax.EMIT_LATENCY
+    assert TopkSoftmax.row_cycles(10, 3) == 10 + 1 + (lat - 1 + 3) + div + emit + 3
     with pytest.raises(ValueError):
         TopkSoftmax.row_cycles(0, 0)
     with pytest.raises(ValueError):

@@ -90,6 +90,7 @@ class TopkSoftmaxTiming:
     EXP_LATENCY = 7     # issue of an entry -> ``total`` includes its e
     DIV_CYCLES = 23     # restoring-division iterations for r = 2^32 // total (width of r at frac_bits = 4)
     EMPTY_CYCLES = 1    # a row without a valid beat: one cycle for its ``empty`` beat after the last beat
+    EMIT_LATENCY = 1    # the first entry's product e * r registered before it is emitted
 
     @staticmethod
     def row_cycles(n_beats: int, count: int) -> int:
@@ -102,7 +103,7 @@ class TopkSoftmaxTiming:
         t = TopkSoftmaxTiming
         if count == 0:
             return n_beats + t.COLLECT_LATENCY + t.EMPTY_CYCLES
-        return n_beats + t.COLLECT_LATENCY + (t.EXP_LATENCY - 1 + count) + t.DIV_CYCLES + count
+        return n_beats + t.COLLECT_LATENCY + (t.EXP_LATENCY - 1 + count) + t.DIV_CYCLES + t.EMIT_LATENCY + count
 
 
 class TopkPathTiming:

@@ -31,8 +31,9 @@ Phases of one row (the unit works on one row at a time; ``scores.ready`` is high
    Its last cycle also picks the first entry to emit.
 4. EMIT, one entry per cycle in ASCENDING index order: while EXP runs, each kept slot counts the kept indices
    below its own (one broadcast per cycle, ties to the lower slot), so the next entry is the slot whose rank
-   equals a counter, picked one cycle ahead into output registers (index, e); the output stage computes
-   p = min(127, (e * r) >> 25). A row without any valid beat skips 2-4 and emits one ``empty`` beat.
+   equals a counter, picked one cycle ahead into registers (index, e); the product e * r is registered in the
+   next cycle (``EMIT_LATENCY``: one cycle before the first entry) and the output stage gives
+   p = min(127, product >> 25). A row without any valid beat skips 2-4 and emits one ``empty`` beat.
 
 Timing (exact; a cycle model uses :meth:`TopkSoftmax.row_cycles`, from ``hwgen/spec/timing.py``, instead of
 simulating the unit): a row of ``n`` beats that keeps ``count`` entries occupies the unit from the cycle its
@@ -40,7 +41,8 @@ first beat is accepted to the cycle after its last entry is emitted, which is wh
 is accepted if the producer is always valid:
 
     count == 0: n + COLLECT_LATENCY + EMPTY_CYCLES                                    (= n + 2)
-    count >= 1: n + COLLECT_LATENCY + (EXP_LATENCY - 1 + count) + DIV_CYCLES + count  (= n + 2 * count + 30)
+    count >= 1: n + COLLECT_LATENCY + (EXP_LATENCY - 1 + count) + DIV_CYCLES + EMIT_LATENCY + count
+                (= n + 2 * count + 31)
 
 ``entries.ready`` is ignored: the consumer must always be ready (the row unit's consumer is).
 """
@@ -219,10 +221,11 @@ class TopkSoftmax(TopkSoftmaxTiming, wiring.Component):
                          out_index.eq(reduce(operator.or_, (Mux(chosen[i], idxs[i], 0) for i in range(K)))),
                          out_e.eq(reduce(operator.or_, (Mux(chosen[i], e_regs[i], 0) for i in range(K))))]
         emit_ctr = Signal(range(max(K, 2)))
-        prod = Signal(w["e"] + w["r"])
+        # the product e * r is registered (with its index) before the entry leaves: the multiplier is not in
+        # front of the consumer's logic
+        prod, prod_index = Signal(w["e"] + w["r"]), Signal(INDEX_BITS)
         p_raw = Signal(len(prod))
-        m.d.comb += [prod.eq(out_e * quo[:w["r"]]),
-                     p_raw.eq(prod >> (c["recip_bits"] - c["p_bits"]))]
+        m.d.comb += p_raw.eq(prod >> (c["recip_bits"] - c["p_bits"]))
 
         # ---- control -------------------------------------------------------------------------------
         with m.FSM():
@@ -249,11 +252,16 @@ class TopkSoftmax(TopkSoftmaxTiming, wiring.Component):
                 with m.If(dctr == self.DIV_CYCLES - 1):
                     m.d.comb += pick.eq(1)
                     m.d.sync += emit_ctr.eq(0)
-                    m.next = "EMIT"
+                    m.next = "PRODUCT"
+            with m.State("PRODUCT"):              # the first entry's product (EMIT_LATENCY)
+                m.d.comb += pick.eq(1)
+                m.d.sync += [prod.eq(out_e * quo[:w["r"]]), prod_index.eq(out_index)]
+                m.next = "EMIT"
             with m.State("EMIT"):
                 last = emit_ctr == cnt - 1
+                m.d.sync += [prod.eq(out_e * quo[:w["r"]]), prod_index.eq(out_index)]
                 m.d.comb += [self.entries.valid.eq(1),
-                             self.entries.payload.index.eq(out_index),
+                             self.entries.payload.index.eq(prod_index),
                              self.entries.payload.p.eq(Mux(p_raw > c["p_max"], c["p_max"], p_raw)),
                              self.entries.payload.last.eq(last)]
                 m.d.sync += emit_ctr.eq(emit_ctr + 1)
