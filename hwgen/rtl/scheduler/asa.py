@@ -440,9 +440,17 @@ class Asa(AsaTiming, wiring.Component):
         at_head = slot_sigs("at_head", 1)
         cand = [visible[j] & s_ready[j] & (~in_order | at_head[j]) for j in range(W)]
         key_next = [Signal(signed(KEY_BITS), name=f"slot{j}_key_next") for j in range(W)]
-        wakes = [r4_ready & s_valid[j] & (s_task[j] == s4_task) for j in range(W)]
+        # which slot a release of stage 4 wakes, and its key then, are worked out in stage 3 (against the slots
+        # and the task entering one in that cycle) and registered: no compare or add in front of the matrix
+        wake_match = [Signal(name=f"slot{j}_wake_match") for j in range(W)]
+        wake_key = [Signal(signed(KEY_BITS), name=f"slot{j}_wake_key") for j in range(W)]
         for j in range(W):
-            m.d.comb += key_next[j].eq(Mux(wakes[j] & adaptive, s_mrank[j] + s4_adj, s_key[j]))
+            entering = e3_valid & (e3_slot == j)
+            m.d.sync += [wake_match[j].eq((s_valid[j] | entering) & (Mux(entering, e3_task, s_task[j]) == s3_task)),
+                         wake_key[j].eq(Mux(entering, e3_mrank, s_mrank[j]) + s3_adj)]
+        wakes = [r4_ready & wake_match[j] for j in range(W)]
+        for j in range(W):
+            m.d.comb += key_next[j].eq(Mux(wakes[j] & adaptive, wake_key[j], s_key[j]))
         # one unsigned order: the key (offset binary) above the task number inverted (ties to the lower task)
         order = [Cat(~s_task[j], key_next[j].as_unsigned() ^ (1 << (KEY_BITS - 1))) for j in range(W)]
         beats = {}
