@@ -7,6 +7,13 @@ picks the bank on the next cycle; ``l1.banks: 1`` makes each copy one memory, th
 FPGA (shallow banks suit ASIC SRAM macros). Each copy is a ``BlockRam``: its port's data comes from a register (on
 an ECP5 the block RAM's own), read latency is two cycles, ``en`` low holds the RAM's output and ``take`` low the
 port's data. Several banks pick among their data registers by the bank of the line taken.
+
+The write port is registered before it reaches the copies (on an ECP5 it fans out to 4 DP16KD tiles per copy
+for ulx3s, 36 in all): a line offered in cycle t is in the RAMs from t + 2 on, a cycle later than a RAM's own
+write. No reader reads a line sooner than two cycles after its last write: a task that reads what an earlier
+one wrote (a LOAD's lines, the writer's requantized D, TOPK's P) is taken at the earliest in the cycle after
+the writer's unit went idle, and its first read is a cycle or more after it is taken; within a task, what is
+written and what is read are different lines (the compiler's layout).
 """
 from amaranth import Array, Module, Mux, Signal
 from amaranth.lib import wiring
@@ -33,6 +40,12 @@ class Scratchpad(ScratchpadTiming, wiring.Component):
         m = Module()
         cfg = self._cfg
         bank_bits = log2(cfg.l1.banks)
+        # the write is registered before it fans out to every copy's block RAMs (a line lands a cycle after it
+        # is offered; every reader reads a line two or more cycles after its last write: see the docstring).
+        # Like the RAMs' own input registers these are not reset: a write offered during reset lands
+        fill_addr, fill_data, fill_en = (Signal.like(port, name=f"{port.name}_q", reset_less=True)
+                                         for port in (self.fill.addr, self.fill.data, self.fill.en))
+        m.d.sync += [fill_addr.eq(self.fill.addr), fill_data.eq(self.fill.data), fill_en.eq(self.fill.en)]
         # one RAM per (read port, bank), each with one write and one registered read port: the copies are
         # explicit, so a synthesis tool maps simple dual-port RAMs instead of splitting a many-port memory itself
         for p, port in enumerate(self.read):
@@ -40,9 +53,9 @@ class Scratchpad(ScratchpadTiming, wiring.Component):
             for b in range(cfg.l1.banks):
                 ram = BlockRam(cfg.line_bytes * 8, cfg.lines_per_bank, granularity=8)
                 m.submodules[f"copy{p}_bank{b}"] = ram
-                here = (self.fill.addr & (cfg.l1.banks - 1)) == b
-                m.d.comb += [ram.write.addr.eq(self.fill.addr >> bank_bits), ram.write.data.eq(self.fill.data),
-                             ram.write.en.eq(Mux(here, self.fill.en, 0)),
+                here = (fill_addr & (cfg.l1.banks - 1)) == b
+                m.d.comb += [ram.write.addr.eq(fill_addr >> bank_bits), ram.write.data.eq(fill_data),
+                             ram.write.en.eq(Mux(here, fill_en, 0)),
                              ram.read.addr.eq(port.addr >> bank_bits), ram.read.en.eq(port.en),
                              ram.read.take.eq(port.take)]
                 datas.append(ram.read.data)
