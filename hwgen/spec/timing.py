@@ -160,6 +160,9 @@ class AsaTiming:
     #: successor entry walked in w (successor RAM read) -> count RAM read in w + 1, write in w + 2, the release
     #: registered in w + 3, ready in w + 4
     release_latency = 4
+    #: under ``adaptive`` a release changes the task's key: its row of the pick's matrix is computed in the cycle
+    #: after, so it may be picked one cycle later (w + release_latency + rekey_latency)
+    rekey_latency = 1
     #: the gate unit takes a gate task in g (its task number registered) -> the table RAM read in g + 1, its
     #: fields latched in g + 2, what it works with (row tiles, lane blocks, the division's dividend) derived
     #: from them in g + 3

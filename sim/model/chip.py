@@ -38,10 +38,11 @@ inherits (named in brackets), read from there:
   one entry per cycle (a task without successors takes one cycle), [walk_latency] cycles after the pop (the
   list registered first; the next pop may come in the walk's last cycle): the successor's count of released
   predecessors goes up; when it reaches its ``deps`` the successor is ready from [release_latency] cycles
-  after the entry's walk cycle, and under ``adaptive`` its key is ``mlog(rank) + adj(p)``, p the popped task
-  (a skipped task passes on the adj it was released with). Tasks without predecessors start with
-  ``mlog(rank)``; other policies use ``rank``. ``mlog`` is Mitchell's base-2 logarithm with ``MLOG_FRAC``
-  fraction bits (``hwgen.rtl.scheduler.asa.mlog_hw`` in hardware, exact integers here).
+  after the entry's walk cycle (``adaptive``: [rekey_latency] more), and under ``adaptive`` its key is
+  ``mlog(rank) + adj(p)``, p the popped task (a skipped task passes on the adj it was released with). Tasks
+  without predecessors start with ``mlog(rank)``; other policies use ``rank``. ``mlog`` is Mitchell's base-2
+  logarithm with ``MLOG_FRAC`` fraction bits (``hwgen.rtl.scheduler.asa.mlog_hw`` in hardware, exact integers
+  here).
 - Done: [done_latency] after the walk of the last completion; the program's cycles count from S.
 
 Engines: ``engine(cfg, image, table, memory, arithmetic)`` objects with ``start(fields, first_offer_cycle)``
@@ -406,7 +407,8 @@ class _Run:
             s = succ[k]
             self.done_count[s] += 1
             if self.done_count[s] == self.tasks[s]["deps"]:
-                self.ready_at[s] = c + AsaTiming.walk_latency + AsaTiming.release_latency
+                self.ready_at[s] = c + AsaTiming.walk_latency + AsaTiming.release_latency \
+                    + (AsaTiming.rekey_latency if self.policy == "adaptive" else 0)
                 if self.policy == "adaptive":
                     self.adj[s] = self.adj[tk]
                     self.key[s] = mlog(self.tasks[s]["rank"]) + self.adj[tk]

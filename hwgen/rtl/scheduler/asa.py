@@ -54,7 +54,8 @@ high; beats are taken in the cycle they are offered, RREADY is always high):
   from the next cycle (``walk_latency``), one entry per cycle (none: one cycle); the next completion may be
   popped in the last cycle of a walk. Entry walked in w: the successor's count of released predecessors goes
   up in w + 2; when it reaches ``deps`` the release is registered, and the successor may be picked from
-  w + ``release_latency``, and under ``adaptive`` its key is ``mlog(rank) + adj(p)`` (p: the popped task; a
+  w + ``release_latency`` (``adaptive``: + ``rekey_latency``, its new key's row of the pick matrix), and
+  under ``adaptive`` its key is ``mlog(rank) + adj(p)`` (p: the popped task; a
   skipped task passes on the adj it was released with; tasks without predecessors start at ``mlog(rank)``;
   other policies: key = rank).
 - Done: high from the cycle after the walk of the last completion (``done_latency``).
@@ -427,18 +428,18 @@ class Asa(AsaTiming, wiring.Component):
 
         # ---------------- pick: argmax (key, -task) over ready waiting slots ----------------
         # Which of two slots wins is kept as a registered matrix, beats[j][i] = (key, -task) of j > that of i,
-        # recomputed every cycle from the values the slot registers take next; the pick is then the candidate
-        # that beats every other candidate, two levels of logic instead of a comparator tree. An entering
-        # slot's values come straight from the table RAM: it is held back one cycle (``s_new``), and its row
-        # of the matrix is computed in that cycle from its registers.
+        # recomputed every cycle from the slot registers; the pick is then the candidate that beats every other
+        # candidate, two levels of logic instead of a comparator tree. A slot whose values were just written is
+        # held back one cycle while its row of the matrix is computed: an entering one (``s_new``) and, under
+        # ``adaptive``, one whose key its release just changed (``s_rekeyed``: ``rekey_latency``).
         head = Signal(TB)                                   # in_order: the lowest task not yet issued
-        s_new = slot_sigs("new", 1)
+        s_new, s_rekeyed = slot_sigs("new", 1), slot_sigs("rekeyed", 1)
         m.d.sync += [s_new[j].eq(e3_valid & (e3_slot == j)) for j in range(W)]
         visible = [s_valid[j] & s_wait[j] & ~s_new[j] for j in range(W)]
         # in_order: whether a slot holds the head task, registered (both compares are made every cycle, for head
         # and head + 1, so only a select waits for this cycle's pick)
         at_head = slot_sigs("at_head", 1)
-        cand = [visible[j] & s_ready[j] & (~in_order | at_head[j]) for j in range(W)]
+        cand = [visible[j] & s_ready[j] & ~s_rekeyed[j] & (~in_order | at_head[j]) for j in range(W)]
         key_next = [Signal(signed(KEY_BITS), name=f"slot{j}_key_next") for j in range(W)]
         # which slot a release of stage 4 wakes, and its key then, are worked out in stage 3 (against the slots
         # and the task entering one in that cycle) and registered: no compare or add in front of the matrix
@@ -451,8 +452,9 @@ class Asa(AsaTiming, wiring.Component):
         wakes = [r4_ready & wake_match[j] for j in range(W)]
         for j in range(W):
             m.d.comb += key_next[j].eq(Mux(wakes[j] & adaptive, wake_key[j], s_key[j]))
+        m.d.sync += [s_rekeyed[j].eq(wakes[j] & adaptive) for j in range(W)]
         # one unsigned order: the key (offset binary) above the task number inverted (ties to the lower task)
-        order = [Cat(~s_task[j], key_next[j].as_unsigned() ^ (1 << (KEY_BITS - 1))) for j in range(W)]
+        order = [Cat(~s_task[j], s_key[j].as_unsigned() ^ (1 << (KEY_BITS - 1))) for j in range(W)]
         beats = {}
         for j in range(W):
             for i in range(j + 1, W):
