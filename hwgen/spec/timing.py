@@ -65,9 +65,9 @@ class ResultWriterTiming:
     @staticmethod
     def latency(requant: int) -> int:
         """Cycles from a result's write slot to its writes (result_writer.py): a plain line is written once its
-        row base is multiplied, a requantized one after the table read, the entries' pick, the multiply (in
-        pieces, then summed), round, shift and clamp."""
-        return 2 if requant == isa.Requant.NONE else ResultWriterTiming.READ_LATENCY + 6
+        row base is multiplied, a requantized one after the line is registered, the table read, the entries'
+        pick, the multiply (in pieces, then summed), round, shift and clamp."""
+        return 2 if requant == isa.Requant.NONE else ResultWriterTiming.READ_LATENCY + 7
 
 
 class EngineTiming:

@@ -1,11 +1,11 @@
 """Result writer: puts one job's L accumulators per cycle into the output buffer, optionally requantized.
 
-A pipeline that takes a line every cycle (cycle t: the line is handed over in its write slot; T = t + the L1's
-READ_LATENCY, 2):
-  t     the requant table is read from L1 (a table at ``rq_addr``: uint16 multipliers, then from the next line
-        the uint8 shifts; one entry per column for PER_CHANNEL, one for PER_TENSOR);
-  t+1   the rows' line bases i * nbj and i * words(n) are multiplied (registered: no multiplier sits in front
-        of a RAM address);
+A pipeline that takes a line every cycle (cycle t: the line is handed over in its write slot; T = t + 1 + the
+L1's READ_LATENCY, 2):
+  t     the line is registered;
+  t+1   the requant table is read from L1 (a table at ``rq_addr``: uint16 multipliers, then from the next line
+        the uint8 shifts; one entry per column for PER_CHANNEL, one for PER_TENSOR); the rows' line bases
+        i * nbj and i * words(n) are multiplied (registered: no multiplier sits in front of a RAM address);
   t+2   a plain line is written to the output buffer;
   T     the table is in the read ports' registers: each lane's multiplier and shift are picked;
   T+1   requant: x * mult as products of 17-bit pieces of x (one MULT18X18D each, registered);
@@ -65,15 +65,16 @@ class ResultWriter(ResultWriterTiming, wiring.Component):
         last = Mux(requant, depth, plain_at)        # the stage that writes
         m.d.comb += self.busy.eq(Cat(st[s].valid & (s <= last) for s in range(1, depth + 1)) != 0)
 
-        # t: the table lines of this block's multipliers and shifts (PER_TENSOR: entry 0 for every lane)
-        first_col = self.j << log2(L)
+        # t+1: the table lines of this block's multipliers and shifts (PER_TENSOR: entry 0 for every lane), from
+        # the registered line (the units' result select is not in front of the L1's read address)
+        first_col = st[1].j << log2(L)
         entries = Mux(per_channel, task.n, 1)
         shift_base = task.rq_addr + lay.lines_for_bytes(entries * MULT_BYTES)
-        m.d.comb += [self.mult_port.en.eq(self.valid), self.shift_port.en.eq(self.valid),
+        m.d.comb += [self.mult_port.en.eq(st[1].valid), self.shift_port.en.eq(st[1].valid),
                      self.mult_port.addr.eq(lay.byte_line(task.rq_addr, Mux(per_channel, first_col * MULT_BYTES, 0))),
                      self.shift_port.addr.eq(lay.byte_line(shift_base, Mux(per_channel, first_col, 0)))]
         # x[s]: the line handed over s cycles ago
-        x = [self.lanes, *delay_line(m, self.lanes.shape(), self.READ_LATENCY + 1, "x")]
+        x = [self.lanes, *delay_line(m, self.lanes.shape(), self.READ_LATENCY + 2, "x")]
         m.d.sync += x[1].eq(self.lanes)
 
         # t+1: multiply the row bases
@@ -85,7 +86,7 @@ class ResultWriter(ResultWriterTiming, wiring.Component):
                      d_col.eq(lay.a_dense_line(task.d_addr, 0, s1_col >> log2(W)))]
 
         # T: pick the table entries
-        table_col = st[self.READ_LATENCY].j << log2(L)
+        table_col = st[self.READ_LATENCY + 1].j << log2(L)
         mult = Signal(data.ArrayLayout(16, L))
         # shift[s]: the shifts picked s - 1 cycles after T
         shift = [None, *delay_line(m, data.ArrayLayout(SHIFT_BITS, L), 4, "shift")]
@@ -110,7 +111,7 @@ class ResultWriter(ResultWriterTiming, wiring.Component):
         rounded = Signal(data.ArrayLayout(signed(acc_bits + 18), L))
         scaled = Signal(data.ArrayLayout(signed(acc_bits + 18), L))
         y = Signal(data.ArrayLayout(signed(8), L))
-        x_at_mult = x[self.READ_LATENCY + 1]
+        x_at_mult = x[self.READ_LATENCY + 2]
         # the rounding constant 2^(shift-1) is decoded beside the sum of the pieces, so the rounding add is a plain add
         rounding = Signal(data.ArrayLayout(unsigned(48), L))   # shifts are < 48
         for lane in range(L):
