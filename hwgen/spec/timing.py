@@ -155,6 +155,9 @@ class AsaTiming:
     #: issue in c -> the first descriptor offered in c + 3 (the pick registered, the engine's registers, then
     #: the descriptor RAM read)
     feed_latency = 3
+    #: a completion pushed in c may be popped from c + 2 (the completion FIFO's head and its slot's successor
+    #: list and adj are registered first)
+    pop_latency = 2
     #: a completion popped in p walks its successor list's entry k in p + 1 + k (the list registered first)
     walk_latency = 1
     #: successor entry walked in w (successor RAM read) -> count RAM read in w + 1, write in w + 2, the release

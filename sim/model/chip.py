@@ -33,16 +33,15 @@ inherits (named in brackets), read from there:
   r_last + [gate_push_latency] + ``gate_cycles`` (one cycle per value, plus gate_k + 1 per row for TOPK), where
   r_last is the last beat or g + [gate_derive_latency] + [gate_div_cycles] (the row tiles' division), whichever
   is later.
-- Release: completions are popped in push order (pushed in the same cycle: engines in index order, then a
-  skip, then the gate unit) from the cycle after their push, one at a time, and each walks its successor list
-  one entry per cycle (a task without successors takes one cycle), [walk_latency] cycles after the pop (the
+- Release: completions are popped in push order (pushed in the same cycle: engines in index order, then a skip,
+  then the gate unit) from [pop_latency] cycles after their push, one at a time, and each walks its successor
+  list one entry per cycle (a task without successors takes one cycle), [walk_latency] cycles after the pop (the
   list registered first; the next pop may come in the walk's last cycle): the successor's count of released
-  predecessors goes up; when it reaches its ``deps`` the successor is ready from [release_latency] cycles
-  after the entry's walk cycle (``adaptive``: [rekey_latency] more), and under ``adaptive`` its key is
-  ``mlog(rank) + adj(p)``, p the popped task (a skipped task passes on the adj it was released with). Tasks
-  without predecessors start with ``mlog(rank)``; other policies use ``rank``. ``mlog`` is Mitchell's base-2
-  logarithm with ``MLOG_FRAC`` fraction bits (``hwgen.rtl.scheduler.asa.mlog_hw`` in hardware, exact integers
-  here).
+  predecessors goes up; when it reaches its ``deps`` the successor is ready from [release_latency] cycles after
+  the entry's walk cycle (``adaptive``: [rekey_latency] more), and under ``adaptive`` its key is ``mlog(rank) +
+  adj(p)``, p the popped task (a skipped task passes on the adj it was released with). Tasks without predecessors
+  start with ``mlog(rank)``; other policies use ``rank``. ``mlog`` is Mitchell's base-2 logarithm with
+  ``MLOG_FRAC`` fraction bits (``hwgen.rtl.scheduler.asa.mlog_hw`` in hardware, exact integers here).
 - Done: [done_latency] after the walk of the last completion; the program's cycles count from S.
 
 Engines: ``engine(cfg, image, table, memory, arithmetic)`` objects with ``start(fields, first_offer_cycle)``
@@ -303,7 +302,7 @@ class _Run:
         self._issue(c)
         now = sorted(p for p in self.pushes if p[0] == c)
         self.pushes = [p for p in self.pushes if p[0] != c]
-        self.fifo.extend((c + 1, tk) for *_, tk in now)
+        self.fifo.extend((c + AsaTiming.pop_latency, tk) for *_, tk in now)
         self._release(c)
 
     def _finish(self, e: int, c: int) -> None:

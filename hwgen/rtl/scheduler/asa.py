@@ -49,15 +49,15 @@ high; beats are taken in the cycle they are offered, RREADY is always high):
   ``gate_push_latency`` + gate_cycles), in which the last predicate bit is written (each value is registered
   from the RAM, and each step's bit is registered before it is written). Its predicate block is cleared in
   r_last + 2.
-- Release: completions are popped in push order (same cycle: engines in index order, then a skip, then the
-  gate unit) from the cycle after their push, one at a time; each registers its successor list and walks it
-  from the next cycle (``walk_latency``), one entry per cycle (none: one cycle); the next completion may be
-  popped in the last cycle of a walk. Entry walked in w: the successor's count of released predecessors goes
-  up in w + 2; when it reaches ``deps`` the release is registered, and the successor may be picked from
-  w + ``release_latency`` (``adaptive``: + ``rekey_latency``, its new key's row of the pick matrix), and
-  under ``adaptive`` its key is ``mlog(rank) + adj(p)`` (p: the popped task; a
-  skipped task passes on the adj it was released with; tasks without predecessors start at ``mlog(rank)``;
-  other policies: key = rank).
+- Release: completions are popped in push order (same cycle: engines in index order, then a skip, then the gate
+  unit) from ``pop_latency`` cycles after their push (the FIFO's head registered first), one at a time; each
+  registers its successor list and walks it from the next cycle (``walk_latency``), one entry per cycle (none:
+  one cycle); the next completion may be popped in the last cycle of a walk. Entry walked in w: the successor's
+  count of released predecessors goes up in w + 2; when it reaches ``deps`` the release is registered, and the
+  successor may be picked from w + ``release_latency`` (``adaptive``: + ``rekey_latency``, its new key's row of
+  the pick matrix), and under ``adaptive`` its key is ``mlog(rank) + adj(p)`` (p: the popped task; a skipped task
+  passes on the adj it was released with; tasks without predecessors start at ``mlog(rank)``; other policies: key
+  = rank).
 - Done: high from the cycle after the walk of the last completion (``done_latency``).
 
 ``mlog`` is Mitchell's log2 with ``MLOG_FRAC`` fraction bits: the msb position, then the next bits below it.
@@ -734,16 +734,29 @@ class Asa(AsaTiming, wiring.Component):
 
         # ---------------- completions: FIFO and release ----------------
         pushes = [*eng_push, (skip & running, pick), (g_push, g_slot)]
-        c_head, c_any, c_pop = _multi_fifo(m, "done_q", W, ceil_log2(max(W, 2)), pushes, go)
+        q_head, q_any, q_take = _multi_fifo(m, "done_q", W, ceil_log2(max(W, 2)), pushes, go)
         walking, w_ptr, w_left = Signal(), Signal(16), Signal(8)
         w_adj = Signal(signed(ADJ_BITS))
         completed = Signal(TB + 1)
-        # a completion popped in p registers its successor list, which is walked from p + 1 (``walk_latency``),
-        # one entry per cycle (none: one cycle); the next one may be popped in the last cycle of the walk
+        # the FIFO's head completion and its slot's successor list and adj are registered (``hd_*``) before it
+        # is popped: a completion pushed in c may be popped from c + ``pop_latency``. A completion popped in p
+        # registers its list, walked from p + 1 (``walk_latency``), one entry per cycle (none: one cycle); the
+        # next one may be popped in the last cycle of the walk
+        hd_valid, c_head, hd_task = Signal(), Signal(range(W)), Signal(TB)
+        hd_first, hd_count, hd_adj = Signal.like(s_sfirst[0]), Signal.like(s_scount[0]), Signal(signed(ADJ_BITS))
         walk_last = walking & (w_left <= 1)
-        m.d.comb += c_pop.eq(running & c_any & (~walking | walk_last))
-        hd_first, hd_count, hd_adj = A(s_sfirst)[c_head], A(s_scount)[c_head], A(s_adj)[c_head]
-        m.d.comb += [self.released.eq(c_pop), self.released_task.eq(A(s_task)[c_head])]
+        c_pop = Signal()
+        m.d.comb += [c_pop.eq(running & hd_valid & (~walking | walk_last)),
+                     q_take.eq(running & q_any & (~hd_valid | c_pop))]
+        with m.If(q_take):
+            m.d.sync += [hd_valid.eq(1), c_head.eq(q_head), hd_task.eq(A(s_task)[q_head]),
+                         hd_first.eq(A(s_sfirst)[q_head]), hd_count.eq(A(s_scount)[q_head]),
+                         hd_adj.eq(A(s_adj)[q_head])]
+        with m.Elif(c_pop):
+            m.d.sync += hd_valid.eq(0)
+        with m.If(go):
+            m.d.sync += hd_valid.eq(0)
+        m.d.comb += [self.released.eq(c_pop), self.released_task.eq(hd_task)]
         ent_valid = walking & (w_left != 0)
         sr_addr, sr_data = succ_ram.read()
         m.d.comb += sr_addr.eq(w_ptr)
