@@ -602,10 +602,11 @@ def synth(config: str = typer.Option("tiny", "--config", help=CONFIG_HELP),
     fam = family.value if family is not None else part.family if part is not None else "ecp5"
     if part is None or part.family != fam:
         part = next((p for p in PARTS.values() if p.family == fam), None)
+    from hwgen.rtl.block_ram import FpgaTarget
     from hwgen.rtl.build import generate, top_name, verilog_sources
     from sim.fpga.yosys import synthesize
     with Stages().shown() as stage:
-        folder = generate(cfg, target, stage)
+        folder = generate(cfg, target, stage, platform=FpgaTarget(fam))   # as a board build elaborates it
         stage(f"Yosys synth_{fam} of the {top.value} top of {cfg.build_name}")
         result = synthesize(folder, verilog_sources(cfg, top.value), top_name(cfg, top.value), fam,
                             detail=stage.detail)

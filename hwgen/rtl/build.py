@@ -258,9 +258,12 @@ def top_component(cfg: HwConfig, top: str = "engine") -> VivadoTop:
     return VivadoTop(chip(cfg), axi_ports(cfg))
 
 
-def generate(cfg: HwConfig, out: str | Path, stage: Callable[[str], None] = lambda what: None) -> Path:
+def generate(cfg: HwConfig, out: str | Path, stage: Callable[[str], None] = lambda what: None,
+             platform=None) -> Path:
     """Write the Verilog and sidecars; returns the build folder. ``stage`` hears what is being done (it takes
-    seconds for ``tiny``, minutes for ``default``)."""
+    seconds for ``tiny``, minutes for ``default``). ``platform`` is what the design is elaborated for: None
+    (the portable Verilog of ``dsa generate``, which simulators run) or an FPGA target (``dsa fpga synth``:
+    on an ECP5 the block RAMs are DP16KD tiles, ``hwgen.rtl.block_ram``)."""
     folder = build_dir(cfg, out)
     folder.mkdir(parents=True, exist_ok=True)
     metas = {}
@@ -268,7 +271,7 @@ def generate(cfg: HwConfig, out: str | Path, stage: Callable[[str], None] = lamb
         stage(f"elaborating and converting the {top} top of {cfg.build_name} to Verilog")
         component = top_component(cfg, top)
         metas[top] = component.metadata.as_json()
-        text = verilog.convert(component, name=top_name(cfg, top), emit_src=False)
+        text = verilog.convert(component, name=top_name(cfg, top), emit_src=False, platform=platform)
         (folder / verilog_name(cfg, top)).write_text(text)
     stage("writing the RAM modules and sidecars")
     for name, module in extra_sources(cfg).items():

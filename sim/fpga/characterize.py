@@ -72,8 +72,9 @@ def split(result: Synthesis, cfg: HwConfig) -> list[dict]:
 
 def measure(cfg: HwConfig, family: str, work: Path, keep: Path) -> tuple[list[dict], Synthesis]:
     """Synthesize ``cfg``'s chip; its per-instance counts are kept in ``keep`` (a refit needs no new synthesis)."""
+    from hwgen.rtl.block_ram import FpgaTarget
     from hwgen.rtl.build import generate, top_name, verilog_sources
-    folder = generate(cfg, work)
+    folder = generate(cfg, work, platform=FpgaTarget(family))   # as a board build elaborates it
     result = synthesize(folder, verilog_sources(cfg, "chip"), top_name(cfg, "chip"), family)
     keep.mkdir(parents=True, exist_ok=True)
     (keep / f"{cfg.name}.json").write_text(json.dumps(result.to_json()) + "\n")
