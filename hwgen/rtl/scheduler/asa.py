@@ -381,7 +381,8 @@ class Asa(AsaTiming, wiring.Component):
         for j in reversed(range(W)):
             with m.If(~taken[j]):
                 m.d.comb += free_slot.eq(j)
-        running = (phase == RUN) & ~halt
+        in_run = phase == RUN
+        running = in_run & ~halt
         en_go = running & (next_in < ntasks) & ~taken.all()
         e_addr, e_data = task_ram.read()
         ec_addr, ec_data = count_ram.read(transparent=True)
@@ -548,8 +549,10 @@ class Asa(AsaTiming, wiring.Component):
                 for j in range(W):
                     with m.If(slot == j):
                         m.d.sync += s_adj[j].eq(adj)
-            eng_push.append((finish & ~is_gate & running, slot))
-            gate_push_in.append((finish & is_gate & running, slot))
+            # pushes are gated by the phase only: one pushed in the cycle a run halts is never popped (the next
+            # run's start clears the FIFOs), and the halt (an AXI error, combinational) stays off the FIFO's logic
+            eng_push.append((finish & ~is_gate & in_run, slot))
+            gate_push_in.append((finish & is_gate & in_run, slot))
 
         # ---------------- gate unit ----------------
         g_state = Signal(range(9))
@@ -733,7 +736,7 @@ class Asa(AsaTiming, wiring.Component):
                 m.d.sync += preds[q].eq(1)
 
         # ---------------- completions: FIFO and release ----------------
-        pushes = [*eng_push, (skip & running, pick), (g_push, g_slot)]
+        pushes = [*eng_push, (Cat(cand).any() & (winner & skips).any() & in_run, pick), (g_push, g_slot)]
         q_head, q_any, q_take = _multi_fifo(m, "done_q", W, ceil_log2(max(W, 2)), pushes, go)
         walking, w_ptr, w_left = Signal(), Signal(16), Signal(8)
         w_adj = Signal(signed(ADJ_BITS))
