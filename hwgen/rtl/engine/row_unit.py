@@ -199,7 +199,12 @@ class RowUnit(RowUnitTiming, wiring.Component):
 
         def clamp(x):
             return Mux(x < 0, 0, Mux(x > W, W, x))
+        # the second port's lines are registers kept with what they follow, so no add or variable shift stands
+        # in front of its address: N:M's index line of scan word g, the row pointer's line, bitmask's value line
+        v_meta_line, v_ptr_line, v_byte_line = (Signal.like(self.v_port.addr, name=n)
+                                                for n in ("v_meta_line", "v_ptr_line", "v_byte_line"))
         with m.If(fetch):
+            m.d.sync += v_meta_line.eq(lay.nm_meta_line(task.a_meta, g + 1, meta_bits_log2))
             m.d.sync += [fw.eq(fw + 1), g.eq(g + 1), left.eq(left - 1), lo_rem.eq(lo_rem - W), hi_rem.eq(hi_rem - W),
                          r_valid.eq(1), r.rel.eq(fw), r.abs.eq(g), r.last.eq(left == 1),
                          r.first.eq(clamp(lo_rem)), r.end.eq(clamp(hi_rem)),
@@ -222,6 +227,8 @@ class RowUnit(RowUnitTiming, wiring.Component):
         with m.If(final):
             m.d.sync += busy.eq(0)
         with m.If(self.job_valid):
+            m.d.sync += [v_meta_line.eq(lay.nm_meta_line(task.a_meta, self.job_word, meta_bits_log2)),
+                         v_ptr_line.eq(lay.ptr_line(task.a_ptr, self.job_i))]
             m.d.sync += [busy.eq(1), first.eq(1), cool.eq(self.min_period(cfg) - 1), fw.eq(0), ranged.eq(0),
                          row_i.eq(self.job_i), job_j.eq(self.job_j),
                          g.eq(self.job_word), left.eq(self.nw), lo_rem.eq(0), hi_rem.eq(limit),
@@ -232,19 +239,20 @@ class RowUnit(RowUnitTiming, wiring.Component):
         position = Cat(comp.index, e_rel)        # element position in the row's scan: e_rel * W + index
         entry = Cat(comp.index, e_abs)          # CSR: absolute entry number
         with m.If(load_ptr):
-            m.d.sync += vptr.eq(self.v_port.data.word_select(ptr_slot, PTR_BITS))
+            loaded = self.v_port.data.word_select(ptr_slot, PTR_BITS)
+            m.d.sync += [vptr.eq(loaded), v_byte_line.eq(lay.byte_line(task.a_meta, loaded))]
         with m.Elif(self.elem):
-            m.d.sync += vptr.eq(vptr + 1)
+            m.d.sync += [vptr.eq(vptr + 1), v_byte_line.eq(lay.byte_line(task.a_meta, vptr + 1))]
         # N:M indices sit beside the scan word in the read and detect stages, so they move with it
         m.d.comb += [self.v_port.en.eq(Mux(nm, fetch, 1)), self.v_port.take.eq(Mux(nm, r_move, 1))]
         with m.If(nm):
-            m.d.comb += self.v_port.addr.eq(lay.nm_meta_line(task.a_meta, g, meta_bits_log2))
+            m.d.comb += self.v_port.addr.eq(v_meta_line)
         with m.Elif(first):
-            m.d.comb += self.v_port.addr.eq(lay.ptr_line(task.a_ptr, row_i))
+            m.d.comb += self.v_port.addr.eq(v_ptr_line)
         with m.Elif(csr):
             m.d.comb += self.v_port.addr.eq(Array(e_csr_lines)[comp.index >> log2(W // INDEX_BYTES)])
         with m.Else():
-            m.d.comb += self.v_port.addr.eq(lay.byte_line(task.a_meta, vptr))
+            m.d.comb += self.v_port.addr.eq(v_byte_line)
 
         # accumulate: the line the dispatcher read when it handed over the job arrives READ_LATENCY later; it goes
         # into the init register of the job's parity (the others may still serve the previous jobs' tails)
