@@ -193,7 +193,9 @@ def build(cfg: HwConfig, build_root: str | Path = "build/rtl", top: str = "engin
         stamp, want = sim_build / ".stamp", _model_hash(sources, args)
         if (sim_build / top_module).is_file() and stamp.is_file() and stamp.read_text() == want:
             return folder
-        stamp.unlink(missing_ok=True)
+        # a rebuild starts from an empty folder: make's dependency files of an earlier build name the files it
+        # was built from (another environment's cocotb, say), and a build that finds them missing fails
+        shutil.rmtree(sim_build, ignore_errors=True)
         sim_build.mkdir(parents=True, exist_ok=True)
         log = sim_build / "build.log"
         stage(f"building the Verilator model of {cfg.build_name} ({top}; about a minute, once per config)")
