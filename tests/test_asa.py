@@ -260,7 +260,8 @@ def test_model_rules_on_a_chain():
         p = info["preds"][t][-1]
         assert st["task_pop"][p] >= st["task_done"][p] + 1
         if info["preds"][t] == [t - 1]:
-            assert st["task_issue"][t] == st["task_pop"][t - 1] + Asa.walk_latency + Asa.release_latency
+            assert st["task_issue"][t] == st["task_pop"][t - 1] + Asa.walk_latency + Asa.release_latency \
+                + Asa.pick_latency
     assert st["issued"] + st["skipped"] == 6
     assert res.cycles == st["task_pop"][5] + Asa.walk_latency + Asa.done_latency
 

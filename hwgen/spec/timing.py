@@ -152,6 +152,9 @@ class AsaTiming:
     #: a task entering the window in e (table RAM read) may be picked from e + 5 (the row registered, the log of
     #: its rank registered, the slot register, then its row of the pick's comparison matrix)
     entry_latency = 5
+    #: a pick in c (over the slots' registers) is applied, issued or skipped, in c + 1 from the registered winner,
+    #: its skip bit and whether an engine was free; c + 1 picks nothing (the model's ``pending``)
+    pick_latency = 1
     #: issue in c -> the first descriptor offered in c + 3 (the pick registered, the engine's registers, then
     #: the descriptor RAM read)
     feed_latency = 3

@@ -17,14 +17,16 @@ inherits (named in brackets), read from there:
 - Window: while a slot is free, the next task of the table enters it, one per cycle; a task entering in e is
   visible (may be picked) from e + [entry_latency]. A slot is free again the cycle after its task's
   completion is popped.
-- Issue, one per cycle: among the visible tasks whose predecessors have all completed (or been skipped) and
-  that are not yet issued, the policy picks one: ``in_order`` the lowest-numbered task not yet issued (only
-  if it is ready: nothing overtakes it), ``static_list`` the highest ``rank``, ``adaptive`` the highest key
-  (below); ties to the lower number. A predicated task whose bit is clear is skipped (its completion is pushed
-  in that cycle, ``skipped`` counts it); otherwise it goes to the lowest-numbered free engine, whose feeder
-  offers its first descriptor [feed_latency] cycles later and each next one in the cycle after the previous one
-  is taken. A pick without a free engine counts ``stall_no_engine``; no pick while a visible task waits counts
-  ``stall_not_ready``.
+- Issue: a pick in c is applied in c + 1, which picks nothing (so at most one task every two cycles). A pick:
+  among the visible tasks whose predecessors have all completed (or been skipped) and that are not yet issued,
+  the policy picks one: ``in_order`` the lowest-numbered task not yet issued (only if it is ready: nothing
+  overtakes it), ``static_list`` the highest ``rank``, ``adaptive`` the highest key (below); ties to the lower
+  number. Applied in c + 1: a predicated task whose bit is clear is skipped (its completion is pushed in c + 1,
+  ``skipped`` counts it); otherwise it goes to the lowest-numbered engine free in c + 1, whose feeder offers
+  its first descriptor [feed_latency] cycles later and each next one in the cycle after the previous one is
+  taken; with none free nothing happens, and c + 2 picks again. A pick cycle and an applying cycle count
+  ``stall_no_engine`` when the picked task runs on an engine and none is free in that cycle; a pick cycle
+  without a pick while a visible task waits counts ``stall_not_ready``.
 - Completion: in the first cycle f in which the engine has taken the task's last descriptor (in an earlier
   cycle) and all its units are idle, the completion is pushed (the engine is free from f + 1), and
   ``adj = mlog(f - issue) - mlog(est)`` is recorded. A gate task's completion goes to the gate unit: it takes it
@@ -263,6 +265,7 @@ class _Run:
         self.gate_free = 0
         self.preds = {i: False for i in range(cfg.scheduler.predicates)}
         self.completed = 0
+        self.pending: int | None = None        # the task picked in the cycle before, applied in this one
         self.stats = {"backend": "sim", "issued": 0, "skipped": 0, "task_engine": [None] * n,
                       "task_issue": [None] * n, "task_done": [None] * n, "task_pop": [None] * n, "stall_no_engine": 0,
                       "stall_not_ready": 0, "gate_cycles": 0}
@@ -346,17 +349,20 @@ class _Run:
 
     def count_idle(self) -> None:
         """The stall counters of the cycles ``next_cycle`` skipped (c_prev + 1 .. c - 1): nothing changes in
-        them, so each is what the first one is."""
+        them, so each is what the first one is; a pick that stalls for an engine is made again every other cycle,
+        so whether cycle c applies one follows from which of the two the first skipped cycle was."""
         skipped = self.c - self.prev_c - 1
         if skipped <= 0:
             return
         x = self.prev_c + 1
-        i = self.pick(x)
+        applies = self.pending is not None                # x applies the pick of c_prev, else x picks
+        i = self.pending if applies else self.pick(x)
         if i is None:
             if self._waiting(x):
                 self.stats["stall_not_ready"] += skipped
         elif not self.skips(i) and self.free_engine(x) is None:
             self.stats["stall_no_engine"] += skipped
+        self.pending = i if i is not None and (self.c - x) % 2 == (0 if applies else 1) else None
 
     def skips(self, i: int) -> bool:
         task = self.tasks[i]
@@ -367,11 +373,18 @@ class _Run:
                      if t is None and f <= c), None)
 
     def _issue(self, c: int) -> None:
-        i = self.pick(c)
-        if i is None:
-            if self._waiting(c):
-                self.stats["stall_not_ready"] += 1
+        """Pick in c, or apply (issue or skip) the pick of c - 1: a cycle that applies one picks nothing."""
+        if self.pending is None:
+            i = self.pick(c)
+            if i is None:
+                if self._waiting(c):
+                    self.stats["stall_not_ready"] += 1
+            else:
+                self.pending = i
+                if not self.skips(i) and self.free_engine(c) is None:
+                    self.stats["stall_no_engine"] += 1
             return
+        i, self.pending = self.pending, None
         if self.skips(i):
             self.skipped.add(i)
             self.pushes.append((c, 1, 0, i))
@@ -424,7 +437,7 @@ class _Run:
         filling = self.next_in < len(self.tasks) and bool(self.window_free)
         if self.walk is not None or self.fifo or filling:
             return c + 1
-        i = self.pick(c + 1)
+        i = self.pending if self.pending is not None else self.pick(c + 1)
         if i is not None and (self.skips(i) or self.free_engine(c + 1) is not None):
             return c + 1
         wake = [p[0] for p in self.pushes]

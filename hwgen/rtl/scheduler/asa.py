@@ -30,13 +30,14 @@ high; beats are taken in the cycle they are offered, RREADY is always high):
   one entering in e may be picked from e + ``entry_latency`` (RAM read, the row registered, its rank's
   Mitchell log registered, the slot register, then its row of the pick's comparison matrix). A slot is free
   again the cycle after its task's completion is popped.
-- Issue, at most one per cycle: among window tasks not yet issued whose predecessors all completed (or were
-  skipped), ``in_order`` takes the lowest-numbered task not yet issued (only if ready), ``static_list`` the
-  highest ``rank``, ``adaptive`` the highest key; ties to the lower task number. A predicated task whose bit
-  is clear is skipped (its completion pushed in that cycle); otherwise it goes to the lowest-numbered free
-  engine. Issue in c -> first descriptor offered in c + ``feed_latency``; each next one in the cycle after the
-  previous one is taken. A pick with no free engine counts ``stall_no_engine``; no pick while a window task
-  waits counts ``stall_not_ready``.
+- Issue: a pick in c is applied in c + 1, a cycle that picks nothing. Among window tasks not yet issued whose
+  predecessors all completed (or were skipped), ``in_order`` picks the lowest-numbered task not yet issued
+  (only if ready), ``static_list`` the highest ``rank``, ``adaptive`` the highest key; ties to the lower task
+  number. Applied: a predicated task whose bit is clear is skipped (its completion pushed in c + 1); otherwise
+  it goes to the lowest-numbered engine free in c + 1, or, with none free, c + 2 picks again. Issue in a ->
+  first descriptor offered in a + ``feed_latency``; each next one in the cycle after the previous one is
+  taken. A pick cycle or an applying cycle whose task runs on an engine and finds none free counts
+  ``stall_no_engine``; a pick cycle without a pick while a window task waits counts ``stall_not_ready``.
 - Completion: in the first cycle f in which the engine has taken the task's last descriptor (in an earlier
   cycle) and ``idle`` is high, its completion is pushed; the engine is free from f + 1. ``adj = mlog(f -
   issue) - mlog(est)`` is recorded. A gate task's completion goes to the gate unit instead, which takes it in
@@ -440,7 +441,11 @@ class Asa(AsaTiming, wiring.Component):
         # in_order: whether a slot holds the head task, registered (both compares are made every cycle, for head
         # and head + 1, so only a select waits for this cycle's pick)
         at_head = slot_sigs("at_head", 1)
-        cand = [visible[j] & s_ready[j] & ~s_rekeyed[j] & (~in_order | at_head[j]) for j in range(W)]
+        # a pick in c is applied (issued or skipped) in c + 1, which picks nothing (``pick_latency``): the winner,
+        # whether it is skipped and whether an engine was free are registered in c, so no loop of pick -> issue ->
+        # the slots' flags -> the next pick has to close in one cycle
+        pick_valid = Signal()
+        cand = [visible[j] & s_ready[j] & ~s_rekeyed[j] & (~in_order | at_head[j]) & ~pick_valid for j in range(W)]
         key_next = [Signal(signed(KEY_BITS), name=f"slot{j}_key_next") for j in range(W)]
         # which slot a release of stage 4 wakes, and its key then, are worked out in stage 3 (against the slots
         # and the task entering one in that cycle) and registered: no compare or add in front of the matrix
@@ -473,7 +478,9 @@ class Asa(AsaTiming, wiring.Component):
         pred_bits = Cat(preds, Const(0, max(0, 256 - P)))
         # whether each slot's task would be skipped does not depend on the pick
         skips = Cat(s_pen[j] & ~pred_bits.bit_select(s_pred[j], 1) for j in range(W))
-        skip = has_pick & (winner & skips).any()
+        winner_q, skips_q, pick_slot = Signal(W), Signal(W), Signal(range(W))
+        m.d.sync += [pick_valid.eq(has_pick), winner_q.eq(winner), skips_q.eq(skips), pick_slot.eq(pick)]
+        skip = running & pick_valid & (winner_q & skips_q).any()
 
         # ---------------- engines: issue, feed, completion ----------------
         e_busy = [Signal(name=f"eng{e}_busy") for e in range(E)]
@@ -482,31 +489,34 @@ class Asa(AsaTiming, wiring.Component):
             with m.If(~e_busy[e]):
                 m.d.comb += free_eng.eq(e)
         any_free = ~Cat(e_busy).all()
-        issue = has_pick & ~skip & any_free
+        was_free = Signal()                                 # an engine was free in the pick's cycle
+        m.d.sync += was_free.eq(any_free)
+        runs = running & pick_valid & ~(winner_q & skips_q).any()      # the pick applied runs on an engine
+        issue = runs & any_free
         waiting_any = Cat(visible).any()
-        m.d.comb += [self.picked.eq(running & (issue | skip)), self.picked_task.eq(A(s_task)[pick]),
+        m.d.comb += [self.picked.eq(issue | skip), self.picked_task.eq(A(s_task)[pick_slot]),
                      self.picked_engine.eq(free_eng), self.picked_skip.eq(skip)]
-        advance = running & (issue | skip)
+        advance = issue | skip
         for j in range(W):
             task_next = Mux(e3_valid & (e3_slot == j), e3_task, s_task[j])
             m.d.sync += at_head[j].eq(Mux(advance, task_next == head + 1, task_next == head))
         # the issue's engine side runs from registers in the next cycle: which slot, which engine
         issued_q, pick_q, eng_q = Signal(), Signal(range(W)), Signal(range(max(E, 2)))
-        m.d.sync += [issued_q.eq(issue), pick_q.eq(pick), eng_q.eq(free_eng)]
-        with m.If(running):
-            with m.If(issue | skip):
-                m.d.sync += head.eq(head + 1)
-                for j in range(W):
-                    with m.If(winner[j]):
-                        m.d.sync += s_wait[j].eq(0)
-            with m.If(issue):
-                m.d.sync += self.issued.eq(self.issued + 1)
-            with m.If(skip):
-                m.d.sync += self.skipped.eq(self.skipped + 1)
-            with m.If(has_pick & ~skip & ~any_free):
-                m.d.sync += self.stall_no_engine.eq(self.stall_no_engine + 1)
-            with m.If(~has_pick & waiting_any):
-                m.d.sync += self.stall_not_ready.eq(self.stall_not_ready + 1)
+        m.d.sync += [issued_q.eq(issue), pick_q.eq(pick_slot), eng_q.eq(free_eng)]
+        with m.If(advance):
+            m.d.sync += head.eq(head + 1)
+            for j in range(W):
+                with m.If(winner_q[j]):
+                    m.d.sync += s_wait[j].eq(0)
+        with m.If(issue):
+            m.d.sync += self.issued.eq(self.issued + 1)
+        with m.If(skip):
+            m.d.sync += self.skipped.eq(self.skipped + 1)
+        # a pick that runs stalls for an engine in its own cycle and in the one that applies it: both are
+        # counted when it is applied, from the registered engine state of the first
+        m.d.sync += self.stall_no_engine.eq(self.stall_no_engine + (runs & ~was_free) + (runs & ~any_free))
+        with m.If(running & ~pick_valid & ~has_pick & waiting_any):
+            m.d.sync += self.stall_not_ready.eq(self.stall_not_ready + 1)
 
         eng_push, gate_push_in = [], []
         for e in range(E):
@@ -736,7 +746,7 @@ class Asa(AsaTiming, wiring.Component):
                 m.d.sync += preds[q].eq(1)
 
         # ---------------- completions: FIFO and release ----------------
-        pushes = [*eng_push, (Cat(cand).any() & (winner & skips).any() & in_run, pick), (g_push, g_slot)]
+        pushes = [*eng_push, (in_run & pick_valid & (winner_q & skips_q).any(), pick_slot), (g_push, g_slot)]
         q_head, q_any, q_take = _multi_fifo(m, "done_q", W, ceil_log2(max(W, 2)), pushes, go)
         walking, w_ptr, w_left = Signal(), Signal(16), Signal(8)
         w_adj = Signal(signed(ADJ_BITS))
