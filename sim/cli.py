@@ -621,12 +621,15 @@ def synth(config: str = typer.Option("tiny", "--config", help=CONFIG_HELP),
 @fpga_app.command()
 def timing(config: str = typer.Option("ulx3s", "--config", help=CONFIG_HELP),
            component: str = typer.Option("all", "--component", help="comma-separated component names, or all"),
-           seed: int = typer.Option(1, "--seed", help="nextpnr seed"),
+           seeds: str = typer.Option("1,2,3", "--seeds", help="nextpnr seeds, comma-separated; FMAX is their median"),
+           jobs: int | None = typer.Option(None, "--jobs", help="seeds placed and routed at once (default: one per "
+                                                                  "core)"),
            out_dir: str = typer.Option("build/fpga", "--out", help="folder; the runs go to OUT/<name>-<digest>-"
                                                                    "timing/"),
            json_out: Path | None = typer.Option(None, "--json", help="also write the records here")):
-    """Each component of CONFIG alone on the ECP5-85F (Yosys, then nextpnr out of context, aiming at the config's
-    clock): FMAX and worst path per component, to find what limits the chip's clock. Writes timing.json."""
+    """Each component of CONFIG alone on the ECP5-85F (Yosys, then nextpnr out of context once per seed, aiming at
+    the config's clock): the median FMAX and a worst path per component, to find what limits the chip's clock.
+    Writes timing.json."""
     from sim.fpga.component_timing import COMPONENTS, time_component
     cfg = _load_config(config)
     names = list(COMPONENTS) if component == "all" else [c.strip() for c in component.split(",") if c.strip()]
@@ -634,25 +637,28 @@ def timing(config: str = typer.Option("ulx3s", "--config", help=CONFIG_HELP),
     if bad:
         raise BadInput(f"--component: {bad[0]!r} is not allowed (allowed: all, or comma-separated names of "
                        f"{', '.join(COMPONENTS)})")
-    _check_ranges(seed=(seed, 1, 2**31 - 1))
+    seed_list = _seeds(seeds)
+    _check_ranges(jobs=(jobs, 1, 64))
     target = _writable_folder(out_dir, "--out")
     if json_out is not None:
         _writable_folder(json_out.parent if str(json_out.parent) else Path("."), "--json")
     folder = target / f"{cfg.build_name}-timing"
     table = Table(title=f"{cfg.build_name}: each component alone on the LFE5U-85F, target {cfg.clock.mhz:g} MHz, "
-                        f"seed {seed}")
-    for col in ("component", "FMAX", "LUT", "FF", "DSP", "RAM", "worst path"):
+                        f"seeds {seeds}")
+    for col in ("component", "FMAX (median)", "per seed", "LUT", "FF", "DSP", "RAM", "worst path"):
         table.add_column(col, justify="left" if col in ("component", "worst path") else "right")
     records = []
     with Stages().shown() as stage:
         for n, name in enumerate(names, 1):
             stage(f"[{n}/{len(names)}] {name}: Yosys, then nextpnr out of context")
-            records.append(time_component(cfg, name, folder / name, seed=seed, detail=stage.detail))
+            records.append(time_component(cfg, name, folder / name, seeds=tuple(seed_list), jobs=jobs,
+                                          detail=stage.detail))
     for r in records:
         met = r["fmax_mhz"] >= r["target_mhz"]
         path = f"{r['critical_path']['from']} -> {r['critical_path']['to']}"
         table.add_row(r["component"], f"[{'green' if met else 'red'}]{r['fmax_mhz']:.1f} MHz[/]",
-                      *(f"{r['resources'][k]:g}" for k in ("lut", "ff", "dsp", "ram")), path[:70])
+                      " ".join(f"{f:.0f}" for f in r["fmax_per_seed"]),
+                      *(f"{r['resources'][k]:g}" for k in ("lut", "ff", "dsp", "ram")), path[:60])
     out.print(table)
     text = json.dumps(records, indent=2) + "\n"
     (folder / "timing.json").write_text(text)
@@ -679,7 +685,9 @@ def build(board: str = typer.Option(..., "--board", help="ulx3s"),
                                                               "seed and as their median"),
           out_dir: str = typer.Option("build/fpga", "--out", help="folder; the build goes to OUT/<name>-<digest>-"
                                                                   "<board>/"),
-          json_out: Path | None = typer.Option(None, "--json", help="also write the record here")):
+          json_out: Path | None = typer.Option(None, "--json", help="also write the record here"),
+          jobs: int | None = typer.Option(None, "--jobs", help="seeds placed and routed at once (default: one per "
+                                                                 "core)")):
     """Synthesize, place and route CONFIG on BOARD and pack its bitstream: prints FMAX per seed, resources against
     the part and the worst path; writes build.json beside the bitstream."""
     from sim.fpga.board import BUILDABLE
@@ -691,11 +699,12 @@ def build(board: str = typer.Option(..., "--board", help="ulx3s"),
         raise BadInput(f"--config: {cfg.name} is sized for board.target {cfg.board.target!r}, not {board!r} (allowed: "
                        f"a config with board.target: {board}, e.g. the {board} preset)")
     seed_list = _seeds(seeds)
+    _check_ranges(jobs=(jobs, 1, 64))
     target = _writable_folder(out_dir, "--out")
     if json_out is not None:
         _writable_folder(json_out.parent if str(json_out.parent) else Path("."), "--json")
     with Stages().shown() as stage:
-        record = board_build(cfg, target, seed_list, stage=stage, detail=stage.detail)
+        record = board_build(cfg, target, seed_list, jobs=jobs, stage=stage, detail=stage.detail)
     text = json.dumps(record, indent=2) + "\n"
     (Path(record["bitstream"]).parent / "build.json").write_text(text)
     if json_out is not None:

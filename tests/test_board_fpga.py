@@ -53,6 +53,7 @@ def test_the_ulx3s_top_takes_the_boards_pins_and_clock():
     (["--board", "ulx3s", "--config", "tiny"], "error: --config: tiny is sized for board.target 'none', not 'ulx3s'"),
     (["--board", "ulx3s", "--seeds", "1,1"], "error: --seeds: '1,1' is not allowed (allowed: distinct integers"),
     (["--board", "ulx3s", "--seeds", ""], "error: --seeds: '' is not allowed"),
+    (["--board", "ulx3s", "--jobs", "0"], "error: --jobs: 0 is not allowed (allowed: 1..64)"),
 ])
 def test_bad_build_input_exits_2_before_any_work(tmp_path, args, line):
     result = invoke("fpga", "build", *args, "--out", tmp_path)

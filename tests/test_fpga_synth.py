@@ -80,14 +80,19 @@ def test_bad_synth_input_exits_2_before_any_work(tmp_path, args, line):
 
 
 def test_a_component_alone_is_placed_and_routed_and_timed(tmp_path):
-    """``dsa fpga timing``: the MAC lanes of tiny alone (Yosys, nextpnr out of context): an FMAX from nextpnr, the
-    worst path between two of its registers, one multiplier per lane, the record beside the runs."""
+    """``dsa fpga timing``: the MAC lanes of tiny alone (Yosys, nextpnr out of context, two seeds side by side): an
+    FMAX per seed from nextpnr and their median, the worst path between two of its registers, one multiplier per
+    lane, the record beside the runs."""
     cfg = config.load("tiny")
-    result = invoke("fpga", "timing", "--config", "tiny", "--component", "mac_lanes", "--out", tmp_path)
+    result = invoke("fpga", "timing", "--config", "tiny", "--component", "mac_lanes", "--seeds", "1,2",
+                    "--out", tmp_path)
     assert result.exit_code == 0, result.output
     [record] = json.loads((tmp_path / f"{cfg.build_name}-timing" / "timing.json").read_text())
     assert record["component"] == "mac_lanes" and record["target_mhz"] == cfg.clock.mhz
+    assert record["seeds"] == [1, 2] and len(record["fmax_per_seed"]) == 2
+    assert record["fmax_mhz"] == pytest.approx(sum(record["fmax_per_seed"]) / 2, abs=0.01)
     assert 20 < record["fmax_mhz"] < cfg.clock.mhz           # a real number, short of tiny's 1 GHz ASIC clock
+    assert record["critical_path"]["seed"] in (1, 2)
     assert record["critical_path"]["from"] and record["critical_path"]["to"]
     assert record["resources"]["dsp"] == cfg.engine.lanes
     assert "mac_lanes" in result.output and "MHz" in result.output
@@ -97,7 +102,8 @@ def test_a_component_alone_is_placed_and_routed_and_timed(tmp_path):
     (["--component", "alu"], "error: --component: 'alu' is not allowed (allowed: all, or comma-separated names of "
                              "scheduler, row_unit"),
     (["--component", ","], "error: --component: ',' is not allowed"),
-    (["--seed", "0"], "error: --seed: 0 is not allowed (allowed: 1..2147483647)"),
+    (["--seeds", "0"], "error: --seeds: '0' is not allowed (allowed: distinct integers 1..2147483647"),
+    (["--jobs", "0"], "error: --jobs: 0 is not allowed (allowed: 1..64)"),
     (["--config", "nope"], "error: config: 'nope' is neither a preset"),
 ])
 def test_bad_timing_input_exits_2_before_any_work(tmp_path, args, line):

@@ -1,14 +1,17 @@
 """A board build: the chip in its board top (``hwgen/rtl/board/``), pins from amaranth-boards, then Yosys, nextpnr
 for each seed, and ecppack for the bitstream of the best one. ``build(cfg, out, seeds)`` returns the record
-``dsa fpga build`` prints and writes (``build.json``): date, tools, FMAX per clock per seed, utilisation against
+``dsa fpga build`` prints and writes (``build.json``); the seeds are placed and routed side by side (``jobs``, default
+one per core): date, tools, FMAX per clock per seed, utilisation against
 the part, the worst path's ends, the bitstream."""
 from __future__ import annotations
 
 import datetime
+import os
 import statistics
 import subprocess
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from hwgen.spec.config import HwConfig
@@ -40,7 +43,7 @@ def ecppack(folder: Path, textcfg: str, bitstream: str) -> None:
         raise RtlError(f"ecppack failed: {(done.stderr or done.stdout).strip()[-300:]}")
 
 
-def build(cfg: HwConfig, out: Path, seeds: list[int], *, stage: Callable[[str], None] = lambda what: None,
+def build(cfg: HwConfig, out: Path, seeds: list[int], *, jobs: int | None = None, stage: Callable[[str], None] = lambda what: None,
           detail: Callable[[str], None] = lambda what: None) -> dict:
     platform, top = _platform_and_top(cfg)
     part = BOARDS[cfg.board.target]
@@ -53,11 +56,15 @@ def build(cfg: HwConfig, out: Path, seeds: list[int], *, stage: Callable[[str], 
         (folder / name).write_text(plan.files[name])
     stage(f"Yosys synth_ecp5 of the {cfg.board.target} board top")
     synth = synthesize(folder, [f"{TOP}.il"], TOP, "ecp5", netlist=True, detail=detail)
-    runs = []
-    for seed in seeds:
-        stage(f"nextpnr-ecp5 place and route, seed {seed} of {', '.join(map(str, seeds))}")
-        runs.append(place_and_route(folder, synth.netlist, part.name, mhz=cfg.clock.mhz, seed=seed,
-                                    lpf=f"{TOP}.lpf", textcfg=f"{TOP}_seed{seed}.config", detail=detail))
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(seeds)))
+    stage(f"nextpnr-ecp5 place and route, seeds {', '.join(map(str, seeds))} ({jobs} at a time)")
+
+    def route(seed: int):
+        return place_and_route(folder, synth.netlist, part.name, mhz=cfg.clock.mhz, seed=seed, lpf=f"{TOP}.lpf",
+                               textcfg=f"{TOP}_seed{seed}.config", detail=lambda what: detail(f"seed {seed}: {what}"))
+    # each seed is its own nextpnr process (one core each): threads only wait for them
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        runs = list(pool.map(route, seeds))
     chip_clock = _chip_clock(runs[0].fmax)
     best = max(runs, key=lambda r: r.fmax.get(chip_clock, 0.0))
     stage(f"ecppack: the bitstream of seed {best.seed}")
