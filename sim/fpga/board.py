@@ -43,8 +43,8 @@ def ecppack(folder: Path, textcfg: str, bitstream: str) -> None:
         raise RtlError(f"ecppack failed: {(done.stderr or done.stdout).strip()[-300:]}")
 
 
-def build(cfg: HwConfig, out: Path, seeds: list[int], *, jobs: int | None = None, stage: Callable[[str], None] = lambda what: None,
-          detail: Callable[[str], None] = lambda what: None) -> dict:
+def build(cfg: HwConfig, out: Path, seeds: list[int], *, jobs: int | None = None,
+          stage: Callable[[str], None] = lambda what: None, detail: Callable[[str], None] = lambda what: None) -> dict:
     platform, top = _platform_and_top(cfg)
     part = BOARDS[cfg.board.target]
     folder = Path(out) / f"{cfg.build_name}-{cfg.board.target}"
