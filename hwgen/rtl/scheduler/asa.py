@@ -644,19 +644,33 @@ class Asa(AsaTiming, wiring.Component):
         # STEP_A: a value per cycle (it is registered, then sorted in or compared in the next cycle); GAP: the
         # row's last value is sorted in; STEP_B: a pick per cycle; DRAIN: the last bit is worked out; END: written
         PRE, STEP_A, GAP, STEP_B, DRAIN, END = range(6)
-        # c_bit / n_bit: the column's first predicate bit offset of TOPK, c_c * g_tiles kept as a running sum
+        # c_bit / n_bit: the column's first predicate bit offset of TOPK, c_c * g_tiles kept as a running sum.
+        # What decides the next step is registered with the step: whether another column / row / pick follows
+        # (c_more_c: c_c + 1 < g_cols, c_more_r, c_more_b), whether the row ends its tile (c_tile_end), and the
+        # value's RAM line (c_line = the row's base + c_c / lanes; c_next_rb: the next row's base), so no compare
+        # or add stands between a step's counters and the next step's RAM address
         c_ph, c_r, c_c, c_b = Signal(3), Signal(16), Signal(8), Signal(4)
-        c_rb, c_ti, c_tr, c_bit = Signal(24), Signal(16), Signal(16), Signal(24)
+        c_ti, c_tr, c_bit = Signal(16), Signal(16), Signal(24)
+        c_more_c, c_more_r, c_more_b, c_tile_end = Signal(), Signal(), Signal(), Signal()
+        c_line, c_next_rb = Signal(24), Signal(24)
         n_ph, n_r, n_c, n_b = Signal(3), Signal(16), Signal(8), Signal(4)
-        n_rb, n_ti, n_tr, n_bit = Signal(24), Signal(16), Signal(16), Signal(24)
-        m.d.comb += [n_ph.eq(c_ph), n_r.eq(c_r), n_c.eq(c_c), n_b.eq(c_b), n_rb.eq(c_rb), n_ti.eq(c_ti),
-                     n_tr.eq(c_tr), n_bit.eq(c_bit)]
+        n_ti, n_tr, n_bit = Signal(16), Signal(16), Signal(24)
+        n_more_c, n_more_r, n_more_b, n_tile_end = Signal(), Signal(), Signal(), Signal()
+        n_line, n_next_rb = Signal(24), Signal(24)
+        m.d.comb += [n_ph.eq(c_ph), n_r.eq(c_r), n_c.eq(c_c), n_b.eq(c_b), n_ti.eq(c_ti), n_tr.eq(c_tr),
+                     n_bit.eq(c_bit), n_more_c.eq(c_more_c), n_more_r.eq(c_more_r), n_more_b.eq(c_more_b),
+                     n_tile_end.eq(c_tile_end), n_line.eq(c_line), n_next_rb.eq(c_next_rb)]
+
+        def first_column():
+            m.d.comb += [n_c.eq(0), n_bit.eq(0), n_more_c.eq(1 < g_cols)]
 
         def new_row():
-            with m.If(c_r + 1 < g_rows):
-                last_in_tile = c_tr + 1 == g_tile_rows
-                m.d.comb += [n_ph.eq(STEP_A), n_r.eq(c_r + 1), n_c.eq(0), n_rb.eq(c_rb + g_blocks),
-                             n_ti.eq(c_ti + last_in_tile), n_tr.eq(Mux(last_in_tile, 0, c_tr + 1)), n_bit.eq(0)]
+            with m.If(c_more_r):
+                first_column()
+                m.d.comb += [n_ph.eq(STEP_A), n_r.eq(c_r + 1), n_more_r.eq(c_r + 2 < g_rows),
+                             n_line.eq(c_next_rb), n_next_rb.eq(c_next_rb + g_blocks),
+                             n_ti.eq(c_ti + c_tile_end), n_tr.eq(Mux(c_tile_end, 0, c_tr + 1)),
+                             n_tile_end.eq(Mux(c_tile_end, 1 == g_tile_rows, c_tr + 2 == g_tile_rows))]
             with m.Else():
                 m.d.comb += n_ph.eq(DRAIN)
         with m.Switch(c_ph):
@@ -664,20 +678,23 @@ class Asa(AsaTiming, wiring.Component):
                 with m.If((g_rows == 0) | (g_cols == 0)):
                     m.d.comb += n_ph.eq(DRAIN)
                 with m.Else():
-                    m.d.comb += [n_ph.eq(STEP_A), n_r.eq(0), n_c.eq(0), n_rb.eq(0), n_ti.eq(0), n_tr.eq(0),
-                                 n_bit.eq(0)]
+                    first_column()
+                    m.d.comb += [n_ph.eq(STEP_A), n_r.eq(0), n_ti.eq(0), n_tr.eq(0), n_more_r.eq(1 < g_rows),
+                                 n_tile_end.eq(1 == g_tile_rows), n_line.eq(0), n_next_rb.eq(g_blocks)]
             with m.Case(STEP_A):
-                with m.If(c_c + 1 < g_cols):
-                    m.d.comb += [n_c.eq(c_c + 1), n_bit.eq(c_bit + g_tiles)]
+                with m.If(c_more_c):
+                    block_end_c = c_c[:lanes_log].all() if lanes_log else Const(1)
+                    m.d.comb += [n_c.eq(c_c + 1), n_bit.eq(c_bit + g_tiles), n_more_c.eq(c_c + 2 < g_cols),
+                                 n_line.eq(c_line + block_end_c)]
                 with m.Elif(g_k != 0):
                     m.d.comb += n_ph.eq(GAP)
                 with m.Else():
                     new_row()
             with m.Case(GAP):
-                m.d.comb += [n_ph.eq(STEP_B), n_b.eq(0)]
+                m.d.comb += [n_ph.eq(STEP_B), n_b.eq(0), n_more_b.eq(1 < g_k)]
             with m.Case(STEP_B):
-                with m.If(c_b + 1 < g_k):
-                    m.d.comb += n_b.eq(c_b + 1)
+                with m.If(c_more_b):
+                    m.d.comb += [n_b.eq(c_b + 1), n_more_b.eq(c_b + 2 < g_k)]
                 with m.Else():
                     new_row()
             with m.Case(DRAIN):
@@ -685,12 +702,13 @@ class Asa(AsaTiming, wiring.Component):
         proc = (g_state == G_PROC) & running
         m.d.comb += gate_last.eq(proc & (c_ph == END))     # the last step's bit is written in this cycle
         with m.If(proc):
-            m.d.sync += [c_ph.eq(n_ph), c_r.eq(n_r), c_c.eq(n_c), c_b.eq(n_b), c_rb.eq(n_rb), c_ti.eq(n_ti),
-                         c_tr.eq(n_tr), c_bit.eq(n_bit)]
+            m.d.sync += [c_ph.eq(n_ph), c_r.eq(n_r), c_c.eq(n_c), c_b.eq(n_b), c_ti.eq(n_ti), c_tr.eq(n_tr),
+                         c_bit.eq(n_bit), c_more_c.eq(n_more_c), c_more_r.eq(n_more_r), c_more_b.eq(n_more_b),
+                         c_tile_end.eq(n_tile_end), c_line.eq(n_line), c_next_rb.eq(n_next_rb)]
         with m.Else():
             m.d.sync += c_ph.eq(PRE)
         gv_addr, gv_data = gate_ram.read()
-        m.d.comb += gv_addr.eq(n_rb + (n_c >> lanes_log))
+        m.d.comb += gv_addr.eq(n_line)
         acc = cfg.engine.acc_bits
         # the step's value is registered straight from the RAM (a_*: the step of the cycle before)
         value, a_step, a_c, a_bit = Signal(signed(acc)), Signal(), Signal(8), Signal(24)
