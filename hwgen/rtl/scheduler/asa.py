@@ -98,13 +98,21 @@ class Policy(enum.Enum, shape=2):
     ADAPTIVE = 2
 
 
-def mlog_hw(m: Module, x, name: str) -> Signal:
-    """Mitchell's log2 of unsigned ``x`` (0 reads as 1): Cat(frac, msb), MLOG_FRAC fraction bits."""
+def mlog_hw(m: Module, x, name: str, staged: bool = False) -> Signal:
+    """Mitchell's log2 of unsigned ``x`` (0 reads as 1): Cat(frac, msb), MLOG_FRAC fraction bits. ``staged``:
+    the msb's position and ``x`` are registered first, so the log is of ``x`` one cycle earlier."""
     n = len(x)
     msb = Signal(range(max(n, 2)), name=f"{name}_msb")
+    found = Signal.like(msb, name=f"{name}_found")
     for i in range(n):               # the highest set bit wins (later statements override)
         with m.If(x[i]):
-            m.d.comb += msb.eq(i)
+            m.d.comb += found.eq(i)
+    if staged:
+        x_q = Signal(n, name=f"{name}_x")
+        m.d.sync += [msb.eq(found), x_q.eq(x)]
+        x = x_q
+    else:
+        m.d.comb += msb.eq(found)
     shift = Signal(range(max(n, 2)), name=f"{name}_shift")
     norm = Signal(n, name=f"{name}_norm")
     m.d.comb += [shift.eq(n - 1 - msb), norm.eq((x << shift)[:n])]
@@ -383,7 +391,9 @@ class Asa(AsaTiming, wiring.Component):
             with m.If(~taken[j]):
                 m.d.comb += free_slot.eq(j)
         in_run = phase == RUN
-        running = in_run & ~halt
+        # in RUN only a bad beat halts a run (too many tasks halts it in DECODE): the header's compares stay off
+        # everything that runs
+        running = in_run & ~bad_beat
         en_go = running & (next_in < ntasks) & ~taken.all()
         e_addr, e_data = task_ram.read()
         ec_addr, ec_data = count_ram.read(transparent=True)
@@ -542,17 +552,20 @@ class Asa(AsaTiming, wiring.Component):
             finish = e_busy[e] & all_taken & self.idle[e]
             with m.If(finish):
                 m.d.sync += [e_busy[e].eq(0), all_taken.eq(0)]
-            with m.If(halt | (phase != RUN)):
+            with m.If(~running):
                 m.d.sync += [e_busy[e].eq(0), all_taken.eq(0), armed.eq(0), port.valid.eq(0)]
-            # adj = mlog(f - issue) - mlog(est) at the finish f, from registers: ``since`` counts c + 1 - issue, so
-            # mt holds mlog(c - issue) in every cycle c from issue + 2 on (a task finishes later than that), and
-            # me holds mlog(est); no subtraction and no 32-bit log stands in front of the slot's adj
+            # adj = mlog(f - issue) - mlog(est) at the finish f, from registers: ``since`` counts c + 2 - issue and
+            # each log takes two stages (the msb's position registered, then the shift), so mt holds mlog(c - issue)
+            # in every cycle c from issue + 4 on and me holds mlog(est) from then (a task's last descriptor is taken
+            # in issue + feed_latency at the earliest, so it finishes in issue + 4 or later); no subtraction and
+            # no 32-bit log stands in front of the slot's adj
             since = Signal(COUNTER_BITS, name=f"eng{e}_since")
             m.d.sync += since.eq(since + 1)
             with m.If(issued_q & (eng_q == e)):
-                m.d.sync += since.eq(3)
+                m.d.sync += since.eq(4)
             mt, me = Signal(signed(ADJ_BITS), name=f"eng{e}_mt"), Signal(signed(ADJ_BITS), name=f"eng{e}_me")
-            m.d.sync += [mt.eq(mlog_hw(m, since, f"eng{e}_mlog_time")), me.eq(mlog_hw(m, est, f"eng{e}_mlog_est"))]
+            m.d.sync += [mt.eq(mlog_hw(m, since, f"eng{e}_mlog_time", staged=True)),
+                         me.eq(mlog_hw(m, est, f"eng{e}_mlog_est", staged=True))]
             adj = Signal(signed(ADJ_BITS), name=f"eng{e}_adj")
             m.d.comb += adj.eq(mt - me)
             with m.If(finish):
@@ -634,7 +647,7 @@ class Asa(AsaTiming, wiring.Component):
                 with m.If(gate_last):
                     m.d.comb += g_push.eq(1)
                     m.d.sync += g_state.eq(G_IDLE)
-        with m.If(halt | ~running):
+        with m.If(~running):
             m.d.sync += g_state.eq(G_IDLE)
         gd, gwe, grow = gathered["gate_ram"]
         m.d.comb += [gate_ram.wp.addr.eq(grow), gate_ram.wp.data.eq(gd),
