@@ -667,6 +667,54 @@ def timing(config: str = typer.Option("ulx3s", "--config", help=CONFIG_HELP),
     out.print(f"wrote {folder / 'timing.json'}", markup=False)
 
 
+@fpga_app.command()
+def paths(config: str = typer.Option("ulx3s", "--config", help=CONFIG_HELP),
+          component: str = typer.Option(..., "--component", help="comma-separated component names, or all"),
+          top: int = typer.Option(15, "--top", help="slowest registers listed per module"),
+          out_dir: str = typer.Option("build/fpga", "--out", help="folder; the runs go to OUT/<name>-<digest>-"
+                                                                  "timing/"),
+          json_out: Path | None = typer.Option(None, "--json", help="also write the estimates here")):
+    """Every slow path of each component of CONFIG at once, estimated from its ECP5 netlist without place and
+    route (seconds after Yosys, where nextpnr takes minutes to name one): per module, how many register inputs
+    arrive after 8 and 10 ns and the latest ones with the cells they pass (F flip-flop, L LUT4, m/M wide mux,
+    c carry cell, R block RAM, X multiplier). Writes paths.json."""
+    from sim.fpga.component_timing import COMPONENTS, synthesize_component
+    from sim.fpga.paths import estimate
+    cfg = _load_config(config)
+    names = list(COMPONENTS) if component == "all" else [c.strip() for c in component.split(",") if c.strip()]
+    bad = [c for c in names if c not in COMPONENTS] or ([] if names else [component])
+    if bad:
+        raise BadInput(f"--component: {bad[0]!r} is not allowed (allowed: all, or comma-separated names of "
+                       f"{', '.join(COMPONENTS)})")
+    _check_ranges(top=(top, 1, 1000))
+    target = _writable_folder(out_dir, "--out")
+    if json_out is not None:
+        _writable_folder(json_out.parent if str(json_out.parent) else Path("."), "--json")
+    folder = target / f"{cfg.build_name}-timing"
+    records = {}
+    with Stages().shown() as stage:
+        for n, name in enumerate(names, 1):
+            stage(f"[{n}/{len(names)}] {name}: Yosys synth_ecp5")
+            synthesis = synthesize_component(cfg, name, folder / name, detail=stage.detail)
+            records[name] = estimate(folder / name / synthesis.netlist, top=top)
+    for name, modules in records.items():
+        table = Table(title=f"{name} of {cfg.build_name}: estimated register-to-register paths (no place and route)")
+        for col in ("module", "endpoints", "> 8 ns", "> 10 ns", "ns", "cells", "register <- from"):
+            table.add_column(col, justify="right" if col in ("endpoints", "> 8 ns", "> 10 ns", "ns") else "left")
+        for mp in modules:
+            for k, p in enumerate(mp.worst or [None]):
+                head = (mp.module, str(mp.endpoints), str(mp.over[8.0]), str(mp.over[10.0])) if k == 0 else ("",) * 4
+                tail = (f"{p.ns:.1f}", p.cells[-24:], f"{p.end} <- {p.start}"[:80]) if p else ("", "", "")
+                table.add_row(*head, *tail)
+            table.add_section()
+        out.print(table)
+    text = json.dumps({name: [mp.to_json() for mp in modules] for name, modules in records.items()}, indent=2) + "\n"
+    (folder / "paths.json").write_text(text)
+    if json_out is not None:
+        json_out.write_text(text)
+    out.print(f"wrote {folder / 'paths.json'}", markup=False)
+
+
 def _seeds(text: str) -> list[int]:
     try:
         seeds = [int(x) for x in text.split(",") if x.strip()]

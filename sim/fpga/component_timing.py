@@ -25,7 +25,7 @@ from hwgen.rtl.block_ram import FpgaTarget
 from hwgen.spec import isa
 from hwgen.spec.config import HwConfig
 from sim.fpga.pnr import nextpnr_version, place_and_route
-from sim.fpga.yosys import synthesize
+from sim.fpga.yosys import Synthesis, synthesize
 from sim.rtl.errors import RtlError
 
 
@@ -92,21 +92,16 @@ class _PortsRegistered(Elaboratable):
         return m
 
 
-def time_component(cfg: HwConfig, name: str, folder: Path, *, seeds: tuple[int, ...] = (1,), mhz: float | None = None,
-                   jobs: int | None = None, detail: Callable[[str], None] = lambda what: None) -> dict:
-    """Synthesize component ``name`` of ``cfg`` alone for the ECP5-85F and place and route it out of context once
-    per seed (``jobs`` at a time, default one per core), aiming at ``mhz`` (default: the config's clock). Returns
-    its record: FMAX per seed and their median (one seed moves a component's FMAX by 5-10 %), the worst path of
-    the seed nearest the median, resources, seconds. The files stay in ``folder`` (``<name>.v``, the logs)."""
+def synthesize_component(cfg: HwConfig, name: str, folder: Path, *,
+                         detail: Callable[[str], None] = lambda what: None) -> Synthesis:
+    """Component ``name`` of ``cfg`` alone, elaborated for the ECP5 as a board build elaborates it (block RAMs as
+    DP16KD tiles with their output register) and synthesized with its netlist for place and route."""
     if name not in COMPONENTS:
         raise ValueError(f"component: {name!r} is not allowed (allowed: {', '.join(COMPONENTS)})")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    mhz = cfg.clock.mhz if mhz is None else mhz
-    start = time.monotonic()
     component = _components()[name](cfg)
     top = _PortsRegistered(component) if name in PORTS_REGISTERED else component
-    # elaborated for the ECP5 as a board build elaborates it (block RAMs as DP16KD tiles with their output register)
     (folder / f"{name}.v").write_text(verilog.convert(top, name=name, emit_src=False, platform=FpgaTarget("ecp5"),
                                                       **({"ports": top.ports} if top is not component else {})))
     sources = [f"{name}.v"]
@@ -115,7 +110,19 @@ def time_component(cfg: HwConfig, name: str, folder: Path, *, seeds: tuple[int, 
         for file, text in ram_modules(cfg).items():
             (folder / file).write_text(text)
             sources.insert(0, file)
-    synthesis = synthesize(folder, sources, name, "ecp5", netlist=True, detail=detail)
+    return synthesize(folder, sources, name, "ecp5", netlist=True, detail=detail)
+
+
+def time_component(cfg: HwConfig, name: str, folder: Path, *, seeds: tuple[int, ...] = (1,), mhz: float | None = None,
+                   jobs: int | None = None, detail: Callable[[str], None] = lambda what: None) -> dict:
+    """Synthesize component ``name`` of ``cfg`` alone for the ECP5-85F and place and route it out of context once
+    per seed (``jobs`` at a time, default one per core), aiming at ``mhz`` (default: the config's clock). Returns
+    its record: FMAX per seed and their median (one seed moves a component's FMAX by 5-10 %), the worst path of
+    the seed nearest the median, resources, seconds. The files stay in ``folder`` (``<name>.v``, the logs)."""
+    folder = Path(folder)
+    mhz = cfg.clock.mhz if mhz is None else mhz
+    start = time.monotonic()
+    synthesis = synthesize_component(cfg, name, folder, detail=detail)
 
     def route(seed: int):
         routed = place_and_route(folder, synthesis.netlist, mhz=mhz, seed=seed, out_of_context=True,
