@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from hwgen.rtl.block_ram import ecp5_tiling
 from hwgen.rtl.board.ecp5_pll import pll_dividers
-from hwgen.spec import config
+from hwgen.spec import config, isa
 from tests.test_cli import invoke
 
 
@@ -41,10 +42,13 @@ def test_the_ulx3s_top_takes_the_boards_pins_and_clock():
     assert 'FREQUENCY PORT "clk25_0__io" 25000000.0 HZ;' in lpf
     rtlil = plan.files["board_top.il"]
     assert "EHXPLLL" in rtlil and 'FREQUENCY_PIN_CLKOP "125"' in rtlil
-    # the L1 and output buffer copies are DP16KD tiles with their output register (hwgen/rtl/block_ram.py):
-    # 9 L1 copies of 4 tiles and 2 output buffer copies of 8, all x36
+    # the L1 and output buffer copies and the scheduler's descriptor RAMs (one per engine) are DP16KD tiles with
+    # their output register (hwgen/rtl/block_ram.py): 9 L1 copies of 4 tiles and 2 output buffer copies of 8
+    cfg = config.load("ulx3s")
+    per = max(isa.DESCRIPTOR_BITS, cfg.beat_bytes * 8) // isa.DESCRIPTOR_BITS     # descriptors per RAM row
+    desc = ecp5_tiling(isa.DESCRIPTOR.used * per, max(2, -(-cfg.scheduler.descriptors // per))).tiles
     tiles = rtlil.count("cell \\DP16KD ")
-    assert tiles == 9 * 4 + 2 * 8, tiles
+    assert tiles == 9 * 4 + 2 * 8 + cfg.scheduler.engines * desc, tiles
     assert rtlil.count('parameter \\REGMODE_B "OUTREG"') == tiles
 
 

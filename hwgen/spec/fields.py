@@ -38,6 +38,11 @@ class FieldTable:
     def bytes(self) -> int:
         return self.width // 8
 
+    @property
+    def used(self) -> int:
+        """The low bits the fields take; the bits above them are always 0."""
+        return sum(f.bits for f in self.fields)
+
     def pack(self, **values: int) -> int:
         """Fields -> one integer of ``width`` bits. Missing fields are 0."""
         unknown = set(values) - set(self.names)

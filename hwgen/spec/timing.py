@@ -155,9 +155,9 @@ class AsaTiming:
     #: a pick in c (over the slots' registers) is applied, issued or skipped, in c + 1 from the registered winner,
     #: its skip bit and whether an engine was free; c + 1 picks nothing (the model's ``pending``)
     pick_latency = 1
-    #: issue in c -> the first descriptor offered in c + 3 (the pick registered, the engine's registers, then
-    #: the descriptor RAM read)
-    feed_latency = 3
+    #: issue in c -> the first descriptor offered in c + 4 (the pick registered, the engine's registers, the
+    #: descriptor RAM read, then its output register: the payload leaves a register)
+    feed_latency = 4
     #: a completion pushed in c may be popped from c + 2 (the completion FIFO's head and its slot's successor
     #: list and adj are registered first)
     pop_latency = 2

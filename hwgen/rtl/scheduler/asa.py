@@ -62,9 +62,9 @@ high; beats are taken in the cycle they are offered, RREADY is always high):
 - Done: high from the cycle after the walk of the last completion (``done_latency``).
 
 ``mlog`` is Mitchell's log2 with ``MLOG_FRAC`` fraction bits: the msb position, then the next bits below it.
-The RAMs (``amaranth.lib.memory``, one write port each) hold the task table, successors, descriptors (one read
-port per engine), released-predecessor counts and released adjs, and the gate values (``out_lines`` output
-lines). A beat narrower than an entry is gathered; a wider one holds several entries per RAM row, so every
+The RAMs (``amaranth.lib.memory``, one write port each) hold the task table, successors, released-predecessor
+counts and released adjs, and the gate values (``out_lines`` output lines); the descriptors are in a ``BlockRam``
+per engine (registered reads: each engine's port payload leaves the RAM's output register). A beat narrower than an entry is gathered; a wider one holds several entries per RAM row, so every
 region must start on a multiple of max(entry, beat) bytes (``hwgen.compiler.dag.write_program_region`` does it).
 """
 from __future__ import annotations
@@ -75,6 +75,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
 from hwgen.rtl import signatures
+from hwgen.rtl.block_ram import BlockRam
 from hwgen.rtl.memory.dma_load import BurstPlanner
 from hwgen.spec import isa, task_table
 from hwgen.spec.axi import BURST_INCR, RESP_OKAY
@@ -147,6 +148,42 @@ class _Ram:
         sel = Signal(self.sel_bits, name=f"{self.name}_rsel{i}")
         m.d.sync += sel.eq(addr[:self.sel_bits])
         return addr, port.data.word_select(sel, self.bits)
+
+
+class _RegisteredRam:
+    """A ``_Ram`` whose reads are registered (``signatures.registered_read``: the block RAM's own output register,
+    data two cycles after the address): one ``BlockRam`` per reader, all written together through ``wp``. Only
+    the low ``kept`` bits of each entry are stored (the rest of a descriptor is always 0), as Yosys trims an
+    inferred memory's unread bits."""
+
+    def __init__(self, m: Module, name: str, bits: int, depth: int, row_bits: int, readers: int, kept: int):
+        self.m, self.name, self.bits, self.kept = m, name, bits, kept
+        self.per = row_bits // bits
+        self.sel_bits = exact_log2(self.per)
+        rows = max(2, -(-depth // self.per))
+        self.rams = [BlockRam(kept * self.per, rows) for _ in range(readers)]
+        for i, ram in enumerate(self.rams):
+            m.submodules[f"{name}{i}"] = ram
+        self.wp = memory.WritePort.Signature(addr_width=len(self.rams[0].write.addr), shape=row_bits).create()
+        for ram in self.rams:
+            m.d.comb += [ram.write.addr.eq(self.wp.addr), ram.write.en.eq(self.wp.en),
+                         ram.write.data.eq(Cat(self.wp.data.word_select(i, bits)[:kept] for i in range(self.per)))]
+        self.addr_bits = ceil_log2(max(2, depth))
+
+    def read(self, i: int):
+        """Reader ``i``: (entry index, en, take, entry), as ``registered_read``'s addr, en, take and data."""
+        m, port = self.m, self.rams[i].read
+        addr = Signal(self.addr_bits, name=f"{self.name}_raddr{i}")
+        m.d.comb += port.addr.eq(addr >> self.sel_bits)
+        if self.per == 1:
+            return addr, port.en, port.take, port.data.as_unsigned()
+        sel_ram, sel = Signal(self.sel_bits, name=f"{self.name}_rsel{i}_ram"), Signal(self.sel_bits,
+                                                                                    name=f"{self.name}_rsel{i}")
+        with m.If(port.en):
+            m.d.sync += sel_ram.eq(addr[:self.sel_bits])
+        with m.If(port.take):
+            m.d.sync += sel.eq(sel_ram)
+        return addr, port.en, port.take, port.data.word_select(sel, self.kept)
 
 
 def _multi_fifo(m: Module, name: str, depth: int, width: int, pushes, clear):
@@ -270,7 +307,8 @@ class Asa(AsaTiming, wiring.Component):
         count_ram = _Ram(m, "count_ram", 8, sched.tasks, task_ram.per * 8, lanes=True)
         adj_ram = _Ram(m, "adj_ram", ADJ_BITS, sched.tasks, task_ram.per * ADJ_BITS, lanes=True)
         succ_ram = _Ram(m, "succ_ram", 8 * SUCC_BYTES, sched.successors, row(8 * SUCC_BYTES))
-        desc_ram = _Ram(m, "desc_ram", isa.DESCRIPTOR_BITS, sched.descriptors, row(isa.DESCRIPTOR_BITS))
+        desc_ram = _RegisteredRam(m, "desc_ram", isa.DESCRIPTOR_BITS, sched.descriptors, row(isa.DESCRIPTOR_BITS), E,
+                                  kept=isa.DESCRIPTOR.used)
         gate_ram = _Ram(m, "gate_ram", cfg.out_line_bits, cfg.out_lines, row(cfg.out_line_bits))
 
         # gather beats narrower than an entry; ``rx`` counts the beats of the current region
@@ -531,33 +569,46 @@ class Asa(AsaTiming, wiring.Component):
         eng_push, gate_push_in = [], []
         for e in range(E):
             port = self.tasks(e)
-            armed, all_taken = Signal(name=f"eng{e}_armed"), Signal(name=f"eng{e}_all_taken")
-            idx, left = Signal(16, name=f"eng{e}_idx"), Signal(8, name=f"eng{e}_left")
+            all_taken = Signal(name=f"eng{e}_all_taken")
             slot = Signal(range(W), name=f"eng{e}_slot")
             est, is_gate = Signal(24, name=f"eng{e}_est"), Signal(name=f"eng{e}_gate")
-            d_addr, d_data = desc_ram.read()
+            # the descriptors flow RAM -> the RAM's output (``held``) -> the port's payload (its output register):
+            # the next one waits in the RAM's output while the engine has not taken the one on the port, so a
+            # descriptor is offered every cycle and the payload leaves a register (``feed_latency``)
+            rd_idx, rd_left = Signal(16, name=f"eng{e}_rd_idx"), Signal(8, name=f"eng{e}_rd_left")
+            left, held = Signal(8, name=f"eng{e}_left"), Signal(name=f"eng{e}_held")
+            d_addr, d_en, d_take, d_data = desc_ram.read(e)
             take = port.valid & port.ready
-            m.d.comb += [d_addr.eq(idx + take), port.payload.eq(d_data)]
+            to_port = held & (~port.valid | take)
+            read = (~held | to_port) & (rd_left != 0)
+            m.d.comb += [d_addr.eq(rd_idx), d_en.eq(read), d_take.eq(to_port), port.payload.eq(d_data)]
+            with m.If(read):
+                m.d.sync += [rd_idx.eq(rd_idx + 1), rd_left.eq(rd_left - 1), held.eq(1)]
+            with m.Elif(to_port):
+                m.d.sync += held.eq(0)
+            with m.If(to_port):
+                m.d.sync += port.valid.eq(1)
+            with m.Elif(take):
+                m.d.sync += port.valid.eq(0)
             with m.If(issue & (free_eng == e)):
                 m.d.sync += e_busy[e].eq(1)
             with m.If(issued_q & (eng_q == e)):
-                m.d.sync += [armed.eq(1), idx.eq(A(s_first)[pick_q]), left.eq(A(s_count)[pick_q]),
-                             slot.eq(pick_q), est.eq(A(s_est)[pick_q]), is_gate.eq(A(s_gate)[pick_q])]
-            with m.If(armed):
-                m.d.sync += [armed.eq(0), port.valid.eq(1)]
+                m.d.sync += [rd_idx.eq(A(s_first)[pick_q]), rd_left.eq(A(s_count)[pick_q]),
+                             left.eq(A(s_count)[pick_q]), slot.eq(pick_q), est.eq(A(s_est)[pick_q]),
+                             is_gate.eq(A(s_gate)[pick_q])]
             with m.If(take):
-                m.d.sync += [idx.eq(idx + 1), left.eq(left - 1)]
+                m.d.sync += left.eq(left - 1)
                 with m.If(left == 1):
-                    m.d.sync += [port.valid.eq(0), all_taken.eq(1)]
+                    m.d.sync += all_taken.eq(1)
             finish = e_busy[e] & all_taken & self.idle[e]
             with m.If(finish):
                 m.d.sync += [e_busy[e].eq(0), all_taken.eq(0)]
             with m.If(~running):
-                m.d.sync += [e_busy[e].eq(0), all_taken.eq(0), armed.eq(0), port.valid.eq(0)]
+                m.d.sync += [e_busy[e].eq(0), all_taken.eq(0), rd_left.eq(0), held.eq(0), port.valid.eq(0)]
             # adj = mlog(f - issue) - mlog(est) at the finish f, from registers: ``since`` counts c + 2 - issue and
             # each log takes two stages (the msb's position registered, then the shift), so mt holds mlog(c - issue)
             # in every cycle c from issue + 4 on and me holds mlog(est) from then (a task's last descriptor is taken
-            # in issue + feed_latency at the earliest, so it finishes in issue + 4 or later); no subtraction and
+            # in issue + feed_latency at the earliest, so it finishes in issue + 5 or later); no subtraction and
             # no 32-bit log stands in front of the slot's adj
             since = Signal(COUNTER_BITS, name=f"eng{e}_since")
             m.d.sync += since.eq(since + 1)
