@@ -60,8 +60,10 @@ def build(cfg: HwConfig, out: Path, seeds: list[int], *, jobs: int | None = None
     stage(f"nextpnr-ecp5 place and route, seeds {', '.join(map(str, seeds))} ({jobs} at a time)")
 
     def route(seed: int):
+        # router2: router1 had not resolved the whole chip's congestion after an hour (three seeds on two cores)
         return place_and_route(folder, synth.netlist, part.name, mhz=cfg.clock.mhz, seed=seed, lpf=f"{TOP}.lpf",
-                               textcfg=f"{TOP}_seed{seed}.config", detail=lambda what: detail(f"seed {seed}: {what}"))
+                               textcfg=f"{TOP}_seed{seed}.config", router="router2",
+                               detail=lambda what: detail(f"seed {seed}: {what}"))
     # each seed is its own nextpnr process (one core each): threads only wait for them
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         runs = list(pool.map(route, seeds))

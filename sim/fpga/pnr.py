@@ -59,16 +59,20 @@ def nextpnr_version() -> str:
 
 def place_and_route(folder: Path, netlist: str, part: str = "LFE5U-85F", *, mhz: float = 125.0, seed: int = 1,
                     out_of_context: bool = False, lpf: str | None = None, textcfg: str | None = None,
-                    detail: Callable[[str], None] = lambda what: None, timeout: float = 3600) -> PnrResult:
+                    router: str = "router1", detail: Callable[[str], None] = lambda what: None,
+                    timeout: float = 3600) -> PnrResult:
     """Place and route ``netlist`` (a file in ``folder``) for ``part`` aiming at ``mhz``; report what it
-    achieved. ``lpf``: pin constraints; ``textcfg``: write the placed design there (for ``ecppack``)."""
+    achieved. ``lpf``: pin constraints; ``textcfg``: write the placed design there (for ``ecppack``); ``router``:
+    nextpnr's router1 (its default) or router2."""
+    if router not in ("router1", "router2"):
+        raise ValueError(f"router: {router!r} is not allowed (allowed: router1, router2)")
     if part not in DEVICES:
         raise ValueError(f"part: {part!r} is not allowed (allowed: {', '.join(DEVICES)})")
     folder = Path(folder)
     stem = Path(netlist).stem + f"_seed{seed}"
     log, report = folder / f"{stem}.log", folder / f"{stem}_report.json"
     args = [*nextpnr_command(), *DEVICES[part], "--json", netlist, "--freq", f"{mhz:g}", "--seed", str(seed),
-            "--report", report.name, "--timing-allow-fail", "-q", "-l", log.name]
+            "--report", report.name, "--timing-allow-fail", "--router", router, "-q", "-l", log.name]
     args += ["--out-of-context"] if out_of_context else []
     args += ["--lpf", lpf] if lpf else []
     args += ["--textcfg", textcfg] if textcfg else []
