@@ -64,8 +64,9 @@ high; beats are taken in the cycle they are offered, RREADY is always high):
 ``mlog`` is Mitchell's log2 with ``MLOG_FRAC`` fraction bits: the msb position, then the next bits below it.
 The RAMs (``amaranth.lib.memory``, one write port each) hold the task table, successors, released-predecessor
 counts and released adjs, and the gate values (``out_lines`` output lines); the descriptors are in a ``BlockRam``
-per engine (registered reads: each engine's port payload leaves the RAM's output register). A beat narrower than an entry is gathered; a wider one holds several entries per RAM row, so every
-region must start on a multiple of max(entry, beat) bytes (``hwgen.compiler.dag.write_program_region`` does it).
+per engine (registered reads: each engine's port payload leaves the RAM's output register). A beat narrower
+than an entry is gathered; a wider one holds several entries per RAM row, so every region must start on a
+multiple of max(entry, beat) bytes (``hwgen.compiler.dag.write_program_region`` does it).
 """
 from __future__ import annotations
 
