@@ -71,8 +71,9 @@ class ResultWriterTiming:
 
 
 class EngineTiming:
-    #: the issue cycle is cycle 0; descriptor registers are valid and dispatch begins in cycle 1
-    first_dispatch_cycle = 1
+    #: the issue cycle is cycle 0; the descriptor is registered in cycle 1, when the task's sizes (scan words,
+    #: B lines, lane blocks, the causal last blocks) are derived from it, and dispatch begins in cycle 2
+    first_dispatch_cycle = 2
     #: the compute unit's end is decided in the cycle after the last output-buffer write
     done_delay = 1
 

@@ -186,10 +186,12 @@ class DsaEngine(EngineTiming, wiring.Component):
                          l1.fill.addr.eq(self.fill.addr), l1.fill.data.eq(self.fill.data),
                          l1.fill.en.eq(self.fill.en.replicate(cfg.line_bytes))]
 
-        # the task's sizes, registered with the task (from the head descriptor) instead of derived from it in
-        # front of the units' multiplies and compares
+        # the task's sizes, derived from the registered task in the cycle after its start (``prep``: dispatch
+        # begins a cycle later, ``first_dispatch_cycle``) instead of from the task port in front of the registers,
+        # or from the task in front of the units' multiplies and compares
         nw, nbl, nbj = Signal(DIM_BITS), Signal(DIM_BITS), Signal(DIM_BITS)
-        head_kept = Mux(head.a_format == isa.AFormat.NM, lay.nm_kept(head.k, head.nm_n_log2, head.nm_m_log2), head.k)
+        prep = Signal()
+        kept = Mux(task.a_format == isa.AFormat.NM, lay.nm_kept(task.k, task.nm_n_log2, task.nm_m_log2), task.k)
 
         slot = Signal(range(max(R, 2)))
         job_i, job_j = Signal(DIM_BITS), Signal(DIM_BITS)
@@ -211,7 +213,7 @@ class DsaEngine(EngineTiming, wiring.Component):
             connect(m, unit.b_port, l1.read[3 * u + 2])
 
         # dispatch: the lowest-numbered free unit takes the next job
-        can_dispatch = running & ~all_dispatched & ~is_topk
+        can_dispatch = running & ~prep & ~all_dispatched & ~is_topk
         for u, unit in enumerate(units):
             lower_free = [v.free for v in units[:u]]
             chosen = unit.free
@@ -256,10 +258,12 @@ class DsaEngine(EngineTiming, wiring.Component):
                 m.d.sync += running.eq(0)
         with m.Elif(start):
             m.d.sync += [task.eq(head), running.eq(1), writes_l1.eq(head_writes_l1), slot.eq(0), job_i.eq(0),
-                         job_j.eq(0), row_base.eq(0), job_word.eq(0),
-                         nw.eq(lay.words(head_kept)), nbl.eq(lay.b_row_lines(head.n)), nbj.eq(lay.blocks(head.n)),
-                         last_block.eq(last_block_of(0, head, lay.blocks(head.n))),
-                         next_last_block.eq(last_block_of(1, head, lay.blocks(head.n)))]
+                         job_j.eq(0), row_base.eq(0), job_word.eq(0)]
+        m.d.sync += prep.eq(start)
+        with m.If(prep):
+            m.d.sync += [nw.eq(lay.words(kept)), nbl.eq(lay.b_row_lines(task.n)), nbj.eq(lay.blocks(task.n)),
+                         last_block.eq(last_block_of(0, task, lay.blocks(task.n))),
+                         next_last_block.eq(last_block_of(1, task, lay.blocks(task.n)))]
 
         # counters (the units' gated lanes are summed into a register first, then counted)
         gated_now = Signal(range(R * cfg.engine.lanes + 1))
