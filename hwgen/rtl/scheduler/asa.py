@@ -800,6 +800,13 @@ class Asa(AsaTiming, wiring.Component):
                         with m.Else():
                             m.d.sync += [tv[i].eq(tv[i - 1]), tc[i].eq(tc[i - 1]), tb[i].eq(tb[i - 1]),
                                          tvl[i].eq(tvl[i - 1] & (a_c != 0))]
+        # the picks take the list's head, one per STEP_B cycle, and the list moves up behind it (no select by the
+        # pick's number in front of the predicate's add); the next row's first value starts a new list
+        with m.Elif(step_b):
+            for i in range(TOPK_MAX):
+                nxt = i + 1 < TOPK_MAX
+                m.d.sync += [tv[i].eq(tv[i + 1] if nxt else 0), tc[i].eq(tc[i + 1] if nxt else 0),
+                             tb[i].eq(tb[i + 1] if nxt else 0), tvl[i].eq(tvl[i + 1] if nxt else 0)]
         # a step's predicate bit is worked out in its cycle and written in the next (stage 2): a RAM read, a
         # select and an add in front of every predicate's compare were the scheduler's slowest path. A row's
         # picks are distinct columns and its first pick comes gate_cols steps after the last of the row
@@ -807,9 +814,7 @@ class Asa(AsaTiming, wiring.Component):
         taken_n = [Signal(16, name=f"gate_taken{j}") for j in range(P)]
         s2_pick, s2_col, s2_topk = Signal(), Signal(8), Signal(32)
         s2_thr, s2_bit_thr = Signal(), Signal(9)
-        pick_v, pick_c = A(tvl)[c_b], A(tc)[c_b]
-        m.d.sync += [s2_pick.eq(step_b & pick_v & (pick_c < P)), s2_col.eq(pick_c),
-                     s2_topk.eq(g_base + A(tb)[c_b] + c_ti),
+        m.d.sync += [s2_pick.eq(step_b & tvl[0] & (tc[0] < P)), s2_col.eq(tc[0]), s2_topk.eq(g_base + tb[0] + c_ti),
                      s2_thr.eq(a_step & (g_op == GateOp.THRESHOLD) & (value > g_thr)), s2_bit_thr.eq(g_base + a_c)]
         apply = Signal()
         m.d.comb += apply.eq(s2_pick & (A(taken_n)[s2_col[:ceil_log2(P)]] < g_cap))
