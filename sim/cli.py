@@ -630,13 +630,9 @@ def timing(config: str = typer.Option("ulx3s", "--config", help=CONFIG_HELP),
     """Each component of CONFIG alone on the ECP5-85F (Yosys, then nextpnr out of context once per seed, aiming at
     the config's clock): the median FMAX and a worst path per component, to find what limits the chip's clock.
     Writes timing.json."""
-    from sim.fpga.component_timing import COMPONENTS, time_component
+    from sim.fpga.component_timing import time_component
     cfg = _load_config(config)
-    names = list(COMPONENTS) if component == "all" else [c.strip() for c in component.split(",") if c.strip()]
-    bad = [c for c in names if c not in COMPONENTS] or ([] if names else [component])
-    if bad:
-        raise BadInput(f"--component: {bad[0]!r} is not allowed (allowed: all, or comma-separated names of "
-                       f"{', '.join(COMPONENTS)})")
+    names = _components(component)
     seed_list = _seeds(seeds)
     _check_ranges(jobs=(jobs, 1, 64))
     target = _writable_folder(out_dir, "--out")
@@ -678,14 +674,10 @@ def paths(config: str = typer.Option("ulx3s", "--config", help=CONFIG_HELP),
     route (seconds after Yosys, where nextpnr takes minutes to name one): per module, how many register inputs
     arrive after 8 and 10 ns and the latest ones with the cells they pass (F flip-flop, L LUT4, m/M wide mux,
     c carry cell, R block RAM, X multiplier). Writes paths.json."""
-    from sim.fpga.component_timing import COMPONENTS, synthesize_component
+    from sim.fpga.component_timing import synthesize_component
     from sim.fpga.paths import estimate
     cfg = _load_config(config)
-    names = list(COMPONENTS) if component == "all" else [c.strip() for c in component.split(",") if c.strip()]
-    bad = [c for c in names if c not in COMPONENTS] or ([] if names else [component])
-    if bad:
-        raise BadInput(f"--component: {bad[0]!r} is not allowed (allowed: all, or comma-separated names of "
-                       f"{', '.join(COMPONENTS)})")
+    names = _components(component)
     _check_ranges(top=(top, 1, 1000))
     target = _writable_folder(out_dir, "--out")
     if json_out is not None:
@@ -713,6 +705,17 @@ def paths(config: str = typer.Option("ulx3s", "--config", help=CONFIG_HELP),
     if json_out is not None:
         json_out.write_text(text)
     out.print(f"wrote {folder / 'paths.json'}", markup=False)
+
+
+def _components(text: str) -> list[str]:
+    """``--component``: all, or comma-separated names of the components ``fpga timing`` / ``fpga paths`` know."""
+    from sim.fpga.component_timing import COMPONENTS
+    names = list(COMPONENTS) if text == "all" else [c.strip() for c in text.split(",") if c.strip()]
+    bad = [c for c in names if c not in COMPONENTS] or ([] if names else [text])
+    if bad:
+        raise BadInput(f"--component: {bad[0]!r} is not allowed (allowed: all, or comma-separated names of "
+                       f"{', '.join(COMPONENTS)})")
+    return names
 
 
 def _seeds(text: str) -> list[int]:
