@@ -632,13 +632,10 @@ def timing(config: str = typer.Option("ulx3s", "--config", help=CONFIG_HELP),
     Writes timing.json."""
     from sim.fpga.component_timing import time_component
     cfg = _load_config(config)
-    names = _components(component)
+    names = _component_names(component)
     seed_list = _seeds(seeds)
     _check_ranges(jobs=(jobs, 1, 64))
-    target = _writable_folder(out_dir, "--out")
-    if json_out is not None:
-        _writable_folder(json_out.parent if str(json_out.parent) else Path("."), "--json")
-    folder = target / f"{cfg.build_name}-timing"
+    folder = _timing_folder(cfg, out_dir, json_out)
     table = Table(title=f"{cfg.build_name}: each component alone on the LFE5U-85F, target {cfg.clock.mhz:g} MHz, "
                         f"seeds {seeds}")
     for col in ("component", "FMAX (median)", "per seed", "LUT", "FF", "DSP", "RAM", "worst path"):
@@ -677,12 +674,9 @@ def paths(config: str = typer.Option("ulx3s", "--config", help=CONFIG_HELP),
     from sim.fpga.component_timing import synthesize_component
     from sim.fpga.paths import estimate
     cfg = _load_config(config)
-    names = _components(component)
+    names = _component_names(component)
     _check_ranges(top=(top, 1, 1000))
-    target = _writable_folder(out_dir, "--out")
-    if json_out is not None:
-        _writable_folder(json_out.parent if str(json_out.parent) else Path("."), "--json")
-    folder = target / f"{cfg.build_name}-timing"
+    folder = _timing_folder(cfg, out_dir, json_out)
     records = {}
     with Stages().shown() as stage:
         for n, name in enumerate(names, 1):
@@ -707,7 +701,15 @@ def paths(config: str = typer.Option("ulx3s", "--config", help=CONFIG_HELP),
     out.print(f"wrote {folder / 'paths.json'}", markup=False)
 
 
-def _components(text: str) -> list[str]:
+def _timing_folder(cfg, out_dir: str, json_out: Path | None) -> Path:
+    """``fpga timing`` / ``fpga paths``: OUT/<name>-<digest>-timing, both folders checked writable before any work."""
+    target = _writable_folder(out_dir, "--out")
+    if json_out is not None:
+        _writable_folder(json_out.parent if str(json_out.parent) else Path("."), "--json")
+    return target / f"{cfg.build_name}-timing"
+
+
+def _component_names(text: str) -> list[str]:
     """``--component``: all, or comma-separated names of the components ``fpga timing`` / ``fpga paths`` know."""
     from sim.fpga.component_timing import COMPONENTS
     names = list(COMPONENTS) if text == "all" else [c.strip() for c in text.split(",") if c.strip()]
