@@ -53,7 +53,11 @@ class Layout:
 
     def causal_blocks(self, i, m, n):
         """Lane blocks of row i that hold any column j <= i + (n - m) (a causal mask aligned to the end)."""
-        return ((i + n - m) >> log2(self.lanes)) + 1
+        return self.diagonal_block(i + n - m) + 1
+
+    def diagonal_block(self, column):
+        """The lane block that holds ``column`` (a causal row's last kept column, i + n - m)."""
+        return column >> log2(self.lanes)
 
     def mask_lines(self, m, k):
         return (m * self.words(k) + MASK_WORDS_PER_LINE - 1) >> log2(MASK_WORDS_PER_LINE)

@@ -186,17 +186,21 @@ class DsaEngine(EngineTiming, wiring.Component):
                          l1.fill.addr.eq(self.fill.addr), l1.fill.data.eq(self.fill.data),
                          l1.fill.en.eq(self.fill.en.replicate(cfg.line_bytes))]
 
-        # the task's sizes, derived from the registered task in the cycle after its start (``prep``: dispatch
-        # begins a cycle later, ``first_dispatch_cycle``) instead of from the task port in front of the registers,
-        # or from the task in front of the units' multiplies and compares
+        # the task's sizes, in two steps: at its start from the task port (its payload is a register), in the next
+        # cycle (``prep``: dispatch begins a cycle later, ``first_dispatch_cycle``) from those registers, so no
+        # size arithmetic stands in front of the units' multiplies and compares and none takes two carry chains
         nw, nbl, nbj = Signal(DIM_BITS), Signal(DIM_BITS), Signal(DIM_BITS)
         prep = Signal()
-        kept = Mux(task.a_format == isa.AFormat.NM, lay.nm_kept(task.k, task.nm_n_log2, task.nm_m_log2), task.k)
+        # scan values per row of A (N:M: the kept ones), from the port
+        head_kept = Mux(head.a_format == isa.AFormat.NM, lay.nm_kept(head.k, head.nm_n_log2, head.nm_m_log2), head.k)
+        kept = Signal(head_kept.shape(), name="kept")
 
         slot = Signal(range(max(R, 2)))
         job_i, job_j = Signal(DIM_BITS), Signal(DIM_BITS)
         job_word = Signal(2 * DIM_BITS)          # job_i * nw, the row's first scan word, kept as a sum
-        all_dispatched = job_i == task.m
+        # job_i == m and job_j == the row's last block, kept as registers set with the counters they follow, so no
+        # compare stands in front of the units' job_valid and the counters' enables
+        all_dispatched, at_last_block = Signal(), Signal()
 
         # where a job's sums start: its output line (accumulate; read as it is dispatched), else 0
         job_start = Mux(task.accumulate, out_rd.data, 0)
@@ -229,18 +233,23 @@ class DsaEngine(EngineTiming, wiring.Component):
             m.d.comb += [out_rd.addr.eq(lay.c_line(task.c_addr, row_base, job_j)), out_rd.en.eq(can_dispatch)]
         # causal (sampled) products skip the lane blocks wholly above the diagonal j > i + (n - m). The last block
         # of the current row and of the next one are registers: the row after that is worked out while a row
-        # runs, so no diagonal arithmetic stands between job_i and the dispatch
-        def last_block_of(row, t, blocks):
-            diagonal = lay.causal_blocks(row, t.m, t.n) - 1
-            return Mux(t.causal & (diagonal < blocks - 1), diagonal, blocks - 1)
-        block_shape = signed(DIM_BITS + 3)
+        # runs, from its diagonal column i + 2 + n - m kept as a count, so no diagonal arithmetic stands between
+        # job_i and the dispatch
+        def last_block_of(column):
+            diagonal = lay.diagonal_block(column)
+            return Mux(task.causal & (diagonal < nbj - 1), diagonal, nbj - 1)
+        block_shape, column_shape = signed(DIM_BITS + 3), signed(DIM_BITS + 2)
         last_block, next_last_block = Signal(block_shape), Signal(block_shape)
+        diagonal0, diagonal1, far_diagonal = (Signal(column_shape, name=n)
+                                              for n in ("diagonal0", "diagonal1", "far_diagonal"))
         with m.If(dispatched):
-            with m.If(job_j == last_block):
+            with m.If(at_last_block):
                 m.d.sync += [job_j.eq(0), job_i.eq(job_i + 1), row_base.eq(row_base + nbj), job_word.eq(job_word + nw),
-                             last_block.eq(next_last_block), next_last_block.eq(last_block_of(job_i + 2, task, nbj))]
+                             last_block.eq(next_last_block), next_last_block.eq(last_block_of(far_diagonal)),
+                             far_diagonal.eq(far_diagonal + 1),
+                             at_last_block.eq(next_last_block == 0), all_dispatched.eq(job_i + 1 == task.m)]
             with m.Else():
-                m.d.sync += job_j.eq(job_j + 1)
+                m.d.sync += [job_j.eq(job_j + 1), at_last_block.eq(job_j + 1 == last_block)]
 
         # round-robin: unit u hands its result to the writer in cycles where slot == u
         with m.Switch(slot):
@@ -258,12 +267,14 @@ class DsaEngine(EngineTiming, wiring.Component):
                 m.d.sync += running.eq(0)
         with m.Elif(start):
             m.d.sync += [task.eq(head), running.eq(1), writes_l1.eq(head_writes_l1), slot.eq(0), job_i.eq(0),
-                         job_j.eq(0), row_base.eq(0), job_word.eq(0)]
+                         job_j.eq(0), row_base.eq(0), job_word.eq(0), all_dispatched.eq(head.m == 0),
+                         kept.eq(head_kept), nbl.eq(lay.b_row_lines(head.n)), nbj.eq(lay.blocks(head.n)),
+                         diagonal0.eq(head.n - head.m), diagonal1.eq(head.n - head.m + 1)]
         m.d.sync += prep.eq(start)
         with m.If(prep):
-            m.d.sync += [nw.eq(lay.words(kept)), nbl.eq(lay.b_row_lines(task.n)), nbj.eq(lay.blocks(task.n)),
-                         last_block.eq(last_block_of(0, task, lay.blocks(task.n))),
-                         next_last_block.eq(last_block_of(1, task, lay.blocks(task.n)))]
+            m.d.sync += [nw.eq(lay.words(kept)), last_block.eq(last_block_of(diagonal0)),
+                         at_last_block.eq(last_block_of(diagonal0) == 0), next_last_block.eq(last_block_of(diagonal1)),
+                         far_diagonal.eq(diagonal1 + 1)]
 
         # counters (the units' gated lanes are summed into a register first, then counted)
         gated_now = Signal(range(R * cfg.engine.lanes + 1))

@@ -100,21 +100,23 @@ class RowUnit(RowUnitTiming, wiring.Component):
         fw = Signal(PTR_BITS)                    # next scan word to fetch, relative to the job's first
         g = Signal(PTR_BITS)                     # the same word, absolute
         left = Signal(PTR_BITS)                  # scan words still to fetch
+        more = Signal()                          # left != 0, a register kept with left (no compare before fetch)
         # the job's element range [lo_rem, hi_rem) relative to the start of word g; each fetch moves it by W,
         # so the detect stage gets its bounds as small registered numbers instead of subtracting 34-bit ones
         lo_rem, hi_rem = Signal(signed(PTR_BITS + 2)), Signal(signed(PTR_BITS + 2))
         lo, hi = Signal(PTR_BITS), Signal(PTR_BITS)   # CSR: the row's entries are lo..hi-1
+        hi_words = Signal(PTR_BITS)              # CSR: ceil(hi / W), the scan word after the row's last
         ptr_slot, ptr_slot_hi = Signal(range(W // PTR_BYTES)), Signal(range(W // PTR_BYTES))
 
         # CSR row pointers: read in the first cycle (ptr[i] on v_port, ptr[i+1] on a_port, both idle then),
         # in the ports' data registers two cycles later, latched, the scan range derived from them in the next
         with m.If(setup):
-            m.d.sync += [lo.eq(self.v_port.data.word_select(ptr_slot, PTR_BITS)),
-                         hi.eq(self.a_port.data.word_select(ptr_slot_hi, PTR_BITS))]
+            row_end = self.a_port.data.word_select(ptr_slot_hi, PTR_BITS)
+            m.d.sync += [lo.eq(self.v_port.data.word_select(ptr_slot, PTR_BITS)), hi.eq(row_end),
+                         hi_words.eq((row_end + W - 1) >> log2(W))]
         line_start = lo & ~(W - 1)
         with m.If(derive):
-            m.d.sync += [g.eq(lo >> log2(W)),
-                         left.eq(Mux(hi > lo, ((hi - 1) >> log2(W)) - (lo >> log2(W)) + 1, 1)),
+            m.d.sync += [g.eq(lo >> log2(W)), left.eq(Mux(hi > lo, hi_words - (lo >> log2(W)), 1)), more.eq(1),
                          lo_rem.eq(lo - line_start), hi_rem.eq(hi - line_start), ranged.eq(1)]
 
         # a scan word in flight: rel / abs: word of the job / absolute; first / end: its elements in the range;
@@ -187,7 +189,7 @@ class RowUnit(RowUnitTiming, wiring.Component):
         # fetch (non-CSR from the first cycle, CSR from the cycle after its range is derived) when the word in
         # the RAM's output, if any, moves on to the detect stage in this cycle
         r_move = r_valid & (~d_valid | load_e)
-        fetch = busy & Mux(csr, ranged, 1) & (left != 0) & (~r_valid | r_move)
+        fetch = busy & Mux(csr, ranged, 1) & more & (~r_valid | r_move)
         with m.Switch(fmt):
             with m.Case(isa.AFormat.BITMASK):
                 m.d.comb += self.a_port.addr.eq(lay.mask_word_line(task.a_addr, g))
@@ -204,8 +206,11 @@ class RowUnit(RowUnitTiming, wiring.Component):
         v_meta_line, v_ptr_line, v_byte_line = (Signal.like(self.v_port.addr, name=n)
                                                 for n in ("v_meta_line", "v_ptr_line", "v_byte_line"))
         with m.If(fetch):
-            m.d.sync += v_meta_line.eq(lay.nm_meta_line(task.a_meta, g + 1, meta_bits_log2))
-            m.d.sync += [fw.eq(fw + 1), g.eq(g + 1), left.eq(left - 1), lo_rem.eq(lo_rem - W), hi_rem.eq(hi_rem - W),
+            # word g + 1's index line: the next line when g is the last word of its line
+            last_of_line = lay.nm_meta_slot(g[:3] + 1, meta_bits_log2) == 0
+            m.d.sync += v_meta_line.eq(v_meta_line + last_of_line)
+            m.d.sync += [fw.eq(fw + 1), g.eq(g + 1), left.eq(left - 1), more.eq(left != 1),
+                         lo_rem.eq(lo_rem - W), hi_rem.eq(hi_rem - W),
                          r_valid.eq(1), r.rel.eq(fw), r.abs.eq(g), r.last.eq(left == 1),
                          r.first.eq(clamp(lo_rem)), r.end.eq(clamp(hi_rem)),
                          r.slot.eq(Mux(nm, lay.nm_meta_slot(g, meta_bits_log2), lay.mask_word_slot(g)))]
@@ -231,7 +236,7 @@ class RowUnit(RowUnitTiming, wiring.Component):
                          v_ptr_line.eq(lay.ptr_line(task.a_ptr, self.job_i))]
             m.d.sync += [busy.eq(1), first.eq(1), cool.eq(self.min_period(cfg) - 1), fw.eq(0), ranged.eq(0),
                          row_i.eq(self.job_i), job_j.eq(self.job_j),
-                         g.eq(self.job_word), left.eq(self.nw), lo_rem.eq(0), hi_rem.eq(limit),
+                         g.eq(self.job_word), left.eq(self.nw), more.eq(self.nw != 0), lo_rem.eq(0), hi_rem.eq(limit),
                          ptr_slot.eq(lay.ptr_slot(self.job_i)), ptr_slot_hi.eq(lay.ptr_slot(self.job_i + 1))]
 
         # second read port: row pointer (first cycle), N:M indices (with each fetch),
@@ -283,22 +288,27 @@ class RowUnit(RowUnitTiming, wiring.Component):
                      issued.pos.eq(position), issued.meta.eq(pick(e_meta)),
                      issued.slot.eq(Mux(csr, lay.csr_index_slot(entry), lay.byte_slot(vptr)))]
         t0 = elem_pipe[-1]
-        t0_k = Mux(nm, lay.nm_k(t0.pos, task.nm_n_log2, task.nm_m_log2, t0.meta), t0.pos)
+        # N:M: on its way to T0 the element's position becomes its group's first K index (two shifts), so T0 only
+        # adds the in-group index
+        m.d.sync += t0.pos.eq(Mux(nm, lay.nm_k(elem_pipe[-2].pos, task.nm_n_log2, task.nm_m_log2, 0),
+                                  elem_pipe[-2].pos))
+        t0_k = Mux(nm, t0.pos + t0.meta, t0.pos)
         k = Mux(csr, self.v_port.data.word_select(t0.slot[:log2(W // INDEX_BYTES)], 8 * INDEX_BYTES), t0_k)
         a = Mux(bitmask, self.v_port.data.word_select(t0.slot, 8).as_signed(), t0.a)
-        # bitmask marks come from the format, so |a| < threshold is only known here: gate the lanes
-        passes = gemm | (Mux(a < 0, -a, a) >= task.threshold)
 
         # U: B's row base k * nbl in a registered multiply; V: the B address. A multiplier straight into the
         # RAM address would be the slowest path of the unit on an FPGA.
         u_valid, u_last, u_first, u_parity = Signal(), Signal(), Signal(), Signal.like(parity)
         u_a, u_k, u_j = Signal(signed(8)), Signal(DIM_BITS), Signal(DIM_BITS)
-        m.d.sync += [u_valid.eq(t0.valid & passes), u_last.eq(t0.last), u_first.eq(t0.first),
+        m.d.sync += [u_valid.eq(t0.valid), u_last.eq(t0.last), u_first.eq(t0.first),
                      u_parity.eq(t0.parity), u_a.eq(a), u_k.eq(k), u_j.eq(t0.j)]
+        # bitmask marks come from the format, so |a| < threshold is only known from the value: the lanes are gated
+        # in U, from the registered value
+        passes = gemm | (Mux(u_a < 0, -u_a, u_a) >= task.threshold)
         v_valid, v_last, v_first, v_parity = Signal(), Signal(), Signal(), Signal.like(parity)
         v_a, v_j = Signal(signed(8)), Signal(DIM_BITS)
         v_row, v_line = Signal(2 * DIM_BITS), Signal.like(self.b_port.addr)   # b_line is linear in the row base
-        m.d.sync += [v_valid.eq(u_valid), v_last.eq(u_last), v_first.eq(u_first), v_parity.eq(u_parity),
+        m.d.sync += [v_valid.eq(u_valid & passes), v_last.eq(u_last), v_first.eq(u_first), v_parity.eq(u_parity),
                      v_a.eq(u_a), v_j.eq(u_j), v_row.eq(u_k * self.nbl), v_line.eq(lay.b_line(task.b_addr, 0, u_j))]
         m.d.comb += [self.b_port.en.eq(1), self.b_port.addr.eq(v_line + v_row)]
 
@@ -315,7 +325,10 @@ class RowUnit(RowUnitTiming, wiring.Component):
         b = data.ArrayLayout(signed(8), L)(self.b_port.data.word_select(t1.bslot, 8 * L))
         m.d.comb += [mac.a.eq(t1.a), mac.valid.eq(t1.valid), mac.last.eq(t1.last), mac.b.eq(b),
                      mac.first.eq(t1.first), mac.slot.eq(t1.parity)]
-        m.d.sync += self.gated.eq(Mux(t1.valid, sum((b[lane] == 0) & (lane < t1.lanes) for lane in range(L)), 0))
+        # gated lanes (B zero, inside N): flagged per lane in T1, counted a cycle later
+        zero_lanes = Signal(L)
+        m.d.sync += zero_lanes.eq(Mux(t1.valid, Cat((b[lane] == 0) & (lane < t1.lanes) for lane in range(L)), 0))
+        m.d.sync += self.gated.eq(sum(zero_lanes))
 
         # result holding: the job's (i, j) travels beside its last element (the next job may already be
         # running), then waits with the result for this unit's write slot

@@ -873,13 +873,15 @@ class Asa(AsaTiming, wiring.Component):
         with m.If(walk_last):
             m.d.sync += completed.eq(completed + 1)
         # stage 2: the successor's count is read; stage 3: written back, the successor released at zero;
-        # stage 4 (above): its slot woken
+        # stage 4 (above): its slot woken and its adj written from the registered release (no count read, minus
+        # one and zero test in front of the adj RAM's write enable); an entering task that reads its adj a
+        # cycle early takes the release's from the forwards of its stages 2 and 3
         s2_valid, s2_adj = Signal(), Signal(signed(ADJ_BITS))
         m.d.sync += [s2_valid.eq(ent_valid & running), s2_adj.eq(w_adj),
                      s3_valid.eq(s2_valid & running), s3_task.eq(sr_data), s3_adj.eq(s2_adj)]
         m.d.comb += r3_addr.eq(Mux(s2_valid, sr_data, 0))
-        lane_t = s3_task[:count_ram.sel_bits] if count_ram.sel_bits else Const(0, 1)
-        one_lane = Const(1, count_ram.per) << lane_t
+        def one_lane(t):
+            return Const(1, count_ram.per) << (t[:count_ram.sel_bits] if count_ram.sel_bits else Const(0, 1))
         with m.If(phase == TABLE):
             m.d.comb += [count_ram.wp.addr.eq(t_row), count_ram.wp.data.eq(Cat(rw.deps for rw in rows)),
                          count_ram.wp.en.eq(Mux(load_table, (1 << task_ram.per) - 1, 0)),
@@ -888,10 +890,10 @@ class Asa(AsaTiming, wiring.Component):
         with m.Else():
             m.d.comb += [count_ram.wp.addr.eq(s3_task >> count_ram.sel_bits),
                          count_ram.wp.data.eq(r3_new.replicate(count_ram.per)),
-                         count_ram.wp.en.eq(Mux(s3_valid, one_lane, 0)),
-                         adj_ram.wp.addr.eq(s3_task >> adj_ram.sel_bits),
-                         adj_ram.wp.data.eq(s3_adj.as_unsigned().replicate(adj_ram.per)),
-                         adj_ram.wp.en.eq(Mux(r3_ready, one_lane, 0))]
+                         count_ram.wp.en.eq(Mux(s3_valid, one_lane(s3_task), 0)),
+                         adj_ram.wp.addr.eq(s4_task >> adj_ram.sel_bits),
+                         adj_ram.wp.data.eq(s4_adj.as_unsigned().replicate(adj_ram.per)),
+                         adj_ram.wp.en.eq(Mux(r4_ready, one_lane(s4_task), 0))]
         for j in range(W):
             with m.If(wakes[j]):
                 m.d.sync += [s_ready[j].eq(1), s_adj[j].eq(s4_adj), s_key[j].eq(key_next[j])]
