@@ -198,9 +198,10 @@ class DsaEngine(EngineTiming, wiring.Component):
         slot = Signal(range(max(R, 2)))
         job_i, job_j = Signal(DIM_BITS), Signal(DIM_BITS)
         job_word = Signal(2 * DIM_BITS)          # job_i * nw, the row's first scan word, kept as a sum
-        # job_i == m and job_j == the row's last block, kept as registers set with the counters they follow, so no
-        # compare stands in front of the units' job_valid and the counters' enables
+        # job_i == m and job_j == the row's last block, kept as registers beside down counters of the rows and of the
+        # row's blocks still to dispatch, so no add or compare stands in front of the units' job_valid
         all_dispatched, at_last_block = Signal(), Signal()
+        rows_left = Signal(DIM_BITS)
 
         # where a job's sums start: its output line (accumulate; read as it is dispatched), else 0
         job_start = Mux(task.accumulate, out_rd.data, 0)
@@ -235,21 +236,23 @@ class DsaEngine(EngineTiming, wiring.Component):
         # of the current row and of the next one are registers: the row after that is worked out while a row
         # runs, from its diagonal column i + 2 + n - m kept as a count, so no diagonal arithmetic stands between
         # job_i and the dispatch
+        last_col_block = Signal(signed(DIM_BITS + 2))    # the last block of a row without the causal mask
+
         def last_block_of(column):
             diagonal = lay.diagonal_block(column)
-            return Mux(task.causal & (diagonal < nbj - 1), diagonal, nbj - 1)
+            return Mux(task.causal & (diagonal < last_col_block), diagonal, last_col_block)
         block_shape, column_shape = signed(DIM_BITS + 3), signed(DIM_BITS + 2)
-        last_block, next_last_block = Signal(block_shape), Signal(block_shape)
+        blocks_left, next_last_block = Signal(block_shape), Signal(block_shape)   # this row's after job_j; the next's
         diagonal0, diagonal1, far_diagonal = (Signal(column_shape, name=n)
                                               for n in ("diagonal0", "diagonal1", "far_diagonal"))
         with m.If(dispatched):
             with m.If(at_last_block):
                 m.d.sync += [job_j.eq(0), job_i.eq(job_i + 1), row_base.eq(row_base + nbj), job_word.eq(job_word + nw),
-                             last_block.eq(next_last_block), next_last_block.eq(last_block_of(far_diagonal)),
-                             far_diagonal.eq(far_diagonal + 1),
-                             at_last_block.eq(next_last_block == 0), all_dispatched.eq(job_i + 1 == task.m)]
+                             blocks_left.eq(next_last_block), next_last_block.eq(last_block_of(far_diagonal)),
+                             far_diagonal.eq(far_diagonal + 1), at_last_block.eq(next_last_block == 0),
+                             rows_left.eq(rows_left - 1), all_dispatched.eq(rows_left == 1)]
             with m.Else():
-                m.d.sync += [job_j.eq(job_j + 1), at_last_block.eq(job_j + 1 == last_block)]
+                m.d.sync += [job_j.eq(job_j + 1), blocks_left.eq(blocks_left - 1), at_last_block.eq(blocks_left == 1)]
 
         # round-robin: unit u hands its result to the writer in cycles where slot == u
         with m.Switch(slot):
@@ -268,11 +271,12 @@ class DsaEngine(EngineTiming, wiring.Component):
         with m.Elif(start):
             m.d.sync += [task.eq(head), running.eq(1), writes_l1.eq(head_writes_l1), slot.eq(0), job_i.eq(0),
                          job_j.eq(0), row_base.eq(0), job_word.eq(0), all_dispatched.eq(head.m == 0),
-                         kept.eq(head_kept), nbl.eq(lay.b_row_lines(head.n)), nbj.eq(lay.blocks(head.n)),
+                         rows_left.eq(head.m), kept.eq(head_kept), nbl.eq(lay.b_row_lines(head.n)),
+                         nbj.eq(lay.blocks(head.n)), last_col_block.eq(lay.blocks(head.n) - 1),
                          diagonal0.eq(head.n - head.m), diagonal1.eq(head.n - head.m + 1)]
         m.d.sync += prep.eq(start)
         with m.If(prep):
-            m.d.sync += [nw.eq(lay.words(kept)), last_block.eq(last_block_of(diagonal0)),
+            m.d.sync += [nw.eq(lay.words(kept)), blocks_left.eq(last_block_of(diagonal0)),
                          at_last_block.eq(last_block_of(diagonal0) == 0), next_last_block.eq(last_block_of(diagonal1)),
                          far_diagonal.eq(diagonal1 + 1)]
 

@@ -106,17 +106,19 @@ class RowUnit(RowUnitTiming, wiring.Component):
         lo_rem, hi_rem = Signal(signed(PTR_BITS + 2)), Signal(signed(PTR_BITS + 2))
         lo, hi = Signal(PTR_BITS), Signal(PTR_BITS)   # CSR: the row's entries are lo..hi-1
         hi_words = Signal(PTR_BITS)              # CSR: ceil(hi / W), the scan word after the row's last
+        nonempty = Signal()                      # CSR: hi > lo
         ptr_slot, ptr_slot_hi = Signal(range(W // PTR_BYTES)), Signal(range(W // PTR_BYTES))
 
         # CSR row pointers: read in the first cycle (ptr[i] on v_port, ptr[i+1] on a_port, both idle then),
         # in the ports' data registers two cycles later, latched, the scan range derived from them in the next
         with m.If(setup):
+            row_start = self.v_port.data.word_select(ptr_slot, PTR_BITS)
             row_end = self.a_port.data.word_select(ptr_slot_hi, PTR_BITS)
-            m.d.sync += [lo.eq(self.v_port.data.word_select(ptr_slot, PTR_BITS)), hi.eq(row_end),
-                         hi_words.eq((row_end + W - 1) >> log2(W))]
+            m.d.sync += [lo.eq(row_start), hi.eq(row_end), hi_words.eq((row_end + W - 1) >> log2(W)),
+                         nonempty.eq(row_end > row_start)]
         line_start = lo & ~(W - 1)
         with m.If(derive):
-            m.d.sync += [g.eq(lo >> log2(W)), left.eq(Mux(hi > lo, hi_words - (lo >> log2(W)), 1)), more.eq(1),
+            m.d.sync += [g.eq(lo >> log2(W)), left.eq(Mux(nonempty, hi_words - (lo >> log2(W)), 1)), more.eq(1),
                          lo_rem.eq(lo - line_start), hi_rem.eq(hi - line_start), ranged.eq(1)]
 
         # a scan word in flight: rel / abs: word of the job / absolute; first / end: its elements in the range;
@@ -316,18 +318,20 @@ class RowUnit(RowUnitTiming, wiring.Component):
         operand = data.StructLayout({
             "valid": 1, "last": 1, "first": 1, "parity": range(MacLanes.INIT_SLOTS), "a": signed(8),
             "bslot": range(max(W // L, 2)),
-            "lanes": signed(DIM_BITS + 1)})      # lanes of this block inside N
+            "lanes": signed(DIM_BITS + 1),       # lanes of this block inside N
+            "inside": L})                        # ... as a mask, formed on the way to T1
         b_pipe = delay_line(m, operand, self.READ_LATENCY, "b_pipe")
         m.d.sync += [b_pipe[0].valid.eq(v_valid), b_pipe[0].last.eq(v_last), b_pipe[0].first.eq(v_first),
                      b_pipe[0].parity.eq(v_parity), b_pipe[0].a.eq(v_a), b_pipe[0].bslot.eq(lay.b_slot(v_j)),
                      b_pipe[0].lanes.eq(task.n - (v_j << log2(L)))]
         t1 = b_pipe[-1]
+        m.d.sync += t1.inside.eq(Cat(lane < b_pipe[-2].lanes for lane in range(L)))
         b = data.ArrayLayout(signed(8), L)(self.b_port.data.word_select(t1.bslot, 8 * L))
         m.d.comb += [mac.a.eq(t1.a), mac.valid.eq(t1.valid), mac.last.eq(t1.last), mac.b.eq(b),
                      mac.first.eq(t1.first), mac.slot.eq(t1.parity)]
         # gated lanes (B zero, inside N): flagged per lane in T1, counted a cycle later
         zero_lanes = Signal(L)
-        m.d.sync += zero_lanes.eq(Mux(t1.valid, Cat((b[lane] == 0) & (lane < t1.lanes) for lane in range(L)), 0))
+        m.d.sync += zero_lanes.eq(Mux(t1.valid, Cat((b[lane] == 0) & t1.inside[lane] for lane in range(L)), 0))
         m.d.sync += self.gated.eq(sum(zero_lanes))
 
         # result holding: the job's (i, j) travels beside its last element (the next job may already be
