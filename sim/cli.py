@@ -740,7 +740,10 @@ def build(board: str = typer.Option(..., "--board", help="ulx3s"),
                                                                   "<board>/"),
           json_out: Path | None = typer.Option(None, "--json", help="also write the record here"),
           jobs: int | None = typer.Option(None, "--jobs", help="seeds placed and routed at once (default: one per "
-                                                                 "core)")):
+                                                                 "core)"),
+          timeout: float = typer.Option(60, "--timeout", help="minutes one seed may take to place and route; one "
+                                                              "that does not finish fails the build, naming the "
+                                                              "most congested modules")):
     """Synthesize, place and route CONFIG on BOARD and pack its bitstream: prints FMAX per seed, resources against
     the part and the worst path; writes build.json beside the bitstream."""
     from sim.fpga.board import BUILDABLE
@@ -752,12 +755,13 @@ def build(board: str = typer.Option(..., "--board", help="ulx3s"),
         raise BadInput(f"--config: {cfg.name} is sized for board.target {cfg.board.target!r}, not {board!r} (allowed: "
                        f"a config with board.target: {board}, e.g. the {board} preset)")
     seed_list = _seeds(seeds)
-    _check_ranges(jobs=(jobs, 1, 64))
+    _check_ranges(jobs=(jobs, 1, 64), timeout=(timeout, 1, 24 * 60))
     target = _writable_folder(out_dir, "--out")
     if json_out is not None:
         _writable_folder(json_out.parent if str(json_out.parent) else Path("."), "--json")
     with Stages().shown() as stage:
-        record = board_build(cfg, target, seed_list, jobs=jobs, stage=stage, detail=stage.detail)
+        record = board_build(cfg, target, seed_list, jobs=jobs, timeout=60 * timeout, stage=stage,
+                             detail=stage.detail)
     text = json.dumps(record, indent=2) + "\n"
     (Path(record["bitstream"]).parent / "build.json").write_text(text)
     if json_out is not None:

@@ -58,6 +58,7 @@ def test_the_ulx3s_top_takes_the_boards_pins_and_clock():
     (["--board", "ulx3s", "--seeds", "1,1"], "error: --seeds: '1,1' is not allowed (allowed: distinct integers"),
     (["--board", "ulx3s", "--seeds", ""], "error: --seeds: '' is not allowed"),
     (["--board", "ulx3s", "--jobs", "0"], "error: --jobs: 0 is not allowed (allowed: 1..64)"),
+    (["--board", "ulx3s", "--timeout", "0"], "error: --timeout: 0.0 is not allowed (allowed: 1..1440)"),
 ])
 def test_bad_build_input_exits_2_before_any_work(tmp_path, args, line):
     result = invoke("fpga", "build", *args, "--out", tmp_path)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from sim.fpga import congestion
 from sim.rtl.errors import RtlError, ToolchainError
 
 #: nextpnr's options for each part it can place (ECP5 only: the flow whose timing is trustworthy in the open)
@@ -59,23 +60,30 @@ def nextpnr_version() -> str:
 
 def place_and_route(folder: Path, netlist: str, part: str = "LFE5U-85F", *, mhz: float = 125.0, seed: int = 1,
                     out_of_context: bool = False, lpf: str | None = None, textcfg: str | None = None,
-                    router: str = "router1", detail: Callable[[str], None] = lambda what: None,
+                    router: str = "router1", placer: str = "heap", detail: Callable[[str], None] = lambda what: None,
                     timeout: float = 3600) -> PnrResult:
     """Place and route ``netlist`` (a file in ``folder``) for ``part`` aiming at ``mhz``; report what it
     achieved. ``lpf``: pin constraints; ``textcfg``: write the placed design there (for ``ecppack``); ``router``:
-    nextpnr's router1 (its default) or router2."""
+    nextpnr's router1 (its default) or router2, which also writes congestion heatmaps (``<stem>_heat_*.csv``), so
+    a run that fails or runs out of ``timeout`` names the most congested modules (``sim.fpga.congestion``);
+    ``placer``: nextpnr's analytical HeAP (its default) or the electrostatic ``static`` placer."""
     if router not in ("router1", "router2"):
         raise ValueError(f"router: {router!r} is not allowed (allowed: router1, router2)")
+    if placer not in ("heap", "static"):
+        raise ValueError(f"placer: {placer!r} is not allowed (allowed: heap, static)")
     if part not in DEVICES:
         raise ValueError(f"part: {part!r} is not allowed (allowed: {', '.join(DEVICES)})")
     folder = Path(folder)
     stem = Path(netlist).stem + f"_seed{seed}"
     log, report = folder / f"{stem}.log", folder / f"{stem}_report.json"
     args = [*nextpnr_command(), *DEVICES[part], "--json", netlist, "--freq", f"{mhz:g}", "--seed", str(seed),
-            "--report", report.name, "--timing-allow-fail", "--router", router, "-q", "-l", log.name]
+            "--report", report.name, "--timing-allow-fail", "--placer", placer, "--router", router,
+            "-q", "-l", log.name]
     args += ["--out-of-context"] if out_of_context else []
     args += ["--lpf", lpf] if lpf else []
     args += ["--textcfg", textcfg] if textcfg else []
+    heat = f"{stem}_heat"
+    args += ["--router2-heatmap", heat] if router == "router2" else []
     t0 = time.perf_counter()
     console = folder / f"{stem}.out"         # what nextpnr prints besides its log (a file: a pipe could fill up)
     with console.open("w") as sink:
@@ -83,8 +91,11 @@ def place_and_route(folder: Path, netlist: str, part: str = "LFE5U-85F", *, mhz:
         try:
             while proc.poll() is None:
                 if time.perf_counter() - t0 > timeout:
-                    raise RtlError(f"nextpnr did not finish in {timeout:.0f} s (log: {log})", log)
+                    raise RtlError(f"nextpnr (seed {seed}) did not finish in {timeout:.0f} s; "
+                                   f"{congestion.describe(congestion.summary(folder, heat))} (log: {log})", log)
                 detail(f"{_phase(log)}, {time.perf_counter() - t0:.0f} s")
+                if router == "router2":
+                    congestion.prune(folder, heat)
                 time.sleep(1.0)
         finally:
             if proc.poll() is None:
@@ -93,7 +104,8 @@ def place_and_route(folder: Path, netlist: str, part: str = "LFE5U-85F", *, mhz:
     if proc.returncode != 0 or not report.exists():
         text = log.read_text(errors="replace") if log.exists() else console.read_text(errors="replace")
         errors = [ln for ln in text.splitlines() if "ERROR" in ln] or text.strip().splitlines()[-3:]
-        raise RtlError(f"nextpnr-ecp5 (seed {seed}) failed: {' '.join(errors)[:400]} (log: {log})", log)
+        where = f"; {congestion.describe(congestion.summary(folder, heat))}" if router == "router2" else ""
+        raise RtlError(f"nextpnr-ecp5 (seed {seed}) failed: {' '.join(errors)[:400]}{where} (log: {log})", log)
     data = json.loads(report.read_text())
     worst = data["critical_paths"][0] if data.get("critical_paths") else None
     return PnrResult(
@@ -107,11 +119,14 @@ def place_and_route(folder: Path, netlist: str, part: str = "LFE5U-85F", *, mhz:
 
 
 def _phase(log: Path) -> str:
-    """What nextpnr is doing, from the last phase line of its log."""
+    """What nextpnr is doing, from the last phase line of its log (router2: its iteration and overused wires)."""
     try:
         lines = log.read_text(errors="replace").splitlines()[-200:]
     except FileNotFoundError:
         return "starting"
+    routed = congestion.progress("\n".join(lines))
+    if routed is not None:
+        return f"routing (iteration {routed[0]}, {routed[2]:,} of {routed[1]:,} wires overused)"
     for line in reversed(lines):
         for key, what in (("Routing", "routing"), ("HeAP", "placing"), ("Running placer", "placing"),
                           ("Packing", "packing"), ("router", "routing"), ("placer", "placing")):
