@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 
+from rich.markup import escape
+
 from golden.generators.operands import random_operands
 from hwgen.compiler.tiling import compile_matmul_hbm
 from hwgen.spec import config
@@ -66,8 +68,12 @@ class FpgaBench:
                        f"{build_record['tools']['nextpnr']})", "seed", "FMAX MHz", "target", "worst path")
         clock = build_record["chip_clock"]
         for run in build_record["seeds"]:
-            t.add_row(str(run["seed"]), f"{run['fmax_mhz'][clock]:.1f}", f"{build_record['target_mhz']:g}",
-                      f"{run['critical_path']['from']} -> {run['critical_path']['to']}"[:70])
+            if run["routed"]:
+                t.add_row(str(run["seed"]), f"{run['fmax_mhz'][clock]:.1f}", f"{build_record['target_mhz']:g}",
+                          f"{run['critical_path']['from']} -> {run['critical_path']['to']}"[:70])
+            else:
+                t.add_row(str(run["seed"]), "did not route (0)", f"{build_record['target_mhz']:g}",
+                          escape(run["error"][:70]))
         self.console.print(t)
         median = build_record["fmax_mhz"]["median"]
         self.console.print(f"median FMAX {median:.1f} MHz: goal >= {build_record['target_mhz']:g} MHz -> "

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from hwgen.spec import config as hwconfig
@@ -742,8 +743,9 @@ def build(board: str = typer.Option(..., "--board", help="ulx3s"),
           jobs: int | None = typer.Option(None, "--jobs", help="seeds placed and routed at once (default: one per "
                                                                  "core)"),
           timeout: float = typer.Option(60, "--timeout", help="minutes one seed may take to place and route; one "
-                                                              "that does not finish fails the build, naming the "
-                                                              "most congested modules")):
+                                                              "that does not finish is recorded as not routed (0 "
+                                                              "MHz in the median), naming the most congested "
+                                                              "modules")):
     """Synthesize, place and route CONFIG on BOARD and pack its bitstream: prints FMAX per seed, resources against
     the part and the worst path; writes build.json beside the bitstream."""
     from sim.fpga.board import BUILDABLE
@@ -770,15 +772,21 @@ def build(board: str = typer.Option(..., "--board", help="ulx3s"),
     for col in ("seed", f"FMAX {record['chip_clock']}", "worst path", "seconds"):
         table.add_column(col)
     for run in record["seeds"]:
-        table.add_row(str(run["seed"]), f"{run['fmax_mhz'][record['chip_clock']]:.1f} MHz",
-                      f"{run['critical_path']['from']} -> {run['critical_path']['to']}"[:80], f"{run['seconds']:.0f}")
+        if run["routed"]:
+            path = f"{run['critical_path']['from']} -> {run['critical_path']['to']}"[:80]
+            table.add_row(str(run["seed"]), f"{run['fmax_mhz'][record['chip_clock']]:.1f} MHz", path,
+                          f"{run['seconds']:.0f}")
+        else:
+            table.add_row(str(run["seed"]), "[red]did not route[/red]", escape(run["error"][:200]), "-")
     out.print(table)
     used, available = record["synthesis"]["resources"], record["synthesis"]["available"]
     out.print("resources: " + ", ".join(
         f"{k.upper()} {used[k]:g}/{available[k]:,} ({100 * used[k] / available[k]:.0f} %)" for k in used), markup=False)
     met = record["fmax_mhz"]["met"]
-    out.print(f"median FMAX {record['fmax_mhz']['median']:.1f} MHz: target {'met' if met else 'NOT met'}; "
-              f"bitstream {record['bitstream']}", markup=False)
+    unrouted = [str(run["seed"]) for run in record["seeds"] if not run["routed"]]
+    out.print(f"median FMAX {record['fmax_mhz']['median']:.1f} MHz"
+              + (f" (seeds that did not route count as 0 MHz: {', '.join(unrouted)})" if unrouted else "")
+              + f": target {'met' if met else 'NOT met'}; bitstream {record['bitstream']}", markup=False)
 
 
 @fpga_app.command()

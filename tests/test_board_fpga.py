@@ -65,3 +65,47 @@ def test_bad_build_input_exits_2_before_any_work(tmp_path, args, line):
     assert result.exit_code == 2, result.output
     assert line in result.output
     assert not any(tmp_path.iterdir())
+
+
+def test_a_seed_that_does_not_route_is_recorded_and_loses_no_other_seed(tmp_path, monkeypatch):
+    """Seed 3 fails (as a congested seed does): the build keeps seeds 1 and 2, packs the better one, records seed 3
+    with its error and counts it as 0 MHz in the median; with no seed routed the build fails with every error."""
+    import json
+    from types import SimpleNamespace
+
+    from sim.fpga import board
+    from sim.fpga.pnr import PnrResult
+    from sim.rtl.errors import RtlError
+
+    clock = "$glbnet$clk"
+    fmax = {1: 47.9, 2: 53.7}
+    packed = []
+
+    def place_and_route(folder, netlist, part, *, seed, **kwargs):
+        if seed not in fmax:
+            raise RtlError(f"nextpnr (seed {seed}) did not finish in 60 s; most congested: engine 40 %")
+        return PnrResult(seed=seed, fmax={clock: fmax[seed], "clk25_0__io": 300.0}, constraint={clock: 125.0},
+                         utilisation={"TRELLIS_COMB": (40744, 83640)}, critical_from=f"a{seed}", critical_to="b",
+                         seconds=1.0, log=Path(folder) / "log")
+
+    monkeypatch.setattr(board, "synthesize", lambda folder, *a, **k: SimpleNamespace(
+        netlist="n.json", seconds=1.0, total={"lut": 40744.0, "ff": 20011.0, "dsp": 42.0, "ram": 111.0}))
+    monkeypatch.setattr(board, "place_and_route", place_and_route)
+    monkeypatch.setattr(board, "ecppack", lambda folder, textcfg, bit: packed.append(textcfg))
+    monkeypatch.setattr(board, "yosys_version", lambda: "yosys")
+    monkeypatch.setattr(board, "nextpnr_version", lambda: "nextpnr")
+    record_file = tmp_path / "record.json"
+    result = invoke("fpga", "build", "--board", "ulx3s", "--seeds", "1,2,3", "--out", tmp_path / "out",
+                    "--json", record_file)
+    assert result.exit_code == 0, result.output
+    assert "did not route" in result.output and "count as 0 MHz: 3" in result.output
+    record = json.loads(record_file.read_text())
+    assert record["fmax_mhz"] == {"per_seed": [47.9, 53.7, 0.0], "median": 47.9, "met": False}
+    assert [run["routed"] for run in record["seeds"]] == [True, True, False]
+    assert "seed 3" in record["seeds"][2]["error"] and "engine 40 %" in record["seeds"][2]["error"]
+    assert packed == ["board_top_seed2.config"]          # the best routed seed's bitstream
+
+    fmax.clear()
+    result = invoke("fpga", "build", "--board", "ulx3s", "--seeds", "1,2", "--out", tmp_path / "out")
+    assert result.exit_code == 3, result.output            # a tool's failure
+    assert "no seed routed" in result.output and "seed 1" in result.output and "seed 2" in result.output

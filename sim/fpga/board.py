@@ -2,8 +2,9 @@
 for each seed, and ecppack for the bitstream of the best one. ``build(cfg, out, seeds)`` returns the record
 ``dsa fpga build`` prints and writes (``build.json``); the seeds are placed and routed side by side (``jobs``, default
 one per core): date, tools, FMAX per clock per seed, utilisation against
-the part, the worst path's ends, the bitstream. A seed that does not route within ``timeout`` seconds fails the build
-with the most congested modules named (``sim.fpga.congestion``)."""
+the part, the worst path's ends, the bitstream. A seed that fails or does not route within ``timeout`` seconds is kept
+in the record with its error (which names the most congested modules, ``sim.fpga.congestion``) and counts as 0 MHz in
+the median; the others' results stand. Only when no seed routes does the build fail."""
 from __future__ import annotations
 
 import datetime
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from hwgen.spec.config import HwConfig
 from sim.fpga.parts import BOARDS
-from sim.fpga.pnr import nextpnr_version, place_and_route
+from sim.fpga.pnr import PnrResult, nextpnr_version, place_and_route
 from sim.fpga.yosys import synthesize, yosys_version
 from sim.rtl.errors import RtlError, ToolchainError
 
@@ -60,28 +61,37 @@ def build(cfg: HwConfig, out: Path, seeds: list[int], *, jobs: int | None = None
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(seeds)))
     stage(f"nextpnr-ecp5 place and route, seeds {', '.join(map(str, seeds))} ({jobs} at a time)")
 
-    def route(seed: int):
+    def route(seed: int) -> PnrResult | RtlError:
         # the electrostatic placer and router2: after HeAP's placement (400,000 of wire length against static's
         # 283,000) neither router1 in an hour nor router2 (stuck at 12,000 overused wires) routed the whole chip
-        return place_and_route(folder, synth.netlist, part.name, mhz=cfg.clock.mhz, seed=seed, lpf=f"{TOP}.lpf",
-                               textcfg=f"{TOP}_seed{seed}.config", placer="static", router="router2", timeout=timeout,
-                               detail=lambda what: detail(f"seed {seed}: {what}"))
+        try:
+            return place_and_route(folder, synth.netlist, part.name, mhz=cfg.clock.mhz, seed=seed,
+                                   lpf=f"{TOP}.lpf", textcfg=f"{TOP}_seed{seed}.config", placer="static",
+                                   router="router2", timeout=timeout,
+                                   detail=lambda what: detail(f"seed {seed}: {what}"))
+        except RtlError as error:           # kept in the record: one seed's failure loses no other seed's result
+            return error
     # each seed is its own nextpnr process (one core each): threads only wait for them
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         runs = list(pool.map(route, seeds))
-    chip_clock = _chip_clock(runs[0].fmax)
-    best = max(runs, key=lambda r: r.fmax.get(chip_clock, 0.0))
+    routed = [r for r in runs if isinstance(r, PnrResult)]
+    if not routed:
+        raise RtlError("no seed routed: " + "; ".join(map(str, runs)))
+    chip_clock = _chip_clock(routed[0].fmax)
+    best = max(routed, key=lambda r: r.fmax.get(chip_clock, 0.0))
     stage(f"ecppack: the bitstream of seed {best.seed}")
     bitstream = f"{TOP}.bit"
     ecppack(folder, f"{TOP}_seed{best.seed}.config", bitstream)
-    fmax = [r.fmax.get(chip_clock, 0.0) for r in runs]
+    fmax = [r.fmax.get(chip_clock, 0.0) if isinstance(r, PnrResult) else 0.0 for r in runs]
     return {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "board": cfg.board.target, "part": part.name, "config": cfg.name, "config_digest": cfg.digest(),
         "target_mhz": cfg.clock.mhz, "chip_clock": chip_clock,
         "tools": {"yosys": yosys_version(), "nextpnr": nextpnr_version()},
         "synthesis": {"seconds": round(synth.seconds, 1), "resources": synth.total, "available": part.available()},
-        "seeds": [r.to_json() for r in runs],
+        "seeds": [{**r.to_json(), "routed": True} if isinstance(r, PnrResult)
+                  else {"seed": seed, "routed": False, "error": str(r)} for seed, r in zip(seeds, runs, strict=True)],
+        # a seed that did not route counts as 0 MHz
         "fmax_mhz": {"per_seed": [round(f, 2) for f in fmax], "median": round(statistics.median(fmax), 2),
                      "met": statistics.median(fmax) >= cfg.clock.mhz},
         "bitstream": str(folder / bitstream),

@@ -5,6 +5,12 @@ word.
 Ports: ``hbm0`` .. ``hbm<P-1>`` (AXI4 slaves with the chip's HBM port signature, ``P = cfg.memory.ports``; they
 share the RAM) and ``host`` (the host bridge's 32-bit word port, ``HostPort``).
 
+Each port's AW and AR pass a two-entry FIFO (``lib.fifo.SyncFIFO``) first, so their ready comes from the FIFO's
+level register: the chip's AW / AR valid never meets the host's request, the other channel or another port in the
+cycle it is offered. (Unbuffered, the chip's worst routed path ran from the host bridge's request through AR's ready,
+the arbiter and the LOAD unit into its TLB.) The FIFOs add a cycle to each transaction's start; the board memory
+stands outside the simulated chip, whose cycles do not include it.
+
 Rules: one transaction at a time, in the order taken: when idle, a host request first (the host touches memory
 only while the chip is idle), else an AW or an AR (alternating when both wait), lowest port first. A read burst
 streams one beat per cycle while RREADY is high; a write burst takes its W beats after its AW (WREADY is low
@@ -15,8 +21,8 @@ are not supported. Host requests take 1 cycle (write) or 2 (read) and are answer
 """
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal
-from amaranth.lib import data, memory, stream, wiring
+from amaranth import Cat, Module, Mux, Signal, Value
+from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
@@ -70,6 +76,9 @@ class BoardMemory(wiring.Component):
         wp = ram.write_port(granularity=8)
         rp = ram.read_port(domain="sync")
         ports = [getattr(self, f"hbm{i}") for i in range(self._cfg.memory.ports)]
+        # what the FSM below takes an AW / AR from: each port's two-entry FIFO (``requests[i]["ar"]``)
+        requests = [{ch: self._buffered(m, f"{ch}{i}", getattr(p, ch)) for ch in ("aw", "ar")}
+                    for i, p in enumerate(ports)]
         host = self.host
         lsb = exact_log2(B)
         sel_bits = exact_log2(B // 4)               # the 32-bit word within a beat (host accesses)
@@ -96,22 +105,22 @@ class BoardMemory(wiring.Component):
 
         def take(ch: str) -> None:
             """Accept the AW / AR of the lowest port that offers one."""
-            with m.If(getattr(ports[0], ch).valid):
+            with m.If(requests[0][ch].valid):
                 accept(0, ch)
             for i in range(1, len(ports)):
-                with m.Elif(getattr(ports[i], ch).valid):
+                with m.Elif(requests[i][ch].valid):
                     accept(i, ch)
 
         def accept(i: int, ch: str) -> None:
-            a = getattr(ports[i], ch)
+            a = requests[i][ch]
             m.d.comb += a.ready.eq(1)
             m.d.sync += [port.eq(i), tid.eq(a.payload.id), addr.eq(a.payload.addr[lsb:]), left.eq(a.payload.len + 1),
                          bad.eq((a.payload.burst != BURST_INCR) | (a.payload.size != sig.size)), werr.eq(0)]
 
         with m.FSM():
             with m.State("IDLE"):
-                aw_any = Cat(p.aw.valid for p in ports).any()
-                ar_any = Cat(p.ar.valid for p in ports).any()
+                aw_any = Cat(r["aw"].valid for r in requests).any()
+                ar_any = Cat(r["ar"].valid for r in requests).any()
                 with m.If(host.req.valid):
                     req = host.req.payload
                     m.d.comb += [host.req.ready.eq(1), wp.addr.eq(req.addr[sel_bits:]),
@@ -179,3 +188,13 @@ class BoardMemory(wiring.Component):
                 with m.If(r_resp == RESP_OKAY):
                     m.d.comb += p.r.payload.data.eq(rp.data)
         return m
+
+    @staticmethod
+    def _buffered(m: Module, name: str, channel):
+        """``channel`` (an AW or AR stream in) through a two-entry FIFO: its ready is the FIFO's ``w_rdy``, a
+        compare of the level register. Returns the FIFO's side as a stream interface (valid, payload, ready)."""
+        m.submodules[f"{name}_fifo"] = q = fifo.SyncFIFO(width=Value.cast(channel.payload).shape().width, depth=2)
+        out = stream.Signature(channel.payload.shape()).flip().create(path=(name,))
+        m.d.comb += [q.w_data.eq(channel.payload), q.w_en.eq(channel.valid), channel.ready.eq(q.w_rdy),
+                     out.payload.eq(q.r_data), out.valid.eq(q.r_rdy), q.r_en.eq(out.ready)]
+        return out
