@@ -27,6 +27,7 @@ from hwgen.spec.workload import WorkloadError
 from sim.backends import BACKENDS, default_build_root, run_programs
 from sim.board.driver import BoardError
 from sim.console import Stages, crash_log, err, error_lines, out
+from sim.fpga.pnr import SEED_TIMEOUT_S
 from sim.rtl.errors import RtlError, ToolchainError
 
 EXIT_HELP = ("Exit codes: 0 ok; 1 a mismatch or lint finding; 2 bad input (one line per problem); 3 a missing "
@@ -742,10 +743,10 @@ def build(board: str = typer.Option(..., "--board", help="ulx3s"),
           json_out: Path | None = typer.Option(None, "--json", help="also write the record here"),
           jobs: int | None = typer.Option(None, "--jobs", help="seeds placed and routed at once (default: one per "
                                                                  "core)"),
-          timeout: float = typer.Option(60, "--timeout", help="minutes one seed may take to place and route; one "
-                                                              "that does not finish is recorded as not routed (0 "
-                                                              "MHz in the median), naming the most congested "
-                                                              "modules")):
+          timeout: float = typer.Option(SEED_TIMEOUT_S / 60, "--timeout",
+                                        help="minutes one seed may take to place and route; one that does not finish "
+                                             "is recorded as not routed (0 MHz in the median), naming the most "
+                                             "congested modules")):
     """Synthesize, place and route CONFIG on BOARD and pack its bitstream: prints FMAX per seed, resources against
     the part and the worst path; writes build.json beside the bitstream."""
     from sim.fpga.board import BUILDABLE

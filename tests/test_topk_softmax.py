@@ -131,11 +131,10 @@ def test_streaming_rule_literal():
     assert done[2] + 1 - first[2] == TopkSoftmax.row_cycles(6, 3)
 
 
-def test_row_cycles_formula():
+def test_row_cycles_of_a_row_that_keeps_nothing_and_of_impossible_rows():
+    """Rows that keep entries are timed against the RTL above; one that keeps none is the sort alone."""
     assert TopkSoftmax.row_cycles(1, 0) == 3      # the beat sorted in, then the empty beat
     assert TopkSoftmax.row_cycles(7, 0) == 9
-    lat, div, emit = TopkSoftmax.EXP_LATENCY, TopkSoftmax.DIV_CYCLES, TopkSoftmax.EMIT_LATENCY
-    assert TopkSoftmax.row_cycles(10, 3) == 10 + 1 + (lat - 1 + 3) + div + emit + 3
     with pytest.raises(ValueError):
         TopkSoftmax.row_cycles(0, 0)
     with pytest.raises(ValueError):

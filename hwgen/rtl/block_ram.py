@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from amaranth import Cat, ClockSignal, Instance, Module, ResetSignal, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import Out
-from amaranth.utils import ceil_log2
+from amaranth.utils import ceil_log2, exact_log2
 
 from hwgen.rtl import signatures
 
@@ -28,7 +28,7 @@ from hwgen.rtl import signatures
 #: bits); 36 is the pseudo dual-port mode (write through port A and B's data pins, read through both outputs)
 ECP5_WIDTHS = ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))
 #: the address bits below a word's address at each width (the tile's address is in units of one bit of x1)
-_ECP5_LOW_BITS = {36: 5, 18: 4, 9: 3, 4: 2, 2: 1, 1: 0}
+_ECP5_LOW_BITS = {width: exact_log2(ECP5_WIDTHS[-1][1] // words) for width, words in ECP5_WIDTHS}
 
 
 @dataclass(frozen=True)

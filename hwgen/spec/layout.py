@@ -19,6 +19,8 @@ from dataclasses import dataclass
 PTR_BYTES = 4  # bitmask row offsets and CSR row pointers are uint32
 INDEX_BYTES = 2  # CSR column indices are uint16 (K < 65536)
 MASK_WORDS_PER_LINE = 8  # a line of W bytes holds 8 mask words of W bits
+# a line of W bytes holds the N:M indices of 2**(3 - bits_log2) scan words (W indices of 2**bits_log2 bits each)
+NM_META_SLOT_BITS = 3
 
 
 def log2(x: int) -> int:
@@ -83,10 +85,10 @@ class Layout:
         return minimum(m_log2 - 1, 2)
 
     def nm_meta_line(self, a_meta, g, bits_log2):
-        return a_meta + (g >> _unsigned(3 - bits_log2))
+        return a_meta + (g >> _unsigned(NM_META_SLOT_BITS - bits_log2))
 
     def nm_meta_slot(self, g, bits_log2):
-        return g & ((1 << _unsigned(3 - bits_log2)) - 1)
+        return g & ((1 << _unsigned(NM_META_SLOT_BITS - bits_log2)) - 1)
 
     def nm_k(self, position, n_log2, m_log2, index):
         """K index of kept value ``position`` (in its row) whose in-group index is ``index``."""

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from hwgen.spec.config import HwConfig
 from sim.fpga.parts import BOARDS
-from sim.fpga.pnr import PnrResult, nextpnr_version, place_and_route
+from sim.fpga.pnr import SEED_TIMEOUT_S, PnrResult, nextpnr_version, place_and_route
 from sim.fpga.yosys import synthesize, yosys_version
 from sim.rtl.errors import RtlError, ToolchainError
 
@@ -45,7 +45,7 @@ def ecppack(folder: Path, textcfg: str, bitstream: str) -> None:
         raise RtlError(f"ecppack failed: {(done.stderr or done.stdout).strip()[-300:]}")
 
 
-def build(cfg: HwConfig, out: Path, seeds: list[int], *, jobs: int | None = None, timeout: float = 3600,
+def build(cfg: HwConfig, out: Path, seeds: list[int], *, jobs: int | None = None, timeout: float = SEED_TIMEOUT_S,
           stage: Callable[[str], None] = lambda what: None, detail: Callable[[str], None] = lambda what: None) -> dict:
     platform, top = _platform_and_top(cfg)
     part = BOARDS[cfg.board.target]

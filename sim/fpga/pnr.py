@@ -19,6 +19,9 @@ from pathlib import Path
 from sim.fpga import congestion
 from sim.rtl.errors import RtlError, ToolchainError
 
+#: how long one seed may place and route by default: the whole ULX3S chip takes 15 to 40 minutes on one core
+SEED_TIMEOUT_S = 3600
+
 #: nextpnr's options for each part it can place (ECP5 only: the flow whose timing is trustworthy in the open)
 DEVICES = {"LFE5U-85F": ["--85k", "--package", "CABGA381", "--speed", "6"],
            "LFE5U-25F": ["--25k", "--package", "CABGA256", "--speed", "6"]}
@@ -61,7 +64,7 @@ def nextpnr_version() -> str:
 def place_and_route(folder: Path, netlist: str, part: str = "LFE5U-85F", *, mhz: float = 125.0, seed: int = 1,
                     out_of_context: bool = False, lpf: str | None = None, textcfg: str | None = None,
                     router: str = "router1", placer: str = "heap", detail: Callable[[str], None] = lambda what: None,
-                    timeout: float = 3600) -> PnrResult:
+                    timeout: float = SEED_TIMEOUT_S) -> PnrResult:
     """Place and route ``netlist`` (a file in ``folder``) for ``part`` aiming at ``mhz``; report what it
     achieved. ``lpf``: pin constraints; ``textcfg``: write the placed design there (for ``ecppack``); ``router``:
     nextpnr's router1 (its default) or router2, which also writes congestion heatmaps (``<stem>_heat_*.csv``), so

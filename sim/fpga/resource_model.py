@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hwgen.rtl.block_ram import ECP5_WIDTHS
 from hwgen.spec.config import HwConfig
 from sim.fpga.parts import KINDS
 
@@ -27,7 +28,7 @@ DATA = Path(__file__).resolve().parents[2] / "data" / "fpga"
 
 # block RAM shapes (depth, width) a memory is tiled with, per family: ECP5 DP16KD (simple dual port up to 36
 # bits wide), Xilinx RAMB36 (up to 72 wide in simple dual port), iCE40 SB_RAM40_4K
-RAM_SHAPES = {"ecp5": [(16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)],
+RAM_SHAPES = {"ecp5": [(words, width) for width, words in ECP5_WIDTHS],
               "xilinx": [(32768, 1), (16384, 2), (8192, 4), (4096, 9), (2048, 18), (1024, 36), (512, 72)],
               "ice40": [(2048, 2), (1024, 4), (512, 8), (256, 16)]}
 

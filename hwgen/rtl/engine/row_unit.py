@@ -45,7 +45,7 @@ from hwgen.rtl.engine.mac_lanes import MacLanes
 from hwgen.rtl.engine.zero_compactor import ZeroCompactor, at_most
 from hwgen.rtl.pipeline import delay_line
 from hwgen.spec import isa
-from hwgen.spec.layout import INDEX_BYTES, PTR_BYTES, Layout, log2
+from hwgen.spec.layout import INDEX_BYTES, NM_META_SLOT_BITS, PTR_BYTES, Layout, log2
 from hwgen.spec.timing import OutputBufferTiming, RowUnitTiming
 
 DIM_BITS = 16   # m, k, n in the descriptor
@@ -208,8 +208,9 @@ class RowUnit(RowUnitTiming, wiring.Component):
         v_meta_line, v_ptr_line, v_byte_line = (Signal.like(self.v_port.addr, name=n)
                                                 for n in ("v_meta_line", "v_ptr_line", "v_byte_line"))
         with m.If(fetch):
-            # word g + 1's index line: the next line when g is the last word of its line
-            last_of_line = lay.nm_meta_slot(g[:3] + 1, meta_bits_log2) == 0
+            # word g + 1's index line: the next line when g is the last word of its line (the slot's bits of g
+            # alone are added to, so no carry runs up g)
+            last_of_line = lay.nm_meta_slot(g[:NM_META_SLOT_BITS] + 1, meta_bits_log2) == 0
             m.d.sync += v_meta_line.eq(v_meta_line + last_of_line)
             m.d.sync += [fw.eq(fw + 1), g.eq(g + 1), left.eq(left - 1), more.eq(left != 1),
                          lo_rem.eq(lo_rem - W), hi_rem.eq(hi_rem - W),
