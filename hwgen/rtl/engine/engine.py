@@ -268,8 +268,10 @@ class DsaEngine(EngineTiming, wiring.Component):
             m.d.sync += slot.eq(Mux(slot == R - 1, 0, slot + 1))
             with m.If(finished):
                 m.d.sync += running.eq(0)
-        with m.Elif(start):
-            m.d.sync += [task.eq(head), running.eq(1), writes_l1.eq(head_writes_l1), slot.eq(0), job_i.eq(0),
+        with m.Else():
+            # while the compute unit is idle its task registers follow the task port, so they hold the task taken
+            # in the start cycle without an enable fanned out from the issue decision (which only sets `running`)
+            m.d.sync += [task.eq(head), running.eq(start), writes_l1.eq(head_writes_l1), slot.eq(0), job_i.eq(0),
                          job_j.eq(0), row_base.eq(0), job_word.eq(0), all_dispatched.eq(head.m == 0),
                          rows_left.eq(head.m), kept.eq(head_kept), nbl.eq(lay.b_row_lines(head.n)),
                          nbj.eq(lay.blocks(head.n)), last_col_block.eq(lay.blocks(head.n) - 1),

@@ -202,8 +202,11 @@ class DmaLoad(wiring.Component):
         with m.If(self.busy & (self.fault != Fault.NONE) & (in_flight == 0)):
             m.d.sync += self.busy.eq(0)
 
-        with m.If(starting):
-            m.d.sync += [self.busy.eq(self.lines != 0), self.error.eq(0), self.fault.eq(Fault.NONE),
-                         line.eq(self.l1_line), plan_addr.eq(self.hbm_addr >> size << size),
+        # while idle the task's registers follow the inputs, so they hold the task's in the start cycle without
+        # an enable fanned out from ``start`` (the engine's issue decision); only what a task ends with waits for it
+        with m.If(~self.busy):
+            m.d.sync += [line.eq(self.l1_line), plan_addr.eq(self.hbm_addr >> size << size),
                          to_plan.eq(self.lines), to_receive.eq(self.lines)]
+        with m.If(starting):
+            m.d.sync += [self.busy.eq(self.lines != 0), self.error.eq(0), self.fault.eq(Fault.NONE)]
         return m

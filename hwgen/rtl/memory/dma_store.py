@@ -113,7 +113,7 @@ class DmaStore(wiring.Component):
                 m.d.sync += full.eq(0)
         # a read whenever the RAM's output moves on to the data (or holds nothing)
         move = pending & advance
-        fetch = (~pending | move) & (rd_left != 0)
+        fetch = self.busy & (~pending | move) & (rd_left != 0)          # rd_left follows the input while idle
         m.d.comb += [rd.addr.eq(rd_next), rd.en.eq(fetch & ~src), rd.take.eq(move),
                      l1.addr.eq(rd_next), l1.en.eq(fetch & src), l1.take.eq(move)]
         with m.If(fetch):
@@ -182,12 +182,15 @@ class DmaStore(wiring.Component):
         with m.If(self.busy & (self.fault != Fault.NONE) & (unacked == 0)):
             m.d.sync += self.busy.eq(0)
 
-        with m.If(starting):
+        # while idle the task's registers follow the inputs, so they hold the task's in the start cycle without
+        # an enable fanned out from ``start`` (the engine's issue decision); only what a task ends with waits for it
+        with m.If(~self.busy):
             out_total = (self.lines >> exact_log2(gather)) if gather > 1 else self.lines * parts
             total = Mux(self.source, self.lines, out_total)
             addr = self.hbm_addr >> size << size
-            m.d.sync += [self.busy.eq(self.lines != 0), self.error.eq(0), self.fault.eq(Fault.NONE),
-                         src.eq(self.source), rd_next.eq(Mux(self.source, self.l1_line, self.out_line)),
+            m.d.sync += [src.eq(self.source), rd_next.eq(Mux(self.source, self.l1_line, self.out_line)),
                          rd_left.eq(self.lines), pending.eq(0), plan_addr.eq(addr),
                          plan_left.eq(total), aw_left.eq(total), aw_sent.eq(0), w_bursts.eq(0), w_pos.eq(0)]
+        with m.If(starting):
+            m.d.sync += [self.busy.eq(self.lines != 0), self.error.eq(0), self.fault.eq(Fault.NONE)]
         return m
