@@ -199,12 +199,13 @@ def test_board_memory_answers_axi_bursts_and_the_host_port():
         ctx.set(bus.ar.valid, 0)
         got, cycle, first = [], 0, None
         while len(got) < n:
-            ready = cycle not in stall
+            if first is None and ctx.get(bus.r.valid):
+                first = cycle
+            ready = first is None or cycle - first not in stall          # ``stall``: cycles after the first beat's
             ctx.set(bus.r.ready, ready)
             if ready and ctx.get(bus.r.valid):
                 got.append((ctx.get(bus.r.payload.data), ctx.get(bus.r.payload.resp), ctx.get(bus.r.payload.id),
                             ctx.get(bus.r.payload.last)))
-                first = cycle if first is None else first
             await ctx.tick()
             cycle += 1
         ctx.set(bus.r.ready, 0)
@@ -238,6 +239,7 @@ def test_board_memory_answers_axi_bursts_and_the_host_port():
     assert log["read"] == [(d, RESP_OKAY, 6, i == 3) for i, d in enumerate(beats)]
     assert log["read_cycles"] == 4                          # 4 beats in 4 consecutive cycles
     assert [x[0] for x in log["stalled"]] == beats
+    assert log["stalled_cycles"] == 4 + 3                  # a cycle more for each of the 3 low RREADYs
     assert log["past_end"] == (2, RESP_SLVERR)
     assert log["read_past_end"] == [(beats[0], RESP_OKAY, 3, 0), (0, RESP_SLVERR, 3, 1)]
     assert log["fixed"] == (4, RESP_SLVERR) and log["fixed_read"] == [(0, RESP_SLVERR, 0, 1)]

@@ -1,6 +1,5 @@
-"""On-chip RAM standing in for HBM on a board: ``cfg.board.memory_bytes`` bytes in one block RAM
-(``amaranth.lib.memory``: one read port, one write port with byte enables), one chip beat (``cfg.beat_bytes``) per
-word.
+"""On-chip RAM standing in for HBM on a board: ``cfg.board.memory_bytes`` bytes in one ``BlockRam`` (one registered
+read port, one write port with byte enables), one chip beat (``cfg.beat_bytes``) per word.
 
 Ports: ``hbm0`` .. ``hbm<P-1>`` (AXI4 slaves with the chip's HBM port signature, ``P = cfg.memory.ports``; they
 share the RAM) and ``host`` (the host bridge's 32-bit word port, ``HostPort``).
@@ -14,19 +13,21 @@ stands outside the simulated chip, whose cycles do not include it.
 Rules: one transaction at a time, in the order taken: when idle, a host request first (the host touches memory
 only while the chip is idle), else an AW or an AR (alternating when both wait), lowest port first. A read burst
 streams one beat per cycle while RREADY is high; a write burst takes its W beats after its AW (WREADY is low
-until then; AWREADY does not wait for WVALID), then answers B. INCR bursts with full-width beats; the response
+until then; AWREADY does not wait for WVALID), then answers B. A read's data is the RAM's registered output: its
+first beat comes three cycles after its AR leaves the FIFO. INCR bursts with full-width beats; the response
 carries the request's ID. A beat outside the memory reads as zeros and is not written, and its RRESP / the
 burst's BRESP is SLVERR; so is every beat of a FIXED / WRAP burst or of a narrow one (AxSIZE below the beat), which
-are not supported. Host requests take 1 cycle (write) or 2 (read) and are answered on ``host.resp``.
+are not supported. Host requests are answered on ``host.resp`` from the second cycle after they are taken.
 """
 from __future__ import annotations
 
 from amaranth import Cat, Module, Mux, Signal, Value
-from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
 from hwgen.rtl import signatures
+from hwgen.rtl.block_ram import BlockRam
 from hwgen.spec.axi import BURST_INCR, RESP_OKAY, RESP_SLVERR
 
 
@@ -72,9 +73,12 @@ class BoardMemory(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         B, depth, sig = self.beat_bytes, self.depth, self._axi
-        m.submodules.ram = ram = memory.Memory(shape=8 * B, depth=depth, init=[])
-        wp = ram.write_port(granularity=8)
-        rp = ram.read_port(domain="sync")
+        # a registered read (the block RAM's own output register on an ECP5): the RAM's data goes straight into
+        # the R channel's payload register, so no 5.83 ns DP16KD clock-to-output stands in front of the chip's
+        # logic (the whole chip's worst path ran from it through the LOAD unit into a TLB)
+        m.submodules.ram = ram = BlockRam(8 * B, depth, granularity=8)
+        wp, rp = ram.write, ram.read
+        m.d.comb += [rp.en.eq(0), rp.take.eq(0)]
         ports = [getattr(self, f"hbm{i}") for i in range(self._cfg.memory.ports)]
         # what the FSM below takes an AW / AR from: each port's two-entry FIFO (``requests[i]["ar"]``)
         requests = [{ch: self._buffered(m, f"{ch}{i}", getattr(p, ch)) for ch in ("aw", "ar")}
@@ -92,6 +96,9 @@ class BoardMemory(wiring.Component):
         werr = Signal()                             # a beat of the write burst was SLVERR
         prefer_write = Signal()
         host_word = Signal(max(1, sel_bits))
+        # a read beat in the RAM's output (``held``), then on the R channel (``r_valid``; its data is the read
+        # port's register): the next beat waits in the RAM's output while the master holds RREADY low
+        held, h_last, h_resp = Signal(), Signal(), Signal(2)
         r_valid, r_last, r_resp = Signal(), Signal(), Signal(2)
         in_range = Signal()
         m.d.comb += in_range.eq(addr < depth)
@@ -131,7 +138,7 @@ class BoardMemory(wiring.Component):
                             m.d.comb += wp.en[4 * w:4 * w + 4].eq(0xF)
                     if sel_bits:
                         m.d.sync += host_word.eq(req.addr[:sel_bits])
-                    m.next = "HOST_RESP"
+                    m.next = "HOST_TAKE"
                 with m.Elif(aw_any & (prefer_write | ~ar_any)):
                     m.d.sync += prefer_write.eq(0)
                     take("aw")
@@ -140,6 +147,9 @@ class BoardMemory(wiring.Component):
                     m.d.sync += prefer_write.eq(1)
                     take("ar")
                     m.next = "READ"
+            with m.State("HOST_TAKE"):
+                m.d.comb += rp.take.eq(1)                   # the word read moves into the port's register
+                m.next = "HOST_RESP"
             with m.State("HOST_RESP"):
                 # after a write the read port was not enabled and the word is don't-care: the bridge ignores it
                 m.d.comb += host.resp.valid.eq(1)
@@ -150,15 +160,21 @@ class BoardMemory(wiring.Component):
                 with m.If(host.resp.ready):
                     m.next = "IDLE"
             with m.State("READ"):
-                # a beat is read from the RAM in the cycle it is issued and shown from the next: one per cycle
-                advance = Signal()
-                m.d.comb += [advance.eq(~r_valid | port_rready()), rp.addr.eq(addr), rp.en.eq(advance)]
-                with m.If(advance):
-                    with m.If(left != 0):
-                        m.d.sync += [r_valid.eq(1), r_last.eq(left == 1), addr.eq(addr + 1), left.eq(left - 1),
-                                     r_resp.eq(Mux(in_range & ~bad, RESP_OKAY, RESP_SLVERR))]
-                    with m.Else():
-                        m.d.sync += r_valid.eq(0)
+                # one beat per cycle while RREADY is high: a beat is read in the cycle the RAM's output has room
+                rready = port_rready()
+                to_port = held & (~r_valid | rready)
+                read = (~held | to_port) & (left != 0)
+                m.d.comb += [rp.addr.eq(addr), rp.en.eq(read), rp.take.eq(to_port)]
+                with m.If(read):
+                    m.d.sync += [held.eq(1), h_last.eq(left == 1), addr.eq(addr + 1), left.eq(left - 1),
+                                 h_resp.eq(Mux(in_range & ~bad, RESP_OKAY, RESP_SLVERR))]
+                with m.Elif(to_port):
+                    m.d.sync += held.eq(0)
+                with m.If(to_port):
+                    m.d.sync += [r_valid.eq(1), r_last.eq(h_last), r_resp.eq(h_resp)]
+                with m.Elif(r_valid & rready):
+                    m.d.sync += r_valid.eq(0)
+                    with m.If(r_last):
                         m.next = "IDLE"
             with m.State("WRITE"):
                 for i, p in enumerate(ports):
@@ -181,7 +197,7 @@ class BoardMemory(wiring.Component):
                         with m.If(p.b.ready):
                             m.next = "IDLE"
 
-        for i, p in enumerate(ports):        # R: the data is the read port's, which holds while not advancing
+        for i, p in enumerate(ports):        # R: the data is the read port's register, which holds while waiting
             with m.If(port == i):
                 m.d.comb += [p.r.valid.eq(r_valid), p.r.payload.id.eq(tid), p.r.payload.last.eq(r_last),
                              p.r.payload.resp.eq(r_resp)]

@@ -1,11 +1,12 @@
 """The chip on a ULX3S (ECP5-85F): the board's 25 MHz oscillator through the PLL to ``cfg.clock.mhz``, the reset
-held until the PLL locks (and while the power button is pressed), the FTDI UART to the host link, the LEDs.
+held until the PLL locks (and while the power button is pressed; registered, then on a global network), the FTDI
+UART to the host link, the LEDs.
 
 The pins come from amaranth-boards' ``ULX3S_85F_Platform``; everything else is ``BoardTop``.
 """
 from __future__ import annotations
 
-from amaranth import ClockDomain, ClockSignal, Elaboratable, Module, ResetSignal, Signal
+from amaranth import ClockDomain, ClockSignal, Elaboratable, Instance, Module, ResetSignal, Signal
 from amaranth.lib import io
 
 from hwgen.rtl.board.board_top import LEDS, BoardTop
@@ -38,7 +39,13 @@ class Ulx3sTop(Elaboratable):
             m.d.por += hold.eq(RESET_CYCLES)
         with m.Elif(hold != 0):
             m.d.por += hold.eq(hold - 1)
-        m.d.comb += ResetSignal("sync").eq(hold != 0)
+        # the reset reaches every register of the chip: from a register, over a global network (a DCCA, as a
+        # clock would; nextpnr promotes only clocks by itself). In fabric routing it was the whole chip's worst
+        # path (14 ns of routing from one LUT to the scheduler's far registers)
+        reset, reset_global = Signal(init=1), Signal()
+        m.d.por += reset.eq(hold != 0)
+        m.submodules.reset_buffer = Instance("DCCA", i_CLKI=reset, i_CE=1, o_CLKO=reset_global)
+        m.d.comb += ResetSignal("sync").eq(reset_global)
 
         m.submodules.board = board = self.board
         uart = platform.request("uart", 0, dir="-")
