@@ -664,7 +664,11 @@ def timing(config: str = typer.Option("ulx3s", "--config", help=CONFIG_HELP),
 
 @fpga_app.command()
 def paths(config: str = typer.Option("ulx3s", "--config", help=CONFIG_HELP),
-          component: str = typer.Option(..., "--component", help="comma-separated component names, or all"),
+          component: str | None = typer.Option(None, "--component", help="comma-separated component names, or "
+                                                                           "all"),
+          netlist: Path | None = typer.Option(None, "--netlist", help="instead of --component: a mapped netlist "
+                                              "that fpga build left (OUT/<name>-<board>/netlist_ecp5_board_top.json)"
+                                              ", flattened, so paths across components show"),
           top: int = typer.Option(15, "--top", help="slowest registers listed per module"),
           out_dir: str = typer.Option("build/fpga", "--out", help="folder; the runs go to OUT/<name>-<digest>-"
                                                                   "timing/"),
@@ -672,21 +676,36 @@ def paths(config: str = typer.Option("ulx3s", "--config", help=CONFIG_HELP),
     """Every slow path of each component of CONFIG at once, estimated from its ECP5 netlist without place and
     route (seconds after Yosys, where nextpnr takes minutes to name one): per module, how many register inputs
     arrive after 8 and 10 ns and the latest ones with the cells they pass (F flip-flop, L LUT4, m/M wide mux,
-    c carry cell, R block RAM, X multiplier). Writes paths.json."""
+    c carry cell, R block RAM, X multiplier). Writes paths.json (with --netlist: beside the netlist)."""
     from sim.fpga.component_timing import synthesize_component
     from sim.fpga.paths import estimate
-    cfg = _load_config(config)
-    names = _component_names(component)
+    from sim.fpga.yosys import flatten
     _check_ranges(top=(top, 1, 1000))
-    folder = _timing_folder(cfg, out_dir, json_out)
+    if (component is None) == (netlist is None):
+        raise BadInput("--component / --netlist: give exactly one (allowed: --component NAMES, or --netlist FILE)")
     records = {}
-    with Stages().shown() as stage:
-        for n, name in enumerate(names, 1):
-            stage(f"[{n}/{len(names)}] {name}: Yosys synth_ecp5")
-            synthesis = synthesize_component(cfg, name, folder / name, detail=stage.detail)
-            records[name] = estimate(folder / name / synthesis.netlist, top=top)
+    if netlist is not None:
+        if not netlist.is_file():
+            raise BadInput(f"--netlist: {netlist} is not allowed (allowed: a JSON netlist that fpga build or fpga "
+                           "synth wrote, netlist_ecp5_<top>.json)")
+        _writable_folder(netlist.parent, "--netlist")
+        if json_out is not None:
+            _writable_folder(json_out.parent if str(json_out.parent) else Path("."), "--json")
+        folder, title = netlist.parent, netlist.parent.name
+        with Stages().shown() as stage:
+            stage(f"Yosys: flattening {netlist.name}")
+            records[f"{netlist.stem} (flattened)"] = estimate(flatten(netlist), top=top)
+    else:
+        cfg = _load_config(config)
+        names = _component_names(component)
+        folder, title = _timing_folder(cfg, out_dir, json_out), cfg.build_name
+        with Stages().shown() as stage:
+            for n, name in enumerate(names, 1):
+                stage(f"[{n}/{len(names)}] {name}: Yosys synth_ecp5")
+                synthesis = synthesize_component(cfg, name, folder / name, detail=stage.detail)
+                records[name] = estimate(folder / name / synthesis.netlist, top=top)
     for name, modules in records.items():
-        table = Table(title=f"{name} of {cfg.build_name}: estimated register-to-register paths (no place and route)")
+        table = Table(title=f"{name} of {title}: estimated register-to-register paths (no place and route)")
         for col in ("module", "endpoints", "> 8 ns", "> 10 ns", "ns", "cells", "register <- from"):
             table.add_column(col, justify="right" if col in ("endpoints", "> 8 ns", "> 10 ns", "ns") else "left")
         for mp in modules:

@@ -80,9 +80,62 @@ def test_the_estimate_finds_nextpnrs_worst_path(tmp_path):
     assert routed * 2 / 3 <= estimated <= routed * 4 / 3, (estimated, routed)
 
 
+def test_a_flattened_netlist_shows_the_paths_across_modules(tmp_path):
+    """Two modules, a register in one and three LUT levels in the other before its register: kept hierarchical
+    (as ``fpga build`` leaves its netlist) each module's paths stop at its ports; ``fpga paths --netlist``
+    flattens it and follows the path from one module's register into the other's."""
+    from amaranth import Elaboratable, Module, Signal
+    from amaranth.back import verilog
+
+    from sim.fpga.yosys import synthesize
+
+    class Source(Elaboratable):
+        def __init__(self):
+            self.d, self.q = Signal(16), Signal(16)
+
+        def elaborate(self, platform):
+            m = Module()
+            m.d.sync += self.q.eq(self.d)
+            return m
+
+    class Sink(Elaboratable):
+        def __init__(self):
+            self.a, self.y = Signal(16), Signal()
+
+        def elaborate(self, platform):
+            m = Module()
+            m.d.sync += self.y.eq((self.a * 3 + 1).any() ^ self.a.xor())
+            return m
+
+    class Top(Elaboratable):
+        def __init__(self):
+            self.d, self.y = Signal(16), Signal()
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.source, m.submodules.sink = source, sink = Source(), Sink()
+            m.d.comb += [source.d.eq(self.d), sink.a.eq(source.q), self.y.eq(sink.y)]
+            return m
+
+    top = Top()
+    (tmp_path / "top.v").write_text(verilog.convert(top, ports=[top.d, top.y], name="top"))
+    netlist = tmp_path / synthesize(tmp_path, ["top.v"], "top", "ecp5", netlist=True).netlist
+    apart = {mp.module: mp for mp in estimate(netlist)}
+    assert not any(p.start.startswith("source") for p in apart["top.sink"].worst)     # it starts at the port
+    result = invoke("fpga", "paths", "--netlist", netlist, "--top", "3")
+    assert result.exit_code == 0, result.output
+    [flat] = json.loads((tmp_path / "paths.json").read_text())[f"{netlist.stem} (flattened)"]
+    worst = flat["worst"][0]
+    assert worst["start"].startswith("source.") and worst["end"].startswith("sink."), worst
+    assert worst["cells"].startswith("F") and worst["ns"] > apart["top.sink"].worst[0].ns
+
+
 @pytest.mark.parametrize(("args", "line"), [
     (["--component", "alu"], "error: --component: 'alu' is not allowed (allowed: all, or comma-separated names"),
     (["--component", "tlb", "--top", "0"], "error: --top: 0 is not allowed (allowed: 1..1000)"),
+    ([], "error: --component / --netlist: give exactly one"),
+    (["--component", "tlb", "--netlist", "n.json"], "error: --component / --netlist: give exactly one"),
+    (["--netlist", "missing.json"], "error: --netlist: missing.json is not allowed (allowed: a JSON netlist"),
 ])
 def test_bad_paths_input_exits_2_before_any_work(tmp_path, args, line):
     result = invoke("fpga", "paths", *args, "--out", tmp_path)

@@ -236,6 +236,21 @@ def synthesize(folder: Path, sources: list[str], top: str, family: str = "ecp5",
                      f"netlist_{family}_{top}.json" if netlist else None)
 
 
+def flatten(netlist: Path) -> Path:
+    """A mapped JSON netlist (``synthesize(..., netlist=True)``, kept hierarchical) with its hierarchy flattened,
+    written beside it as ``<stem>_flat.json``: a path estimate (``sim.fpga.paths``) then follows paths across
+    modules, the ones a whole chip has and no component run shows."""
+    netlist = Path(netlist)
+    flat = netlist.with_name(f"{netlist.stem}_flat.json")
+    # YoWASP tools see the working directory only: run in the netlist's folder
+    done = subprocess.run([*yosys_command(), "-q", "-p", f"read_json {netlist.name}; hierarchy -auto-top; flatten; "
+                           f"write_json {flat.name}"], cwd=netlist.parent, capture_output=True, text=True, check=False)
+    if done.returncode != 0 or not flat.exists():
+        errors = [ln for ln in (done.stderr + done.stdout).splitlines() if "ERROR" in ln] or ["no output"]
+        raise RtlError(f"Yosys could not flatten {netlist}: {' '.join(errors)[:300]}")
+    return flat
+
+
 _MODULE = re.compile(r"from module `([^']+)'")
 
 
