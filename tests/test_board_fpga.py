@@ -9,7 +9,7 @@ import pytest
 
 from hwgen.rtl.block_ram import ecp5_tiling
 from hwgen.rtl.board.ecp5_pll import pll_dividers
-from hwgen.spec import config, isa
+from hwgen.spec import config, host_link, isa
 from tests.test_cli import invoke
 
 
@@ -42,15 +42,16 @@ def test_the_ulx3s_top_takes_the_boards_pins_and_clock():
     assert 'FREQUENCY PORT "clk25_0__io" 25000000.0 HZ;' in lpf
     rtlil = plan.files["board_top.il"]
     assert "EHXPLLL" in rtlil and 'FREQUENCY_PIN_CLKOP "125"' in rtlil
-    # the L1 and output buffer copies, the scheduler's descriptor RAMs (one per engine) and the board memory are
-    # DP16KD tiles with their output register (hwgen/rtl/block_ram.py): 9 L1 copies of 4 tiles and 2 output
-    # buffer copies of 8
+    # the L1 and output buffer copies, the scheduler's descriptor RAMs (one per engine), the board memory and the
+    # host bridge's buffer are DP16KD tiles with their output register (hwgen/rtl/block_ram.py): 9 L1 copies of 4
+    # tiles and 2 output buffer copies of 8
     cfg = config.load("ulx3s")
     per = max(isa.DESCRIPTOR_BITS, cfg.beat_bytes * 8) // isa.DESCRIPTOR_BITS     # descriptors per RAM row
     desc = ecp5_tiling(isa.DESCRIPTOR.used * per, max(2, -(-cfg.scheduler.descriptors // per))).tiles
     board = ecp5_tiling(cfg.beat_bytes * 8, cfg.board.memory_bytes // cfg.beat_bytes, 8).tiles
+    bridge = ecp5_tiling(32, host_link.MAX_WORDS).tiles                            # the host bridge's frame buffer
     tiles = rtlil.count("cell \\DP16KD ")
-    assert tiles == 9 * 4 + 2 * 8 + cfg.scheduler.engines * desc + board, tiles
+    assert tiles == 9 * 4 + 2 * 8 + cfg.scheduler.engines * desc + board + bridge, tiles
     assert rtlil.count('parameter \\REGMODE_B "OUTREG"') == tiles
     assert rtlil.count("cell \\DCCA ") == 1                 # the reset, on a global network
 

@@ -16,9 +16,10 @@ OK; for a LED), ``answered`` (a pulse per response sent).
 from __future__ import annotations
 
 from amaranth import Cat, Const, Module, Mux, Signal
-from amaranth.lib import memory, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hwgen.rtl.block_ram import BlockRam
 from hwgen.rtl.board.board_memory import HostPort, host_addr_width
 from hwgen.rtl.memory.axi import AxiLiteSignature
 from hwgen.rtl.signatures import struct_layout
@@ -47,10 +48,11 @@ class HostBridge(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         C, S = hl.Command, hl.Status
-        m.submodules.buf = buf = memory.Memory(shape=32, depth=hl.MAX_WORDS, init=[])
-        buf_w = buf.write_port()
-        buf_r = buf.read_port(domain="sync")
-        m.d.comb += buf_r.en.eq(1)
+        # the frame buffer reads through the block RAM's own output register (``BlockRam``): a word is read
+        # continuously at ``words`` and is on ``buf_r.data`` two cycles after ``words`` changes (the FETCH and TAKE
+        # states), so no DP16KD clock-to-output stands in front of the checksum or the CSR and memory writes
+        m.submodules.buf = buf = BlockRam(32, hl.MAX_WORDS)
+        buf_w, buf_r = buf.write, buf.read
 
         hdr = Signal(struct_layout(hl.REQUEST))          # the request header as received
         hdr_bits = hdr.as_value()
@@ -163,9 +165,12 @@ class HostBridge(wiring.Component):
                             m.d.comb += [buf_w.addr.eq(words), buf_w.data.eq(Cat(word[8:], byte)),
                                          buf_w.en.eq(words < hl.MAX_WORDS)]
 
-            # one access per word: FETCH (the buffer's word `words` is read) -> ISSUE -> wait -> NEXT
+            # one access per word: FETCH (the buffer's word `words` is read) -> TAKE (into the port's register)
+            # -> ISSUE -> wait -> NEXT
             with m.State("FETCH"):
                 m.d.sync += [csr_aw_done.eq(0), csr_w_done.eq(0)]
+                m.next = "TAKE"
+            with m.State("TAKE"):
                 m.next = "ISSUE"
             with m.State("ISSUE"):
                 with m.If(is_csr):
@@ -238,6 +243,8 @@ class HostBridge(wiring.Component):
                         with m.Else():
                             m.next = "RESP_FETCH"
             with m.State("RESP_FETCH"):                          # buffer word `words` is read in this cycle
+                m.next = "RESP_TAKE"
+            with m.State("RESP_TAKE"):                           # ... and moves into the port's register
                 m.next = "RESP_DATA"
             with m.State("RESP_DATA"):
                 value = Signal(32)
