@@ -105,13 +105,16 @@ class Chip(wiring.Component):
         m.d.comb += [csr.lane_macs.eq(sum(eng.elems for eng in engines) * cfg.engine.lanes),
                      csr.gated_macs.eq(sum(eng.gated for eng in engines))]
 
-        # bytes per level: beats handshaken at the arbiter (above the L3) and on the HBM ports, cleared at start
+        # bytes per level: beats handshaken at the arbiter (above the L3) and on the HBM ports, cleared at start. A
+        # cycle's beats are registered before they are added (a handshake is the end of a path across components,
+        # not the start of a 64-bit add); the counts are read after a run, many cycles after its last beat
         B = cfg.beat_bytes
         below = [getattr(self, f"hbm{i}") for i in range(cfg.memory.ports)]
         for name, buses, channel in (("l3_read_bytes", [arb.bus], "r"), ("l3_write_bytes", [arb.bus], "w"),
                                      ("hbm_read_bytes", below, "r"), ("hbm_write_bytes", below, "w")):
             count = Signal(64, name=name)
-            beats = sum((getattr(b, channel).valid & getattr(b, channel).ready) for b in buses)
+            beats = Signal(range(len(buses) + 1), name=f"{name}_beats")
+            m.d.sync += beats.eq(sum((getattr(b, channel).valid & getattr(b, channel).ready) for b in buses))
             with m.If(csr.control[0]):
                 m.d.sync += count.eq(0)
             with m.Else():

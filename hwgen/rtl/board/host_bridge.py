@@ -110,8 +110,13 @@ class HostBridge(wiring.Component):
             with m.Else():
                 m.d.sync += timer.eq(timer + 1)
 
-        word_addr = Signal(32)
-        m.d.comb += [word_addr.eq(addr + (words << 2)), buf_r.addr.eq(words)]
+        # the word's address is registered (``words`` holds from FETCH on, so it is right by ISSUE), and so is a
+        # CSR read's ARVALID (set in TAKE): the CSR block's read select starts from registers
+        word_addr, csr_read = Signal(32), Signal()
+        m.d.sync += word_addr.eq(addr + (words << 2))
+        m.d.comb += [buf_r.addr.eq(words), self.csr.ar.valid.eq(csr_read)]
+        with m.If(self.csr.ar.valid & self.csr.ar.ready):
+            m.d.sync += csr_read.eq(0)
         resp_hdr = Signal(struct_layout(hl.RESPONSE))
         m.d.comb += [resp_hdr.sync.eq(hl.RESPONSE_SYNC), resp_hdr.cmd.eq(cmd), resp_hdr.tag.eq(hdr.tag),
                      resp_hdr.status.eq(status), resp_hdr.length.eq(resp_len)]
@@ -171,12 +176,12 @@ class HostBridge(wiring.Component):
                 m.d.sync += [csr_aw_done.eq(0), csr_w_done.eq(0)]
                 m.next = "TAKE"
             with m.State("TAKE"):
+                m.d.sync += csr_read.eq(cmd == C.READ_CSR)
                 m.next = "ISSUE"
             with m.State("ISSUE"):
                 with m.If(is_csr):
                     with m.If(cmd == C.READ_CSR):
-                        m.d.comb += [self.csr.ar.valid.eq(1), self.csr.ar.payload.addr.eq(word_addr),
-                                     self.csr.ar.payload.prot.eq(0)]
+                        m.d.comb += [self.csr.ar.payload.addr.eq(word_addr), self.csr.ar.payload.prot.eq(0)]
                         with m.If(self.csr.ar.ready):
                             m.next = "CSR_R"
                     with m.Else():
