@@ -13,7 +13,8 @@ stands outside the simulated chip, whose cycles do not include it.
 Rules: one transaction at a time, in the order taken: when idle, a host request first (the host touches memory
 only while the chip is idle), else an AW or an AR (alternating when both wait), lowest port first. A read burst
 streams one beat per cycle while RREADY is high; a write burst takes its W beats after its AW (WREADY is low
-until then; AWREADY does not wait for WVALID), then answers B. A read's data is the RAM's registered output: its
+until then; AWREADY does not wait for WVALID), then answers B. A write lands in the RAM a cycle after its beat
+(registered), before the burst's B and so before any later access. A read's data is the RAM's registered output: its
 first beat comes three cycles after its AR leaves the FIFO. INCR bursts with full-width beats; the response
 carries the request's ID. A beat outside the memory reads as zeros and is not written, and its RRESP / the
 burst's BRESP is SLVERR; so is every beat of a FIXED / WRAP burst or of a narrow one (AxSIZE below the beat), which
@@ -77,8 +78,13 @@ class BoardMemory(wiring.Component):
         # the R channel's payload register, so no 5.83 ns DP16KD clock-to-output stands in front of the chip's
         # logic (the whole chip's worst path ran from it through the LOAD unit into a TLB)
         m.submodules.ram = ram = BlockRam(8 * B, depth, granularity=8)
-        wp, rp = ram.write, ram.read
+        rp = ram.read
         m.d.comb += [rp.en.eq(0), rp.take.eq(0)]
+        # writes are registered on their way to the RAM (a W beat lands a cycle after its handshake, before the
+        # burst's B and so before any later access): the chip's WVALID, through the arbiter, stops at a register
+        # instead of running on into the address and enables of tiles across the die
+        wp = ram.write.signature.flip().create(path=("write",))
+        m.d.sync += [ram.write.addr.eq(wp.addr), ram.write.data.eq(wp.data), ram.write.en.eq(wp.en)]
         ports = [getattr(self, f"hbm{i}") for i in range(self._cfg.memory.ports)]
         # what the FSM below takes an AW / AR from: each port's two-entry FIFO (``requests[i]["ar"]``)
         requests = [{ch: self._buffered(m, f"{ch}{i}", getattr(p, ch)) for ch in ("aw", "ar")}
