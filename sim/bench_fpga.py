@@ -79,7 +79,7 @@ class FpgaBench:
         self.console.print(f"median FMAX {median:.1f} MHz: goal >= {build_record['target_mhz']:g} MHz -> "
                            f"{'met' if median >= build_record['target_mhz'] else 'NOT met'}")
         self.record["fpga_fmax"] = build_record["fmax_mhz"]
-        return median
+        return median or None          # 0: most seeds did not route, no clock to time the kernels at
 
     def sparse_in_time(self, fmax_mhz: float | None) -> bool:
         cfg = config.load("ulx3s")
@@ -92,7 +92,7 @@ class FpgaBench:
         model = EngineModel(cfg)
         sim = [model.run(p).cycles for p in programs]
         t = self.table(f"16. bitmask spmm {m}x{k}x{n} in the ULX3S board memory, at {mhz:.1f} MHz "
-                       f"({'the median FMAX' if fmax_mhz else 'the config clock: no build record'})",
+                       f"({'the median FMAX' if fmax_mhz else 'the config clock: no median FMAX in a build record'})",
                        "density", "RTL cycles", "sim cycles", "time us", "speedup vs d=1")
         base = rtl[0].cycles
         rows = []
