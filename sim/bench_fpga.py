@@ -15,6 +15,7 @@ from golden.generators.operands import random_operands
 from hwgen.compiler.tiling import compile_matmul_hbm
 from hwgen.spec import config
 from sim.backends import default_build_root
+from sim.fpga.board import seed_line
 from sim.fpga.parts import BOARDS, KINDS, PARTS
 from sim.fpga.resource_model import DATA, ResourceModel
 from sim.model.engine import EngineModel
@@ -68,12 +69,8 @@ class FpgaBench:
                        f"{build_record['tools']['nextpnr']})", "seed", "FMAX MHz", "target", "worst path")
         clock = build_record["chip_clock"]
         for run in build_record["seeds"]:
-            if run["routed"]:
-                t.add_row(str(run["seed"]), f"{run['fmax_mhz'][clock]:.1f}", f"{build_record['target_mhz']:g}",
-                          f"{run['critical_path']['from']} -> {run['critical_path']['to']}"[:70])
-            else:
-                t.add_row(str(run["seed"]), "did not route (0)", f"{build_record['target_mhz']:g}",
-                          escape(run["error"][:70]))
+            fmax, path = seed_line(run, clock, 70)
+            t.add_row(str(run["seed"]), fmax, f"{build_record['target_mhz']:g}", escape(path))
         self.console.print(t)
         median = build_record["fmax_mhz"]["median"]
         self.console.print(f"median FMAX {median:.1f} MHz: goal >= {build_record['target_mhz']:g} MHz -> "

@@ -768,7 +768,7 @@ def build(board: str = typer.Option(..., "--board", help="ulx3s"),
                                              "congested modules")):
     """Synthesize, place and route CONFIG on BOARD and pack its bitstream: prints FMAX per seed, resources against
     the part and the worst path; writes build.json beside the bitstream."""
-    from sim.fpga.board import BUILDABLE
+    from sim.fpga.board import BUILDABLE, seed_line
     from sim.fpga.board import build as board_build
     if board not in BUILDABLE:
         raise BadInput(f"--board: {board!r} is not allowed (allowed: {', '.join(BUILDABLE)})")
@@ -789,15 +789,12 @@ def build(board: str = typer.Option(..., "--board", help="ulx3s"),
     if json_out is not None:
         json_out.write_text(text)
     table = Table(title=f"{cfg.build_name} on {board} ({record['part']}), target {cfg.clock.mhz:g} MHz")
-    for col in ("seed", f"FMAX {record['chip_clock']}", "worst path", "seconds"):
+    for col in ("seed", f"FMAX {record['chip_clock']} MHz", "worst path", "seconds"):
         table.add_column(col)
     for run in record["seeds"]:
-        if run["routed"]:
-            path = f"{run['critical_path']['from']} -> {run['critical_path']['to']}"[:80]
-            table.add_row(str(run["seed"]), f"{run['fmax_mhz'][record['chip_clock']]:.1f} MHz", path,
-                          f"{run['seconds']:.0f}")
-        else:
-            table.add_row(str(run["seed"]), "[red]did not route[/red]", escape(run["error"][:200]), "-")
+        fmax, path = seed_line(run, record["chip_clock"], 200)
+        table.add_row(str(run["seed"]), fmax if run["routed"] else f"[red]{fmax}[/red]", escape(path),
+                      f"{run['seconds']:.0f}" if run["routed"] else "-")
     out.print(table)
     used, available = record["synthesis"]["resources"], record["synthesis"]["available"]
     out.print("resources: " + ", ".join(

@@ -98,6 +98,15 @@ def build(cfg: HwConfig, out: Path, seeds: list[int], *, jobs: int | None = None
     }
 
 
+def seed_line(run: dict, clock: str, width: int) -> tuple[str, str]:
+    """One seed of a build record as (FMAX, worst path or error), each path cut to ``width`` characters: what
+    ``dsa fpga build`` and ``make bench`` print."""
+    if run["routed"]:
+        path = run["critical_path"]
+        return f"{run['fmax_mhz'][clock]:.1f}", f"{path['from']} -> {path['to']}"[:width]
+    return "did not route (0)", run["error"][:width]
+
+
 def _chip_clock(fmax: dict[str, float]) -> str:
     """The clock domain of the chip: the PLL's output (the one that is not the oscillator pin)."""
     names = [n for n in fmax if "clk25" not in n] or list(fmax)
