@@ -760,6 +760,9 @@ def build(board: str = typer.Option(..., "--board", help="ulx3s"),
           out_dir: str = typer.Option("build/fpga", "--out", help="folder; the build goes to OUT/<name>-<digest>-"
                                                                   "<board>/"),
           json_out: Path | None = typer.Option(None, "--json", help="also write the record here"),
+          mhz: float | None = typer.Option(None, "--mhz", help="the chip's clock (the PLL's output), instead of the "
+                                                              "config's clock.mhz: a clock the routed design meets "
+                                                              "gives a bitstream that works on the board"),
           jobs: int | None = typer.Option(None, "--jobs", help="seeds placed and routed at once (default: one per "
                                                                  "core)"),
           timeout: float = typer.Option(SEED_TIMEOUT_S / 60, "--timeout",
@@ -768,11 +771,16 @@ def build(board: str = typer.Option(..., "--board", help="ulx3s"),
                                              "congested modules")):
     """Synthesize, place and route CONFIG on BOARD and pack its bitstream: prints FMAX per seed, resources against
     the part and the worst path; writes build.json beside the bitstream."""
-    from sim.fpga.board import BUILDABLE, seed_line
+    from sim.fpga.board import BUILDABLE, seed_line, timing_clean, with_clock
     from sim.fpga.board import build as board_build
     if board not in BUILDABLE:
         raise BadInput(f"--board: {board!r} is not allowed (allowed: {', '.join(BUILDABLE)})")
     cfg = _load_config(config or board)
+    try:
+        cfg = with_clock(cfg, mhz)
+    except ValueError as e:           # a ConfigError (clock.mhz out of its range) or one the PLL cannot make
+        lines = e.problems if isinstance(e, hwconfig.ConfigError) else [str(e)]
+        raise BadInput(*(f"--mhz: {line}" if mhz is not None else line for line in lines)) from None
     if cfg.board.target != board:
         raise BadInput(f"--config: {cfg.name} is sized for board.target {cfg.board.target!r}, not {board!r} (allowed: "
                        f"a config with board.target: {board}, e.g. the {board} preset)")
@@ -804,6 +812,11 @@ def build(board: str = typer.Option(..., "--board", help="ulx3s"),
     out.print(f"median FMAX {record['fmax_mhz']['median']:.1f} MHz"
               + (f" (seeds that did not route count as 0 MHz: {', '.join(unrouted)})" if unrouted else "")
               + f": target {'met' if met else 'NOT met'}; bitstream {record['bitstream']}", markup=False)
+    if not timing_clean(record):
+        best = max(run["fmax_mhz"][record["chip_clock"]] for run in record["seeds"] if run["routed"])
+        out.print(f"warning: the bitstream (seed {record['bitstream_seed']}) meets {best:.1f} MHz, below the "
+                  f"{cfg.clock.mhz:g} MHz its PLL makes: it may fail on the board. For a board, build at a clock it "
+                  f"meets: dsa fpga build --board {board} --mhz {int(best * 0.9)}", markup=False)
 
 
 @fpga_app.command()

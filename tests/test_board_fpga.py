@@ -63,6 +63,9 @@ def test_the_ulx3s_top_takes_the_boards_pins_and_clock():
     (["--board", "ulx3s", "--seeds", ""], "error: --seeds: '' is not allowed"),
     (["--board", "ulx3s", "--jobs", "0"], "error: --jobs: 0 is not allowed (allowed: 1..64)"),
     (["--board", "ulx3s", "--timeout", "0"], "error: --timeout: 0.0 is not allowed (allowed: 1..1440)"),
+    (["--board", "ulx3s", "--mhz", "500"], "error: --mhz: clock.mhz: 500 is not allowed on an ECP5 PLL (allowed: "
+                                           "3.125..400.0)"),
+    (["--board", "ulx3s", "--mhz", "0"], "error: --mhz: clock.mhz: 0.0 is not allowed: Input should be greater than"),
 ])
 def test_bad_build_input_exits_2_before_any_work(tmp_path, args, line):
     result = invoke("fpga", "build", *args, "--out", tmp_path)
@@ -108,6 +111,29 @@ def test_a_seed_that_does_not_route_is_recorded_and_loses_no_other_seed(tmp_path
     assert [run["routed"] for run in record["seeds"]] == [True, True, False]
     assert "seed 3" in record["seeds"][2]["error"] and "engine 40 %" in record["seeds"][2]["error"]
     assert packed == ["board_top_seed2.config"]          # the best routed seed's bitstream
+    assert record["bitstream_seed"] == 2
+    # its seed meets 53.7 of the PLL's 125 MHz: the build says the bitstream may fail on a board, and how to get
+    # one that works
+    assert ("warning: the bitstream (seed 2) meets 53.7 MHz, below the 125 MHz its PLL makes: it may fail on the "
+            "board. For a board, build at a clock it meets: dsa fpga build --board ulx3s --mhz 48") in " ".join(
+        result.output.split())
+
+    # --mhz: the PLL makes that clock and nextpnr aims at it; a bitstream that meets it gets no warning
+    asked = []
+    routed = place_and_route
+
+    def place_and_route(folder, netlist, part, *, seed, mhz, **kwargs):
+        asked.append(mhz)
+        run = routed(folder, netlist, part, seed=seed)
+        return PnrResult(**{**vars(run), "constraint": {clock: mhz}})
+    monkeypatch.setattr(board, "place_and_route", place_and_route)
+    result = invoke("fpga", "build", "--board", "ulx3s", "--seeds", "1,2", "--mhz", "45", "--out", tmp_path / "out",
+                    "--json", record_file)
+    assert result.exit_code == 0, result.output
+    record = json.loads(record_file.read_text())
+    assert asked == [45, 45] and record["target_mhz"] == 45 and record["fmax_mhz"]["met"]
+    assert "warning" not in result.output and "target met" in result.output
+    assert 'FREQUENCY_PIN_CLKOP "45"' in (Path(record["bitstream"]).parent / "board_top.il").read_text()
 
     fmax.clear()
     result = invoke("fpga", "build", "--board", "ulx3s", "--seeds", "1,2", "--out", tmp_path / "out")

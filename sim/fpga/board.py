@@ -16,7 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from hwgen.spec.config import HwConfig
+from hwgen.spec.config import HwConfig, from_dict
 from sim.fpga.parts import BOARDS
 from sim.fpga.pnr import SEED_TIMEOUT_S, PnrResult, nextpnr_version, place_and_route
 from sim.fpga.yosys import synthesize, yosys_version
@@ -24,6 +24,26 @@ from sim.rtl.errors import RtlError, ToolchainError
 
 BUILDABLE = ("ulx3s",)
 TOP = "board_top"
+
+
+def with_clock(cfg: HwConfig, mhz: float | None) -> HwConfig:
+    """``cfg`` with its clock set to ``mhz`` (None: as it is), checked against the board's PLL before any work: a
+    bitstream runs only at a clock its routed design meets, which may be below the preset's target."""
+    if mhz is not None:
+        cfg = from_dict({**cfg.model_dump(), "clock": {**cfg.clock.model_dump(), "mhz": mhz}})
+    if cfg.board.target == "ulx3s":
+        from hwgen.rtl.board.ecp5_pll import pll_dividers
+        from hwgen.rtl.board.ulx3s import OSCILLATOR_MHZ
+        pll_dividers(OSCILLATOR_MHZ, cfg.clock.mhz)      # raises ValueError naming clock.mhz and what is allowed
+    return cfg
+
+
+def timing_clean(record: dict) -> bool:
+    """Whether the bitstream's seed meets the clock its PLL makes (the constraint nextpnr timed it against): one
+    that does not may fail on a board."""
+    clock = record["chip_clock"]
+    seed = next(run for run in record["seeds"] if run["routed"] and run["seed"] == record["bitstream_seed"])
+    return seed["fmax_mhz"][clock] >= seed["constraint_mhz"][clock]
 
 
 def _platform_and_top(cfg: HwConfig):
@@ -94,7 +114,7 @@ def build(cfg: HwConfig, out: Path, seeds: list[int], *, jobs: int | None = None
         # a seed that did not route counts as 0 MHz
         "fmax_mhz": {"per_seed": [round(f, 2) for f in fmax], "median": round(statistics.median(fmax), 2),
                      "met": statistics.median(fmax) >= cfg.clock.mhz},
-        "bitstream": str(folder / bitstream),
+        "bitstream": str(folder / bitstream), "bitstream_seed": best.seed,
     }
 
 
