@@ -15,7 +15,7 @@ OK; for a LED), ``answered`` (a pulse per response sent).
 """
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -59,7 +59,12 @@ class HostBridge(wiring.Component):
         n_req, n_resp = hl.REQUEST.bytes, hl.RESPONSE.bytes
         count = Signal(range(max(n_req, n_resp) + 1))   # header byte / byte within a word
         crc = Signal(8)
-        timer = Signal(range(self.timeout + 1))
+        # cycles left before TIMEOUT, minus one: counting down, its sign bit is the expiry (no wide compare in
+        # front of the FSM)
+        timer = Signal(signed(self.timeout.bit_length() + 1))
+
+        def restart():
+            return timer.eq(self.timeout - 1)
         status = Signal(8)          # the answer's status
         pending = Signal(8)         # a write's status from its header, given once the data is in
         words = Signal(16)          # data words received / accessed so far
@@ -104,11 +109,11 @@ class HostBridge(wiring.Component):
 
         def tick_timeout() -> None:
             with m.If(got):
-                m.d.sync += timer.eq(0)
-            with m.Elif(timer == self.timeout):
+                m.d.sync += restart()
+            with m.Elif(timer[-1]):
                 answer(S.TIMEOUT)
             with m.Else():
-                m.d.sync += timer.eq(timer + 1)
+                m.d.sync += timer.eq(timer - 1)
 
         # the word's address is registered (``words`` holds from FETCH on, so it is right by ISSUE), and so is a
         # CSR read's ARVALID (set in TAKE): the CSR block's read select starts from registers
@@ -126,7 +131,7 @@ class HostBridge(wiring.Component):
             with m.State("HUNT"):
                 with m.If(got & (byte == hl.REQUEST_SYNC)):
                     m.d.sync += [hdr_bits.eq(hl.REQUEST_SYNC), count.eq(1),
-                                 crc.eq(hl.crc8_byte(Const(0, 8), byte)), timer.eq(0)]
+                                 crc.eq(hl.crc8_byte(Const(0, 8), byte)), restart()]
                     m.next = "HEADER"
             with m.State("HEADER"):
                 tick_timeout()
@@ -142,7 +147,7 @@ class HostBridge(wiring.Component):
                         with m.Else():
                             m.next = "CHECK"
             with m.State("CHECK"):
-                m.d.sync += [pending.eq(check), words.eq(0), count.eq(0), crc.eq(0), timer.eq(0)]
+                m.d.sync += [pending.eq(check), words.eq(0), count.eq(0), crc.eq(0), restart()]
                 with m.If(is_write & (length != 0)):
                     m.next = "DATA"
                 with m.Elif(check != S.OK):
