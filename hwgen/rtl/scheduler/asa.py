@@ -811,22 +811,25 @@ class Asa(AsaTiming, wiring.Component):
         # select and an add in front of every predicate's compare were the scheduler's slowest path. A row's
         # picks are distinct columns and its first pick comes gate_cols steps after the last of the row
         # before, so stage 2's capacity check never misses a count still in flight.
-        taken_n = [Signal(16, name=f"gate_taken{j}") for j in range(P)]
+        # each column's room (gate_capacity less its picks so far) and whether it has any, a register of its own:
+        # the capacity check is one bit picked by the column, not a count's compare in front of the predicates
+        room = [Signal(16, name=f"gate_room{j}") for j in range(P)]
+        has_room = Signal(P)
         s2_pick, s2_col, s2_topk = Signal(), Signal(8), Signal(32)
         s2_thr, s2_bit_thr = Signal(), Signal(9)
         m.d.sync += [s2_pick.eq(step_b & tvl[0] & (tc[0] < P)), s2_col.eq(tc[0]), s2_topk.eq(g_base + tb[0] + c_ti),
                      s2_thr.eq(a_step & (g_op == GateOp.THRESHOLD) & (value > g_thr)), s2_bit_thr.eq(g_base + a_c)]
         apply = Signal()
-        m.d.comb += apply.eq(s2_pick & (A(taken_n)[s2_col[:ceil_log2(P)]] < g_cap))
+        m.d.comb += apply.eq(s2_pick & has_room.bit_select(s2_col[:ceil_log2(P)], 1))
         # the block to clear, registered in the first cycle of processing and cleared in the second
         clear, block_end = Signal(), Signal(32)
         m.d.sync += [clear.eq(start_proc),
                      block_end.eq(g_base + Mux(g_op == GateOp.TOPK, g_cols * g_tiles, g_cols))]
         with m.If(start_proc):
-            m.d.sync += [t.eq(0) for t in taken_n]
+            m.d.sync += [*(r.eq(g_cap) for r in room), has_room.eq(Mux(g_cap != 0, (1 << P) - 1, 0))]
         for j in range(P):
             with m.If(apply & (s2_col == j)):
-                m.d.sync += taken_n[j].eq(taken_n[j] + 1)
+                m.d.sync += [room[j].eq(room[j] - 1), has_room[j].eq(room[j] != 1)]
         for q in range(P):
             with m.If(clear & (q >= g_base) & (q < block_end)):
                 m.d.sync += preds[q].eq(0)
