@@ -277,10 +277,14 @@ class DsaEngine(EngineTiming, wiring.Component):
                          nbj.eq(lay.blocks(head.n)), last_col_block.eq(lay.blocks(head.n) - 1),
                          diagonal0.eq(head.n - head.m), diagonal1.eq(head.n - head.m + 1)]
         m.d.sync += prep.eq(start)
+        # the first row's "last block is block 0" tests both candidates for 0 beside the compare that picks one,
+        # not the picked value after it
+        diagonal0_block = lay.diagonal_block(diagonal0)
+        first_is_diagonal = task.causal & (diagonal0_block < last_col_block)
         with m.If(prep):
             m.d.sync += [nw.eq(lay.words(kept)), blocks_left.eq(last_block_of(diagonal0)),
-                         at_last_block.eq(last_block_of(diagonal0) == 0), next_last_block.eq(last_block_of(diagonal1)),
-                         far_diagonal.eq(diagonal1 + 1)]
+                         at_last_block.eq(Mux(first_is_diagonal, diagonal0_block == 0, last_col_block == 0)),
+                         next_last_block.eq(last_block_of(diagonal1)), far_diagonal.eq(diagonal1 + 1)]
 
         # counters (the units' gated lanes are summed into a register first, then counted)
         gated_now = Signal(range(R * cfg.engine.lanes + 1))

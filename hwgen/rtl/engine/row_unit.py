@@ -144,7 +144,10 @@ class RowUnit(RowUnitTiming, wiring.Component):
         # detect: which elements of the word count
         line = self.a_port.data
         vals = data.ArrayLayout(signed(8), W)(line)
-        limit = Mux(nm, lay.nm_kept(task.k, task.nm_n_log2, task.nm_m_log2), task.k)
+        # the row's element count, registered from the task (it holds the task from the cycle after its start,
+        # and the first job comes a cycle after that): no add and shift in front of the job's range
+        limit = Signal(len(hi_rem), name="limit")
+        m.d.sync += limit.eq(Mux(nm, lay.nm_kept(task.k, task.nm_n_log2, task.nm_m_log2), task.k))
         marks = Signal(W)
         mask_word = line.word_select(d.slot, W)
         # |v| >= t as two compares side by side (v >= t or v <= -t; -t registered), not a negation then a compare
