@@ -10,6 +10,7 @@ from golden.executor import run as golden_run
 from golden.generators import dags as dw
 from hwgen.compiler.dag import compile_workload
 from hwgen.spec import config
+from hwgen.spec.csr_map import BYTE_COUNTERS
 from sim.model.chip import ChipModel
 from sim.verify import DAG_CYCLE_TOLERANCE
 
@@ -97,6 +98,7 @@ def test_chip_rtl_equals_golden_and_sim(rtl_programs, policy, stall):
     from sim.rtl.runner import run_chip_batch
     programs = [p for _, p in rtl_programs] if stall == 0.0 else [rtl_programs[1][1], rtl_programs[2][1]]
     results = run_chip_batch(TINY, programs, stall=stall, seed=7, policy=policy)
+    compared = 0
     for p, rtl in zip(programs, results, strict=True):
         g = golden_run(TINY.numeric(), p)
         sim = ChipModel(TINY).run(p, policy=policy, start_cycle=rtl.stats["start_cycle"])
@@ -108,10 +110,18 @@ def test_chip_rtl_equals_golden_and_sim(rtl_programs, policy, stall):
         assert sorted(rtl.stats["skipped_tasks"]) == sorted(skips)
         assert rtl.stats["predicates"] == sim.stats["predicates"]
         assert rtl.stats["error"] == 0 and rtl.stats["dma_error"] == 0 and rtl.stats["page_fault"] == 0
+        # the counters the host reads: the same elements whatever the schedule, and the same bytes above the L3 and
+        # on the HBM ports where every task ran on the engine the simulator ran it on (the TLB walks and what the
+        # L3 holds and evicts follow the schedule)
+        same_schedule = stall == 0.0 and rtl.stats["task_engine"] == sim.stats["task_engine"]
+        compared += same_schedule
+        counted = ["lane_macs", "gated_macs", *(BYTE_COUNTERS[:4] if same_schedule else ())]
+        assert {k: rtl.stats[k] for k in counted} == {k: sim.stats[k] for k in counted}
         if stall == 0.0:
             assert abs(sim.cycles - rtl.cycles) <= DAG_CYCLE_TOLERANCE * rtl.cycles, (sim.cycles, rtl.cycles)
         else:
             assert rtl.cycles > sim.cycles
+    assert compared >= (len(programs) // 2 if stall == 0.0 else 0), "the byte counters were compared too rarely"
 
 
 def _rates(stats, path=""):

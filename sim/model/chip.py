@@ -214,15 +214,20 @@ class ChipModel:
         lookups = stats.get("tlb_hits", 0) + stats.get("tlb_misses", 0)
         stats["tlb_hit_rate"] = stats.get("tlb_hits", 0) / lookups if lookups else 0.0
         stats["arbiter_waits"] = run.mem.waits
-        stats["hbm"] = run.hbm.stats
-        if cfg.l3.enabled:
+        if cfg.l3.enabled:              # first: reading the L3's stats drains the writes it holds, some to HBM
             stats["l3"] = run.ports.stats
+        stats["hbm"] = run.hbm.stats
         stats["start_cycle"] = run.S
         stats["load_cycles"] = run.loaded - run.S
         stats["predicates"] = [run.preds[i] for i in range(program.params.get("predicate_bits", 0))]
         stats["policy"] = run.policy
         stats["engines"] = len(run.engines)
         stats["lane_macs"] = stats.get("elems", 0) * cfg.engine.lanes
+        # the chip's byte counters (csr_map.BYTE_COUNTERS): bytes moved above the L3 (the arbiter's bus) and on the
+        # HBM ports; without the L3 both are the HBM ports'
+        above = stats["l3"] if cfg.l3.enabled else stats["hbm"]
+        stats.update(l3_read_bytes=above["bytes_read"], l3_write_bytes=above["bytes_written"],
+                     hbm_read_bytes=stats["hbm"]["bytes_read"], hbm_write_bytes=stats["hbm"]["bytes_written"])
         stats["energy"] = energy_report(cfg, stats)
         stats["wall_s"] = time.perf_counter() - wall
         return Result(outputs=result, cycles=done - run.S, stats=stats)

@@ -196,9 +196,9 @@ class EngineModel:
             if outputs else {}
         stats = core.stats
         stats["fragmentation"] = program.fragmentation
-        stats["hbm"] = hbm.stats
-        if cfg.l3.enabled:
+        if cfg.l3.enabled:              # first: reading the L3's stats drains the writes it holds, some to HBM
             stats["l3"] = ports.stats
+        stats["hbm"] = hbm.stats
         stats["start_cycle"] = start
         stats["task_issue"] = [c - start for c in stats["task_issue"]]   # counted from the first task offered
         stats["energy"] = energy_report(cfg, stats)
