@@ -51,6 +51,18 @@ def test_prune_keeps_the_latest_complete_iteration(tmp_path):
                                                               "congestion_by_coordinate", "congestion_by_net")])
 
 
+def test_a_new_run_starts_without_an_earlier_runs_heatmaps(tmp_path):
+    """A build again in the same folder: the first run's iteration 118 must not hide the second's iteration 67
+    (prune kept the old map, deleted the new ones, and the summary of a congested seed said no map was written)."""
+    _write(tmp_path, 118, "")
+    (tmp_path / "other_heat_congestion_by_net_1.csv").write_text(NETS)      # another seed's: left alone
+    congestion.clear(tmp_path, "run_heat")
+    _write(tmp_path, 67, NETS)
+    congestion.prune(tmp_path, "run_heat")
+    assert congestion.summary(tmp_path, "run_heat").iteration == 67
+    assert (tmp_path / "other_heat_congestion_by_net_1.csv").exists()
+
+
 def test_progress_reads_the_last_iteration():
     log = ("Info: Running main router loop...\n"
            "Info:     iter=1 wires=738207 overused=59913 overuse=73460 archfail=NA\n"

@@ -48,6 +48,13 @@ def prune(folder: Path, prefix: str) -> None:
             path.unlink(missing_ok=True)
 
 
+def clear(folder: Path, prefix: str) -> None:
+    """Remove a run's heatmaps before it starts: an earlier run's (a build again in the same folder) would look
+    later than the new run's first iterations, so ``prune`` would keep them and delete the new ones."""
+    for path in Path(folder).glob(f"{prefix}_*_*.csv"):
+        path.unlink(missing_ok=True)
+
+
 def _iteration_of(path: Path) -> int:
     tail = path.stem.rsplit("_", 1)[1]
     return int(tail) if tail.isdigit() else -1

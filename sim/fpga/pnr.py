@@ -87,6 +87,7 @@ def place_and_route(folder: Path, netlist: str, part: str = "LFE5U-85F", *, mhz:
     args += ["--textcfg", textcfg] if textcfg else []
     heat = f"{stem}_heat"
     args += ["--router2-heatmap", heat] if router == "router2" else []
+    congestion.clear(folder, heat)
     t0 = time.perf_counter()
     console = folder / f"{stem}.out"         # what nextpnr prints besides its log (a file: a pipe could fill up)
     with console.open("w") as sink:
