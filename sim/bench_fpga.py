@@ -16,7 +16,7 @@ from golden.generators.operands import random_operands
 from hwgen.compiler.tiling import compile_matmul_hbm
 from hwgen.spec import config
 from sim.backends import default_build_root
-from sim.fpga.board import seed_line
+from sim.fpga.board import bitstream_timing, seed_line
 from sim.fpga.parts import BOARDS, KINDS, PARTS
 from sim.fpga.resource_model import DATA, ResourceModel
 from sim.model.engine import EngineModel
@@ -80,9 +80,7 @@ class FpgaBench:
         if median:
             return median, "the median FMAX"
         # most seeds did not route: the kernels are timed at the clock the bitstream's seed meets
-        best = next((run["fmax_mhz"][clock] for run in build_record["seeds"]
-                     if run["routed"] and run["seed"] == build_record.get("bitstream_seed")), None)
-        return (best, f"the FMAX of seed {build_record['bitstream_seed']}, the bitstream's") if best else None
+        return bitstream_timing(build_record)[0], f"the FMAX of seed {build_record['bitstream_seed']}, the bitstream's"
 
     def sparse_in_time(self, fmax: tuple[float, str] | None) -> bool:
         cfg = config.load("ulx3s")

@@ -38,12 +38,12 @@ def with_clock(cfg: HwConfig, mhz: float | None) -> HwConfig:
     return cfg
 
 
-def timing_clean(record: dict) -> bool:
-    """Whether the bitstream's seed meets the clock its PLL makes (the constraint nextpnr timed it against): one
-    that does not may fail on a board."""
+def bitstream_timing(record: dict) -> tuple[float, float]:
+    """The FMAX of the bitstream's seed and the clock its PLL makes (the constraint nextpnr timed it against): a
+    bitstream whose FMAX is below its clock may fail on a board."""
     clock = record["chip_clock"]
     seed = next(run for run in record["seeds"] if run["routed"] and run["seed"] == record["bitstream_seed"])
-    return seed["fmax_mhz"][clock] >= seed["constraint_mhz"][clock]
+    return seed["fmax_mhz"][clock], seed["constraint_mhz"][clock]
 
 
 def _platform_and_top(cfg: HwConfig):
