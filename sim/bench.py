@@ -327,7 +327,7 @@ class MemoryBench:
 
     def l3(self) -> None:
         cfg = self.bench.cfg
-        one = config.HwConfig(**{**cfg.model_dump(), "memory": {**cfg.memory.model_dump(), "outstanding": 1}})
+        one = config.changed(cfg, {"memory": {"outstanding": 1}})
         loaded, alone = amat_bench(cfg), amat_bench(one)
         t = self.bench.table(f"10. L3 ({cfg.l3.bytes >> 20} MiB, {cfg.l3.ways} ways, {cfg.l3.mshrs} MSHRs, hit "
                              f"{cfg.l3.hit_cycles} cycles) on {cfg.build_name}: AMAT per 1 KiB burst with and "

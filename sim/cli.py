@@ -190,8 +190,7 @@ def _check_device(device: str) -> None:
 def _load_config(name: str, policy: Policy | None = None) -> hwconfig.HwConfig:
     cfg = hwconfig.load(name)
     if policy is not None:
-        cfg = hwconfig.from_dict({**cfg.model_dump(), "scheduler": {**cfg.scheduler.model_dump(),
-                                                                    "policy": policy.value}})
+        cfg = hwconfig.changed(cfg, {"scheduler": {"policy": policy.value}})
     hwconfig.check_memory_side(cfg)     # what the memory side cannot build: refused before any work
     return cfg
 
@@ -771,19 +770,19 @@ def build(board: str = typer.Option(..., "--board", help="ulx3s"),
                                              "congested modules")):
     """Synthesize, place and route CONFIG on BOARD and pack its bitstream: prints FMAX per seed, resources against
     the part and the worst path; writes build.json beside the bitstream."""
-    from sim.fpga.board import BUILDABLE, bitstream_timing, seed_line, with_clock
+    from sim.fpga.board import BOARD_CLOCK_MARGIN, BUILDABLE, bitstream_timing, seed_line, with_clock
     from sim.fpga.board import build as board_build
     if board not in BUILDABLE:
         raise BadInput(f"--board: {board!r} is not allowed (allowed: {', '.join(BUILDABLE)})")
     cfg = _load_config(config or board)
+    if cfg.board.target != board:
+        raise BadInput(f"--config: {cfg.name} is sized for board.target {cfg.board.target!r}, not {board!r} (allowed: "
+                       f"a config with board.target: {board}, e.g. the {board} preset)")
     try:
         cfg = with_clock(cfg, mhz)
     except ValueError as e:           # a ConfigError (clock.mhz out of its range) or one the PLL cannot make
         lines = e.problems if isinstance(e, hwconfig.ConfigError) else [str(e)]
         raise BadInput(*(f"--mhz: {line}" if mhz is not None else line for line in lines)) from None
-    if cfg.board.target != board:
-        raise BadInput(f"--config: {cfg.name} is sized for board.target {cfg.board.target!r}, not {board!r} (allowed: "
-                       f"a config with board.target: {board}, e.g. the {board} preset)")
     seed_list = _seeds(seeds)
     _check_ranges(jobs=(jobs, 1, 64), timeout=(timeout, 1, 24 * 60))
     target = _writable_folder(out_dir, "--out")
@@ -816,7 +815,7 @@ def build(board: str = typer.Option(..., "--board", help="ulx3s"),
     if fmax < pll:
         out.print(f"warning: the bitstream (seed {record['bitstream_seed']}) meets {fmax:.1f} MHz, below the {pll:g} "
                   f"MHz its PLL makes: it may fail on the board. For a board, build at a clock it meets: "
-                  f"dsa fpga build --board {board} --mhz {int(fmax * 0.9)}", markup=False)
+                  f"dsa fpga build --board {board} --mhz {int(fmax * BOARD_CLOCK_MARGIN)}", markup=False)
 
 
 @fpga_app.command()

@@ -542,6 +542,12 @@ def _merge(base: dict[str, Any], diff: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def changed(cfg: HwConfig, diff: dict[str, Any]) -> HwConfig:
+    """``cfg`` with the fields of ``diff`` (nested by section, e.g. ``{"clock": {"mhz": 50}}``) changed, validated
+    again: a bad value raises ``ConfigError`` naming the field."""
+    return from_dict(_merge(cfg.model_dump(), diff))
+
+
 def preset_names() -> list[str]:
     return sorted(p.name.removesuffix(".yaml")
                   for p in resources.files(__package__).joinpath(PRESET_DIR).iterdir() if p.name.endswith(".yaml"))

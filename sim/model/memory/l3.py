@@ -115,7 +115,7 @@ import time
 from collections import deque
 from typing import Any
 
-from hwgen.spec.config import HwConfig, from_dict
+from hwgen.spec.config import HwConfig, changed
 from hwgen.spec.l3 import LFSR_POLY, LFSR_SEED, MIN_HIT_CYCLES, L3Timing
 from sim.model.memory.axi_port import KINDS, MAX_BEATS, HbmPorts, ResponseChannel
 from sim.model.memory.axi_port import controller_cycles as controller_cycles
@@ -753,9 +753,7 @@ def amat_bench(cfg: HwConfig) -> dict[str, dict[str, float]]:
     amat_hbm - 1)`` (negative: the cache saves latency), ``amat_reduction = 1 - amat_l3 / amat_hbm``,
     ``hit_rate`` / ``read_hit_rate``, the cache's stalls, ``bytes``, ``requests``, ``cycles_*`` (last
     completion) and ``wall_s``."""
-    data = cfg.model_dump()
-    data["l3"] = {**data["l3"], "enabled": True}
-    with_l3 = from_dict(data)
+    with_l3 = changed(cfg, {"l3": {"enabled": True}})
     out = {}
     for name, trace in bench_traces(cfg).items():
         wall = time.perf_counter()
