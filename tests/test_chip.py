@@ -18,9 +18,17 @@ TINY = config.load("tiny")
 POLICIES = ("in_order", "static_list", "adaptive")
 
 
+def _sgc(seed: int, threshold: int = 20):
+    """SGC over a power-law graph: its hops read a CSR adjacency (a DAG kernel with an A format)."""
+    from golden.generators.graphs import graph, normalized_adjacency, sgc
+    adjacency = normalized_adjacency(graph("powerlaw_cluster", 48, seed=seed))
+    return sgc(adjacency, feature_dim=16, classes=8, threshold=threshold, seed=seed)
+
+
 def _workloads(seed: int):
     return [dw.multimodal(seed), dw.mha_gating(seed), dw.moe(seed), dw.moe(seed, experts=4, capacity_factor=0.5),
-            *(dw.random_dag(seed, kernels=8, shape=s) for s in ("chains", "fan_in", "fan_out", "diamonds", "mixed"))]
+            *(dw.random_dag(seed, kernels=8, shape=s) for s in ("chains", "fan_in", "fan_out", "diamonds", "mixed")),
+            _sgc(seed)]
 
 
 def _golden_skips(program, golden):
@@ -88,7 +96,7 @@ def test_single_engine_programs_are_refused_by_the_chip_model():
 
 @pytest.fixture(scope="module")
 def rtl_programs():
-    ws = [dw.multimodal(0), dw.mha_gating(0), dw.moe(0), dw.random_dag(0, kernels=6, shape="diamonds")]
+    ws = [dw.multimodal(0), dw.mha_gating(0), dw.moe(0), dw.random_dag(0, kernels=6, shape="diamonds"), _sgc(0)]
     return [(w, compile_workload(TINY, w)) for w in ws]
 
 

@@ -99,7 +99,7 @@ def compile_workload(cfg: HwConfig, w: Workload, page_seed: int | None = None) -
         blobs[name] = _rows_padded(t, lay.words(t.shape[1]) * W).tobytes()   # B's image == A's padded rows
     for k in w.order():
         (m, kk), (_, n) = shapes[k.a][0], shapes[k.b][0]
-        stored = _as_format(w.tensors[k.a], k.a_format, DEFAULT_NM) if k.a_format != "dense" else None
+        stored = _as_format(w.tensors[k.a], k.a_format, DEFAULT_NM)[0] if k.a_format != "dense" else None
         b_lines = kk * lay.b_row_lines(n)
         rq = _requant_table(cfg, k.requant, n) if k.requant else None
         rq_lines = 0
@@ -133,7 +133,7 @@ def compile_workload(cfg: HwConfig, w: Workload, page_seed: int | None = None) -
                 fields, used, img = _encode_tile(cfg, stored, k.a_format, slice(i, i1), kk, b_lines, limit)
                 blobs[f"{k.name}.A{t}"] = img.lines[b_lines:b_lines + used].tobytes()
             else:                                 # rows of A's padded image
-                fields, used = dict(a_format=isa.AFormat.DENSE, a_addr=b_lines), (i1 - i) * lay.words(kk)
+                fields, used = dict(a_addr=b_lines), (i1 - i) * lay.words(kk)
             tiles.append((i, i1, fields, used))
         # int32 output lines are stored in whole AXI beats: the last tile's STORE may write up to a beat's worth
         # of lines past the tensor (the output buffer's next lines), so the tensor is padded to a whole beat
@@ -167,8 +167,8 @@ def compile_workload(cfg: HwConfig, w: Workload, page_seed: int | None = None) -
             else:
                 a_hbm, nnz = where[k.a].vaddr + i0 * lay.words(kk) * W, r * kk
             descs.append(isa.pack(**load, hbm_addr=a_hbm, a_addr=a_first, lines=used, stream=1))
-            compute = dict(opcode=opcode, **fields, m=r, k=kk, n=n, threshold=threshold, b_addr=0, c_addr=0,
-                           wait=WAIT_LOAD)
+            compute = dict(opcode=opcode, a_format=isa.AFormat[k.a_format.upper()], **fields, m=r, k=kk, n=n,
+                           threshold=threshold, b_addr=0, c_addr=0, wait=WAIT_LOAD)
             loaded = kk * lay.b_row_lines(n) + used
             if rq:
                 rq_addr = a_first + used

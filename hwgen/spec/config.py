@@ -512,7 +512,7 @@ def _path_to(loader: _StrictLoader, target: yaml.MappingNode, key: Any) -> str:
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
 
 
-def _load_yaml(text: str, origin: str) -> dict[str, Any]:
+def read_yaml(text: str, origin: str) -> dict[str, Any]:
     loader = _StrictLoader(text)
     loader.name = origin
     try:
@@ -532,11 +532,11 @@ def _load_yaml(text: str, origin: str) -> dict[str, Any]:
     return data
 
 
-def _merge(base: dict[str, Any], diff: dict[str, Any]) -> dict[str, Any]:
+def merge(base: dict[str, Any], diff: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in diff.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = merge(out[key], value)
         else:
             out[key] = value
     return out
@@ -545,7 +545,7 @@ def _merge(base: dict[str, Any], diff: dict[str, Any]) -> dict[str, Any]:
 def changed(cfg: HwConfig, diff: dict[str, Any]) -> HwConfig:
     """``cfg`` with the fields of ``diff`` (nested by section, e.g. ``{"clock": {"mhz": 50}}``) changed, validated
     again: a bad value raises ``ConfigError`` naming the field."""
-    return from_dict(_merge(cfg.model_dump(), diff))
+    return from_dict(merge(cfg.model_dump(), diff))
 
 
 def preset_names() -> list[str]:
@@ -563,7 +563,7 @@ def _resolve(data: dict[str, Any], origin: str, depth: int = 0) -> dict[str, Any
     if base_name not in preset_names():
         raise ConfigError([f"base: {base_name!r} is not a preset (allowed: {', '.join(preset_names())})"])
     text = resources.files(__package__).joinpath(PRESET_DIR, f"{base_name}.yaml").read_text()
-    return _merge(_resolve(_load_yaml(text, base_name), base_name, depth + 1), data)
+    return merge(_resolve(read_yaml(text, base_name), base_name, depth + 1), data)
 
 
 def load(name_or_path: str | Path) -> HwConfig:
@@ -575,7 +575,7 @@ def load(name_or_path: str | Path) -> HwConfig:
         if not path.is_file():
             raise ConfigError([f"config: {str(path)!r} is not a file"])
         try:
-            data = _load_yaml(path.read_text(), str(path))
+            data = read_yaml(path.read_text(), str(path))
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError([f"config: cannot read {str(path)!r} ({getattr(e, 'strerror', None) or e})"]) from None
         if not data:

@@ -353,14 +353,14 @@ def from_dict(data: Any, folder: Path = Path(".")) -> Workload:
 def load(path: str | Path) -> Workload:
     """A workload from a YAML file (duplicate keys refused, as in configs); every error is a WorkloadError that
     names the file and the key."""
-    from hwgen.spec.config import ConfigError, _load_yaml
+    from hwgen.spec.config import ConfigError, read_yaml
     path = Path(path)
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as e:
         raise WorkloadError(f"{path}: cannot read the workload file ({getattr(e, 'strerror', None) or e})") from None
     try:
-        data = _load_yaml(text, str(path))
+        data = read_yaml(text, str(path))
     except ConfigError as e:
         raise WorkloadError("; ".join(e.problems)) from None
     if not data:
