@@ -29,6 +29,7 @@ from sim.board.driver import BoardError
 from sim.console import Stages, crash_log, err, error_lines, out
 from sim.fpga.pnr import SEED_TIMEOUT_S
 from sim.rtl.errors import RtlError, ToolchainError
+from sim.sweep.spec import SweepError
 
 EXIT_HELP = ("Exit codes: 0 ok; 1 a mismatch or lint finding; 2 bad input (one line per problem); 3 a missing "
              "toolchain, a failed build or simulation, a failed board link, or an internal error (the message names "
@@ -82,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (OperandError, WorkloadError) as e:
         error_lines([str(e)])
+        return 2
+    except SweepError as e:
+        error_lines(e.problems)
         return 2
     except (ToolchainError, RtlError) as e:
         error_lines([str(e)])
@@ -556,6 +560,49 @@ def _compare_workload(cfg, path: Path, build_root: str | None) -> None:
               markup=False)
     if not row.ok:
         raise typer.Exit(1)
+
+
+SweepBackend = Enum("SweepBackend", {b: b for b in ("local", "ray")}, type=str)
+
+
+@app.command()
+def sweep(sweep_file: Path = typer.Argument(..., help="a sweep YAML file (see sweeps/ and docs/sweeps.md)"),
+          out_dir: str | None = typer.Option(None, "--out", help="results folder (default: results/sweeps/<name>); "
+                                             "a folder of the same sweep is resumed"),
+          jobs: int | None = typer.Option(None, "--jobs", min=1, max=1024, help="points run at once (default: every "
+                                          "core here, every CPU of a Ray cluster)"),
+          backend: SweepBackend = typer.Option(SweepBackend.local, "--backend", help="local: a process pool here; "
+                                               "ray: tasks on a Ray cluster (--address)"),
+          address: str | None = typer.Option(None, "--address", help="Ray head HOST:PORT (default: auto, a cluster "
+                                             "started with `ray start`)")):
+    """Run a design-space sweep on the cycle model: every point's config, each workload compiled and run, its
+    metrics; stored as each point finishes (OUT/study.journal, an Optuna journal), so a killed sweep started again
+    loses nothing; then OUT/points.csv and OUT/points.parquet with the Pareto set marked, and the Pareto points'
+    configs in OUT/configs/ (dsa generate --config takes them)."""
+    from sim.sweep import runner
+    from sim.sweep.display import SweepProgress, pareto_table
+    from sim.sweep.spec import load as load_sweep
+    if address is not None and backend != SweepBackend.ray:
+        raise BadInput(f"--address: {address!r} is not allowed with --backend {backend.value} (allowed: with "
+                       "--backend ray)")
+    plan = load_sweep(sweep_file)
+    folder = _writable_folder(out_dir or Path("results") / "sweeps" / plan.name, "--out")
+    show = SweepProgress(err, plan.name)
+    with show.shown():
+        summary = runner.run(plan, folder, jobs=jobs, backend=backend.value, address=address, progress=show)
+    c = summary.counts
+    out.print(f"{plan.name}: {summary.total} points ({summary.skipped} finished before), ran {sum(c.values())}: "
+              f"{c['ok']} ok, {c['invalid']} invalid, {c['error']} errors; {show.points_per_hour:,.0f} points/h "
+              f"-> {folder}/", markup=False)
+    if any(r.get("pareto") for r in summary.rows):
+        out.print(pareto_table(summary.rows, plan.objectives))
+    if summary.errors:
+        log = folder / "errors.log"
+        log.write_text("".join(f"point {r['point']}: {r['error']}\n{r.get('traceback', '')}\n"
+                               for r in summary.errors))
+        error_lines([f"{len(summary.errors)} point(s) failed inside the model (tracebacks in {log}; the other "
+                     "points are stored)"])
+        raise typer.Exit(3)
 
 
 @app.command()

@@ -1,0 +1,74 @@
+"""How a sweep shows itself: a progress bar with the rate and the time left (one log line per tenth when the output
+is not a terminal), then a summary and the Pareto set."""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from sim.sweep.metrics import METRICS
+
+
+class SweepProgress:
+    def __init__(self, console: Console, name: str):
+        self.console, self.name = console, name
+        self.counts = {"ok": 0, "invalid": 0, "error": 0}
+        self.t0, self.first, self.last_tenth = time.perf_counter(), None, -1
+        self._progress = self._task = None
+
+    def __call__(self, done: int, total: int, record: dict[str, Any] | None) -> None:
+        if record is not None:
+            self.counts[record["status"]] += 1
+        elif self.first is None:
+            self.first = done      # finished before this run: not part of the rate
+        ran = sum(self.counts.values())
+        rate = ran / (time.perf_counter() - self.t0) * 3600 if ran else 0.0
+        counts = f"{self.counts['invalid']} invalid, {self.counts['error']} errors, {rate:,.0f} points/h"
+        if self._progress is not None:
+            if self._task is None:
+                self._task = self._progress.add_task(self.name, total=total, completed=done, counts=counts)
+            self._progress.update(self._task, completed=done, total=total, counts=counts)
+        elif total and (tenth := 10 * done // total) != self.last_tenth:
+            self.last_tenth = tenth
+            self.console.print(f"... {self.name}: {done}/{total} points ({counts})", markup=False, soft_wrap=True)
+
+    @contextmanager
+    def shown(self):
+        if self.console.is_terminal:
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TextColumn("{task.fields[counts]}"), TimeElapsedColumn(), TextColumn("left"),
+                                      TimeRemainingColumn(), console=self.console)
+            with self._progress:
+                yield self
+            self._progress = None
+        else:
+            yield self
+
+    @property
+    def points_per_hour(self) -> float:
+        ran = sum(self.counts.values())
+        return ran / (time.perf_counter() - self.t0) * 3600 if ran else 0.0
+
+
+def pareto_table(rows: list[dict[str, Any]], objectives: list[str], limit: int = 12) -> Table:
+    """The Pareto set: its points' axes, objectives and config digests (``dsa generate --config`` takes them
+    back through the folder's ``configs/``)."""
+    best = [r for r in rows if r.get("pareto")]
+    best.sort(key=lambda r: r[f"metric.{objectives[0]}"])
+    axes = [k for k in (best[0] if best else {}) if k.startswith("axis.")]
+    table = Table(title=f"Pareto set: {len(best)} of {len(rows)} points" + (f" (first {limit})" if len(best) > limit
+                                                                             else ""))
+    for col in ["trial", *(a.removeprefix("axis.") for a in axes),
+                *(f"{o} ({METRICS[o].unit})" for o in objectives), "config"]:
+        table.add_column(col)
+    for r in best[:limit]:
+        table.add_row(str(r["trial"]), *(str(r[a]) for a in axes), *(f"{r[f'metric.{o}']:.4g}" for o in objectives),
+                      str(r["config_digest"]))
+    return table
+
+
+__all__ = ["SweepProgress", "pareto_table"]
