@@ -574,7 +574,10 @@ def sweep(sweep_file: Path = typer.Argument(..., help="a sweep YAML file (see sw
           backend: SweepBackend = typer.Option(SweepBackend.local, "--backend", help="local: a process pool here; "
                                                "ray: tasks on a Ray cluster (--address)"),
           address: str | None = typer.Option(None, "--address", help="Ray head HOST:PORT (default: auto, a cluster "
-                                             "started with `ray start`)")):
+                                             "started with `ray start`)"),
+          verify_top: int = typer.Option(0, "--verify-top", min=0, max=64, help="then run the K best Pareto points "
+                                         "on Verilator and report their cycle difference (OUT/verify.json)"),
+          build_root: str | None = typer.Option(None, "--build-root", help=BUILD_ROOT_HELP)):
     """Run a design-space sweep on the cycle model: every point's config, each workload compiled and run, its
     metrics; stored as each point finishes (OUT/study.journal, an Optuna journal), so a killed sweep started again
     loses nothing; then OUT/points.csv and OUT/points.parquet with the Pareto set marked, and the Pareto points'
@@ -587,6 +590,7 @@ def sweep(sweep_file: Path = typer.Argument(..., help="a sweep YAML file (see sw
                        "--backend ray)")
     plan = load_sweep(sweep_file)
     folder = _writable_folder(out_dir or Path("results") / "sweeps" / plan.name, "--out")
+    root = _writable_folder(_root_of(build_root), "--build-root") if verify_top else None
     show = SweepProgress(err, plan.name)
     with show.shown():
         summary = runner.run(plan, folder, jobs=jobs, backend=backend.value, address=address, progress=show)
@@ -603,6 +607,51 @@ def sweep(sweep_file: Path = typer.Argument(..., help="a sweep YAML file (see sw
         error_lines([f"{len(summary.errors)} point(s) failed inside the model (tracebacks in {log}; the other "
                      "points are stored)"])
         raise typer.Exit(3)
+    if verify_top:
+        _verify_sweep(plan, folder, verify_top, root)
+
+
+def _verify_sweep(plan, folder: Path, k: int, root: Path) -> None:
+    from sim.sweep.verify_top import verify_top
+    with Stages().shown() as stage:
+        checked = verify_top(plan, folder, k, root, stage)
+    if not checked:
+        err.print(f"warning: --verify-top {k}: the sweep has no feasible Pareto point, nothing to run on Verilator",
+                  markup=False, soft_wrap=True)
+        return
+    points = len({v["trial"] for v in checked})
+    table = Table(title=f"the {points} best Pareto point(s) on Verilator (of --verify-top {k})")
+    for col in ("trial", "config", "workload", "sim cycles", "RTL cycles", "difference", "outputs"):
+        table.add_column(col)
+    for v in checked:
+        table.add_row(str(v["trial"]), v["config_digest"], v["workload"], str(v["sim_cycles"]), str(v["rtl_cycles"]),
+                      f"{v['difference']:+.2%}", _mark(v["outputs_equal"]))
+    out.print(table)
+    if not all(v["outputs_equal"] for v in checked):
+        error_lines([f"RTL outputs differ from the golden model's (see {folder / 'verify.json'})"])
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(sweep_dir: Path = typer.Argument(..., help="a sweep's results folder (dsa sweep --out)"),
+           axis: str | None = typer.Option(None, "--axis", help="the axis to plot speedup and energy against "
+                                           "(default: the sweep's first)")):
+    """Write SWEEP_DIR/report.md and SWEEP_DIR/report.html: the Pareto set with its config files, the Verilator check
+    of its best points (dsa sweep --verify-top), and plots in SWEEP_DIR/plots/ (Pareto fronts, hypervolume over the
+    sweep, speedup and energy against an axis, a roofline per workload)."""
+    from sim.sweep import report as sweep_report
+    from sim.sweep.store import JOURNAL, META
+    if not (sweep_dir / META).is_file() or not (sweep_dir / JOURNAL).is_file():
+        raise BadInput(f"SWEEP_DIR: {str(sweep_dir)!r} is not a sweep's results folder (allowed: a folder dsa sweep "
+                       f"wrote, holding {META} and {JOURNAL})")
+    axes = json.loads((sweep_dir / META).read_text()).get("axes", [])
+    if axis is not None and axis not in axes:
+        raise BadInput(f"--axis: {axis!r} is not an axis of this sweep (allowed: {', '.join(axes)})")
+    with Stages().shown() as stage:
+        stage(f"plotting {sweep_dir}")
+        files = sweep_report.write(sweep_dir, axis)
+    out.print(f"wrote {files['html']} and {files['md']} ({len(files) - 2} plots in {sweep_dir / 'plots'})",
+              markup=False)
 
 
 @app.command()

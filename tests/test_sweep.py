@@ -279,3 +279,51 @@ def test_a_ray_cluster_on_localhost_runs_the_same_points(tmp_path):
                                                                            r["metric.energy_j"]) for r in rows}
     assert by_point(rows_of(tmp_path / "ray")) == by_point(rows_of(tmp_path / "local"))
     assert json.loads((tmp_path / "ray" / "sweep.json").read_text())["name"] == "small"
+
+
+# ---- the Verilator check of the best points, and the report ----
+
+def test_verify_top_runs_the_best_points_on_verilator_and_the_report_shows_it(tmp_path, build_root):
+    from sim.verify import DAG_CYCLE_TOLERANCE
+    write(tmp_path, GOOD.replace("scheduler.engines: [1, 2]", "scheduler.engines: [2]").replace(
+        "engine.lanes: [8, 16, 32]", "engine.lanes: [4]").replace("constraints: {fits: ulx3s}\n", ""))
+    # ^ the tiny preset itself: its Verilator builds are cached
+    proc = dsa("sweep", "s.yaml", "--out", "out", "--jobs", "1", "--verify-top", "1", "--build-root", str(build_root),
+               cwd=tmp_path, timeout=1200)
+    assert proc.returncode == 0, proc.stderr
+    checked = json.loads((tmp_path / "out" / "verify.json").read_text())["points"]
+    assert {v["workload"] for v in checked} == {"minilm_partscores", "multimodal"}
+    for v in checked:
+        assert v["outputs_equal"] and v["config_digest"] == config.load("tiny").digest()
+        limit = 0 if v["workload"] == "minilm_partscores" else DAG_CYCLE_TOLERANCE   # one engine: exact
+        assert abs(v["difference"]) <= limit, v
+    report = dsa("report", "out", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "## Checked on Verilator (--verify-top)" in md and "| minilm_partscores | " in md
+    assert f"configs/{config.load('tiny').digest()}.yaml" in md
+
+
+def test_the_report_has_its_plots_and_refuses_bad_input(tmp_path):
+    write(tmp_path, TPE.replace("trials: 6", "trials: 8"))
+    assert dsa("sweep", "s.yaml", "--out", "out", "--jobs", "2", cwd=tmp_path).returncode == 0
+    proc = dsa("report", "out", "--axis", "clock.mhz", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    plots = {p.name for p in (tmp_path / "out" / "plots").iterdir()}
+    assert plots == {"pareto_latency_s_energy_j.png", "hypervolume.png", "axis_clock_mhz.png", "roofline.png"}
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert all(f"plots/{p}" in html for p in plots) and "<h2>Pareto set</h2>" in html
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "8 points: 8 ok" in md
+    bad = dsa("report", "out", "--axis", "engine.rows", cwd=tmp_path)
+    assert bad.returncode == 2 and "--axis: 'engine.rows' is not an axis of this sweep (allowed: scheduler.engines, " \
+                                   "engine.lanes, clock.mhz)" in bad.stderr
+    bad = dsa("report", "nowhere", cwd=tmp_path)
+    assert bad.returncode == 2 and "SWEEP_DIR: 'nowhere' is not a sweep's results folder" in bad.stderr
+
+
+def test_hypervolume_of_a_known_front():
+    from sim.sweep.report import hypervolume_2d
+    assert hypervolume_2d([(0.0, 0.0)], (1.0, 1.0)) == 1.0
+    assert hypervolume_2d([(0.5, 0.0), (0.0, 0.5), (0.6, 0.6)], (1.0, 1.0)) == pytest.approx(0.75)
+    assert hypervolume_2d([(2.0, 0.0)], (1.0, 1.0)) == 0.0

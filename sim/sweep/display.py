@@ -54,20 +54,29 @@ class SweepProgress:
         return ran / (time.perf_counter() - self.t0) * 3600 if ran else 0.0
 
 
+def short(value: Any) -> str:
+    """A value for a narrow table: sizes in KiB / MiB, floats to 4 digits."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int) and value >= 1024 and value & (value - 1) == 0:
+        return f"{value >> 20}Mi" if value >= 1 << 20 else f"{value >> 10}Ki"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def pareto_table(rows: list[dict[str, Any]], objectives: list[str], limit: int = 12) -> Table:
-    """The Pareto set: its points' axes, objectives and config digests (``dsa generate --config`` takes them
-    back through the folder's ``configs/``)."""
+    """The Pareto set: its points' axes, objectives and config digests (OUT/configs/<digest>.yaml holds each
+    config, for dsa generate --config)."""
     best = [r for r in rows if r.get("pareto")]
     best.sort(key=lambda r: r[f"metric.{objectives[0]}"])
-    axes = [k for k in (best[0] if best else {}) if k.startswith("axis.")]
-    table = Table(title=f"Pareto set: {len(best)} of {len(rows)} points" + (f" (first {limit})" if len(best) > limit
-                                                                             else ""))
-    for col in ["trial", *(a.removeprefix("axis.") for a in axes),
-                *(f"{o} ({METRICS[o].unit})" for o in objectives), "config"]:
-        table.add_column(col)
+    axes = [k for k in (best[0] if best else {}) if k.startswith("axis.") and len({str(r[k]) for r in rows}) > 1]
+    more = f" (first {limit})" if len(best) > limit else ""
+    table = Table(title=f"Pareto set: {len(best)} of {len(rows)} points{more}")
+    for col in ["trial", *(a.rsplit(".", 1)[-1] for a in axes), *(f"{o} ({METRICS[o].unit})" for o in objectives)]:
+        table.add_column(col, overflow="fold")
+    table.add_column("config", no_wrap=True)
     for r in best[:limit]:
-        table.add_row(str(r["trial"]), *(str(r[a]) for a in axes), *(f"{r[f'metric.{o}']:.4g}" for o in objectives),
-                      str(r["config_digest"]))
+        table.add_row(str(r["trial"]), *(short(r[a]) for a in axes), *(short(float(r[f"metric.{o}"]))
+                                                                        for o in objectives), r["config_digest"])
     return table
 
 

@@ -16,28 +16,40 @@ from hwgen.spec.workload import WorkloadError
 REFUSED = (hwconfig.ConfigError, OperandError, WorkloadError)   # what a design point may legitimately be refused with
 
 
-def run_workload(cfg: hwconfig.HwConfig, entry) -> dict[str, Any]:
-    """Compile one library workload for ``cfg`` and run it on the cycle model: a layer on one engine with its
-    operands in HBM, a DAG on the whole chip."""
+def compile_entry(cfg: hwconfig.HwConfig, entry):
+    """A library workload's program for ``cfg``: a layer for one engine with its operands in HBM (tiled), a DAG for
+    the whole chip. Returns (program, "layer" or "dag")."""
     from golden.generators.library import Layer
     from hwgen.compiler.dag import compile_workload
     from hwgen.compiler.tiling import compile_matmul_hbm
-    from sim.model.chip import ChipModel
-    from sim.model.engine import EngineModel
     item = entry.build()
     if isinstance(item, Layer):
-        program = compile_matmul_hbm(cfg, item.a, item.b, item.kernel, item.a_format, item.threshold, nm=item.nm)
+        return compile_matmul_hbm(cfg, item.a, item.b, item.kernel, item.a_format, item.threshold, nm=item.nm), "layer"
+    return compile_workload(cfg, item), "dag"
+
+
+def run_workload(cfg: hwconfig.HwConfig, entry) -> dict[str, Any]:
+    """Compile one library workload for ``cfg`` and run it on the cycle model (cycles, energy, no outputs)."""
+    from sim.model.chip import ChipModel
+    from sim.model.engine import EngineModel
+    program, kind = compile_entry(cfg, entry)
+    if kind == "layer":
         result = EngineModel(cfg).run(program, outputs=False)
-        macs, kind = program.work()["useful_macs"], "layer"
+        macs = program.work()["useful_macs"]
     else:
-        program = compile_workload(cfg, item)
         result = ChipModel(cfg).run(program, outputs=False)
-        macs, kind = result.stats.get("lane_macs", 0) - result.stats.get("gated_macs", 0), "dag"
+        macs = result.stats.get("lane_macs", 0) - result.stats.get("gated_macs", 0)
+    item = entry.build()
     s = result.stats
-    return {"kind": kind, "cycles": int(result.cycles), "latency_s": result.cycles / (cfg.clock.mhz * 1e6),
+    hz = cfg.clock.mhz * 1e6
+    engines = 1 if kind == "layer" else cfg.scheduler.engines
+    roof_bytes = min(cfg.memory.hbm.peak_gbytes_per_s * 1e9, cfg.memory.ports * cfg.beat_bytes * hz)
+    return {"kind": kind, "cycles": int(result.cycles), "latency_s": result.cycles / hz,
             "energy_j": s["energy"]["total_pj"] * 1e-12, "macs": int(macs),
             "hbm_bytes": int(s["hbm"]["bytes_read"] + s["hbm"]["bytes_written"]),
             "l3_hit_rate": s["l3"]["hit_rate"] if s.get("l3") else None, "wall_s": round(float(s["wall_s"]), 4),
+            # the roofline of what ran: MACs per second of the engines it had, bytes per second of HBM or the ports
+            "peak_macs_per_s": cfg.macs_per_cycle * engines * hz, "peak_bytes_per_s": roof_bytes,
             **_meta(item)}
 
 
@@ -70,4 +82,4 @@ def evaluate(plan, point: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-__all__ = ["evaluate", "run_workload"]
+__all__ = ["compile_entry", "evaluate", "run_workload"]

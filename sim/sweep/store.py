@@ -77,7 +77,9 @@ class Store:
             raise SweepError([f"--out: {str(folder)!r} is in use by another sweep (allowed: a folder no running "
                               "sweep writes)"]) from None
         meta = {"name": plan.name, "digest": plan.digest(), "strategy": plan.sweep.strategy,
-                "objectives": plan.objectives}
+                "objectives": plan.objectives, "axes": [a.path for a in plan.axes],
+                "workloads": [w.label() for w in plan.workloads], "base": plan.base.name,
+                "sweep": plan.sweep.model_dump(mode="json")}
         meta_path = folder / META
         if meta_path.exists():
             old = json.loads(meta_path.read_text())
@@ -162,6 +164,7 @@ def records(folder: Path) -> list[dict[str, Any]]:
         for label, run in (a.get("workloads") or {}).items():
             row.update({f"{label}.{k}": v for k, v in run.items()})
         row["wall_s"] = a.get("wall_s")
+        row["finished_at"] = t.datetime_complete.isoformat() if t.datetime_complete else None
         rows.append(row)
     return rows
 
