@@ -241,6 +241,24 @@ def test_serving_in_arrival_ordered_batches_equals_one_call():
     assert (whole >= r["arrival"] + HbmTiming.of(DEFAULT).hit_read_cycles).all()
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_serve_units_equals_serve_call_for_call(seed):
+    """The scalar path the AXI ports take (one cycle, one direction, a few accesses) gives serve's completions and
+    counters, over a long random mix of bursts, unaligned starts, reads and writes."""
+    rng = np.random.default_rng(seed)
+    a, b = HbmModel(DEFAULT), HbmModel(DEFAULT)
+    cycle = 0
+    for _ in range(400):
+        cycle += int(rng.integers(0, 40))
+        n = int(rng.integers(1, 5))
+        addresses = (rng.integers(0, 1 << 24, size=n) * int(rng.choice([1, 16, 32]))).tolist()
+        sizes = rng.integers(1, 129, size=n).tolist()
+        write = bool(rng.random() < 0.3)
+        want = a.serve(make_requests(np.asarray(addresses), np.asarray(sizes), cycle, write)).tolist()
+        assert b.serve_units(cycle, write, addresses, sizes) == want
+    assert a.stats == b.stats
+
+
 # ---- address map ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("interleave", [None, 64, 256, 1024])

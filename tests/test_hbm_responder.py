@@ -204,6 +204,9 @@ class InstantHbm:
     def serve(self, requests):
         return np.asarray(requests["arrival"], dtype=np.int64)
 
+    def serve_units(self, arrival, is_write, addresses, sizes):
+        return [arrival] * len(addresses)
+
     def reset(self):
         pass
 

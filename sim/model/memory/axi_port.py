@@ -66,7 +66,7 @@ from typing import Any
 import numpy as np
 
 from hwgen.spec.config import HwConfig
-from sim.model.memory.hbm import HbmModel, make_requests
+from sim.model.memory.hbm import HbmModel
 
 READ, WRITE = 0, 1
 KINDS = ("read", "write")
@@ -177,7 +177,7 @@ class HbmPorts:
     def write(self, cycle: int, port: int, address: int, beats: int) -> int:
         """Write burst complete at the port in ``cycle``: the first cycle its BVALID may be high."""
         done, _ = self._serve(cycle, port, address, beats, WRITE)
-        ready = max(int(done.max()), cycle + 1)
+        ready = max(max(done), cycle + 1)
         self._account(port, cycle, beats, WRITE, ready)
         return ready
 
@@ -189,7 +189,7 @@ class HbmPorts:
         """``write`` followed by the port's B channel with no stalls: the cycle of the B handshake."""
         return self.b[port].take(self.write(cycle, port, address, beats))
 
-    def _serve(self, cycle: int, port: int, address: int, beats: int, kind: int) -> tuple[np.ndarray, list[int]]:
+    def _serve(self, cycle: int, port: int, address: int, beats: int, kind: int) -> tuple[list[int], list[int]]:
         what = f"{KINDS[kind]}(cycle={cycle}, port={port}, address={address}, beats={beats})"
         for name, value, low, high in (("cycle", cycle, 0, None), ("port", port, 0, self.ports - 1),
                                        ("address", address, 0, None), ("beats", beats, 1, MAX_BEATS)):
@@ -209,10 +209,9 @@ class HbmPorts:
         B, U = self.beat_bytes, self.unit_bytes
         start = address - address % B
         end = start + beats * B
-        units = np.arange(start // U, (end - 1) // U + 1, dtype=np.int64)
-        lo = np.maximum(units * U, start)
-        hi = np.minimum((units + 1) * U, end)
-        done = self.hbm.serve(make_requests(lo, hi - lo, cycle + self.controller_cycles, kind == WRITE))
+        lo = [max(u * U, start) for u in range(start // U, (end - 1) // U + 1)]
+        sizes = [min((a // U + 1) * U, end) - a for a in lo]
+        done = self.hbm.serve_units(cycle + self.controller_cycles, kind == WRITE, lo, sizes)
         first = start // U
         group = [(start + k * B) // U - first for k in range(beats)]
         return done, group
