@@ -13,7 +13,9 @@ Every table runs the same programs on the RTL (Verilator) and the cycle model an
 9. HBM bandwidth one LOAD unit achieves streaming, against the port's and the HBM's peak;
 10. the L3: average memory access time with and without it, and its hit rate, on named DMA traces;
 11-13. the ASA scheduler on DAG programs (``sim/bench_scheduler.py``);
-14-16. FPGA resources and FMAX per preset, sparse vs dense in time on the ULX3S (``sim/bench_fpga.py``).
+14-16. FPGA resources and FMAX per preset, sparse vs dense in time on the ULX3S (``sim/bench_fpga.py``);
+17-19. design-space sweeps: points per hour, the model against Verilator on a MiniLM layer, ``--verify-top``
+   (``sim/bench_sweep.py``).
 """
 from __future__ import annotations
 
@@ -365,6 +367,8 @@ def main(preset: str = "default", out: Path = Path("results") / "bench.json") ->
     ok &= scheduler.rtl_check()
     from sim import bench_fpga
     ok &= bench_fpga.run(bench)
+    from sim import bench_sweep
+    ok &= bench_sweep.run(bench)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(bench.record, indent=2) + "\n")
     bench.console.print(f"sim cycles == RTL cycles everywhere and goals met: {'yes' if ok else 'NO'}; wrote {out}")
