@@ -327,3 +327,12 @@ def test_hypervolume_of_a_known_front():
     assert hypervolume_2d([(0.0, 0.0)], (1.0, 1.0)) == 1.0
     assert hypervolume_2d([(0.5, 0.0), (0.0, 0.5), (0.6, 0.6)], (1.0, 1.0)) == pytest.approx(0.75)
     assert hypervolume_2d([(2.0, 0.0)], (1.0, 1.0)) == 0.0
+
+
+def test_the_docs_name_every_metric_strategy_and_workload_kind():
+    from golden.generators.library import KINDS
+    from sim.sweep.metrics import METRICS
+    from sim.sweep.spec import STRATEGIES
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "sweeps.md").read_text()
+    missing = [name for name in (*METRICS, *STRATEGIES, *KINDS) if f"`{name}`" not in doc]
+    assert not missing, f"docs/sweeps.md does not mention {missing}"
