@@ -580,8 +580,9 @@ def sweep(sweep_file: Path = typer.Argument(..., help="a sweep YAML file (see sw
           build_root: str | None = typer.Option(None, "--build-root", help=BUILD_ROOT_HELP)):
     """Run a design-space sweep on the cycle model: every point's config, each workload compiled and run, its
     metrics; stored as each point finishes (OUT/study.journal, an Optuna journal), so a killed sweep started again
-    loses nothing; then OUT/points.csv and OUT/points.parquet with the Pareto set marked, and the Pareto points'
-    configs in OUT/configs/ (dsa generate --config takes them)."""
+    loses nothing; then OUT/points.csv and OUT/points.parquet with the Pareto set marked, the Pareto points'
+    configs in OUT/configs/ (dsa generate --config takes them) and the report (OUT/report.html, report.md,
+    plots/; dsa report writes it again with other options)."""
     from sim.sweep import runner
     from sim.sweep.display import SweepProgress, pareto_table
     from sim.sweep.spec import load as load_sweep
@@ -600,6 +601,12 @@ def sweep(sweep_file: Path = typer.Argument(..., help="a sweep YAML file (see sw
               f"-> {folder}/", markup=False)
     if any(r.get("pareto") for r in summary.rows):
         out.print(pareto_table(summary.rows, plan.objectives))
+    verified = _verify_sweep(plan, folder, verify_top, root) if verify_top else True
+    from sim.sweep import report as sweep_report
+    with Stages().shown() as stage:
+        stage("writing the report")
+        files = sweep_report.write(folder)
+    out.print(f"report: {files['html']} ({len(files) - 2} plots)", markup=False)
     if summary.errors:
         log = folder / "errors.log"
         log.write_text("".join(f"point {r['point']}: {r['error']}\n{r.get('traceback', '')}\n"
@@ -607,18 +614,20 @@ def sweep(sweep_file: Path = typer.Argument(..., help="a sweep YAML file (see sw
         error_lines([f"{len(summary.errors)} point(s) failed inside the model (tracebacks in {log}; the other "
                      "points are stored)"])
         raise typer.Exit(3)
-    if verify_top:
-        _verify_sweep(plan, folder, verify_top, root)
+    if not verified:
+        error_lines([f"RTL outputs differ from the golden model's (see {folder / 'verify.json'})"])
+        raise typer.Exit(1)
 
 
-def _verify_sweep(plan, folder: Path, k: int, root: Path) -> None:
+def _verify_sweep(plan, folder: Path, k: int, root: Path) -> bool:
+    """``--verify-top``: the table of the RTL runs; False if an RTL output differs from golden."""
     from sim.sweep.verify_top import verify_top
     with Stages().shown() as stage:
         checked = verify_top(plan, folder, k, root, stage)
     if not checked:
         err.print(f"warning: --verify-top {k}: the sweep has no feasible Pareto point, nothing to run on Verilator",
                   markup=False, soft_wrap=True)
-        return
+        return True
     points = len({v["trial"] for v in checked})
     table = Table(title=f"the {points} best Pareto point(s) on Verilator (of --verify-top {k})")
     for col in ("trial", "config", "workload", "sim cycles", "RTL cycles", "difference", "outputs"):
@@ -627,9 +636,7 @@ def _verify_sweep(plan, folder: Path, k: int, root: Path) -> None:
         table.add_row(str(v["trial"]), v["config_digest"], v["workload"], str(v["sim_cycles"]), str(v["rtl_cycles"]),
                       f"{v['difference']:+.2%}", _mark(v["outputs_equal"]))
     out.print(table)
-    if not all(v["outputs_equal"] for v in checked):
-        error_lines([f"RTL outputs differ from the golden model's (see {folder / 'verify.json'})"])
-        raise typer.Exit(1)
+    return all(v["outputs_equal"] for v in checked)
 
 
 @app.command()

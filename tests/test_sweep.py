@@ -132,6 +132,7 @@ def test_grid_end_to_end_stores_what_the_model_says(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "small: 6 points (0 finished before), ran 6: 4 ok, 2 invalid, 0 errors" in " ".join(proc.stdout.split())
     out = tmp_path / "out"
+    assert (out / "report.html").is_file() and (out / "plots" / "pareto_latency_s_energy_j.png").is_file()
     rows = rows_of(out)
     assert len(rows) == 6 and len({(r["axis.scheduler.engines"], r["axis.engine.lanes"]) for r in rows}) == 6
     bad = [r for r in rows if r["status"] == "invalid"]

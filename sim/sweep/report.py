@@ -173,6 +173,8 @@ def write(folder: Path, axis: str | None = None) -> dict[str, Path]:
         row["pareto"] = flag
     plots_dir = folder / "plots"
     plots_dir.mkdir(exist_ok=True)
+    for old in plots_dir.glob("*.png"):      # a report's plots are this report's only (an earlier --axis goes)
+        old.unlink()
     plots = _plot_fronts(plt, rows, objectives, plots_dir) if len(objectives) > 1 else []
     hv_path, hv = _plot_hypervolume(plt, rows, objectives, plots_dir)
     plots += [p for p in (hv_path, _plot_axis(plt, rows, workloads, axis, plots_dir),
