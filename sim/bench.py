@@ -332,7 +332,7 @@ class MemoryBench:
         one = config.changed(cfg, {"memory": {"outstanding": 1}})
         loaded, alone = amat_bench(cfg), amat_bench(one)
         t = self.bench.table(f"10. L3 ({cfg.l3.bytes >> 20} MiB, {cfg.l3.ways} ways, {cfg.l3.mshrs} MSHRs, hit "
-                             f"{cfg.l3.hit_cycles} cycles) on {cfg.build_name}: AMAT per 1 KiB burst with and "
+                             f"{cfg.l3_hit_cycles} cycles) on {cfg.build_name}: AMAT per 1 KiB burst with and "
                              "without it, in cycles (model, cycle-exact with the L3 RTL)", "DMA trace", "bursts",
                              "hit rate", f"{cfg.memory.outstanding} in flight: L3", "no L3", "change",
                              "1 in flight: L3", "no L3", "change")

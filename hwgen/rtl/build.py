@@ -97,7 +97,7 @@ def _l3_text(cfg: HwConfig) -> str:
         f"in {P} slices of {c.bytes // P} B, one in front of each HBM port (slice i holds the lines of port i's "
         "interleave chunks)")
     return (f"L3: {c.bytes} B, {c.ways} ways, {c.line_bytes}-byte lines, {c.banks} banks, {c.mshrs} MSHRs, "
-            f"{c.replacement}, {c.write_policy}, bypass {c.bypass}, hit {c.hit_cycles} cycles, {where}. After "
+            f"{c.replacement}, {c.write_policy}, bypass {c.bypass}, hit {cfg.l3_hit_cycles} cycles, {where}. After "
             "reset it clears its tags; `l3_ready` rises when it is done: offer the first task then. `l3_hits`, "
             "`l3_misses`, `l3_evictions`, `l3_writebacks` count line accesses since reset"
             + (" (all slices)" if P > 1 else "") + ". Its tag and data arrays are the RAM modules in the `*.v` "

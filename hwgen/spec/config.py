@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from importlib import resources
 from pathlib import Path
@@ -236,7 +237,8 @@ class L3Config(_Section):
     write_policy: Literal["write_back", "write_through"] = Field("write_back")
     bypass: Literal["none", "streaming"] = Field("none", description="streaming: loads marked read-once skip "
                                                  "allocation (they still hit lines already present)")
-    hit_cycles: int = Field(8, ge=1, le=64, description="tag + data access of a hit (a large SRAM is far away)")
+    hit_cycles: int | None = Field(None, ge=1, le=256, description="tag + data access of a hit; unset: derived from "
+                                   "one slice's size and the clock (a big SRAM is far away: hwgen/spec/costs.py)")
 
     @field_validator("bytes")
     @classmethod
@@ -272,7 +274,8 @@ class EnergyConfig(_Section):
     mac_pj: float = Field(0.3, ge=0, description="int8 multiply (0.2) + int32 accumulate (0.1)")
     l1_pj_per_64b: float = Field(20.0, ge=0, description="64-bit read or write of a 32 KB SRAM bank")
     out_pj_per_64b: float = Field(20.0, ge=0, description="64-bit access of the output buffer")
-    l3_pj_per_64b: float = Field(100.0, ge=0, description="64-bit access of a 1 MB SRAM array")
+    l3_pj_per_64b: float | None = Field(None, ge=0, description="64-bit access of the L3's array; unset: derived "
+                                        "from one slice's size (hwgen/spec/costs.py, Horowitz's SRAM figures)")
 
 
 class ClockConfig(_Section):
@@ -404,6 +407,30 @@ class HwConfig(_Section):
     @property
     def axi_id_bits(self) -> int:
         return max(1, (self.memory.outstanding - 1).bit_length())
+
+    @property
+    def l3_slice_bytes(self) -> int:
+        """The capacity of one L3 slice (one per HBM port): the array one request reaches."""
+        return self.l3.bytes // self.memory.ports
+
+    @property
+    def l3_hit_cycles(self) -> int:
+        """``l3.hit_cycles``, or where it is unset the SRAM latency of one slice at this clock
+        (``costs.sram_latency_ns``), at least the RTL cache's shortest path."""
+        if self.l3.hit_cycles is not None:
+            return self.l3.hit_cycles
+        from hwgen.spec.costs import sram_latency_ns
+        from hwgen.spec.l3 import MIN_HIT_CYCLES
+        return max(MIN_HIT_CYCLES, math.ceil(round(sram_latency_ns(self.l3_slice_bytes) * self.clock.mhz / 1000, 9)))
+
+    @property
+    def l3_pj_per_64b(self) -> float:
+        """``energy.l3_pj_per_64b``, or where it is unset the energy of a 64-bit access to one slice's array
+        (``costs.sram_pj_per_64b``)."""
+        if self.energy.l3_pj_per_64b is not None:
+            return self.energy.l3_pj_per_64b
+        from hwgen.spec.costs import sram_pj_per_64b
+        return sram_pj_per_64b(self.l3_slice_bytes)
 
     @property
     def macs_per_cycle(self) -> int:

@@ -68,8 +68,9 @@ class L3Timing:
         if c.line_bytes > BOUNDARY_BYTES or c.line_bytes // B > MAX_INCR_BEATS:
             raise ValueError(f"l3.line_bytes: {c.line_bytes} is not allowed by the RTL cache: must be <= "
                              f"{BOUNDARY_BYTES} and <= {MAX_INCR_BEATS} beats (one AXI burst per line)")
-        if c.hit_cycles < MIN_HIT_CYCLES:
-            raise ValueError(f"l3.hit_cycles: {c.hit_cycles} is not allowed by the RTL cache: must be >= "
+        hit = cfg.l3_hit_cycles
+        if hit < MIN_HIT_CYCLES:
+            raise ValueError(f"l3.hit_cycles: {hit} is not allowed by the RTL cache: must be >= "
                              f"{MIN_HIT_CYCLES} (its shortest AR-to-RVALID path)")
         out = cfg.memory.outstanding
         slices = cfg.memory.ports
@@ -77,8 +78,8 @@ class L3Timing:
         if sets < c.banks:
             raise ValueError(f"l3.bytes: {c.bytes} is too small for {slices} slices (memory.ports): each must hold "
                              f"one set per bank ({c.banks})")
-        return cls(line_beats=c.line_bytes // B, sets=sets, ways=c.ways, mshrs=c.mshrs, hit_cycles=c.hit_cycles,
-                   hit_delay=c.hit_cycles - MIN_HIT_CYCLES, line_queue=max(2 * c.mshrs, 4),
+        return cls(line_beats=c.line_bytes // B, sets=sets, ways=c.ways, mshrs=c.mshrs, hit_cycles=hit,
+                   hit_delay=hit - MIN_HIT_CYCLES, line_queue=max(2 * c.mshrs, 4),
                    request_fifo=2 * out, w_fifo=2 * out * cfg.memory.burst_beats, response_fifo=4, banks=c.banks,
                    init_cycles=sets // c.banks, pending_writes=max(2 * c.mshrs, 4), slices=slices,
                    slice_shift=cfg.memory.interleave_bytes.bit_length() - 1)

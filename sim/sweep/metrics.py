@@ -3,7 +3,8 @@ that computes a point's metrics from its workloads' runs and its config.
 
 Per workload the cycle model gives cycles and its energy report; a point adds them up over its workloads
 (``latency_s`` is the time to run every workload once, one after another) and adds what depends on the config
-alone (the FPGA resources of ``sim.fpga.resource_model``, fitted to Yosys on ECP5).
+alone (the ASIC area of ``sim.model.area``, the FPGA resources of ``sim.fpga.resource_model``, fitted to Yosys
+on ECP5).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 from hwgen.spec.config import HwConfig
 from sim.fpga.parts import BOARDS as PARTS_OF_BOARDS
+from sim.model.area import area_mm2
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,8 @@ METRICS = {
     "energy_j": Metric("minimize", "J", "sum of the workloads' energy (sim/model/memory/energy.py)"),
     "edp": Metric("minimize", "J*s", "energy x latency"),
     "macs_per_s": Metric("maximize", "MAC/s", "useful MACs of every workload / latency_s"),
+    "area_mm2": Metric("minimize", "mm2", "ASIC area at 45 nm of the MAC lanes and every SRAM (sim/model/area.py)"),
+    "macs_per_s_per_mm2": Metric("maximize", "MAC/s/mm2", "throughput per area: macs_per_s / area_mm2"),
     "lut": Metric("minimize", "LUT4", "ECP5 LUTs of the chip, predicted by the fitted resource model"),
     "ff": Metric("minimize", "FF", "ECP5 flip-flops, predicted"),
     "dsp": Metric("minimize", "MULT18X18D", "ECP5 multipliers, predicted"),
@@ -55,8 +59,10 @@ def point_metrics(cfg: HwConfig, runs: dict[str, dict[str, Any]]) -> dict[str, f
     latency = cycles / (cfg.clock.mhz * 1e6)
     energy = sum(r["energy_j"] for r in runs.values())
     macs = sum(r["macs"] for r in runs.values())
+    area = area_mm2(cfg)
+    throughput = macs / latency if latency else 0.0
     out = {"latency_s": latency, "cycles": cycles, "energy_j": energy, "edp": energy * latency,
-           "macs_per_s": macs / latency if latency else 0.0}
+           "macs_per_s": throughput, "area_mm2": area, "macs_per_s_per_mm2": throughput / area}
     out.update(fpga_resources(cfg))
     return out
 

@@ -40,7 +40,7 @@ def energy_report(cfg: HwConfig, stats: dict[str, Any]) -> dict[str, Any]:
                                    ("out", "out_read_bytes", "out_write_bytes", e.out_pj_per_64b)):
         r, w = int(stats.get(read, 0)), int(stats.get(write, 0))
         levels[level] = {"bytes_read": r, "bytes_written": w, "pj": (_words(r) + _words(w)) * pj}
-    for level, pj_of in (("l3", lambda moved: _words(moved) * e.l3_pj_per_64b),
+    for level, pj_of in (("l3", lambda moved: _words(moved) * cfg.l3_pj_per_64b),
                          ("hbm", lambda moved: moved * 8 * cfg.memory.hbm.pj_per_bit)):
         s = stats.get(level) or {}
         r, w = int(s.get("bytes_read", 0)), int(s.get("bytes_written", 0))

@@ -102,9 +102,10 @@ Statistics (``stats``)
 ``bytes_read`` / ``bytes_written`` (beats x beat_bytes asked for), ``mshr_stall_cycles``,
 ``queue_stall_cycles``, ``amat_cycles`` (mean of ready - call cycle: the last R beat of a read, the B of a
 write) and ``amat_ns``, ``bandwidth_gbytes_per_s`` (bytes over first call .. last ready). Energy:
-``l3_energy_pj = energy.l3_pj_per_64b`` per 64 bits moved into or out of the data array (``array_bytes``: read
-hit beats, write beats into a present line, ``line_bytes`` per allocating fill and per write-back, flushes
-included), plus the HBM's own ``hbm_*`` counters since this object was made or reset, ``energy_pj`` their sum.
+``l3_energy_pj = HwConfig.l3_pj_per_64b`` (``energy.l3_pj_per_64b``, or derived from the size) per 64 bits
+moved into or out of the data array (``array_bytes``: read hit beats, write beats into a present line,
+``line_bytes`` per allocating fill and per write-back, flushes included), plus the HBM's own ``hbm_*`` counters
+since this object was made or reset, ``energy_pj`` their sum.
 
 ``amat_bench(cfg)`` times named DMA-like traces with and without the cache (see its docstring).
 """
@@ -617,7 +618,7 @@ class L3Ports:
         span = end - first if first is not None else 0
         moved = n["bytes_read"] + n["bytes_written"]
         amat = n.pop("latency_sum") / n["requests"] if n["requests"] else 0.0
-        l3_pj = n["array_bytes"] * 8 / 64 * self.cfg.energy.l3_pj_per_64b
+        l3_pj = n["array_bytes"] * 8 / 64 * self.cfg.l3_pj_per_64b
         hbm_pj = hbm["energy_pj"] - base["energy_pj"]
         mhz = self.cfg.clock.mhz
         n.update(
