@@ -578,11 +578,9 @@ def sweep(sweep_file: Path = typer.Argument(..., help="a sweep YAML file (see sw
           verify_top: int = typer.Option(0, "--verify-top", min=0, max=64, help="then run the K best Pareto points "
                                          "on Verilator and report their cycle difference (OUT/verify.json)"),
           build_root: str | None = typer.Option(None, "--build-root", help=BUILD_ROOT_HELP)):
-    """Run a design-space sweep on the cycle model: every point's config, each workload compiled and run, its
-    metrics; stored as each point finishes (OUT/study.journal, an Optuna journal), so a killed sweep started again
-    loses nothing; then OUT/points.csv and OUT/points.parquet with the Pareto set marked, the Pareto points'
-    configs in OUT/configs/ (dsa generate --config takes them) and the report (OUT/report.html, report.md,
-    plots/; dsa report writes it again with other options)."""
+    """Run a design-space sweep on the cycle model and find its Pareto set: each point stored as it finishes (an
+    Optuna journal; a killed sweep started again loses nothing), then points.csv and points.parquet, the Pareto
+    points' configs (configs/) and the report (report.html, plots/) in the results folder."""
     from sim.sweep import runner
     from sim.sweep.display import SweepProgress, pareto_table
     from sim.sweep.spec import load as load_sweep
@@ -643,9 +641,9 @@ def _verify_sweep(plan, folder: Path, k: int, root: Path) -> bool:
 def report(sweep_dir: Path = typer.Argument(..., help="a sweep's results folder (dsa sweep --out)"),
            axis: str | None = typer.Option(None, "--axis", help="the axis to plot speedup and energy against "
                                            "(default: the sweep's first)")):
-    """Write SWEEP_DIR/report.md and SWEEP_DIR/report.html: the Pareto set with its config files, the Verilator check
-    of its best points (dsa sweep --verify-top), and plots in SWEEP_DIR/plots/ (Pareto fronts, hypervolume over the
-    sweep, speedup and energy against an axis, a roofline per workload)."""
+    """Write a sweep's report again (SWEEP_DIR/report.md, report.html): the Pareto set with its config files, the
+    Verilator check of its best points, and plots (Pareto fronts, hypervolume, speedup and energy against an axis,
+    rooflines)."""
     from sim.sweep import report as sweep_report
     from sim.sweep.store import JOURNAL, META
     if not (sweep_dir / META).is_file() or not (sweep_dir / JOURNAL).is_file():
