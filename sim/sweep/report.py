@@ -49,6 +49,13 @@ def _scaled(rows, objectives):
             for v in vals]
 
 
+def _save(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _plot_fronts(plt, rows, objectives, folder: Path) -> list[Path]:
     paths = []
     pairs = [(objectives[i], objectives[j]) for i in range(len(objectives)) for j in range(i + 1, len(objectives))]
@@ -72,10 +79,7 @@ def _plot_fronts(plt, rows, objectives, folder: Path) -> list[Path]:
         ax.legend(fontsize=8)
         ax.set_title(f"Pareto front: {x} vs {y}")
         path = folder / f"pareto_{x}_{y}.png"
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(_save(plt, fig, path))
     return paths
 
 
@@ -91,11 +95,7 @@ def _plot_hypervolume(plt, rows, objectives, folder: Path) -> tuple[Path | None,
     ax.set_xlabel("feasible points finished")
     ax.set_ylabel(f"hypervolume ({objectives[0]}, {objectives[1]} scaled)")
     ax.set_title("hypervolume of the front over the sweep")
-    path = folder / "hypervolume.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path, hv[-1]
+    return _save(plt, fig, folder / "hypervolume.png"), hv[-1]
 
 
 def _plot_axis(plt, rows, workloads, axis: str, folder: Path) -> Path | None:
@@ -116,11 +116,7 @@ def _plot_axis(plt, rows, workloads, axis: str, folder: Path) -> Path | None:
     ax2.set_yscale("log")
     ax1.legend(fontsize=7)
     fig.suptitle(f"each value of {axis}: its best point per workload")
-    path = folder / f"axis_{axis.replace('.', '_')}.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, folder / f"axis_{axis.replace('.', '_')}.png")
 
 
 def _plot_rooflines(plt, rows, workloads, folder: Path) -> Path | None:
@@ -143,11 +139,7 @@ def _plot_rooflines(plt, rows, workloads, folder: Path) -> Path | None:
         ax.set_ylabel("useful MAC/s")
         ax.set_title(w, fontsize=9)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = folder / "roofline.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, folder / "roofline.png")
 
 
 def _order(v):
