@@ -73,7 +73,7 @@ class SweepBench:
         from sim.rtl.runner import run_rtl_batch
         from sim.sweep.evaluate import compile_entry
         cfg = config.load("default")
-        program, _ = compile_entry(cfg, MiniLM(**LAYER))
+        program, _, _ = compile_entry(cfg, MiniLM(**LAYER))
         model_s = float("inf")
         for _ in range(3):                       # the best of three: what a sweep's warm worker sees
             start = time.perf_counter()

@@ -158,3 +158,16 @@ def test_a_layer_runs_on_the_model_as_compiled():
     cfg = config.load("tiny")
     run = run_workload(cfg, entry(kind="minilm", part="scores"))
     assert run["kind"] == "layer" and run["cycles"] > 0 and run["energy_j"] > 0 and 0.5 < run["cosine"] < 1.0
+
+
+@pytest.mark.parametrize("kind", ["moe", "multimodal", "mha_gating"])
+def test_dag_entries_default_to_their_generators_defaults(kind):
+    import inspect
+
+    from golden.generators import dags
+    fields = entry(kind=kind).arguments()
+    params = inspect.signature(getattr(dags, kind)).parameters
+    assert set(fields) <= set(params)
+    for name, value in fields.items():
+        if params[name].default is not inspect.Parameter.empty:
+            assert value == params[name].default, name

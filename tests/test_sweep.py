@@ -160,6 +160,17 @@ def test_grid_end_to_end_stores_what_the_model_says(tmp_path):
                                                                             r["metric.energy_j"]) for o in table)
 
 
+def test_random_points_are_distinct_and_seeded(tmp_path):
+    text = GOOD.replace("strategy: grid", "strategy: random\ntrials: 5").replace(
+        "engine.lanes: [8, 16, 32]", "engine.lanes: [8, 16, 32]\n  clock.mhz: {low: 50, high: 80, step: 10}")
+    plan = load(write(tmp_path, text))
+    points = plan.points()
+    assert len(points) == 5 and len({json.dumps(p, sort_keys=True) for p in points}) == 5
+    assert points == load(write(tmp_path, text, "again.yaml")).points()
+    small = load(write(tmp_path, text.replace("trials: 5", "trials: 100"), "small.yaml"))
+    assert len(small.points()) == small.grid_size() == 2 * 3 * 4       # every combination, once
+
+
 # ---- Optuna ----
 
 TPE = GOOD.replace("strategy: grid", "strategy: tpe\ntrials: 6\nseed: 5").replace(

@@ -20,7 +20,9 @@ Entries (``kind``):
 ``file``        DAG    a workload YAML (``hwgen.spec.workload.load``), relative to the sweep file
 ==============  =====  ====================================================================================
 
-Builds are deterministic (seeded) and cached per process, so a sweep builds each workload once per worker.
+Builds are deterministic (seeded) and cached per process, so a sweep builds each workload once per worker. The
+DAG entries pass their fields to the generators by name; their defaults are the generators' own (a test keeps
+them equal: importing the generators here would load torch into every ``dsa`` command).
 """
 from __future__ import annotations
 
@@ -76,6 +78,10 @@ class _Entry(BaseModel):
 
     def build(self) -> Layer | Workload:
         return _build(self)
+
+    def arguments(self) -> dict[str, Any]:
+        """The fields a generator takes, by name (everything but ``kind`` and ``name``)."""
+        return self.model_dump(exclude={"kind", "name"})
 
     def _make(self) -> Layer | Workload:
         raise NotImplementedError
@@ -212,8 +218,7 @@ class Moe(_Entry):
 
     def _make(self) -> Workload:
         from golden.generators.dags import moe
-        return moe(self.seed, self.tokens, self.dim, self.ffn, self.experts, self.k, self.capacity_factor,
-                   self.tile_rows)
+        return moe(**self.arguments())
 
 
 class Multimodal(_Entry):
@@ -227,7 +232,7 @@ class Multimodal(_Entry):
 
     def _make(self) -> Workload:
         from golden.generators.dags import multimodal
-        return multimodal(self.seed, self.vision_density, self.text_density, self.depth, self.rows, self.dim)
+        return multimodal(**self.arguments())
 
 
 class MhaGating(_Entry):
@@ -241,7 +246,7 @@ class MhaGating(_Entry):
 
     def _make(self) -> Workload:
         from golden.generators.dags import mha_gating
-        return mha_gating(self.seed, self.tokens, self.dim, self.heads, self.head_dim, density=self.density)
+        return mha_gating(**self.arguments())
 
 
 class File(_Entry):

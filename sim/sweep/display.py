@@ -17,14 +17,12 @@ class SweepProgress:
     def __init__(self, console: Console, name: str):
         self.console, self.name = console, name
         self.counts = {"ok": 0, "invalid": 0, "error": 0}
-        self.t0, self.first, self.last_tenth = time.perf_counter(), None, -1
+        self.t0, self.last_tenth = time.perf_counter(), -1
         self._progress = self._task = None
 
     def __call__(self, done: int, total: int, record: dict[str, Any] | None) -> None:
-        if record is not None:
+        if record is not None:          # points finished before this run are not part of the rate
             self.counts[record["status"]] += 1
-        elif self.first is None:
-            self.first = done      # finished before this run: not part of the rate
         ran = sum(self.counts.values())
         rate = ran / (time.perf_counter() - self.t0) * 3600 if ran else 0.0
         counts = f"{self.counts['invalid']} invalid, {self.counts['error']} errors, {rate:,.0f} points/h"

@@ -18,28 +18,28 @@ REFUSED = (hwconfig.ConfigError, OperandError, WorkloadError)   # what a design 
 
 def compile_entry(cfg: hwconfig.HwConfig, entry):
     """A library workload's program for ``cfg``: a layer for one engine with its operands in HBM (tiled), a DAG for
-    the whole chip. Returns (program, "layer" or "dag")."""
+    the whole chip. Returns (program, "layer" or "dag", the built workload)."""
     from golden.generators.library import Layer
     from hwgen.compiler.dag import compile_workload
     from hwgen.compiler.tiling import compile_matmul_hbm
     item = entry.build()
     if isinstance(item, Layer):
-        return compile_matmul_hbm(cfg, item.a, item.b, item.kernel, item.a_format, item.threshold, nm=item.nm), "layer"
-    return compile_workload(cfg, item), "dag"
+        return (compile_matmul_hbm(cfg, item.a, item.b, item.kernel, item.a_format, item.threshold, nm=item.nm),
+                "layer", item)
+    return compile_workload(cfg, item), "dag", item
 
 
 def run_workload(cfg: hwconfig.HwConfig, entry) -> dict[str, Any]:
     """Compile one library workload for ``cfg`` and run it on the cycle model (cycles, energy, no outputs)."""
     from sim.model.chip import ChipModel
     from sim.model.engine import EngineModel
-    program, kind = compile_entry(cfg, entry)
+    program, kind, item = compile_entry(cfg, entry)
     if kind == "layer":
         result = EngineModel(cfg).run(program, outputs=False)
         macs = program.work()["useful_macs"]
     else:
         result = ChipModel(cfg).run(program, outputs=False)
         macs = result.stats.get("lane_macs", 0) - result.stats.get("gated_macs", 0)
-    item = entry.build()
     s = result.stats
     hz = cfg.clock.mhz * 1e6
     engines = 1 if kind == "layer" else cfg.scheduler.engines

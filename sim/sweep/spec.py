@@ -122,30 +122,33 @@ class Plan:
         return self.sweep.name
 
     def grid_size(self) -> int:
+        """Combinations of the axes' values (ranges without a step count as one: only a grid needs the count)."""
         n = 1
         for a in self.axes:
-            n *= len(a.grid())
+            n *= len(a.grid()) if a.values is not None or a.step is not None else 1
         return n
 
     def points(self) -> list[dict[str, Any]]:
-        """The points of a grid or random sweep, in a fixed order: path -> value."""
+        """The points of a grid or random sweep, in a fixed order: path -> value. Random points are distinct:
+        ``trials`` of them, or every combination when there are fewer."""
         if self.sweep.strategy == "grid":
             return [dict(zip((a.path for a in self.axes), combo, strict=True))
                     for combo in itertools.product(*(a.grid() for a in self.axes))]
         import numpy as np
         rng = np.random.default_rng(self.sweep.seed)
-        out = []
-        for _ in range(self.sweep.trials or 0):
+        finite = all(a.values is not None or a.step is not None for a in self.axes)
+        wanted = min(self.sweep.trials or 0, self.grid_size()) if finite else self.sweep.trials or 0
+        out: dict[str, dict[str, Any]] = {}                 # distinct points, in the order first drawn
+        while len(out) < wanted:
             point = {}
             for a in self.axes:
-                if a.values is not None:
-                    point[a.path] = a.values[int(rng.integers(len(a.values)))]
-                elif a.step is not None:
-                    point[a.path] = a.grid()[int(rng.integers(len(a.grid())))]
+                if a.values is not None or a.step is not None:
+                    choices = a.grid()
+                    point[a.path] = choices[int(rng.integers(len(choices)))]
                 else:
                     point[a.path] = float(rng.uniform(a.low, a.high))
-            out.append(point)
-        return out
+            out.setdefault(json.dumps(point, sort_keys=True), point)
+        return list(out.values())
 
     def config(self, point: dict[str, Any]) -> hwconfig.HwConfig:
         """The config of a point (``ConfigError`` if the combination is refused)."""
